@@ -1,0 +1,55 @@
+"""Entry point of a ``dbutils.notebook.run`` child: ``python -m nbflow.child``.
+
+Reads a JSON request on stdin (notebook, arguments, timeout, output path, the caller's context),
+runs the notebook, and prints the task summary as one JSON line on stdout. It watches the
+process that started it: if that caller dies, the child stops its own kernel and exits, so a
+killed parent leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from .errors import NbflowError
+
+
+def _watch_parent(pid: int) -> None:
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != pid:
+            os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt: the run cancels and cleans up
+            return
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.read())
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    from .params import Param
+    from .runner import run_notebook
+
+    ctx = request.get("context") or {}
+    arguments = {k: Param(v, "dbutils.notebook.run") for k, v in (request.get("arguments") or {}).items()}
+    try:
+        result = run_notebook(
+            request["notebook"],
+            arguments,
+            output_path=request.get("output_path"),
+            timeout=request.get("timeout"),
+            run_id=ctx.get("run_id") or None,
+            context=ctx,
+        )
+    except NbflowError as exc:
+        print(json.dumps({"status": "FAILED", "output": request.get("output_path"),
+                          "error": {"cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)}}))
+        return 1
+    print(json.dumps(result.task_summary()))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

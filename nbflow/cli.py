@@ -1,0 +1,151 @@
+"""The ``nbflow`` command line: thin commands that map NbflowError to exit codes.
+
+Exit codes: 0 success, 1 a notebook failed or timed out, 2 bad usage or bad input,
+3 the environment could not run the work (no kernel), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import NbflowError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"nbflow: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn an NbflowError into one line on stderr and its exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NbflowError as exc:
+            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nbflow")
+def cli() -> None:
+    """Run Databricks notebooks locally, the way Databricks runs them."""
+
+
+@cli.command()
+@click.argument("notebook", type=click.Path(path_type=Path))
+@click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter (widget value and, with a parameters cell, a typed variable). Repeatable.")
+@click.option("-f", "--parameters-file", type=click.Path(path_type=Path), metavar="FILE",
+              help="YAML or JSON mapping of parameters; -p values win over it.")
+@click.option("--output-dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Where the executed notebook and run.json go [default: processed/<run-id>].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S",
+              help="Stop the notebook after S seconds (status TIMEDOUT).")
+@click.option("--log-output", is_flag=True, help="Stream the notebook's output to stderr as it runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout.")
+@handle_errors
+def run(
+    notebook: Path,
+    params: Sequence[str],
+    parameters_file: Path | None,
+    output_dir: Path | None,
+    timeout: float | None,
+    log_output: bool,
+    as_json: bool,
+) -> None:
+    """Run NOTEBOOK (.ipynb or Databricks source .py) in a fresh kernel."""
+    from . import params as params_mod
+    from .runner import new_run_id, project_dir, run_notebook, summary, write_run_json
+
+    layers = []
+    if parameters_file is not None:
+        layers.append(params_mod.load_params_file(parameters_file))
+    layers.append(params_mod.parse_cli_params(params))
+    parameters = params_mod.merge(*layers)
+    run_id = new_run_id()
+    folder = (output_dir or project_dir() / "processed" / run_id).resolve()
+    if log_output:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    result = run_notebook(notebook, parameters, output_dir=folder, timeout=timeout, run_id=run_id,
+                          log_output=log_output)
+    write_run_json(result, folder)
+    for warning in result.warnings:
+        click.echo(f"nbflow: warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(summary(result, folder), indent=2))
+    else:
+        _print_run(result)
+    if not result.ok:
+        sys.exit(130 if result.status == "CANCELED" else 1)
+
+
+def _print_run(result: Any) -> None:
+    duration = f"{result.duration_s:.1f} s" if result.duration_s is not None else "?"
+    if result.ok:
+        exit_text = "" if result.exit_value is None else f", exit value {_clip(result.exit_value)!r}"
+        click.echo(f"{result.status} {result.notebook} ({duration}{exit_text})")
+        click.echo(f"  executed notebook: {result.output}")
+        return
+    error = result.error
+    where = ""
+    if error is not None:
+        cell = "" if error.cell_index is None else f" at cell {error.cell_index}"
+        where = f"{cell}: {error.ename}: {_clip(error.evalue)}"
+    click.echo(f"nbflow: {result.status} {result.notebook}{where} (executed notebook: {result.output})", err=True)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@cli.command()
+@click.argument("executed", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def inspect(executed: Path, as_json: bool) -> None:
+    """Show what an nbflow run recorded in an EXECUTED notebook."""
+    from .results import read_result
+
+    result = read_result(executed)
+    data = {
+        "notebook": result.notebook,
+        "output": result.output,
+        "status": result.status,
+        "exit_value": result.exit_value,
+        "exit_truncated": result.exit_truncated,
+        "parameters": result.parameters,
+        "variables": result.variables,
+        "task_values": result.task_values,
+        "error": None if result.error is None else result.error.summary(),
+        "cells": result.cells,
+        "children": result.children,
+        "duration_s": result.duration_s,
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    from .inspect_view import render
+
+    render(data)
+
+
+def main() -> None:
+    cli(prog_name="nbflow")

@@ -1,0 +1,473 @@
+"""nbflow's papermill engine: the only module that imports papermill and nbclient.
+
+``papermill in.ipynb out.ipynb --engine nbflow`` and :func:`nbflow.run_notebook` both end up
+here. The engine starts a fresh kernel (this interpreter's, so nbflow's runtime is there),
+installs the Databricks runtime in it, runs the cells through nbclient, and records what
+happened in the executed notebook's ``nbflow`` metadata: status, the failing cell, the exit
+value, captured variables, task values, parameters and ``dbutils.notebook.run`` children.
+It stops the kernel whatever happens: success, failure, timeout, dead kernel, Ctrl-C.
+
+papermill loads its engines' entry points when it is first imported, this module's included;
+so this module imports papermill only inside functions, and :class:`NbflowEngine` follows
+papermill's engine protocol (``execute_notebook``, ``nb_kernel_name``, ``nb_language``)
+without subclassing ``papermill.engines.Engine``: importing ``nbflow.engine`` first, or
+papermill first, both work.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+
+from .errors import KernelStartError
+from .results import (
+    CANCELED,
+    FAILED,
+    PAYLOAD_KEY,
+    SUCCESS,
+    TIMEDOUT,
+    CellError,
+    NotebookResult,
+    cell_timings,
+    child_results,
+    user_cells,
+)
+from .runtime.context import RunContext
+
+log = logging.getLogger("nbflow")
+
+KERNEL_NAME = "nbflow-python"
+EXIT_ENAME = "NotebookExit"
+STATE_TIMEOUT_S = 30.0
+BOOTSTRAP = "__import__('nbflow.runtime', fromlist=['install']).install({context!r})"
+STATE_EXPRESSION = "__import__('nbflow.runtime', fromlist=['state_json']).state_json()"
+
+
+def kernel_python() -> str:
+    """The interpreter kernels run on: ``NBFLOW_KERNEL_PYTHON``, else this one."""
+    return os.environ.get("NBFLOW_KERNEL_PYTHON") or sys.executable
+
+
+class _KernelSpecs(KernelSpecManager):  # type: ignore[misc]
+    """One kernel spec, this interpreter's ipykernel, whatever the notebook's metadata names.
+
+    A notebook exported from Databricks names no usable kernel, and a user-level ``python3``
+    spec may point at an interpreter without nbflow; the cluster decides the runtime, as on
+    Databricks.
+    """
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(
+            argv=[kernel_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            display_name="Python 3 (nbflow)",
+            language="python",
+            env={"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+        )
+
+
+def _transport(folder: str | None) -> dict[str, str]:
+    """Unix sockets where there are any: no TCP port to take, nothing reachable from the network."""
+    if folder is not None:
+        return {"transport": "ipc", "ip": os.path.join(folder, "kernel")}
+    return {}
+
+
+@dataclass
+class Outcome:
+    status: str = SUCCESS
+    error: CellError | None = None
+    stopped_at: int | None = None  # notebook cell index where execution stopped
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class NbflowNotebookClient(NotebookClient):  # type: ignore[misc]
+    """nbclient's client driven cell by cell through papermill's execution manager.
+
+    Databricks' stop rules apply: ``dbutils.notebook.exit`` ends the run successfully, an error
+    fails it, the notebook's deadline times it out; the runtime is installed before any cell.
+    """
+
+    def __init__(
+        self,
+        nb_man: Any,
+        context: RunContext,
+        deadline: float | None,
+        kernel_log: IO[str] | None,
+        **kwargs: Any,
+    ) -> None:
+        self._socket_dir = (
+            tempfile.mkdtemp(prefix="nbflow-kernel-") if sys.platform.startswith(("linux", "darwin")) else None
+        )
+        km = AsyncKernelManager(
+            kernel_name=KERNEL_NAME, kernel_spec_manager=_KernelSpecs(), **_transport(self._socket_dir)
+        )
+        self.stream_file: IO[str] | None = kwargs.pop("stream_file", None)
+        super().__init__(nb_man.nb, km=km, **kwargs)
+        self.nb_man = nb_man
+        self.context = context
+        self.deadline = deadline
+        self.kernel_log = kernel_log
+        self.timeout_func = self._remaining
+        self.outcome = Outcome()
+
+    def _remaining(self, cell: Any = None) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(self.deadline - time.monotonic(), 0.01)
+
+    def execute(self, **kwargs: Any) -> NotebookNode:
+        self.reset_execution_trackers()
+        started = False
+        cm = self.setup_kernel(cleanup_kc=True, stdout=self.kernel_log, stderr=self.kernel_log)
+        try:
+            cm.__enter__()
+        except Exception as exc:
+            self._remove_sockets()
+            raise KernelStartError(f"could not start a Python kernel ({kernel_python()}): {exc}") from exc
+        started = True
+        try:
+            self._run(self._bootstrap)
+            self.outcome = self._execute_cells()
+            self.outcome.state = self._collect_state()
+        finally:
+            if started:
+                if self.outcome.status != SUCCESS:
+                    self.shutdown_kernel = "immediate"
+                cm.__exit__(None, None, None)
+                self._remove_sockets()
+        return self.nb
+
+    def _remove_sockets(self) -> None:
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    def process_message(self, *args: Any, **kwargs: Any) -> Any:
+        output = super().process_message(*args, **kwargs)
+        self.nb_man.autosave_cell()  # long cells are saved as they go, as papermill does
+        if output is not None and self.stream_file is not None and output.get("output_type") == "stream":
+            self.stream_file.write(output.get("text", ""))
+            self.stream_file.flush()
+        return output
+
+    def _run(self, func: Any, *args: Any) -> Any:
+        """Call an async method from this synchronous client, as nbclient's own wrappers do."""
+        return run_sync(func)(*args)
+
+    async def _bootstrap(self) -> None:
+        reply = await self.kc.execute_interactive(
+            BOOTSTRAP.format(context=self.context.to_json()),
+            silent=True,
+            store_history=False,
+            timeout=60,
+            output_hook=lambda msg: None,
+        )
+        content = reply["content"]
+        if content.get("status") != "ok":
+            raise KernelStartError(
+                f"nbflow's runtime failed to load in the kernel ({kernel_python()}): "
+                f"{content.get('ename')}: {content.get('evalue')}"
+            )
+
+    async def _state(self) -> dict[str, Any]:
+        reply = await self.kc.execute_interactive(
+            "",
+            silent=True,
+            store_history=False,
+            user_expressions={"state": STATE_EXPRESSION},
+            timeout=STATE_TIMEOUT_S,
+            output_hook=lambda msg: None,
+        )
+        result = reply["content"].get("user_expressions", {}).get("state", {})
+        if result.get("status") != "ok":
+            raise RuntimeError(f"{result.get('ename')}: {result.get('evalue')}")
+        state: dict[str, Any] = __import__("json").loads(ast.literal_eval(result["data"]["text/plain"]))
+        return state
+
+    def _collect_state(self) -> dict[str, Any]:
+        """Ask the kernel for exit value, variables and task values; empty if it cannot answer."""
+        try:
+            if self.outcome.status in (TIMEDOUT, CANCELED):
+                # The kernel is still busy with the cell that was stopped.
+                self._run(self.km.interrupt_kernel)
+            if not self._run(self.km.is_alive):
+                return {}
+            return self._run(self._state)  # type: ignore[no-any-return]
+        except Exception as exc:
+            log.warning("could not read the notebook's variables: %s", exc)
+            return {}
+
+    def _execute_cells(self) -> Outcome:
+        outcome = Outcome()
+        cells = self.nb.cells
+        user_index = {id(cell): index for index, cell in user_cells(self.nb)}
+        for index, cell in enumerate(cells):
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                outcome = self._stop(TIMEDOUT, index, "TimeoutError", "the notebook's timeout expired", user_index)
+                break
+            try:
+                self.nb_man.cell_start(cell, index)
+                self.execute_cell(cell, index)
+            except CellExecutionError as exc:
+                if exc.ename == EXIT_ENAME:
+                    _show_exit(cells[index])
+                    outcome = Outcome(SUCCESS, stopped_at=index)
+                else:
+                    self.nb_man.cell_exception(cells[index], cell_index=index, exception=exc)
+                    outcome = Outcome(
+                        FAILED,
+                        CellError(user_index.get(id(cells[index])), exc.ename, exc.evalue, _traceback(cells[index])),
+                        index,
+                    )
+                break
+            except CellTimeoutError:
+                outcome = self._stop(TIMEDOUT, index, "TimeoutError", "the notebook's timeout expired", user_index)
+                break
+            except DeadKernelError:
+                code = self._kernel_exit_code()
+                outcome = self._stop(
+                    FAILED, index, "DeadKernelError", f"the kernel died while running this cell{code}", user_index
+                )
+                break
+            except KeyboardInterrupt:
+                outcome = self._stop(CANCELED, index, "KeyboardInterrupt", "the run was cancelled", user_index)
+                break
+            finally:
+                self.nb_man.cell_complete(cells[index], cell_index=index)
+        if outcome.stopped_at is not None:
+            if outcome.status == SUCCESS:
+                meta = cells[outcome.stopped_at].metadata.papermill
+                meta["exception"], meta["status"] = False, "completed"
+            for cell in cells[outcome.stopped_at + 1:]:
+                cell.metadata.papermill["status"] = "skipped"
+        return outcome
+
+    def _stop(self, status: str, index: int, ename: str, evalue: str, user_index: dict[int, int]) -> Outcome:
+        cell = self.nb.cells[index]
+        self.nb_man.cell_exception(cell, cell_index=index)
+        return Outcome(status, CellError(user_index.get(id(cell)), ename, evalue), index)
+
+    def _kernel_exit_code(self) -> str:
+        try:
+            code = self._run(self.km.provisioner.poll) if self.km and self.km.provisioner else None
+        except Exception:
+            code = None
+        return f" (exit code {code})" if code is not None else ""
+
+
+def _show_exit(cell: NotebookNode) -> None:
+    """Replace the NotebookExit error output by the "Notebook exited: ..." line Databricks shows."""
+    outputs = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error" and output.get("ename") == EXIT_ENAME:
+            text = "\n".join(output.get("traceback") or [])
+            output = NotebookNode(output_type="stream", name="stdout", text=text + "\n")
+        outputs.append(output)
+    cell.outputs = outputs
+
+
+def _traceback(cell: NotebookNode) -> list[str]:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return list(output.get("traceback") or [])
+    return []
+
+
+class NbflowEngine:
+    """The papermill engine registered as ``nbflow`` (entry point ``papermill.engine``)."""
+
+    @classmethod
+    def nb_kernel_name(cls, nb: NotebookNode, name: str | None = None) -> str:
+        return name or KERNEL_NAME
+
+    @classmethod
+    def nb_language(cls, nb: NotebookNode, language: str | None = None) -> str:
+        return language or "python"
+
+    @classmethod
+    def execute_notebook(
+        cls,
+        nb: NotebookNode,
+        kernel_name: str,
+        output_path: str | None = None,
+        progress_bar: bool = True,
+        log_output: bool = False,
+        autosave_cell_every: int = 30,
+        **kwargs: Any,
+    ) -> NotebookNode:
+        """papermill's engine entry: wrap the notebook in its execution manager, then run it."""
+        from papermill.engines import NotebookExecutionManager
+
+        nb_man = NotebookExecutionManager(
+            nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+            autosave_cell_every=autosave_cell_every,
+        )
+        nb_man.notebook_start()
+        try:
+            cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+        finally:
+            nb_man.cleanup_pbar()
+            nb_man.notebook_complete()
+        return nb_man.nb
+
+    @classmethod
+    def execute_managed_notebook(
+        cls,
+        nb_man: Any,
+        kernel_name: str,
+        log_output: bool = False,
+        stdout_file: Any = None,
+        stderr_file: Any = None,
+        start_timeout: int = 60,
+        execution_timeout: float | None = None,
+        input_path: Any = None,
+        nbflow_context: RunContext | None = None,
+        nbflow_timeout: float | None = None,
+        nbflow_parameters: dict[str, dict[str, Any]] | None = None,
+        nbflow_kernel_log: str | None = None,
+        **kwargs: Any,
+    ) -> NotebookNode:
+        nb = nb_man.nb
+        passed = nb.metadata.get("papermill", {}).get("parameters") or {}
+        if nbflow_context is None:
+            # Plain papermill: the notebook's papermill parameters are its widget values too.
+            from .params import widget_string
+
+            nbflow_context = RunContext(
+                notebook_path=str(Path(input_path).resolve()) if isinstance(input_path, str) else "",
+                output_path=str(Path(nb_man.output_path).resolve()) if nb_man.output_path else None,
+                arguments={k: widget_string(v) for k, v in passed.items()},
+                python=kernel_python(),
+                project_dir=os.getcwd(),
+                dbfs_root=str(Path(os.getcwd(), ".nbflow", "dbfs")),
+            )
+        if nbflow_parameters is None:
+            nbflow_parameters = {k: {"value": v, "source": "papermill"} for k, v in passed.items()}
+        timeout = nbflow_timeout if nbflow_timeout is not None else execution_timeout
+        deadline = time.monotonic() + timeout if timeout else None
+        started = dt.datetime.now(dt.timezone.utc)
+        log_file = open(nbflow_kernel_log, "a", encoding="utf-8") if nbflow_kernel_log else None  # noqa: SIM115
+        client = NbflowNotebookClient(
+            nb_man,
+            context=nbflow_context,
+            deadline=deadline,
+            kernel_log=log_file,
+            startup_timeout=start_timeout,
+            log=log,
+            stream_file=stdout_file if stdout_file is not None else (sys.stderr if log_output else None),
+        )
+        try:
+            client.execute()
+        finally:
+            if log_file is not None:
+                log_file.close()
+            ended = dt.datetime.now(dt.timezone.utc)
+            _record(nb, client.outcome, nbflow_context, nbflow_parameters, started, ended)
+        return nb
+
+
+def _record(
+    nb: NotebookNode,
+    outcome: Outcome,
+    context: RunContext,
+    parameters: dict[str, dict[str, Any]],
+    started: dt.datetime,
+    ended: dt.datetime,
+) -> None:
+    """Write the ``nbflow`` payload into the notebook's metadata."""
+    state = outcome.state
+    exit_info = state.get("exit") or {}
+    params = {name: dict(entry) for name, entry in parameters.items()}
+    for name, widget in (state.get("widgets") or {}).items():
+        if name not in params:
+            params[name] = {"value": widget["value"], "source": "widget default"}
+    warnings = [
+        f"parameter {name!r} was passed but the notebook has no widget or parameter of that name"
+        for name in state.get("unused_arguments") or []
+        if name not in _parameter_cell_names(nb)
+    ]
+    children_dir = None
+    if context.output_path:
+        out = Path(context.output_path)
+        children_dir = out.with_name(out.stem + ".children")
+    result = NotebookResult(
+        notebook=context.notebook_path,
+        output=context.output_path,
+        status=outcome.status,
+        exit_value=exit_info.get("value"),
+        exit_truncated=bool(exit_info.get("truncated", False)),
+        variables=state.get("variables") or {},
+        parameters=params,
+        task_values=state.get("task_values") or {},
+        error=outcome.error,
+        cells=cell_timings(nb),
+        children=child_results(children_dir) if children_dir else [],
+        warnings=warnings,
+        run_id=context.run_id,
+        task_key=context.task_key,
+        start_time=started.isoformat(),
+        end_time=ended.isoformat(),
+        duration_s=(ended - started).total_seconds(),
+    )
+    nb.metadata[PAYLOAD_KEY] = result.to_payload()
+
+
+def _parameter_cell_names(nb: NotebookNode) -> set[str]:
+    from .notebooks import parameters_cell_names
+
+    return parameters_cell_names(nb)
+
+
+def execute(
+    nb: NotebookNode,
+    output_path: Path,
+    context: RunContext,
+    inject: dict[str, Any] | None,
+    parameters: dict[str, dict[str, Any]],
+    timeout: float | None,
+    kernel_log: Path | None,
+    log_output: bool = False,
+) -> None:
+    """Run a notebook through papermill with this engine, writing it to ``output_path``.
+
+    A failing notebook is not an error here: its outcome is in the written notebook's metadata.
+    """
+    import papermill
+    from papermill.engines import papermill_engines
+    from papermill.exceptions import PapermillExecutionError
+
+    # The entry point registers the engine when nbflow is installed; this covers a source tree.
+    papermill_engines.register("nbflow", NbflowEngine)
+
+    try:
+        papermill.execute_notebook(
+            nb,
+            str(output_path),
+            parameters=inject or None,
+            engine_name="nbflow",
+            kernel_name=KERNEL_NAME,
+            language="python",
+            progress_bar=False,
+            stdout_file=sys.stderr if log_output else None,
+            nbflow_context=context,
+            nbflow_timeout=timeout,
+            nbflow_parameters=parameters,
+            nbflow_kernel_log=str(kernel_log) if kernel_log else None,
+        )
+    except PapermillExecutionError:
+        pass  # papermill saved the notebook (with its error banner) before raising

@@ -1,0 +1,124 @@
+"""The one exception tree of nbflow.
+
+Every error nbflow raises on purpose derives from :class:`NbflowError`. The CLI maps the
+``exit_code`` of each branch to the process exit code::
+
+    NbflowError                      (exit 1)
+    ├── InputError                   (exit 2: bad usage or bad input, nothing ran)
+    │   ├── NotebookNotFound
+    │   ├── NotebookFormatError
+    │   └── ParameterError
+    ├── EnvironmentFailure           (exit 3: the machine could not run the work)
+    │   └── KernelStartError
+    └── NotebookRuntimeError         raised inside a kernel by the Databricks runtime
+        ├── InputWidgetNotDefined    (also a KeyError: dbutils.widgets.get on an unknown name)
+        ├── WorkflowException        (dbutils.notebook.run: the child failed or timed out)
+        ├── TaskValueError           (dbutils.jobs.taskValues misuse; also a ValueError)
+        ├── SecretNotFound           (also a KeyError)
+        └── DbfsError                (dbutils.fs failures; also an OSError)
+
+A notebook that fails is not an exception of nbflow: it is a result with status ``FAILED``.
+The CLI turns that result into exit code 1.
+
+All exceptions keep their constructor arguments in ``args`` so they survive pickling across
+processes (papermill and nbclient both had to fix unpicklable errors).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NbflowError(Exception):
+    """Root of every error nbflow raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(NbflowError):
+    """Bad usage or bad input, found before anything ran."""
+
+    exit_code = 2
+
+
+class NotebookNotFound(InputError):
+    """A notebook path that does not name an existing notebook."""
+
+
+class NotebookFormatError(InputError):
+    """A file that is not a notebook, or a notebook that cannot be parsed."""
+
+
+class ParameterError(InputError):
+    """A parameter given with bad syntax or a bad value."""
+
+
+class EnvironmentFailure(NbflowError):
+    """The machine could not run the work (no kernel, no interpreter...)."""
+
+    exit_code = 3
+
+
+class KernelStartError(EnvironmentFailure):
+    """A Jupyter kernel could not be started."""
+
+
+class NotebookRuntimeError(NbflowError):
+    """Raised inside a notebook kernel by nbflow's Databricks runtime."""
+
+
+class InputWidgetNotDefined(NotebookRuntimeError, KeyError):
+    """``dbutils.widgets.get`` (or ``remove``) of a widget that does not exist."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        # Databricks shows the Java class name in the message; user code tests for it.
+        return f"com.databricks.dbutils_v1.InputWidgetNotDefined: No input widget named {self.name} is defined"
+
+
+class WorkflowException(NotebookRuntimeError):
+    """``dbutils.notebook.run`` could not return an exit value: the child failed or timed out.
+
+    Attributes: ``path`` (the child notebook), ``status`` (``FAILED``/``TIMEDOUT``/``CANCELED``),
+    ``error`` (the child's failing cell as ``{"cell_index", "ename", "evalue"}`` or None) and
+    ``output_path`` (the child's executed notebook, kept for inspection).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        path: str = "",
+        status: str = "FAILED",
+        error: dict[str, Any] | None = None,
+        output_path: str | None = None,
+    ) -> None:
+        super().__init__(message, path, status, error, output_path)
+        self.message = message
+        self.path = path
+        self.status = status
+        self.error = error
+        self.output_path = output_path
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TaskValueError(NotebookRuntimeError, ValueError):
+    """A task value that is not JSON, too large, or looked up where it does not exist."""
+
+
+class SecretNotFound(NotebookRuntimeError, KeyError):
+    """``dbutils.secrets.get`` of a scope or key that the local secret store does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "secret not found"
+
+
+class DbfsError(NotebookRuntimeError, OSError):
+    """A ``dbutils.fs`` operation that failed (missing path, existing file, directory without recurse)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "dbutils.fs error"

@@ -1,0 +1,143 @@
+"""Parameters: where each value comes from, which one wins, and how it reaches the notebook.
+
+A run's parameters come from, lowest precedence first:
+
+1. the notebook's own defaults (widget defaults, or the cell tagged ``parameters``),
+2. ``parameters=`` given to the Python API (source ``api``),
+3. a parameters file, ``-f params.yaml`` (source ``file:<path>``),
+4. ``-p NAME=VALUE`` on the command line (source ``cli``).
+
+Every value reaches the notebook twice, the two ways users know: as a widget value for
+``dbutils.widgets.get`` (always a string, as on Databricks) and, when the notebook has a cell
+tagged ``parameters``, as a typed Python variable injected after it (papermill's way).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ParameterError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter value and where it came from."""
+
+    value: Any
+    source: str
+
+    @property
+    def widget_value(self) -> str:
+        return widget_string(self.value)
+
+
+def widget_string(value: Any) -> str:
+    """The string a widget sees for a typed value: JSON spelling for non-strings.
+
+    ``True`` becomes ``"true"`` and ``[1, 2]`` becomes ``"[1, 2]"``, as job parameters typed in
+    JSON reach a Databricks notebook; ``None`` becomes ``""``.
+    """
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def infer_type(text: str) -> Any:
+    """Type of a ``-p`` value as papermill's CLI infers it: int, float, bool, None, else str."""
+    if text in ("True", "true"):
+        return True
+    if text in ("False", "false"):
+        return False
+    if text in ("None", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_cli_params(items: Iterable[str]) -> dict[str, Param]:
+    """Parse ``NAME=VALUE`` strings from ``-p``; the raw text is kept as the widget value."""
+    params: dict[str, Param] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParameterError(f"-p {item!r}: expected NAME=VALUE")
+        check_name(name, f"-p {item!r}")
+        params[name] = CliParam(infer_type(raw), "cli", raw)
+    return params
+
+
+@dataclass(frozen=True)
+class CliParam(Param):
+    """A ``-p`` value: typed for injection, but the widget sees exactly what was typed."""
+
+    raw: str = ""
+
+    @property
+    def widget_value(self) -> str:
+        return self.raw
+
+
+def load_params_file(path: str | Path) -> dict[str, Param]:
+    """Read a YAML or JSON mapping of parameter names to values."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParameterError(f"parameters file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParameterError(f"{path}: cannot read parameters ({exc})".replace("\n", " ")) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: parameters file must hold a mapping of NAME: VALUE")
+    source = f"file:{path}"
+    params: dict[str, Param] = {}
+    for name, value in data.items():
+        check_name(str(name), f"{path}: parameter {name!r}")
+        params[str(name)] = Param(value, source)
+    return params
+
+
+def from_mapping(values: Mapping[str, Any] | None, source: str) -> dict[str, Param]:
+    params: dict[str, Param] = {}
+    for name, value in (values or {}).items():
+        if isinstance(value, Param):
+            params[name] = value
+            continue
+        check_name(name, f"parameter {name!r}")
+        params[name] = Param(value, source)
+    return params
+
+
+def merge(*layers: Mapping[str, Param]) -> dict[str, Param]:
+    """Merge parameter layers; later layers win."""
+    merged: dict[str, Param] = {}
+    for layer in layers:
+        merged.update(layer)
+    return merged
+
+
+def check_name(name: str, where: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ParameterError(
+            f"{where}: bad parameter name (letters, digits, '_', '-' and '.', not starting with a digit)"
+        )

@@ -1,0 +1,167 @@
+"""Results live in the executed notebook: the ``nbflow`` metadata payload, written and read.
+
+The engine writes ``nb.metadata["nbflow"]`` (a versioned payload) into every executed notebook;
+:func:`read_result` reads it back into a :class:`NotebookResult`, so anyone can pull exit
+values and variables out of ``processed/`` later.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+
+from .errors import NotebookFormatError, NotebookNotFound
+
+PAYLOAD_KEY = "nbflow"
+PAYLOAD_VERSION = 1
+# Cells that nbflow or papermill add to an executed notebook; user cell indexes skip them.
+ADDED_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag")
+
+SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
+
+
+@dataclass
+class CellError:
+    """Where and why a notebook stopped: the user cell index (0-based), error name and message."""
+
+    cell_index: int | None
+    ename: str
+    evalue: str
+    traceback: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"cell_index": self.cell_index, "ename": self.ename, "evalue": self.evalue}
+
+
+@dataclass
+class NotebookResult:
+    """What one notebook run produced."""
+
+    notebook: str
+    output: str | None
+    status: str
+    exit_value: str | None = None
+    exit_truncated: bool = False
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_values: dict[str, Any] = field(default_factory=dict)
+    error: CellError | None = None
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    children: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    run_id: str = ""
+    task_key: str = ""
+    start_time: str | None = None
+    end_time: str | None = None
+    duration_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+    def variable(self, name: str) -> Any:
+        """The JSON value of a captured variable (KeyError if absent or not JSON)."""
+        entry = self.variables[name]
+        if "value" not in entry:
+            raise KeyError(f"variable {name!r} ({entry['type']}) has no JSON value; its repr is {entry['repr']!r}")
+        return entry["value"]
+
+    def task_summary(self) -> dict[str, Any]:
+        """One entry of the ``tasks`` list of the ``--json`` summary."""
+        return {
+            "task_key": self.task_key,
+            "notebook": self.notebook,
+            "status": self.status,
+            "exit_value": self.exit_value,
+            "output": self.output,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "error": None if self.error is None else self.error.summary(),
+        }
+
+    def to_payload(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("output")
+        return {"version": PAYLOAD_VERSION, **data}
+
+
+def user_cells(nb: NotebookNode) -> list[tuple[int, NotebookNode]]:
+    """The notebook's own cells with their user index, skipping cells papermill or nbflow added."""
+    out = []
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if any(t in tags for t in ADDED_CELL_TAGS):
+            continue
+        out.append((len(out), cell))
+    return out
+
+
+def cell_timings(nb: NotebookNode) -> list[dict[str, Any]]:
+    """Per user cell: index, type, status and duration, from papermill's cell metadata."""
+    rows = []
+    for index, cell in user_cells(nb):
+        meta = cell.get("metadata", {}).get("papermill", {})
+        status = meta.get("status") or "pending"
+        if status == "pending":
+            status = "not run"
+        rows.append(
+            {"index": index, "cell_type": cell.cell_type, "status": status, "duration_s": meta.get("duration")}
+        )
+    return rows
+
+
+def result_from_notebook(nb: NotebookNode, output: str | None) -> NotebookResult:
+    payload = nb.get("metadata", {}).get(PAYLOAD_KEY)
+    if not isinstance(payload, dict):
+        raise NotebookFormatError(f"{output}: not a notebook executed by nbflow (no 'nbflow' metadata)")
+    version = payload.get("version")
+    if version != PAYLOAD_VERSION:
+        raise NotebookFormatError(f"{output}: nbflow metadata version {version} is not supported (expected 1)")
+    fields = {k: v for k, v in payload.items() if k in NotebookResult.__dataclass_fields__}
+    error = fields.pop("error", None)
+    result = NotebookResult(**{**fields, "output": output})
+    result.error = CellError(**error) if error else None
+    # Timings are read from the cells themselves so they survive an interrupted run.
+    result.cells = cell_timings(nb)
+    return result
+
+
+def read_result(executed_path: str | Path) -> NotebookResult:
+    """Read what an nbflow run recorded in an executed notebook."""
+    path = Path(executed_path)
+    if not path.is_file():
+        raise NotebookNotFound(f"executed notebook not found: {path}")
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # nbformat raises several unrelated types for bad documents
+        raise NotebookFormatError(f"{path}: not a valid .ipynb file ({exc})") from exc
+    return result_from_notebook(nb, str(path))
+
+
+def child_results(children_dir: Path) -> list[dict[str, Any]]:
+    """Summaries of the ``dbutils.notebook.run`` children saved under a parent's output."""
+    rows = []
+    if not children_dir.is_dir():
+        return rows
+    for path in sorted(children_dir.glob("*.ipynb")):
+        try:
+            child = read_result(path)
+        except (NotebookFormatError, NotebookNotFound, json.JSONDecodeError):
+            rows.append({"output": str(path), "status": "UNKNOWN"})
+            continue
+        rows.append(
+            {
+                "notebook": child.notebook,
+                "output": str(path),
+                "status": child.status,
+                "exit_value": child.exit_value,
+                "duration_s": child.duration_s,
+                "parameters": {k: v.get("value") for k, v in child.parameters.items()},
+                "error": None if child.error is None else child.error.summary(),
+            }
+        )
+    return rows

@@ -1,0 +1,120 @@
+"""Running one notebook: parameters, output folder, the engine, and the result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import params as params_mod
+from .notebooks import has_parameters_cell, read_notebook
+from .params import Param
+from .results import NotebookResult, read_result
+from .runtime.context import RunContext
+
+DEFAULT_OUTPUT_ROOT = "processed"
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus random hex."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def project_dir() -> Path:
+    """The project nbflow works in: ``NBFLOW_PROJECT_DIR``, else the current directory."""
+    return Path(os.environ.get("NBFLOW_PROJECT_DIR") or os.getcwd()).resolve()
+
+
+def dbfs_root(project: Path) -> Path:
+    return Path(os.environ.get("NBFLOW_DBFS_ROOT") or project / ".nbflow" / "dbfs").resolve()
+
+
+def secrets_file(project: Path) -> Path | None:
+    named = os.environ.get("NBFLOW_SECRETS_FILE")
+    if named:
+        return Path(named).resolve()
+    for name in ("secrets.yaml", "secrets.yml", "secrets.json"):
+        candidate = project / ".nbflow" / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def run_notebook(
+    path: str | Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    output_dir: str | Path | None = None,
+    output_path: str | Path | None = None,
+    timeout: float | None = None,
+    run_id: str | None = None,
+    task_key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    log_output: bool = False,
+) -> NotebookResult:
+    """Run one notebook in a fresh kernel with the Databricks runtime, and return its result.
+
+    ``parameters`` maps names to values (a value may be a :class:`nbflow.params.Param` that
+    carries its source). The executed notebook goes to ``output_path``, else to
+    ``<output_dir>/<notebook stem>.ipynb``, else to ``processed/<run_id>/``. A notebook that
+    fails or times out is a result with that status, not an exception; bad input raises an
+    :class:`nbflow.errors.InputError`, and a kernel that cannot start a ``KernelStartError``.
+    """
+    from . import engine  # heavy (papermill); imported only when something runs
+
+    source = Path(path)
+    nb = read_notebook(source)
+    run_id = run_id or new_run_id()
+    project = project_dir()
+    if output_path is None:
+        folder = Path(output_dir) if output_dir is not None else project / DEFAULT_OUTPUT_ROOT / run_id
+        output_path = folder / (source.stem + ".ipynb")
+    output = Path(output_path).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    passed: dict[str, Param] = params_mod.from_mapping(parameters, "api")
+    inject = None
+    if has_parameters_cell(nb):
+        inject = {name: p.value for name, p in passed.items() if name.isidentifier()}
+    extra = dict(context or {})
+    ctx = RunContext(
+        notebook_path=str(source.resolve()),
+        output_path=str(output),
+        run_id=run_id,
+        task_key=task_key or source.stem,
+        arguments={name: p.widget_value for name, p in passed.items()},
+        project_dir=str(project),
+        dbfs_root=str(dbfs_root(project)),
+        secrets_file=str(secrets_file(project) or "") or None,
+        python=engine.kernel_python(),
+    )
+    for key in ("project_dir", "dbfs_root", "secrets_file", "job_task_values", "depth", "python"):
+        if key in extra:
+            setattr(ctx, key, extra[key])
+    recorded = {name: {"value": p.value, "source": p.source} for name, p in passed.items()}
+    kernel_log = output.with_suffix(".kernel.log")
+    engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, log_output=log_output)
+    if kernel_log.exists() and kernel_log.stat().st_size == 0:
+        kernel_log.unlink()
+    return read_result(output)
+
+
+def write_run_json(result: NotebookResult, output_dir: Path) -> Path:
+    """``run.json`` beside the executed notebook: the ``--json`` summary of the run."""
+    path = output_dir / "run.json"
+    path.write_text(json.dumps(summary(result, output_dir), indent=2), encoding="utf-8")
+    return path
+
+
+def summary(result: NotebookResult, output_dir: Path) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "output_dir": str(output_dir),
+        "start_time": result.start_time,
+        "end_time": result.end_time,
+        "tasks": [result.task_summary()],
+    }

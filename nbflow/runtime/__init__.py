@@ -1,0 +1,110 @@
+"""nbflow's Databricks runtime, imported inside each notebook kernel.
+
+The engine calls :func:`install` once, right after the kernel starts, with the run's context
+as JSON; it puts ``dbutils``, ``display``, ``displayHTML`` and ``getArgument`` in the user
+namespace, registers the Databricks magics, and arms output redaction for secrets. At the end
+of the run the engine asks :func:`state_json` for the exit value, variables and task values.
+
+This package imports nothing heavy: the kernel must start about as fast as a plain one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .context import RunContext
+from .notebook import NotebookExit, truncate_exit
+from .session import Session
+
+__all__ = ["NotebookExit", "RunContext", "Session", "current", "install", "state_json"]
+
+_session: Session | None = None
+
+
+def current() -> Session:
+    """The runtime session of this kernel (installs a default one outside nbflow)."""
+    global _session
+    if _session is None:
+        _session = Session(RunContext())
+    return _session
+
+
+def install(context_json: str) -> None:
+    """Set up the Databricks runtime in the running IPython kernel."""
+    global _session
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    session = Session(RunContext.from_json(context_json))
+    _session = session
+    names = {
+        "dbutils": session.dbutils,
+        "display": display,
+        "displayHTML": displayHTML,
+        "getArgument": session.dbutils.widgets.getArgument,
+    }
+    shell.user_ns.update(names)
+    shell.user_ns_hidden.update(names)
+    from . import magics
+
+    magics.register(shell, session)
+    shell.set_custom_exc((NotebookExit,), _on_exit)
+    _redact_outputs(shell, session)
+
+
+def _on_exit(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
+    """``dbutils.notebook.exit``: remember the value and show it instead of a traceback."""
+    session = current()
+    text = value.value if isinstance(value, NotebookExit) else str(value)
+    session.exit_value, session.exit_truncated = truncate_exit(text)
+    shown = session.exit_value if len(session.exit_value) <= 1000 else session.exit_value[:1000] + "..."
+    return [f"Notebook exited: {shown}"]
+
+
+def _redact_outputs(shell: Any, session: Session) -> None:
+    """Wrap the kernel's message sender so every output is redacted before it leaves."""
+    kernel = getattr(shell, "kernel", None)
+    sender = getattr(kernel, "session", None)
+    if sender is None or getattr(sender, "_nbflow_redacting", False):
+        return
+    original = sender.send
+    redactor = session.redactor
+
+    def send(stream: Any, msg_or_type: Any, content: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if redactor.active:
+            if isinstance(msg_or_type, dict):
+                msg_or_type = {**msg_or_type, "content": redactor.deep(msg_or_type.get("content"))}
+            else:
+                content = redactor.deep(content)
+        return original(stream, msg_or_type, content, *args, **kwargs)
+
+    sender.send = send
+    sender._nbflow_redacting = True
+
+
+def display(*objs: Any, **kwargs: Any) -> None:
+    """Databricks' ``display``: rich output of each object."""
+    from IPython.display import display as ipython_display
+
+    ipython_display(*objs, **kwargs)
+
+
+def displayHTML(html: str) -> None:
+    """Databricks' ``displayHTML``: render an HTML string."""
+    from IPython.display import HTML
+    from IPython.display import display as ipython_display
+
+    ipython_display(HTML(html))
+
+
+def state_json() -> str:
+    """The run's end state for the engine, as JSON (see :meth:`Session.state`)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    session = current()
+    state = session.state(shell.user_ns, shell.user_ns_hidden)
+    if state["exit"] is not None:
+        state["exit"]["value"] = session.redactor.text(state["exit"]["value"])
+    return json.dumps(state, default=str)

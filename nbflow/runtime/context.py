@@ -1,0 +1,33 @@
+"""What a kernel knows about the run it belongs to, sent by the engine as JSON at start-up."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunContext:
+    notebook_path: str = ""
+    output_path: str | None = None
+    run_id: str = ""
+    task_key: str = ""
+    # Widget values bound by the caller (job parameters, -p, dbutils.notebook.run arguments).
+    arguments: dict[str, str] = field(default_factory=dict)
+    project_dir: str = "."
+    dbfs_root: str = ".nbflow/dbfs"
+    secrets_file: str | None = None
+    # Task values of upstream tasks, {task_key: {key: value}}; None when not run as a job task.
+    job_task_values: dict[str, dict[str, Any]] | None = None
+    depth: int = 0
+    python: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunContext:
+        data = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

@@ -1,0 +1,58 @@
+"""``dbutils.jobs.taskValues``: small JSON values a task passes to the tasks after it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import TaskValueError
+
+TASK_VALUE_LIMIT_BYTES = 48 * 1024
+_OUTSIDE_JOB = "Must pass debugValue when calling get outside of a job context. debugValue cannot be None."
+
+
+class TaskValues:
+    def __init__(self, upstream: dict[str, dict[str, Any]] | None) -> None:
+        # None means the notebook is not running as a job task (an interactive-style run).
+        self._upstream = upstream
+        self.values: dict[str, Any] = {}
+
+    def set(self, key: str, value: Any) -> None:
+        """Set a task value: JSON-serialisable, at most 48 KiB as JSON."""
+        if not isinstance(key, str):
+            raise TypeError(f"task value key must be a string, got {type(key).__name__}")
+        try:
+            encoded = json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise TaskValueError(f"task value {key!r} is not JSON-serialisable: {exc}") from None
+        if len(encoded.encode("utf-8")) > TASK_VALUE_LIMIT_BYTES:
+            raise TaskValueError(
+                f"task value {key!r} is {len(encoded.encode('utf-8'))} bytes as JSON; the limit is 48 KiB"
+            )
+        self.values[key] = json.loads(encoded)
+
+    def get(self, taskKey: str, key: str, default: Any = None, debugValue: Any = None) -> Any:
+        """Read a value set by an upstream task; outside a job, returns ``debugValue``."""
+        if self._upstream is None:
+            if debugValue is None:
+                raise TypeError(_OUTSIDE_JOB)
+            return debugValue
+        if taskKey not in self._upstream:
+            raise TaskValueError(f"No task named {taskKey!r} upstream of this task set task values")
+        values = self._upstream[taskKey]
+        if key in values:
+            return values[key]
+        if default is not None:
+            return default
+        raise TaskValueError(f"Task {taskKey!r} set no task value named {key!r}")
+
+    def help(self) -> None:
+        print("dbutils.jobs.taskValues: set(key, value), get(taskKey, key, default=None, debugValue=None)")
+
+
+class JobsUtils:
+    def __init__(self, upstream: dict[str, dict[str, Any]] | None) -> None:
+        self.taskValues = TaskValues(upstream)
+
+    def help(self) -> None:
+        self.taskValues.help()

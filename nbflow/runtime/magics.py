@@ -1,0 +1,116 @@
+"""Databricks cell magics in an IPython kernel.
+
+Databricks marks a cell's language with a magic on its first line (``%sql``, ``%md``, ``%sh``,
+``%python``, ``%scala``...) and the whole cell belongs to it. IPython spells that as a cell
+magic (``%%sh``). An input transformer rewrites the first form into the second, so cells
+exported from Databricks run unchanged. ``%run`` is replaced by Databricks' include: the other
+notebook runs inline, in this namespace.
+"""
+
+from __future__ import annotations
+
+import linecache
+import re
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotebookRuntimeError
+
+if TYPE_CHECKING:
+    from .session import Session
+
+# Magics that take the whole cell on Databricks, mapped to the IPython cell magic that runs it.
+CELL_MAGICS = {"%md": "md", "%md-sandbox": "md", "%sh": "sh", "%sql": "sql", "%scala": "scala", "%r": "r"}
+_ARG = re.compile(r"""\$(?P<name>[A-Za-z_][\w.\-]*)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>\S*))""")
+
+
+def databricks_cells(lines: list[str]) -> list[str]:
+    """IPython input transformer: ``%sh`` on a cell's first line makes the cell a ``%%sh`` cell."""
+    index = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if index is None:
+        return lines
+    first = lines[index].strip()
+    command, _, rest = first.partition(" ")
+    if command == "%python":
+        return lines[:index] + ([rest + "\n"] if rest else []) + lines[index + 1:]
+    magic = CELL_MAGICS.get(command)
+    if magic is None:
+        return lines
+    body = ([rest + "\n"] if rest.strip() else []) + lines[index + 1:]
+    return [f"%%{magic}\n", *body]
+
+
+def parse_run_line(line: str) -> tuple[str, dict[str, str]]:
+    """Split a ``%run`` line into the notebook path and its ``$name="value"`` arguments."""
+    args = {m["name"]: m["dq"] if m["dq"] is not None else m["sq"] if m["sq"] is not None else m["bare"]
+            for m in _ARG.finditer(line)}
+    rest = _ARG.sub("", line).strip()
+    if not rest:
+        raise NotebookRuntimeError("%run needs a notebook path, e.g. %run ./helpers")
+    parts = shlex.split(rest)
+    if len(parts) != 1:
+        raise NotebookRuntimeError(f"%run takes one notebook path, got {rest!r} (quote paths with spaces)")
+    return parts[0], args
+
+
+def register(shell: Any, session: Session) -> None:
+    from IPython.core.magic import register_cell_magic, register_line_magic
+
+    def run(line: str) -> None:
+        """%run ./notebook $name="value": run another notebook inline, in this namespace."""
+        path, args = parse_run_line(line)
+        include(shell, session, path, args)
+
+    def md(line: str, cell: str) -> None:
+        from IPython.display import Markdown, display
+
+        display(Markdown(cell))
+
+    def fs(line: str) -> Any:
+        """%fs ls /path: dbutils.fs commands written as a magic."""
+        words = shlex.split(line)
+        if not words:
+            raise NotebookRuntimeError("%fs needs a command, e.g. %fs ls /")
+        command, args = words[0], words[1:]
+        method = getattr(session.dbutils.fs, command, None)
+        if method is None or command.startswith("_"):
+            raise NotebookRuntimeError(f"%fs {command}: unknown command (ls, mkdirs, put, head, cp, mv, rm)")
+        flags = {a.lstrip("-").split("=")[0]: True for a in args if a.startswith("-")}
+        positional = [a for a in args if not a.startswith("-")]
+        if command in ("cp", "mv", "rm") and ("r" in flags or "recurse" in flags):
+            return method(*positional, recurse=True)
+        return method(*positional)
+
+    def unsupported(language: str) -> Any:
+        def magic(line: str, cell: str) -> None:
+            raise NotebookRuntimeError(
+                f"%{language} cells cannot run in nbflow's local Python kernel; "
+                "move this logic to Python, or run the notebook on Databricks"
+            )
+        return magic
+
+    register_line_magic("run")(run)
+    register_cell_magic("md")(md)
+    register_line_magic("fs")(fs)
+    register_cell_magic("scala")(unsupported("scala"))
+    register_cell_magic("r")(unsupported("r"))
+    shell.input_transformers_cleanup.append(databricks_cells)
+
+
+def include(shell: Any, session: Session, path: str, args: dict[str, str]) -> None:
+    """Run the code cells of another notebook in the shell's namespace (Databricks ``%run``)."""
+    from ..notebooks import read_notebook, resolve_notebook
+
+    caller = session.current_notebook()
+    target = resolve_notebook(path, Path(caller).parent)
+    nb = read_notebook(target)
+    with session.including(str(target)), session.dbutils.widgets.bound(args):
+        for number, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            code = shell.transform_cell(cell.source)
+            filename = f"{target} [cell {number}]"
+            # Tracebacks then show the included notebook's lines.
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            exec(compile(code, filename, "exec"), shell.user_ns)

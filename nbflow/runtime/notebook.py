@@ -1,0 +1,175 @@
+"""``dbutils.notebook``: ``exit`` ends the notebook with a value, ``run`` runs a child notebook.
+
+``run`` starts the child as a separate process (``python -m nbflow.child``) which runs it in a
+fresh kernel, as Databricks starts an ephemeral job: the child shares the machine (files, the
+local cluster) but not the caller's Python namespace. A process per child keeps concurrent
+``run`` calls from threads independent of the kernel's own event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import WorkflowException
+
+if TYPE_CHECKING:
+    from .session import Session
+
+EXIT_LIMIT_BYTES = 5 * 1024 * 1024
+MAX_DEPTH = 16  # Databricks documents no limit; this stops a notebook that runs itself.
+# Extra seconds the caller waits for a child process beyond its own timeout before killing it:
+# the child stops its kernel and saves its notebook itself when it times out.
+CHILD_GRACE_S = 60
+
+
+class NotebookExit(BaseException):  # noqa: N818 - the name users see in tracebacks
+    """Raised by ``dbutils.notebook.exit``; a BaseException so ``except Exception`` does not stop it."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+def truncate_exit(value: str) -> tuple[str, bool]:
+    """Keep the first 5 MB of an exit value, as the Jobs API does."""
+    data = value.encode("utf-8")
+    if len(data) <= EXIT_LIMIT_BYTES:
+        return value, False
+    return data[:EXIT_LIMIT_BYTES].decode("utf-8", errors="ignore"), True
+
+
+class NotebookUtils:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def exit(self, value: str) -> None:
+        """End this notebook successfully; ``value`` is its exit value (returned by ``run``)."""
+        if not isinstance(value, str):
+            raise TypeError(
+                f"dbutils.notebook.exit expects a string, got {type(value).__name__}; "
+                "use json.dumps(...) for structured values"
+            )
+        raise NotebookExit(value)
+
+    def run(
+        self,
+        path: str,
+        timeout_seconds: int = 0,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Run a notebook in a fresh kernel and return its exit value ("" if it never exits).
+
+        ``arguments`` become the child's widget values. ``timeout_seconds`` 0 means no timeout.
+        Raises WorkflowException when the child fails or times out.
+        """
+        from ..notebooks import resolve_notebook  # lazy: keeps kernel start-up light
+
+        if not isinstance(timeout_seconds, int) or timeout_seconds < 0:
+            raise TypeError(f"timeout_seconds must be a non-negative int, got {timeout_seconds!r}")
+        from ..params import widget_string
+
+        args = {str(k): widget_string(v) for k, v in (arguments or {}).items()}
+        ctx = self._session.context
+        if ctx.depth + 1 > MAX_DEPTH:
+            raise WorkflowException(
+                f"com.databricks.WorkflowException: notebook workflows nested deeper than {MAX_DEPTH} levels "
+                f"(running {path})",
+                path=path,
+            )
+        caller = Path(self._session.current_notebook())
+        try:
+            child = resolve_notebook(path, caller.parent)
+        except Exception as exc:
+            raise WorkflowException(
+                f"com.databricks.WorkflowException: com.databricks.NotebookExecutionException: FAILED: {exc}",
+                path=path,
+            ) from None
+        with self._lock:
+            self._count += 1
+            number = self._count
+        output_path = None
+        if ctx.output_path:
+            out = Path(ctx.output_path)
+            output_path = str(out.with_suffix("").with_name(out.stem + ".children") / f"{number:03d}-{child.stem}.ipynb")
+        request = {
+            "notebook": str(child),
+            "arguments": args,
+            "timeout": timeout_seconds or None,
+            "output_path": output_path,
+            "context": {
+                "run_id": ctx.run_id,
+                "task_key": ctx.task_key,
+                "project_dir": ctx.project_dir,
+                "dbfs_root": ctx.dbfs_root,
+                "secrets_file": ctx.secrets_file,
+                "job_task_values": ctx.job_task_values,
+                "depth": ctx.depth + 1,
+                "python": ctx.python,
+            },
+        }
+        result = _run_child(request, timeout_seconds)
+        status = result.get("status")
+        if status == "SUCCESS":
+            return str(result.get("exit_value") or "")
+        error = result.get("error") or None
+        where = ""
+        if error:
+            where = f" at cell {error.get('cell_index')}: {error.get('ename')}: {error.get('evalue')}"
+        reason = "FAILED" if status != "TIMEDOUT" else f"TIMEDOUT after {timeout_seconds} s"
+        raise WorkflowException(
+            f"com.databricks.WorkflowException: com.databricks.NotebookExecutionException: {reason}: "
+            f"{child.name}{where} (executed notebook: {result.get('output')})",
+            path=str(child),
+            status=str(status),
+            error=error,
+            output_path=result.get("output"),
+        )
+
+
+def _run_child(request: dict[str, Any], timeout_seconds: int) -> dict[str, Any]:
+    python = request["context"]["python"] or sys.executable
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [python, "-m", "nbflow.child"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NBFLOW_PARENT_PID": str(os.getpid())},
+    )
+    backstop = timeout_seconds + CHILD_GRACE_S if timeout_seconds else None
+    try:
+        out, err = proc.communicate(json.dumps(request), timeout=backstop)
+    except BaseException:
+        # Timeout backstop, or the caller was interrupted: stop the child, which stops its kernel.
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        if time.monotonic() - started >= (backstop or float("inf")):
+            return {"status": "TIMEDOUT", "output": request.get("output_path"), "error": None}
+        raise
+    lines = [line for line in out.splitlines() if line.strip()]
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = err.strip().splitlines()[-1] if err.strip() else f"exit code {proc.returncode}"
+        return {
+            "status": "FAILED",
+            "output": request.get("output_path"),
+            "error": {"cell_index": None, "ename": "ChildProcessError", "evalue": tail},
+        }
+    return result

@@ -1,0 +1,76 @@
+"""The Databricks runtime of one kernel: ``dbutils`` and its state for the current run."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .context import RunContext
+from .fs import FsUtils
+from .jobs import JobsUtils
+from .notebook import NotebookUtils
+from .secrets import Redactor, SecretsUtils
+from .widgets import WidgetsUtils
+
+
+class DBUtils:
+    """``dbutils`` as a Databricks notebook sees it: widgets, notebook, jobs, fs, secrets."""
+
+    def __init__(self, session: Session) -> None:
+        ctx = session.context
+        self.widgets = WidgetsUtils(ctx.arguments)
+        self.notebook = NotebookUtils(session)
+        self.jobs = JobsUtils(ctx.job_task_values)
+        self.fs = FsUtils(ctx.dbfs_root)
+        self.secrets = SecretsUtils(ctx.secrets_file, session.redactor)
+
+    def help(self) -> None:
+        print("dbutils (nbflow local runtime): widgets, notebook, jobs.taskValues, fs, secrets")
+
+    def __repr__(self) -> str:
+        return "<dbutils (nbflow local runtime)>"
+
+
+class Session:
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+        self.redactor = Redactor()
+        self.exit_value: str | None = None
+        self.exit_truncated = False
+        self._includes = threading.local()
+        self.dbutils = DBUtils(self)
+
+    def current_notebook(self) -> str:
+        """The notebook whose code is running: the innermost ``%run`` include, else the notebook."""
+        stack: list[str] = getattr(self._includes, "stack", [])
+        return stack[-1] if stack else self.context.notebook_path
+
+    @contextmanager
+    def including(self, path: str) -> Iterator[None]:
+        stack = getattr(self._includes, "stack", None)
+        if stack is None:
+            stack = self._includes.stack = []
+        stack.append(path)
+        try:
+            yield
+        finally:
+            stack.pop()
+
+    def runtime_objects(self) -> set[int]:
+        d = self.dbutils
+        return {id(o) for o in (d, d.widgets, d.notebook, d.jobs, d.jobs.taskValues, d.fs, d.secrets, self)}
+
+    def state(self, namespace: dict[str, Any], hidden: dict[str, Any]) -> dict[str, Any]:
+        """What the engine records in the executed notebook at the end of the run."""
+        from .capture import capture_variables
+
+        widgets = self.dbutils.widgets
+        return {
+            "exit": None if self.exit_value is None else {"value": self.exit_value, "truncated": self.exit_truncated},
+            "variables": capture_variables(namespace, hidden, self.runtime_objects(), self.redactor.deep),
+            "task_values": self.redactor.deep(self.dbutils.jobs.taskValues.values),
+            "widgets": widgets.snapshot(),
+            "unused_arguments": widgets.unused_arguments(),
+        }
