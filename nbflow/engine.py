@@ -17,8 +17,12 @@ papermill first, both work.
 from __future__ import annotations
 
 import ast
+import asyncio
+import contextlib
 import datetime as dt
+import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -64,7 +68,7 @@ def kernel_python() -> str:
     return os.environ.get("NBFLOW_KERNEL_PYTHON") or sys.executable
 
 
-class _KernelSpecs(KernelSpecManager):  # type: ignore[misc]
+class _KernelSpecs(KernelSpecManager):
     """One kernel spec, this interpreter's ipykernel, whatever the notebook's metadata names.
 
     A notebook exported from Databricks names no usable kernel, and a user-level ``python3``
@@ -96,7 +100,7 @@ class Outcome:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-class NbflowNotebookClient(NotebookClient):  # type: ignore[misc]
+class NbflowNotebookClient(NotebookClient):
     """nbclient's client driven cell by cell through papermill's execution manager.
 
     Databricks' stop rules apply: ``dbutils.notebook.exit`` ends the run successfully, an error
@@ -126,10 +130,11 @@ class NbflowNotebookClient(NotebookClient):  # type: ignore[misc]
         self.timeout_func = self._remaining
         self.outcome = Outcome()
 
-    def _remaining(self, cell: Any = None) -> float | None:
+    def _remaining(self, cell: Any = None) -> int | None:
+        """nbclient's per-cell timeout: what is left of the notebook's deadline (whole seconds)."""
         if self.deadline is None:
             return None
-        return max(self.deadline - time.monotonic(), 0.01)
+        return max(math.ceil(self.deadline - time.monotonic()), 1)
 
     def execute(self, **kwargs: Any) -> NotebookNode:
         self.reset_execution_trackers()
@@ -145,6 +150,9 @@ class NbflowNotebookClient(NotebookClient):  # type: ignore[misc]
             self._run(self._bootstrap)
             self.outcome = self._execute_cells()
             self.outcome.state = self._collect_state()
+        except KeyboardInterrupt:
+            # Ctrl-C outside a cell (cells catch their own): the run is cancelled all the same.
+            self.outcome = Outcome(CANCELED, CellError(None, "KeyboardInterrupt", "the run was cancelled"))
         finally:
             if started:
                 if self.outcome.status != SUCCESS:
@@ -169,14 +177,22 @@ class NbflowNotebookClient(NotebookClient):  # type: ignore[misc]
         """Call an async method from this synchronous client, as nbclient's own wrappers do."""
         return run_sync(func)(*args)
 
+    async def _silent(self, code: str, timeout: float, **kwargs: Any) -> dict[str, Any]:
+        """Run code without touching the notebook, and return the kernel's execute reply.
+
+        Only the shell channel is read: nbclient reads iopub, and the reply carries all we need.
+        """
+        assert self.kc is not None
+        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False, **kwargs)
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.01)
+            reply: dict[str, Any] = await self.kc.get_shell_msg(timeout=remaining)  # type: ignore[attr-defined]
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                return reply
+
     async def _bootstrap(self) -> None:
-        reply = await self.kc.execute_interactive(
-            BOOTSTRAP.format(context=self.context.to_json()),
-            silent=True,
-            store_history=False,
-            timeout=60,
-            output_hook=lambda msg: None,
-        )
+        reply = await self._silent(BOOTSTRAP.format(context=self.context.to_json()), timeout=60)
         content = reply["content"]
         if content.get("status") != "ok":
             raise KernelStartError(
@@ -185,22 +201,21 @@ class NbflowNotebookClient(NotebookClient):  # type: ignore[misc]
             )
 
     async def _state(self) -> dict[str, Any]:
-        reply = await self.kc.execute_interactive(
-            "",
-            silent=True,
-            store_history=False,
-            user_expressions={"state": STATE_EXPRESSION},
-            timeout=STATE_TIMEOUT_S,
-            output_hook=lambda msg: None,
-        )
+        for _attempt in range(5):
+            reply = await self._silent("", STATE_TIMEOUT_S, user_expressions={"state": STATE_EXPRESSION})
+            # After an interrupt the kernel aborts requests queued behind the stopped cell.
+            if reply["content"].get("status") != "aborted":
+                break
+            await asyncio.sleep(0.1)
         result = reply["content"].get("user_expressions", {}).get("state", {})
         if result.get("status") != "ok":
             raise RuntimeError(f"{result.get('ename')}: {result.get('evalue')}")
-        state: dict[str, Any] = __import__("json").loads(ast.literal_eval(result["data"]["text/plain"]))
+        state: dict[str, Any] = json.loads(ast.literal_eval(result["data"]["text/plain"]))
         return state
 
     def _collect_state(self) -> dict[str, Any]:
         """Ask the kernel for exit value, variables and task values; empty if it cannot answer."""
+        assert self.km is not None
         try:
             if self.outcome.status in (TIMEDOUT, CANCELED):
                 # The kernel is still busy with the cell that was stopped.
@@ -209,7 +224,7 @@ class NbflowNotebookClient(NotebookClient):  # type: ignore[misc]
                 return {}
             return self._run(self._state)  # type: ignore[no-any-return]
         except Exception as exc:
-            log.warning("could not read the notebook's variables: %s", exc)
+            log.warning("could not read the notebook's variables: %r", exc)
             return {}
 
     def _execute_cells(self) -> Outcome:
@@ -323,7 +338,8 @@ class NbflowEngine:
         finally:
             nb_man.cleanup_pbar()
             nb_man.notebook_complete()
-        return nb_man.nb
+        executed: NotebookNode = nb_man.nb
+        return executed
 
     @classmethod
     def execute_managed_notebook(
@@ -342,7 +358,7 @@ class NbflowEngine:
         nbflow_kernel_log: str | None = None,
         **kwargs: Any,
     ) -> NotebookNode:
-        nb = nb_man.nb
+        nb: NotebookNode = nb_man.nb
         passed = nb.metadata.get("papermill", {}).get("parameters") or {}
         if nbflow_context is None:
             # Plain papermill: the notebook's papermill parameters are its widget values too.
@@ -454,7 +470,8 @@ def execute(
     # The entry point registers the engine when nbflow is installed; this covers a source tree.
     papermill_engines.register("nbflow", NbflowEngine)
 
-    try:
+    # papermill saves the notebook (with its error banner) before it raises for a failed cell.
+    with contextlib.suppress(PapermillExecutionError):
         papermill.execute_notebook(
             nb,
             str(output_path),
@@ -469,5 +486,3 @@ def execute(
             nbflow_parameters=parameters,
             nbflow_kernel_log=str(kernel_log) if kernel_log else None,
         )
-    except PapermillExecutionError:
-        pass  # papermill saved the notebook (with its error banner) before raising

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import nbformat
 from nbformat import NotebookNode
@@ -94,7 +95,7 @@ def _read_ipynb(path: Path) -> NotebookNode:
         raise NotebookFormatError(f"{path}: not a valid .ipynb file ({exc})") from exc
     if not isinstance(nb, dict) or "cells" not in nb:
         raise NotebookFormatError(f"{path}: not a valid .ipynb file (no cells)")
-    return nb
+    return cast(NotebookNode, nb)
 
 
 def parse_source(text: str, name: str = "<source>") -> NotebookNode:
@@ -102,7 +103,7 @@ def parse_source(text: str, name: str = "<source>") -> NotebookNode:
     lines = text.splitlines()
     if not lines or lines[0].rstrip() != SOURCE_HEADER:
         raise NotebookFormatError(f"{name}: first line must be '{SOURCE_HEADER}'")
-    nb = nbformat.v4.new_notebook()
+    nb: NotebookNode = nbformat.v4.new_notebook()
     chunks: list[list[str]] = [[]]
     for line in lines[1:]:
         if line.strip().startswith(CELL_SEPARATOR):
@@ -150,7 +151,7 @@ def _source_cell(chunk: list[str], name: str, number: int) -> NotebookNode | Non
         cell = nbformat.v4.new_code_cell("\n".join(body))
     if title:
         cell.metadata["title"] = title
-    return cell
+    return cast(NotebookNode, cell)
 
 
 def _strip_magic(line: str) -> str:

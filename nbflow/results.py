@@ -91,7 +91,7 @@ class NotebookResult:
 
 def user_cells(nb: NotebookNode) -> list[tuple[int, NotebookNode]]:
     """The notebook's own cells with their user index, skipping cells papermill or nbflow added."""
-    out = []
+    out: list[tuple[int, NotebookNode]] = []
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags", [])
         if any(t in tags for t in ADDED_CELL_TAGS):
@@ -102,7 +102,7 @@ def user_cells(nb: NotebookNode) -> list[tuple[int, NotebookNode]]:
 
 def cell_timings(nb: NotebookNode) -> list[dict[str, Any]]:
     """Per user cell: index, type, status and duration, from papermill's cell metadata."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for index, cell in user_cells(nb):
         meta = cell.get("metadata", {}).get("papermill", {})
         status = meta.get("status") or "pending"
@@ -144,7 +144,7 @@ def read_result(executed_path: str | Path) -> NotebookResult:
 
 def child_results(children_dir: Path) -> list[dict[str, Any]]:
     """Summaries of the ``dbutils.notebook.run`` children saved under a parent's output."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     if not children_dir.is_dir():
         return rows
     for path in sorted(children_dir.glob("*.ipynb")):

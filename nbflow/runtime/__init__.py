@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from .context import RunContext
-from .notebook import NotebookExit, truncate_exit
+from .notebook import NotebookExit
 from .session import Session
 
 __all__ = ["NotebookExit", "RunContext", "Session", "current", "install", "state_json"]
@@ -49,17 +49,7 @@ def install(context_json: str) -> None:
     from . import magics
 
     magics.register(shell, session)
-    shell.set_custom_exc((NotebookExit,), _on_exit)
     _redact_outputs(shell, session)
-
-
-def _on_exit(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
-    """``dbutils.notebook.exit``: remember the value and show it instead of a traceback."""
-    session = current()
-    text = value.value if isinstance(value, NotebookExit) else str(value)
-    session.exit_value, session.exit_truncated = truncate_exit(text)
-    shown = session.exit_value if len(session.exit_value) <= 1000 else session.exit_value[:1000] + "..."
-    return [f"Notebook exited: {shown}"]
 
 
 def _redact_outputs(shell: Any, session: Session) -> None:

@@ -55,8 +55,6 @@ def parse_run_line(line: str) -> tuple[str, dict[str, str]]:
 
 
 def register(shell: Any, session: Session) -> None:
-    from IPython.core.magic import register_cell_magic, register_line_magic
-
     def run(line: str) -> None:
         """%run ./notebook $name="value": run another notebook inline, in this namespace."""
         path, args = parse_run_line(line)
@@ -90,11 +88,11 @@ def register(shell: Any, session: Session) -> None:
             )
         return magic
 
-    register_line_magic("run")(run)
-    register_cell_magic("md")(md)
-    register_line_magic("fs")(fs)
-    register_cell_magic("scala")(unsupported("scala"))
-    register_cell_magic("r")(unsupported("r"))
+    shell.register_magic_function(run, "line", "run")
+    shell.register_magic_function(fs, "line", "fs")
+    shell.register_magic_function(md, "cell", "md")
+    shell.register_magic_function(unsupported("scala"), "cell", "scala")
+    shell.register_magic_function(unsupported("r"), "cell", "r")
     shell.input_transformers_cleanup.append(databricks_cells)
 
 

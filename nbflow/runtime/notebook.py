@@ -31,12 +31,22 @@ MAX_DEPTH = 16  # Databricks documents no limit; this stops a notebook that runs
 CHILD_GRACE_S = 60
 
 
-class NotebookExit(BaseException):  # noqa: N818 - the name users see in tracebacks
+class NotebookExit(BaseException):
     """Raised by ``dbutils.notebook.exit``; a BaseException so ``except Exception`` does not stop it."""
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str, session: Session | None = None) -> None:
         super().__init__(value)
         self.value = value
+        self.session = session
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython calls this when the exception ends a cell: the exit took effect.
+        shown, truncated = truncate_exit(self.value)
+        if self.session is not None:
+            self.session.exit_value, self.session.exit_truncated = shown, truncated
+        if len(shown) > 1000:
+            shown = shown[:1000] + "..."
+        return [f"Notebook exited: {shown}"]
 
 
 def truncate_exit(value: str) -> tuple[str, bool]:
@@ -60,7 +70,7 @@ class NotebookUtils:
                 f"dbutils.notebook.exit expects a string, got {type(value).__name__}; "
                 "use json.dumps(...) for structured values"
             )
-        raise NotebookExit(value)
+        raise NotebookExit(value, self._session)
 
     def run(
         self,
@@ -101,7 +111,7 @@ class NotebookUtils:
         output_path = None
         if ctx.output_path:
             out = Path(ctx.output_path)
-            output_path = str(out.with_suffix("").with_name(out.stem + ".children") / f"{number:03d}-{child.stem}.ipynb")
+            output_path = str(out.with_name(out.stem + ".children") / f"{number:03d}-{child.stem}.ipynb")
         request = {
             "notebook": str(child),
             "arguments": args,

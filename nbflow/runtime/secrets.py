@@ -12,6 +12,7 @@ kernel sends to the notebook (streams, displays, results, errors), as Databricks
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import threading
@@ -130,7 +131,7 @@ class SecretsUtils:
         """The secret's value as UTF-8 bytes."""
         return self.get(scope, key).encode("utf-8")
 
-    def list(self, scope: str) -> list[SecretMetadata]:
+    def list(self, scope: str) -> builtins.list[SecretMetadata]:
         """The keys of a scope (never the values)."""
         keys = set(self._store().get(scope, {}))
         keys |= {key.lower() for (s, key) in self._env() if s == _env_name(scope)}
@@ -138,7 +139,7 @@ class SecretsUtils:
             raise SecretNotFound(f"Scope {scope} does not exist!")
         return [SecretMetadata(k) for k in sorted(keys)]
 
-    def listScopes(self) -> list[SecretScope]:
+    def listScopes(self) -> builtins.list[SecretScope]:
         """Every scope of the local secret store."""
         scopes = set(self._store())
         known = {_env_name(s) for s in scopes}

@@ -36,6 +36,8 @@ class WidgetsUtils:
     def __init__(self, arguments: Mapping[str, str]) -> None:
         self._layers: list[dict[str, str]] = [dict(arguments)]
         self._widgets: dict[str, Widget] = {}
+        # Every widget the run declared, removed ones included: the run's parameters record.
+        self._declared: dict[str, Widget] = {}
         self.used: set[str] = set()
 
     # -- creation -------------------------------------------------------------------------
@@ -69,7 +71,7 @@ class WidgetsUtils:
                 raise ValueError(
                     f"default value {default!r} of {kind} widget {name!r} must be one of the choices {list(choices)}"
                 )
-        self._widgets[name] = Widget(kind, name, default, tuple(choices), label)
+        self._widgets[name] = self._declared[name] = Widget(kind, name, default, tuple(choices), label)
         self.used.add(name)
 
     # -- reading --------------------------------------------------------------------------
@@ -127,9 +129,9 @@ class WidgetsUtils:
             self._layers.pop()
 
     def snapshot(self) -> dict[str, dict[str, str | None]]:
-        """Every widget with its value and whether the value came from an argument."""
+        """Every widget declared, with its value and whether the value came from an argument."""
         out: dict[str, dict[str, str | None]] = {}
-        for name, widget in self._widgets.items():
+        for name, widget in self._declared.items():
             bound = self._argument(name)
             out[name] = {
                 "kind": widget.kind,

@@ -1,0 +1,6 @@
+# Databricks notebook source
+ok = 1
+
+# COMMAND ----------
+
+raise KeyError("child broke")

@@ -1,0 +1,8 @@
+# Databricks notebook source
+alive = True
+
+# COMMAND ----------
+
+import os
+
+os._exit(3)

@@ -1,0 +1,3 @@
+# Databricks notebook source
+display({"a": 1})
+displayHTML("<b>bold</b>")

@@ -1,0 +1,7 @@
+# Databricks notebook source
+x = 1
+
+# COMMAND ----------
+
+# MAGIC %md
+this line lacks the MAGIC prefix

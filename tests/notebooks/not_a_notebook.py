@@ -1,0 +1,1 @@
+print("a plain script, not a Databricks notebook")

@@ -1,0 +1,3 @@
+# Databricks notebook source
+# MAGIC %scala
+# MAGIC println("hi")

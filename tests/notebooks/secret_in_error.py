@@ -1,0 +1,2 @@
+# Databricks notebook source
+raise ValueError("bad credentials: " + dbutils.secrets.get("app", "token"))

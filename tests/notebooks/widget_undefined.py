@@ -1,0 +1,6 @@
+# Databricks notebook source
+dbutils.widgets.text("defined", "yes")
+
+# COMMAND ----------
+
+value = dbutils.widgets.get("missing")

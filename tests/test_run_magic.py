@@ -1,0 +1,28 @@
+"""%run: another notebook inline, in the same namespace, with widget arguments."""
+
+from __future__ import annotations
+
+from .conftest import exit_json, run
+
+
+def test_run_includes_share_the_namespace_and_take_widget_arguments() -> None:
+    result = run("run_include.py")
+    assert exit_json(result) == {"first": "HI THERE WORLD!", "second": "HELLO AGAIN!", "suffix": "!"}
+    assert result.variables["SUFFIX"]["value"] == "!"  # defined by a nested include
+    assert "shout" not in result.variables  # functions are not variables
+
+
+def test_run_with_parent_relative_path() -> None:
+    assert run("sub/run_parent_dir.py").exit_value == "!!!"
+
+
+def test_failure_inside_an_included_notebook_fails_the_cell() -> None:
+    result = run("run_include_fails.py")
+    assert result.status == "FAILED"
+    assert (result.error.cell_index, result.error.ename) == (0, "KeyError")
+    assert any("child_fails.py [cell 1]" in line for line in result.error.traceback)
+
+
+def test_ipynb_exported_from_databricks_runs_its_magics() -> None:
+    result = run("databricks_export.ipynb")
+    assert result.exit_value == "ok!"

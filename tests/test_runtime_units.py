@@ -1,0 +1,171 @@
+"""The runtime's pieces in-process: widgets, task values, fs, secrets, redaction, magics parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nbflow.errors import DbfsError, InputWidgetNotDefined, SecretNotFound, TaskValueError
+from nbflow.runtime.fs import FsUtils
+from nbflow.runtime.jobs import TaskValues
+from nbflow.runtime.magics import databricks_cells, parse_run_line
+from nbflow.runtime.notebook import EXIT_LIMIT_BYTES, truncate_exit
+from nbflow.runtime.secrets import Redactor, SecretsUtils
+from nbflow.runtime.widgets import WidgetsUtils
+
+
+def test_argument_wins_over_default_and_is_visible_without_a_widget() -> None:
+    w = WidgetsUtils({"a": "from-job", "loose": "x"})
+    w.text("a", "default")
+    w.text("b", "default-b")
+    assert w.get("a") == "from-job"
+    assert w.get("b") == "default-b"
+    assert w.get("loose") == "x"
+    assert w.getAll() == {"a": "from-job", "b": "default-b", "loose": "x"}
+
+
+def test_undefined_widget_message() -> None:
+    w = WidgetsUtils({})
+    with pytest.raises(InputWidgetNotDefined) as info:
+        w.get("nope")
+    assert "InputWidgetNotDefined: No input widget named nope is defined" in str(info.value)
+    with pytest.raises(InputWidgetNotDefined):
+        w.remove("nope")
+
+
+def test_widget_values_and_defaults_must_be_strings() -> None:
+    w = WidgetsUtils({})
+    with pytest.raises(TypeError, match="must be a string"):
+        w.text("n", 5)  # type: ignore[arg-type]
+
+
+def test_dropdown_and_multiselect_defaults_must_be_choices() -> None:
+    w = WidgetsUtils({})
+    with pytest.raises(ValueError, match="must be one of the choices"):
+        w.dropdown("d", "x", ["a", "b"])
+    with pytest.raises(ValueError, match="must be one of the choices"):
+        w.multiselect("m", "a,x", ["a", "b"])
+    w.multiselect("m", "a,b", ["a", "b", "c"])
+    assert w.get("m") == "a,b"
+    w.combobox("c", "free text", ["a"])
+    assert w.get("c") == "free text"
+
+
+def test_bound_arguments_for_run_includes_are_scoped() -> None:
+    w = WidgetsUtils({"a": "outer"})
+    with w.bound({"a": "inner"}):
+        assert w.get("a") == "inner"
+    assert w.get("a") == "outer"
+
+
+def test_unused_arguments() -> None:
+    w = WidgetsUtils({"used": "1", "declared": "2", "unused": "3"})
+    w.get("used")
+    w.text("declared", "x")
+    assert w.unused_arguments() == ["unused"]
+
+
+def test_task_values_in_a_job() -> None:
+    tv = TaskValues({"up": {"rows": 3}})
+    assert tv.get("up", "rows") == 3
+    assert tv.get("up", "missing", default=5) == 5
+    with pytest.raises(TaskValueError, match="set no task value named 'missing'"):
+        tv.get("up", "missing")
+    with pytest.raises(TaskValueError, match="No task named 'other'"):
+        tv.get("other", "rows")
+
+
+def test_task_values_outside_a_job() -> None:
+    tv = TaskValues(None)
+    assert tv.get("up", "rows", debugValue=0) == 0
+    with pytest.raises(TypeError, match=r"^Must pass debugValue when calling get outside of a job context\."):
+        tv.get("up", "rows", default=1)
+    tv.set("k", [1, "a"])
+    assert tv.values == {"k": [1, "a"]}
+    tv.set("limit", "x" * (48 * 1024 - 2))  # exactly 48 KiB as JSON
+    with pytest.raises(TaskValueError, match="48 KiB"):
+        tv.set("over", "x" * (48 * 1024 - 1))
+
+
+def test_exit_truncation_at_5_mb() -> None:
+    assert truncate_exit("small") == ("small", False)
+    value, truncated = truncate_exit("é" * EXIT_LIMIT_BYTES)
+    assert truncated and len(value.encode()) <= EXIT_LIMIT_BYTES
+
+
+def test_fs_maps_dbfs_and_file_paths(tmp_path: Path) -> None:
+    fs = FsUtils(str(tmp_path / "dbfs"))
+    assert fs.local_path("dbfs:/a/b") == tmp_path / "dbfs" / "a" / "b"
+    assert fs.local_path("/a/b") == tmp_path / "dbfs" / "a" / "b"
+    assert fs.local_path("a") == tmp_path / "dbfs" / "a"
+    assert fs.local_path("file:/etc/hosts") == Path("/etc/hosts")
+    with pytest.raises(DbfsError, match="leaves the DBFS root"):
+        fs.local_path("dbfs:/../../etc")
+    with pytest.raises(DbfsError, match="unsupported scheme"):
+        fs.local_path("s3://bucket/key")
+
+
+def test_fs_file_paths_are_listed_with_their_scheme(tmp_path: Path) -> None:
+    fs = FsUtils(str(tmp_path / "dbfs"))
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "f.txt").write_text("abc")
+    [info] = fs.ls(f"file:{tmp_path}/local")
+    assert info.path == f"file:{tmp_path}/local/f.txt" and info.size == 3 and info.isFile()
+    with pytest.raises(DbfsError, match="FileNotFoundException"):
+        fs.head("dbfs:/none")
+
+
+def test_secrets_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "secrets.json"
+    path.write_text('{"db": {"password": "pw1"}}')
+    monkeypatch.setenv("NBFLOW_SECRET__DB__PASSWORD", "pw-env")
+    monkeypatch.setenv("NBFLOW_SECRET__MY_SCOPE__KEY_1", "k")
+    redactor = Redactor()
+    secrets = SecretsUtils(str(path), redactor)
+    assert secrets.get("db", "password") == "pw-env"  # the environment wins
+    assert secrets.get("my-scope", "key.1") == "k"
+    assert [s.name for s in secrets.listScopes()] == ["db", "my_scope"]
+    assert [m.key for m in secrets.list("db")] == ["password"]
+    with pytest.raises(SecretNotFound, match="Secret does not exist with scope: db and key: nope"):
+        secrets.get("db", "nope")
+    with pytest.raises(SecretNotFound, match="Scope ghost does not exist"):
+        secrets.list("ghost")
+    assert redactor.text("pw-env and k") == "[REDACTED] and [REDACTED]"
+
+
+def test_redactor_replaces_longest_first_and_walks_structures() -> None:
+    redactor = Redactor()
+    assert not redactor.active
+    redactor.add("abc")
+    redactor.add("abcdef")
+    assert redactor.text("xabcdefx abc") == "x[REDACTED]x [REDACTED]"
+    assert redactor.deep({"a": ["abc", 1, ("abc",)]}) == {"a": ["[REDACTED]", 1, ("[REDACTED]",)]}
+
+
+@pytest.mark.parametrize(
+    ("line", "path", "args"),
+    [
+        ("./lib/helpers", "./lib/helpers", {}),
+        ('"../includes/configuration"', "../includes/configuration", {}),
+        ("'/abs/path with space'", "/abs/path with space", {}),
+        ('./x $a="1 2" $b=3 $c=\'q\'', "./x", {"a": "1 2", "b": "3", "c": "q"}),
+    ],
+)
+def test_parse_run_line(line: str, path: str, args: dict[str, str]) -> None:
+    assert parse_run_line(line) == (path, args)
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        (["%sql\n", "SELECT 1\n"], ["%%sql\n", "SELECT 1\n"]),
+        (["%sh ls\n"], ["%%sh\n", "ls\n"]),
+        (["\n", "%md\n", "# T\n"], ["%%md\n", "# T\n"]),
+        (["%python\n", "x = 1\n"], ["x = 1\n"]),
+        (["%run ./x\n"], ["%run ./x\n"]),
+        (["x = 1\n"], ["x = 1\n"]),
+    ],
+)
+def test_databricks_cell_magics_become_ipython_cell_magics(cell: list[str], expected: list[str]) -> None:
+    assert databricks_cells(cell) == expected
