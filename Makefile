@@ -15,6 +15,7 @@ $(BIN)/nbflow: pyproject.toml
 
 demo: $(BIN)/nbflow
 	$(BIN)/nbflow run sample_notebooks/hello.py -p name=nbflow
+	$(BIN)/nbflow run sample_notebooks/workflow.py
 
 test: $(BIN)/nbflow lint typecheck pytest
 
