@@ -55,6 +55,11 @@ from .results import (
 from .runtime.context import RunContext
 
 log = logging.getLogger("nbflow")
+# nbclient logs timeouts and dead kernels as errors; the run's outcome already reports them,
+# in one line, so its own log stays quiet unless a user attaches a handler.
+_client_log = logging.getLogger("nbflow.nbclient")
+_client_log.addHandler(logging.NullHandler())
+_client_log.propagate = False
 
 KERNEL_NAME = "nbflow-python"
 EXIT_ENAME = "NotebookExit"
@@ -384,7 +389,7 @@ class NbflowEngine:
             deadline=deadline,
             kernel_log=log_file,
             startup_timeout=start_timeout,
-            log=log,
+            log=_client_log,
             stream_file=stdout_file if stdout_file is not None else (sys.stderr if log_output else None),
         )
         try:

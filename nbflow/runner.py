@@ -88,7 +88,7 @@ def run_notebook(
         arguments={name: p.widget_value for name, p in passed.items()},
         project_dir=str(project),
         dbfs_root=str(dbfs_root(project)),
-        secrets_file=str(secrets_file(project) or "") or None,
+        secrets_file=_optional_str(secrets_file(project)),
         python=engine.kernel_python(),
     )
     for key in ("project_dir", "dbfs_root", "secrets_file", "job_task_values", "depth", "python"):
@@ -100,6 +100,10 @@ def run_notebook(
     if kernel_log.exists() and kernel_log.stat().st_size == 0:
         kernel_log.unlink()
     return read_result(output)
+
+
+def _optional_str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def write_run_json(result: NotebookResult, output_dir: Path) -> Path:

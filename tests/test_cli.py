@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from .conftest import NOTEBOOKS, cli
 
@@ -69,6 +70,30 @@ def test_timeout_exits_1() -> None:
     proc = cli("run", str(NOTEBOOKS / "sleeps.py"), "--timeout", "2", "--json")
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["status"] == "TIMEDOUT"
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["dies.py"], "FAILED {nb}dies.py at cell 1: DeadKernelError: the kernel died while running this cell"),
+        (["sleeps.py", "--timeout", "2"], "TIMEDOUT {nb}sleeps.py at cell 1: TimeoutError"),
+        (["widget_undefined.py"], "FAILED {nb}widget_undefined.py at cell 1: InputWidgetNotDefined"),
+    ],
+)
+def test_faults_exit_1_with_one_line_and_keep_the_notebook(args: list[str], text: str) -> None:
+    proc = cli("run", str(NOTEBOOKS / args[0]), *args[1:])
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert text.format(nb=f"{NOTEBOOKS}/") in line
+    saved = Path(line.rsplit("(executed notebook: ", 1)[1].rstrip(")"))
+    assert saved.is_file() and nbformat.read(saved, as_version=4).metadata["nbflow"]["status"] in line
+
+
+def test_log_output_streams_the_notebook_output_to_stderr() -> None:
+    proc = cli("run", str(NOTEBOOKS / "magics.py"), "--log-output", "--json")
+    assert proc.returncode == 0
+    assert "from sh" in proc.stderr
+    assert json.loads(proc.stdout)["status"] == "SUCCESS"
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
@@ -166,3 +191,37 @@ def test_ctrl_c_cancels_saves_and_stops_the_kernel(project: Path) -> None:
     assert summary["status"] == "CANCELED"
     assert summary["tasks"][0]["error"]["ename"] == "KeyboardInterrupt"
     assert Path(summary["tasks"][0]["output"]).is_file()
+
+
+def _start_and_wait_for(args: list[str], project: Path, pattern: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbflow", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(project.glob(pattern)):
+        time.sleep(0.2)
+    assert list(project.glob(pattern)), f"{pattern} never appeared"
+    time.sleep(2.0)  # let the cell that sleeps start
+    return proc
+
+
+def test_ctrl_c_during_a_workflow_stops_the_child_and_its_kernel(project: Path) -> None:
+    proc = _start_and_wait_for(
+        ["run", str(NOTEBOOKS / "parent_sleeping_child.py"), "--json"], project,
+        "processed/*/parent_sleeping_child.children/001-sleeps.ipynb",
+    )
+    proc.send_signal(signal.SIGINT)
+    out, _err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert json.loads(out)["status"] == "CANCELED"
+    # the autouse no_orphans fixture then checks that both kernels and the child process are gone
+
+
+def test_killed_runner_leaves_no_kernel_behind(project: Path) -> None:
+    proc = _start_and_wait_for(
+        ["run", str(NOTEBOOKS / "parent_sleeping_child.py")], project,
+        "processed/*/parent_sleeping_child.children/001-sleeps.ipynb",
+    )
+    proc.kill()  # no chance to clean up: kernels and the child must notice and stop themselves
+    proc.communicate(timeout=30)

@@ -93,7 +93,7 @@ def test_captured_variables_after_a_failure() -> None:
     result = run("variables.py")
     assert result.status == "FAILED"
     v = result.variables
-    assert set(v) == {"count", "ratio", "name", "flags", "config", "nothing", "ordered", "thing"}
+    assert set(v) == {"count", "ratio", "name", "flags", "config", "nothing", "ordered", "thing", "display"}
     assert v["count"] == {"type": "int", "repr": "3", "value": 3}
     assert v["config"]["value"] == {"a": 1, "b": [1, 2]}
     assert v["nothing"]["value"] is None

@@ -9,9 +9,9 @@ from typing import Any
 
 REPR_LIMIT = 200
 VALUE_LIMIT_BYTES = 64 * 1024
-# IPython's own names, and those Databricks notebooks get for free.
-RESERVED = {"In", "Out", "exit", "quit", "get_ipython", "spark", "sc", "sqlContext", "dbutils",
-            "display", "displayHTML", "getArgument", "notebookutils", "mssparkutils", "table", "sql", "udf"}
+# IPython's own names. The runtime's names (dbutils, display...) are left out by identity
+# instead, so a user variable that happens to reuse such a name is still captured.
+RESERVED = {"In", "Out", "exit", "quit", "get_ipython"}
 
 
 def _short_repr(value: Any) -> str:

@@ -26,6 +26,7 @@ def helper():
 
 my_dbutils = dbutils
 dbutils_alias = dbutils.widgets
+display = "a user variable that reuses a runtime name"
 
 # COMMAND ----------
 

@@ -1,0 +1,2 @@
+# Databricks notebook source
+dbutils.notebook.run("./sleeps", 0, {"seconds": "120"})
