@@ -44,6 +44,7 @@ from .results import (
     CANCELED,
     FAILED,
     PAYLOAD_KEY,
+    RUNNING,
     SUCCESS,
     TIMEDOUT,
     CellError,
@@ -133,7 +134,7 @@ class NbflowNotebookClient(NotebookClient):
         self.deadline = deadline
         self.kernel_log = kernel_log
         self.timeout_func = self._remaining
-        self.outcome = Outcome()
+        self.outcome = Outcome(RUNNING)
 
     def _remaining(self, cell: Any = None) -> int | None:
         """nbclient's per-cell timeout: what is left of the notebook's deadline (whole seconds)."""
@@ -149,10 +150,16 @@ class NbflowNotebookClient(NotebookClient):
             cm.__enter__()
         except Exception as exc:
             self._remove_sockets()
-            raise KernelStartError(f"could not start a Python kernel ({kernel_python()}): {exc}") from exc
+            message = f"could not start a Python kernel ({kernel_python()}): {exc}"
+            self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", message))
+            raise KernelStartError(message) from exc
         started = True
         try:
-            self._run(self._bootstrap)
+            try:
+                self._run(self._bootstrap)
+            except KernelStartError as exc:
+                self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", str(exc)))
+                raise
             self.outcome = self._execute_cells()
             self.outcome.state = self._collect_state()
         except KeyboardInterrupt:
@@ -333,6 +340,11 @@ class NbflowEngine:
         """papermill's engine entry: wrap the notebook in its execution manager, then run it."""
         from papermill.engines import NotebookExecutionManager
 
+        context = kwargs.get("nbflow_context")
+        meta = nb.metadata.get("papermill", {})
+        if context is not None and not isinstance(meta.get("input_path"), (str, type(None))):
+            # papermill records its input as given; ours is a parsed notebook, not a path.
+            meta["input_path"] = context.notebook_path
         nb_man = NotebookExecutionManager(
             nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
             autosave_cell_every=autosave_cell_every,
@@ -382,6 +394,8 @@ class NbflowEngine:
         timeout = nbflow_timeout if nbflow_timeout is not None else execution_timeout
         deadline = time.monotonic() + timeout if timeout else None
         started = dt.datetime.now(dt.timezone.utc)
+        # Recorded now so that a run killed outright still says what it was.
+        _record(nb, Outcome(RUNNING), nbflow_context, nbflow_parameters, started, None)
         log_file = open(nbflow_kernel_log, "a", encoding="utf-8") if nbflow_kernel_log else None  # noqa: SIM115
         client = NbflowNotebookClient(
             nb_man,
@@ -408,7 +422,7 @@ def _record(
     context: RunContext,
     parameters: dict[str, dict[str, Any]],
     started: dt.datetime,
-    ended: dt.datetime,
+    ended: dt.datetime | None,
 ) -> None:
     """Write the ``nbflow`` payload into the notebook's metadata."""
     state = outcome.state
@@ -442,8 +456,8 @@ def _record(
         run_id=context.run_id,
         task_key=context.task_key,
         start_time=started.isoformat(),
-        end_time=ended.isoformat(),
-        duration_s=(ended - started).total_seconds(),
+        end_time=None if ended is None else ended.isoformat(),
+        duration_s=None if ended is None else (ended - started).total_seconds(),
     )
     nb.metadata[PAYLOAD_KEY] = result.to_payload()
 

@@ -23,6 +23,7 @@ PAYLOAD_VERSION = 1
 ADDED_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag")
 
 SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
+RUNNING = "RUNNING"  # recorded when a run starts; still there if the run was killed outright
 
 
 @dataclass

@@ -114,11 +114,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
         assert proc.stdout == ""
 
 
-def test_kernel_that_cannot_start_exits_3() -> None:
+def test_kernel_that_cannot_start_exits_3(project: Path) -> None:
     proc = cli("run", str(NOTEBOOKS / "trivial.ipynb"), env={"NBFLOW_KERNEL_PYTHON": "/nonexistent/python"})
     assert proc.returncode == 3
     [line] = proc.stderr.strip().splitlines()
     assert "could not start a Python kernel (/nonexistent/python)" in line
+    [saved] = project.glob("processed/*/trivial.ipynb")
+    payload = nbformat.read(saved, as_version=4).metadata["nbflow"]
+    assert payload["status"] == "FAILED" and payload["error"]["ename"] == "KernelStartError"
 
 
 def test_unknown_parameter_warns_on_stderr_only() -> None:
@@ -225,3 +228,5 @@ def test_killed_runner_leaves_no_kernel_behind(project: Path) -> None:
     )
     proc.kill()  # no chance to clean up: kernels and the child must notice and stop themselves
     proc.communicate(timeout=30)
+    [saved] = project.glob("processed/*/parent_sleeping_child.ipynb")
+    assert nbformat.read(saved, as_version=4).metadata["nbflow"]["status"] == "RUNNING"

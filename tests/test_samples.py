@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
+
 from nbflow import run_notebook
 
 SAMPLES = Path(__file__).parent.parent / "sample_notebooks"
@@ -16,6 +18,8 @@ def test_hello_sample() -> None:
     assert json.loads(result.exit_value) == {"greeting": "HELLO, CI!", "length": 10}
     assert result.task_values == {"greeting": "HELLO, CI!"}
     assert result.cells[-1]["status"] == "skipped"
+    saved = nbformat.read(result.output, as_version=4)
+    assert saved.metadata["papermill"]["input_path"] == str((SAMPLES / "hello.py").resolve())
 
 
 def test_workflow_sample() -> None:

@@ -18,6 +18,10 @@
 
 # COMMAND ----------
 
+# MAGIC %pip --version
+
+# COMMAND ----------
+
 listing = dbutils.fs.ls("/")
 names = [f.name for f in listing]
 dbutils.fs.rm("/magic-test", recurse=True)
