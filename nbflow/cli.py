@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a notebook failed or timed out, 2 bad usage or bad inpu
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -36,6 +37,10 @@ def handle_errors(func: F) -> F:
             _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except Exception as exc:  # a defect of nbflow's: one line, the traceback on request
+            if os.environ.get("NBFLOW_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (NBFLOW_DEBUG=1 shows the traceback)", 1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -70,7 +75,8 @@ def run(
 ) -> None:
     """Run NOTEBOOK (.ipynb or Databricks source .py) in a fresh kernel."""
     from . import params as params_mod
-    from .runner import new_run_id, project_dir, run_notebook, summary, write_run_json
+    from .project import project_dir
+    from .runner import new_run_id, run_notebook, summary, write_run_json
 
     layers = []
     if parameters_file is not None:

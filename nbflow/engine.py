@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import queue
 import shutil
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from .errors import KernelStartError
+from .notebooks import parameters_cell_names
 from .results import (
     CANCELED,
     FAILED,
@@ -65,6 +67,7 @@ _client_log.propagate = False
 KERNEL_NAME = "nbflow-python"
 EXIT_ENAME = "NotebookExit"
 STATE_TIMEOUT_S = 30.0
+STOPPED_STATE_TIMEOUT_S = 3.0
 BOOTSTRAP = "__import__('nbflow.runtime', fromlist=['install']).install({context!r})"
 STATE_EXPRESSION = "__import__('nbflow.runtime', fromlist=['state_json']).state_json()"
 
@@ -91,9 +94,9 @@ class _KernelSpecs(KernelSpecManager):
         )
 
 
-def _transport(folder: str | None) -> dict[str, str]:
+def _transport(folder: str) -> dict[str, str]:
     """Unix sockets where there are any: no TCP port to take, nothing reachable from the network."""
-    if folder is not None:
+    if sys.platform.startswith(("linux", "darwin")):
         return {"transport": "ipc", "ip": os.path.join(folder, "kernel")}
     return {}
 
@@ -104,6 +107,7 @@ class Outcome:
     error: CellError | None = None
     stopped_at: int | None = None  # notebook cell index where execution stopped
     state: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 class NbflowNotebookClient(NotebookClient):
@@ -121,14 +125,18 @@ class NbflowNotebookClient(NotebookClient):
         kernel_log: IO[str] | None,
         **kwargs: Any,
     ) -> None:
-        self._socket_dir = (
-            tempfile.mkdtemp(prefix="nbflow-kernel-") if sys.platform.startswith(("linux", "darwin")) else None
-        )
+        # One private folder holds the kernel's sockets and connection file: one thing to remove.
+        self._socket_dir = tempfile.mkdtemp(prefix="nbflow-kernel-")
         km = AsyncKernelManager(
-            kernel_name=KERNEL_NAME, kernel_spec_manager=_KernelSpecs(), **_transport(self._socket_dir)
+            kernel_name=KERNEL_NAME,
+            kernel_spec_manager=_KernelSpecs(),
+            connection_file=os.path.join(self._socket_dir, "kernel.json"),
+            **_transport(self._socket_dir),
         )
         self.stream_file: IO[str] | None = kwargs.pop("stream_file", None)
-        super().__init__(nb_man.nb, km=km, **kwargs)
+        # The kernel runs in the notebook's folder, as Databricks runs a notebook in its own.
+        cwd = str(Path(context.notebook_path).parent) if context.notebook_path else None
+        super().__init__(nb_man.nb, km=km, resources={"metadata": {"path": cwd}}, **kwargs)
         self.nb_man = nb_man
         self.context = context
         self.deadline = deadline
@@ -144,37 +152,48 @@ class NbflowNotebookClient(NotebookClient):
 
     def execute(self, **kwargs: Any) -> NotebookNode:
         self.reset_execution_trackers()
-        started = False
         cm = self.setup_kernel(cleanup_kc=True, stdout=self.kernel_log, stderr=self.kernel_log)
         try:
             cm.__enter__()
-        except Exception as exc:
-            self._remove_sockets()
+        except BaseException as exc:  # Ctrl-C while the kernel starts must not leave it running
+            self._stop_kernel_now()
             message = f"could not start a Python kernel ({kernel_python()}): {exc}"
+            if isinstance(exc, KeyboardInterrupt):
+                self.outcome = Outcome(CANCELED, CellError(None, "KeyboardInterrupt", "the run was cancelled"))
+                raise
             self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", message))
             raise KernelStartError(message) from exc
-        started = True
         try:
-            try:
-                self._run(self._bootstrap)
-            except KernelStartError as exc:
-                self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", str(exc)))
-                raise
+            self._run(self._bootstrap)
             self.outcome = self._execute_cells()
             self.outcome.state = self._collect_state()
+        except KernelStartError as exc:
+            self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", str(exc)))
+            raise
         except KeyboardInterrupt:
-            # Ctrl-C outside a cell (cells catch their own): the run is cancelled all the same.
-            self.outcome = Outcome(CANCELED, CellError(None, "KeyboardInterrupt", "the run was cancelled"))
+            # Ctrl-C outside a cell (cells catch their own). A run whose cells all finished
+            # keeps its outcome; only its variables are lost.
+            if self.outcome.status == RUNNING:
+                self.outcome = Outcome(CANCELED, CellError(None, "KeyboardInterrupt", "the run was cancelled"))
+            else:
+                self.outcome.warnings.append("interrupted while reading the notebook's variables")
         finally:
-            if started:
-                if self.outcome.status != SUCCESS:
-                    self.shutdown_kernel = "immediate"
+            if self.outcome.status != SUCCESS:
+                self.shutdown_kernel = "immediate"
+            try:
                 cm.__exit__(None, None, None)
-                self._remove_sockets()
+            finally:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
         return self.nb
 
-    def _remove_sockets(self) -> None:
-        if self._socket_dir is not None:
+    def _stop_kernel_now(self) -> None:
+        """Best effort after a failed or interrupted start: kill what started, remove its files."""
+        try:
+            if self.km is not None and self.km.has_kernel:
+                self._run(self.km.shutdown_kernel, True)
+        except Exception as exc:  # the start already failed; report that, not this
+            log.debug("stopping a half-started kernel: %s", exc)
+        finally:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def process_message(self, *args: Any, **kwargs: Any) -> Any:
@@ -204,7 +223,10 @@ class NbflowNotebookClient(NotebookClient):
                 return reply
 
     async def _bootstrap(self) -> None:
-        reply = await self._silent(BOOTSTRAP.format(context=self.context.to_json()), timeout=60)
+        try:
+            reply = await self._silent(BOOTSTRAP.format(context=self.context.to_json()), timeout=60)
+        except queue.Empty:
+            raise KernelStartError(f"the kernel ({kernel_python()}) did not answer within 60 s") from None
         content = reply["content"]
         if content.get("status") != "ok":
             raise KernelStartError(
@@ -212,9 +234,9 @@ class NbflowNotebookClient(NotebookClient):
                 f"{content.get('ename')}: {content.get('evalue')}"
             )
 
-    async def _state(self) -> dict[str, Any]:
+    async def _state(self, timeout: float) -> dict[str, Any]:
         for _attempt in range(5):
-            reply = await self._silent("", STATE_TIMEOUT_S, user_expressions={"state": STATE_EXPRESSION})
+            reply = await self._silent("", timeout, user_expressions={"state": STATE_EXPRESSION})
             # After an interrupt the kernel aborts requests queued behind the stopped cell.
             if reply["content"].get("status") != "aborted":
                 break
@@ -228,15 +250,19 @@ class NbflowNotebookClient(NotebookClient):
     def _collect_state(self) -> dict[str, Any]:
         """Ask the kernel for exit value, variables and task values; empty if it cannot answer."""
         assert self.km is not None
+        timeout = STATE_TIMEOUT_S
         try:
             if self.outcome.status in (TIMEDOUT, CANCELED):
-                # The kernel is still busy with the cell that was stopped.
+                # The kernel is still busy with the cell that was stopped; a cell that ignores
+                # the interrupt must not hold the run much past its deadline.
                 self._run(self.km.interrupt_kernel)
+                timeout = STOPPED_STATE_TIMEOUT_S
             if not self._run(self.km.is_alive):
                 return {}
-            return self._run(self._state)  # type: ignore[no-any-return]
+            return self._run(self._state, timeout)  # type: ignore[no-any-return]
         except Exception as exc:
-            log.warning("could not read the notebook's variables: %r", exc)
+            reason = "no answer in time" if isinstance(exc, queue.Empty) else str(exc) or type(exc).__name__
+            self.outcome.warnings.append(f"could not read the notebook's variables ({reason})")
             return {}
 
     def _execute_cells(self) -> Outcome:
@@ -380,14 +406,18 @@ class NbflowEngine:
         if nbflow_context is None:
             # Plain papermill: the notebook's papermill parameters are its widget values too.
             from .params import widget_string
+            from .project import dbfs_root, project_dir, secrets_file
 
+            project = project_dir()
+            secrets = secrets_file(project)
             nbflow_context = RunContext(
                 notebook_path=str(Path(input_path).resolve()) if isinstance(input_path, str) else "",
                 output_path=str(Path(nb_man.output_path).resolve()) if nb_man.output_path else None,
                 arguments={k: widget_string(v) for k, v in passed.items()},
                 python=kernel_python(),
-                project_dir=os.getcwd(),
-                dbfs_root=str(Path(os.getcwd(), ".nbflow", "dbfs")),
+                project_dir=str(project),
+                dbfs_root=str(dbfs_root(project)),
+                secrets_file=None if secrets is None else str(secrets),
             )
         if nbflow_parameters is None:
             nbflow_parameters = {k: {"value": v, "source": "papermill"} for k, v in passed.items()}
@@ -396,7 +426,7 @@ class NbflowEngine:
         started = dt.datetime.now(dt.timezone.utc)
         # Recorded now so that a run killed outright still says what it was.
         _record(nb, Outcome(RUNNING), nbflow_context, nbflow_parameters, started, None)
-        log_file = open(nbflow_kernel_log, "a", encoding="utf-8") if nbflow_kernel_log else None  # noqa: SIM115
+        log_file = open(nbflow_kernel_log, "w", encoding="utf-8") if nbflow_kernel_log else None  # noqa: SIM115
         client = NbflowNotebookClient(
             nb_man,
             context=nbflow_context,
@@ -411,9 +441,20 @@ class NbflowEngine:
         finally:
             if log_file is not None:
                 log_file.close()
+                _keep_kernel_log(Path(log_file.name), client.outcome)
             ended = dt.datetime.now(dt.timezone.utc)
             _record(nb, client.outcome, nbflow_context, nbflow_parameters, started, ended)
         return nb
+
+
+def _keep_kernel_log(path: Path, outcome: Outcome) -> None:
+    """Keep the kernel's own stdout/stderr only to explain a kernel that died or never started.
+
+    It is the raw process output, which nbflow cannot redact, so it is not kept otherwise.
+    """
+    died = outcome.error is not None and outcome.error.ename in ("DeadKernelError", "KernelStartError")
+    if not died or path.stat().st_size == 0:
+        path.unlink(missing_ok=True)
 
 
 def _record(
@@ -428,14 +469,18 @@ def _record(
     state = outcome.state
     exit_info = state.get("exit") or {}
     params = {name: dict(entry) for name, entry in parameters.items()}
+    for name in state.get("secret_arguments") or []:
+        if name in params:
+            params[name]["value"] = "[REDACTED]"
     for name, widget in (state.get("widgets") or {}).items():
         if name not in params:
             params[name] = {"value": widget["value"], "source": "widget default"}
+    declared = parameters_cell_names(nb)
     warnings = [
         f"parameter {name!r} was passed but the notebook has no widget or parameter of that name"
         for name in state.get("unused_arguments") or []
-        if name not in _parameter_cell_names(nb)
-    ]
+        if name not in declared
+    ] + outcome.warnings
     children_dir = None
     if context.output_path:
         out = Path(context.output_path)
@@ -460,12 +505,6 @@ def _record(
         duration_s=None if ended is None else (ended - started).total_seconds(),
     )
     nb.metadata[PAYLOAD_KEY] = result.to_payload()
-
-
-def _parameter_cell_names(nb: NotebookNode) -> set[str]:
-    from .notebooks import parameters_cell_names
-
-    return parameters_cell_names(nb)
 
 
 def execute(

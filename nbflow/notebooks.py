@@ -13,7 +13,8 @@ magics. Only ``%md`` cells become markdown cells, because they are not code.
 
 from __future__ import annotations
 
-import json
+import uuid
+import warnings
 from pathlib import Path
 from typing import cast
 
@@ -87,15 +88,27 @@ def read_notebook(path: str | Path) -> NotebookNode:
 
 def _read_ipynb(path: Path) -> NotebookNode:
     try:
-        text = path.read_text(encoding="utf-8")
-        nb = nbformat.reads(text, as_version=4)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NotebookFormatError(f"{path}: not a valid .ipynb file ({exc})") from exc
-    except Exception as exc:  # nbformat raises several unrelated types for bad documents
-        raise NotebookFormatError(f"{path}: not a valid .ipynb file ({exc})") from exc
-    if not isinstance(nb, dict) or "cells" not in nb:
-        raise NotebookFormatError(f"{path}: not a valid .ipynb file (no cells)")
+        with warnings.catch_warnings():
+            # Cell ids are added below; nbformat's warning about them is noise for a reader.
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+            _add_cell_ids(nb)
+            nbformat.validate(nb)
+    except Exception as exc:  # nbformat raises many unrelated types for bad documents
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NotebookFormatError(f"{path}: not a valid .ipynb file ({reason})") from exc
     return cast(NotebookNode, nb)
+
+
+def _add_cell_ids(nb: NotebookNode) -> None:
+    """Notebooks older than nbformat 4.5 have no cell ids; give them some, as Jupyter does."""
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise NotebookFormatError("no cells")
+    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
+        nb["nbformat_minor"] = 5
+    for cell in nb["cells"]:
+        if isinstance(cell, dict) and not cell.get("id"):
+            cell["id"] = uuid.uuid4().hex[:8]
 
 
 def parse_source(text: str, name: str = "<source>") -> NotebookNode:

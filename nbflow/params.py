@@ -14,7 +14,9 @@ tagged ``parameters``, as a typed Python variable injected after it (papermill's
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import keyword
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -112,9 +114,27 @@ def load_params_file(path: str | Path) -> dict[str, Param]:
     source = f"file:{path}"
     params: dict[str, Param] = {}
     for name, value in data.items():
-        check_name(str(name), f"{path}: parameter {name!r}")
-        params[str(name)] = Param(value, source)
+        if not isinstance(name, str):
+            raise ParameterError(f"{path}: parameter name {name!r} must be a string (quote it in YAML)")
+        check_name(name, f"{path}: parameter {name!r}")
+        params[name] = Param(_plain(value), source)
     return params
+
+
+def _plain(value: Any) -> Any:
+    """YAML dates and times become ISO strings: notebooks, widgets and JSON all take those."""
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def injectable(name: str) -> bool:
+    """Whether a parameter can become a Python variable in the parameters cell."""
+    return name.isidentifier() and not keyword.iskeyword(name)
 
 
 def from_mapping(values: Mapping[str, Any] | None, source: str) -> dict[str, Param]:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
-import os
 import secrets
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import params as params_mod
+from .errors import InputError
 from .notebooks import has_parameters_cell, read_notebook
 from .params import Param
+from .project import dbfs_root, project_dir, secrets_file
 from .results import NotebookResult, read_result
 from .runtime.context import RunContext
 
@@ -22,26 +25,6 @@ DEFAULT_OUTPUT_ROOT = "processed"
 def new_run_id() -> str:
     """A sortable, unique run id: UTC time plus random hex."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-def project_dir() -> Path:
-    """The project nbflow works in: ``NBFLOW_PROJECT_DIR``, else the current directory."""
-    return Path(os.environ.get("NBFLOW_PROJECT_DIR") or os.getcwd()).resolve()
-
-
-def dbfs_root(project: Path) -> Path:
-    return Path(os.environ.get("NBFLOW_DBFS_ROOT") or project / ".nbflow" / "dbfs").resolve()
-
-
-def secrets_file(project: Path) -> Path | None:
-    named = os.environ.get("NBFLOW_SECRETS_FILE")
-    if named:
-        return Path(named).resolve()
-    for name in ("secrets.yaml", "secrets.yml", "secrets.json"):
-        candidate = project / ".nbflow" / name
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def run_notebook(
@@ -73,13 +56,11 @@ def run_notebook(
     if output_path is None:
         folder = Path(output_dir) if output_dir is not None else project / DEFAULT_OUTPUT_ROOT / run_id
         output_path = folder / (source.stem + ".ipynb")
-    output = Path(output_path).resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = _prepare_output(Path(output_path).resolve(), source.resolve())
     passed: dict[str, Param] = params_mod.from_mapping(parameters, "api")
     inject = None
     if has_parameters_cell(nb):
-        inject = {name: p.value for name, p in passed.items() if name.isidentifier()}
-    extra = dict(context or {})
+        inject = {name: p.value for name, p in passed.items() if params_mod.injectable(name)}
     ctx = RunContext(
         notebook_path=str(source.resolve()),
         output_path=str(output),
@@ -88,22 +69,29 @@ def run_notebook(
         arguments={name: p.widget_value for name, p in passed.items()},
         project_dir=str(project),
         dbfs_root=str(dbfs_root(project)),
-        secrets_file=_optional_str(secrets_file(project)),
+        secrets_file=None if (found := secrets_file(project)) is None else str(found),
         python=engine.kernel_python(),
     )
-    for key in ("project_dir", "dbfs_root", "secrets_file", "job_task_values", "depth", "python"):
-        if key in extra:
-            setattr(ctx, key, extra[key])
+    if context:
+        # A dbutils.notebook.run child inherits its caller's project, DBFS, secrets and job.
+        ctx = dataclasses.replace(ctx, **{k: v for k, v in context.items() if k in RunContext.INHERITED})
     recorded = {name: {"value": p.value, "source": p.source} for name, p in passed.items()}
-    kernel_log = output.with_suffix(".kernel.log")
-    engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, log_output=log_output)
-    if kernel_log.exists() and kernel_log.stat().st_size == 0:
-        kernel_log.unlink()
+    engine.execute(nb, output, ctx, inject, recorded, timeout, output.with_suffix(".kernel.log"),
+                   log_output=log_output)
     return read_result(output)
 
 
-def _optional_str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
+def _prepare_output(output: Path, source: Path) -> Path:
+    """Check and make the executed notebook's place; clear what an earlier run left there."""
+    if output == source:
+        raise InputError(f"{output}: the executed notebook would overwrite its source; choose another --output-dir")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {output.parent}: {exc.strerror or exc}") from None
+    # Children of an earlier run into the same place would be listed as this run's.
+    shutil.rmtree(output.with_name(output.stem + ".children"), ignore_errors=True)
+    return output
 
 
 def write_run_json(result: NotebookResult, output_dir: Path) -> Path:

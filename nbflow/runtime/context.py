@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -22,6 +22,19 @@ class RunContext:
     job_task_values: dict[str, dict[str, Any]] | None = None
     depth: int = 0
     python: str = ""
+    # Secret values the caller read: a child redacts them too (they may arrive as arguments).
+    # Sent to the kernel in memory only, never written.
+    redact_values: list[str] = field(default_factory=list)
+    # What a dbutils.notebook.run child takes over from its caller.
+    INHERITED: ClassVar[tuple[str, ...]] = (
+        "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth",
+        "redact_values",
+    )
+
+    def for_child(self, redact_values: list[str]) -> dict[str, Any]:
+        """The context fields a ``dbutils.notebook.run`` child inherits, one level deeper."""
+        inherited = {name: getattr(self, name) for name in self.INHERITED}
+        return {**inherited, "depth": self.depth + 1, "redact_values": redact_values}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -9,7 +9,6 @@ local cluster) but not the caller's Python namespace. A process per child keeps 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -97,7 +96,9 @@ class NotebookUtils:
                 f"(running {path})",
                 path=path,
             )
-        caller = Path(self._session.current_notebook())
+        # Relative to the notebook the run belongs to, as Databricks resolves it from the
+        # notebook context: the same answer from any thread, inside a %run include or not.
+        caller = Path(ctx.notebook_path)
         try:
             child = resolve_notebook(path, caller.parent)
         except Exception as exc:
@@ -117,16 +118,7 @@ class NotebookUtils:
             "arguments": args,
             "timeout": timeout_seconds or None,
             "output_path": output_path,
-            "context": {
-                "run_id": ctx.run_id,
-                "task_key": ctx.task_key,
-                "project_dir": ctx.project_dir,
-                "dbfs_root": ctx.dbfs_root,
-                "secrets_file": ctx.secrets_file,
-                "job_task_values": ctx.job_task_values,
-                "depth": ctx.depth + 1,
-                "python": ctx.python,
-            },
+            "context": ctx.for_child(self._session.redactor.values()),
         }
         result = _run_child(request, timeout_seconds)
         status = result.get("status")
@@ -156,7 +148,9 @@ def _run_child(request: dict[str, Any], timeout_seconds: int) -> dict[str, Any]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "NBFLOW_PARENT_PID": str(os.getpid())},
+        # Out of the kernel's process group: an interrupt of the kernel must reach the child
+        # once, through the handler below, not twice (a second SIGINT would cut its clean-up).
+        start_new_session=True,
     )
     backstop = timeout_seconds + CHILD_GRACE_S if timeout_seconds else None
     try:

@@ -13,6 +13,7 @@ kernel sends to the notebook (streams, displays, results, errors), as Databricks
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import re
 import threading
@@ -52,10 +53,16 @@ class Redactor:
         if not value:
             return
         with self._lock:
-            self._values.add(value)
+            # Also the escaped spellings that repr() and JSON give a value with quotes,
+            # backslashes or newlines (a PEM key), as they appear in reprs and results.
+            self._values.update({value, repr(value)[1:-1], json.dumps(value)[1:-1]} - {""})
             # Longest first, so a secret that contains another is replaced whole.
             ordered = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def values(self) -> list[str]:
+        with self._lock:
+            return sorted(self._values)
 
     @property
     def active(self) -> bool:
@@ -72,7 +79,7 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {k: self.deep(v) for k, v in value.items()}
+            return {self.deep(k): self.deep(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.deep(v) for v in value]
         if isinstance(value, tuple):

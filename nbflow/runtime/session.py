@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..errors import NotebookRuntimeError
 from .context import RunContext
 from .fs import FsUtils
 from .jobs import JobsUtils
@@ -37,26 +37,29 @@ class Session:
     def __init__(self, context: RunContext) -> None:
         self.context = context
         self.redactor = Redactor()
+        for value in context.redact_values:
+            self.redactor.add(value)
         self.exit_value: str | None = None
         self.exit_truncated = False
-        self._includes = threading.local()
+        # The %run includes running now, outermost first (a %run runs within one cell).
+        self._includes: list[str] = []
         self.dbutils = DBUtils(self)
 
     def current_notebook(self) -> str:
-        """The notebook whose code is running: the innermost ``%run`` include, else the notebook."""
-        stack: list[str] = getattr(self._includes, "stack", [])
-        return stack[-1] if stack else self.context.notebook_path
+        """The notebook a ``%run`` path is relative to: the innermost include, else the notebook."""
+        return self._includes[-1] if self._includes else self.context.notebook_path
 
     @contextmanager
     def including(self, path: str) -> Iterator[None]:
-        stack = getattr(self._includes, "stack", None)
-        if stack is None:
-            stack = self._includes.stack = []
-        stack.append(path)
+        chain = [self.context.notebook_path, *self._includes]
+        if path in chain:
+            cycle = " -> ".join([*chain[chain.index(path):], path])
+            raise NotebookRuntimeError(f"%run cycle: {cycle}")
+        self._includes.append(path)
         try:
             yield
         finally:
-            stack.pop()
+            self._includes.pop()
 
     def runtime_objects(self) -> set[int]:
         d = self.dbutils
@@ -73,4 +76,8 @@ class Session:
             "task_values": self.redactor.deep(self.dbutils.jobs.taskValues.values),
             "widgets": widgets.snapshot(),
             "unused_arguments": widgets.unused_arguments(),
+            # Names only: the engine blanks these parameters in what it records.
+            "secret_arguments": sorted(
+                name for name, value in self.context.arguments.items() if self.redactor.text(value) != value
+            ),
         }

@@ -1,0 +1,4 @@
+# Databricks notebook source
+import os
+
+dbutils.notebook.exit(os.getcwd())
