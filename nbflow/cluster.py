@@ -459,7 +459,7 @@ def _launch(project: Path, choice: EngineChoice, port: int | None) -> ClusterSta
     # Recorded before it is ready, so a starter killed meanwhile leaves a server stop can find.
     _write_state(project, state)
     try:
-        _wait_ready(state, project)
+        _wait_ready(state)
     except BaseException:
         _terminate(server.pid)
         _remove_state(project)
@@ -467,13 +467,13 @@ def _launch(project: Path, choice: EngineChoice, port: int | None) -> ClusterSta
     return state
 
 
-def _wait_ready(state: ClusterState, project: Path) -> None:
+def _wait_ready(state: ClusterState) -> None:
     assert state.pid is not None
+    child = _CHILDREN.get(state.pid)
     timeout = START_TIMEOUT[state.engine]
     deadline = time.monotonic() + timeout
     while not _accepts(state.port):
-        if not _server_alive(state, project):
-            child = _CHILDREN.get(state.pid)
+        if not _alive(state.pid):
             code = "" if child is None or child.returncode is None else f" (exit code {child.returncode})"
             raise EnvironmentFailure(f"the {state.engine} cluster exited while starting{code}: "
                                      f"{_last_log_line(Path(state.log))} (log: {state.log})")
@@ -523,7 +523,7 @@ def start(project: Path, engine: str = "auto", port: int | None = None) -> Clust
             if current.pid is not None and not _accepts(current.port):
                 # A starter killed half-way can leave a server still starting, or hung.
                 try:
-                    _wait_ready(current, project)
+                    _wait_ready(current)
                 except EnvironmentFailure:
                     _terminate(current.pid)
                     _remove_state(project)
