@@ -155,3 +155,9 @@ def inspect(executed: Path, as_json: bool) -> None:
 
 def main() -> None:
     cli(prog_name="nbflow")
+
+
+# Last: cluster_cli uses handle_errors from this module.
+from .cluster_cli import cluster  # noqa: E402
+
+cli.add_command(cluster)

@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
-# Processes nbflow starts: kernels and dbutils.notebook.run children.
-MARKERS = ("ipykernel_launcher", "nbflow.child")
+# Processes nbflow starts: kernels, dbutils.notebook.run children, and cluster servers (Sail, JVM Spark Connect).
+MARKERS = ("ipykernel_launcher", "nbflow.child", "pysail spark server", "SparkConnectServer")
 
 
 def nbflow_processes() -> dict[int, str]:

@@ -1,0 +1,114 @@
+"""``nbflow cluster``: start, stop and look at the project's local Spark Connect server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import handle_errors
+from .errors import NbflowError
+
+
+def _project() -> Path:
+    from .runner import project_dir
+
+    return project_dir()
+
+
+def _describe(state: Any) -> str:
+    return f"{state.engine} cluster at {state.url}" + ("" if state.pid is None else f" (pid {state.pid})")
+
+
+def _details(state: Any) -> None:
+    click.echo(f"  engine choice: {state.reason}")
+    click.echo(f"  Delta: {'yes' if state.delta else 'no'}")
+    if state.pid is not None:
+        click.echo(f"  warehouse: {state.warehouse}")
+        click.echo(f"  log: {state.log}")
+
+
+@click.group()
+def cluster() -> None:
+    """The project's local cluster: one Spark Connect server that every notebook attaches to."""
+
+
+@cluster.command()
+@click.option("--engine", default="auto", show_default=True, metavar="auto|sail|spark|sc://HOST:PORT",
+              help="sail (Rust, Delta built in), spark (JVM), an existing endpoint, or auto.")
+@click.option("--port", type=click.IntRange(1, 65535), metavar="N", help="Port on 127.0.0.1 [default: a free one].")
+@handle_errors
+def start(engine: str, port: int | None) -> None:
+    """Start the cluster, or show the one already running."""
+    from . import cluster as cluster_mod
+
+    begun = time.monotonic()
+    called_at = datetime.now(timezone.utc)
+    state = cluster_mod.start(_project(), engine, port)
+    if datetime.fromisoformat(state.started_at) < called_at:
+        click.echo(f"already running: {_describe(state)}")
+    elif state.pid is None:
+        click.echo(f"recorded the {_describe(state)} (nbflow does not start or stop it)")
+    else:
+        click.echo(f"started the {_describe(state)} in {time.monotonic() - begun:.1f} s")
+    _details(state)
+
+
+@cluster.command()
+@handle_errors
+def stop() -> None:
+    """Stop the cluster (an external endpoint is only forgotten)."""
+    from . import cluster as cluster_mod
+
+    project = _project()
+    state = cluster_mod.status(project)
+    if not cluster_mod.stop(project) or state is None:
+        click.echo("no cluster was running")
+    elif state.engine == "external":
+        click.echo(f"forgot the external cluster {state.url}")
+    else:
+        click.echo(f"stopped the {_describe(state)}")
+
+
+@cluster.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON, with running: true/false.")
+@handle_errors
+def status(as_json: bool) -> None:
+    """Show whether the cluster is running, its engine, URL and why that engine."""
+    from . import cluster as cluster_mod
+
+    state = cluster_mod.status(_project())
+    if as_json:
+        if state is None:
+            data: dict[str, Any] = dict.fromkeys(field for field in cluster_mod.ClusterState.__dataclass_fields__)
+        else:
+            data = state.to_dict()
+        click.echo(json.dumps({"running": state is not None, **data}, indent=2))
+        return
+    if state is None:
+        click.echo("not running")
+        return
+    click.echo(f"running: {_describe(state)}, since {state.started_at}")
+    _details(state)
+
+
+@cluster.command()
+@click.option("-n", "--lines", type=click.IntRange(min=1), default=50, show_default=True, metavar="LINES",
+              help="How many lines from the end.")
+@handle_errors
+def logs(lines: int) -> None:
+    """Print the end of the cluster's server log (kept after it stops)."""
+    from . import cluster as cluster_mod
+
+    path = cluster_mod.log_path(_project())
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            tail = deque(handle, maxlen=lines)
+    except FileNotFoundError:
+        raise NbflowError(f"no cluster log at {path}: the cluster was never started here") from None
+    click.echo("".join(tail), nl=False)

@@ -1,0 +1,403 @@
+"""The local cluster: real Sail and JVM Spark Connect servers, started, attached to and stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from nbflow import cluster
+from nbflow.errors import EnvironmentFailure, InputError
+
+from .conftest import cli
+
+
+@pytest.fixture
+def stopped_after(project: Path) -> Iterator[Path]:
+    """The test's project; whatever cluster the test started there is stopped afterwards."""
+    yield project
+    cluster.stop(project)
+
+
+def servers_of(project: Path) -> list[psutil.Process]:
+    """Live Sail / JVM Spark Connect servers whose command line names this project."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and str(project) in cmdline and (
+            "pysail" in cmdline or "SparkConnectServer" in cmdline
+        ):
+            found.append(proc)
+    return found
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def write_state(project: Path, **changes: object) -> Path:
+    state = {
+        "engine": "sail", "url": "sc://127.0.0.1:1", "pid": dead_pid(), "port": 1,
+        "warehouse": str(project / ".nbflow" / "warehouse"), "started_at": "2026-01-01T00:00:00+00:00",
+        "log": str(project / ".nbflow" / "cluster" / "server.log"), "delta": True, "reason": "test",
+    }
+    state.update(changes)
+    path = cluster.state_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state))
+    return path
+
+
+def run_sql_and_temp_view(state: cluster.ClusterState) -> None:
+    spark = cluster.attach(state)
+    try:
+        assert spark.sql("SELECT 1 AS x").collect()[0]["x"] == 1
+        spark.range(5).createOrReplaceTempView("numbers")
+        assert spark.sql("SELECT sum(id) AS total FROM numbers").collect()[0]["total"] == 10
+    finally:
+        spark.stop()
+
+
+# --- Sail ----------------------------------------------------------------------------------
+
+
+def test_sail_start_attach_query_stop(stopped_after: Path) -> None:
+    project = stopped_after
+    state = cluster.start(project, "sail")
+    assert state.engine == "sail" and state.delta is True
+    assert state.url == f"sc://127.0.0.1:{state.port}"
+    assert state.warehouse == str(project / ".nbflow" / "warehouse") and Path(state.warehouse).is_dir()
+    assert state.log == str(project / ".nbflow" / "cluster" / "server.log")
+    assert json.loads(cluster.state_path(project).read_text()) == state.to_dict()
+    assert cluster.status(project) == state
+    assert [p.pid for p in servers_of(project)] == [state.pid]
+    # Bound to loopback only.
+    listening = {c.laddr for c in psutil.Process(state.pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    assert {addr.ip for addr in listening} == {"127.0.0.1"}
+
+    run_sql_and_temp_view(state)
+
+    assert cluster.stop(project) is True
+    assert cluster.status(project) is None
+    assert not cluster.state_path(project).exists()
+    assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
+    assert cluster.stop(project) is False
+
+
+def test_sail_tables_use_the_project_warehouse(stopped_after: Path) -> None:
+    state = cluster.start(stopped_after, "sail")
+    spark = cluster.attach(state)
+    try:
+        spark.sql("CREATE TABLE t USING delta AS SELECT 1 AS a")
+        assert spark.table("t").collect()[0]["a"] == 1
+    finally:
+        spark.stop()
+    # Sail names a table's folder t-<uuid>.
+    assert [p.parent.name.split("-")[0] for p in Path(state.warehouse).glob("*/_delta_log")] == ["t"]
+
+
+def test_start_is_idempotent(stopped_after: Path) -> None:
+    first = cluster.start(stopped_after, "sail")
+    again = cluster.start(stopped_after)  # auto accepts the running cluster, whatever its engine
+    assert again == first
+    assert cluster.ensure_running(stopped_after) == first
+    assert cluster.start(stopped_after, "sail", port=first.port) == first
+    assert len(servers_of(stopped_after)) == 1
+
+
+def test_a_different_engine_or_port_than_the_running_one_is_refused(stopped_after: Path) -> None:
+    state = cluster.start(stopped_after, "sail")
+    with pytest.raises(InputError, match="already running"):
+        cluster.start(stopped_after, "spark")
+    with pytest.raises(InputError, match="already running"):
+        cluster.start(stopped_after, "sail", port=state.port + 1 if state.port < 65535 else 1024)
+    assert cluster.status(stopped_after) == state
+
+
+def test_concurrent_starts_start_one_server(stopped_after: Path) -> None:
+    results: list[cluster.ClusterState] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def starter() -> None:
+        barrier.wait()
+        try:
+            results.append(cluster.start(stopped_after, "sail"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=starter) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert len(results) == 2 and results[0] == results[1]
+    assert [p.pid for p in servers_of(stopped_after)] == [results[0].pid]
+
+
+def test_concurrent_starts_from_separate_processes_start_one_server(stopped_after: Path) -> None:
+    code = "import sys; from nbflow import cluster; print(cluster.start(sys.argv[1], 'sail').pid)"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(stopped_after)], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    pids = {int(proc.communicate(timeout=60)[0]) for proc in procs}
+    assert len(pids) == 1
+    assert [p.pid for p in servers_of(stopped_after)] == list(pids)
+
+
+def test_stale_state_with_a_dead_pid_is_cleaned(stopped_after: Path) -> None:
+    path = write_state(stopped_after)
+    assert cluster.status(stopped_after) is None
+    assert not path.exists()
+
+    write_state(stopped_after)
+    state = cluster.start(stopped_after, "sail")
+    assert state.pid is not None and psutil.pid_exists(state.pid) and state.port != 1
+
+
+def test_state_naming_a_live_process_that_is_not_the_server_is_stale(stopped_after: Path) -> None:
+    path = write_state(stopped_after, pid=os.getpid())
+    assert cluster.status(stopped_after) is None
+    assert not path.exists()
+    write_state(stopped_after, pid=os.getpid())
+    assert cluster.stop(stopped_after) is False  # nothing of ours to stop; this process is not signalled
+    assert not path.exists()
+
+
+def test_unreadable_state_counts_as_not_running(stopped_after: Path) -> None:
+    path = cluster.state_path(stopped_after)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert cluster.status(stopped_after) is None
+    state = cluster.start(stopped_after, "sail")
+    assert cluster.status(stopped_after) == state
+
+
+def test_port_taken_by_another_program(stopped_after: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(EnvironmentFailure, match=f"port {port} .*already in use") as info:
+            cluster.start(stopped_after, "sail", port=port)
+    assert info.value.exit_code == 3
+    assert cluster.status(stopped_after) is None
+    assert servers_of(stopped_after) == []
+
+
+def test_a_server_killed_with_sigkill_is_not_running(stopped_after: Path) -> None:
+    state = cluster.start(stopped_after, "sail")
+    assert state.pid is not None
+    os.kill(state.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while cluster.status(stopped_after) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cluster.status(stopped_after) is None
+    assert not cluster.state_path(stopped_after).exists()
+    restarted = cluster.start(stopped_after, "sail")
+    assert restarted.pid != state.pid
+
+
+def test_a_server_that_dies_while_starting_is_reported_with_its_last_log_line(
+    stopped_after: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(choice: cluster.EngineChoice, port: int, project: Path) -> tuple[list[str], dict[str, str]]:
+        script = "import sys; print('starting'); print('boom: cannot bind'); sys.exit(7)"
+        return [sys.executable, "-c", script], dict(os.environ)
+
+    monkeypatch.setattr(cluster, "_server_command", failing)
+    with pytest.raises(EnvironmentFailure, match=r"exited while starting \(exit code 7\): boom: cannot bind"):
+        cluster.start(stopped_after, "sail")
+    assert cluster.status(stopped_after) is None
+
+
+def test_external_endpoint_is_recorded_not_started(stopped_after: Path) -> None:
+    state = cluster.start(stopped_after, "sc://spark.example.com:15002")
+    assert (state.engine, state.pid, state.port, state.delta) == ("external", None, 15002, False)
+    assert cluster.status(stopped_after) == state
+    assert cluster.start(stopped_after) == state
+    assert cluster.stop(stopped_after) is True
+    assert cluster.status(stopped_after) is None
+    with pytest.raises(InputError, match="bad Spark Connect URL"):
+        cluster.start(stopped_after, "sc://no-port")
+    with pytest.raises(InputError, match="unknown cluster engine"):
+        cluster.start(stopped_after, "duckdb")
+
+
+def test_session_url_gets_its_own_session_id() -> None:
+    assert cluster.session_url("sc://127.0.0.1:5", "abc") == "sc://127.0.0.1:5/;session_id=abc"
+    assert cluster.session_url("sc://h:5/;token=t", "abc") == "sc://h:5/;token=t;session_id=abc"
+
+
+# --- JVM Spark -----------------------------------------------------------------------------
+
+
+def test_jvm_spark_engine_starts_attaches_and_stops(stopped_after: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBFLOW_DELTA_JARS", str(stopped_after / "no-jars-here"))
+    state = cluster.start(stopped_after, "spark")
+    assert state.engine == "spark" and state.delta is False
+    assert "NBFLOW_DELTA_JARS" in state.reason
+    assert [p.pid for p in servers_of(stopped_after)] == [state.pid]
+    assert cluster.start(stopped_after) == state
+
+    run_sql_and_temp_view(state)
+
+    assert cluster.stop(stopped_after) is True
+    assert servers_of(stopped_after) == []
+    assert cluster.status(stopped_after) is None
+
+
+# --- Choosing the engine and Delta's arguments (no Java, no network) ----------------------------
+
+
+def make_jars(folder: Path, *names: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"PK")
+    return folder
+
+
+DELTA_JARS = ("delta-spark_2.13-4.0.0.jar", "delta-storage-4.0.0.jar", "delta-connect-server_2.13-4.0.0.jar")
+
+
+def conf_values(args: list[str]) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args) if arg == "--conf"]
+
+
+def test_delta_spark_args_from_a_jar_directory(tmp_path: Path) -> None:
+    jars = make_jars(tmp_path / "jars", *DELTA_JARS, "delta-connect-common_2.13-4.0.0.jar", "unrelated-1.0.jar",
+                     "delta-spark_2.13-3.3.0.jar")
+    args = cluster.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
+    assert args[0] == "--jars"
+    assert args[1].split(",") == [str(jars / name) for name in (*DELTA_JARS, "delta-connect-common_2.13-4.0.0.jar")]
+    assert conf_values(args) == list(cluster.DELTA_CONFS)
+    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args
+    assert "spark.connect.extensions.relation.classes=org.apache.spark.sql.connect.delta.DeltaRelationPlugin" in args
+
+
+def test_delta_spark_args_pick_the_newest_complete_version(tmp_path: Path) -> None:
+    jars = make_jars(tmp_path / "jars", *DELTA_JARS, "delta-spark_2.13-4.1.0.jar", "delta-storage-4.1.0.jar")
+    args = cluster.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
+    assert args[1].split(",") == [str(jars / name) for name in DELTA_JARS]  # 4.1.0 has no connect server
+
+
+def test_delta_spark_args_from_the_ivy_cache(tmp_path: Path) -> None:
+    ivy = make_jars(tmp_path / ".ivy2.5.2" / "jars", *(f"io.delta_{name}" for name in DELTA_JARS))
+    args = cluster.delta_spark_args({}, home=tmp_path)
+    assert args[1].split(",") == [str(ivy / f"io.delta_{name}") for name in DELTA_JARS]
+    make_jars(tmp_path / ".ivy2" / "jars", *DELTA_JARS)
+    (ivy / f"io.delta_{DELTA_JARS[2]}").unlink()
+    assert cluster.delta_spark_args({}, home=tmp_path)[1].startswith(str(tmp_path / ".ivy2" / "jars"))
+
+
+def test_delta_spark_args_empty_without_a_complete_set(tmp_path: Path) -> None:
+    jars = make_jars(tmp_path / "jars", *DELTA_JARS[:2])
+    assert cluster.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path) == []
+    assert cluster.delta_spark_args({}, home=tmp_path) == []
+    # A named directory is the only place looked at, even with a full Ivy cache.
+    make_jars(tmp_path / ".ivy2" / "jars", *DELTA_JARS)
+    assert cluster.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path) == []
+
+
+def test_delta_spark_args_from_maven(tmp_path: Path) -> None:
+    args = cluster.delta_spark_args({"NBFLOW_DELTA_MAVEN": "1", "NBFLOW_DELTA_VERSION": "4.9.9"}, home=tmp_path)
+    assert args[:2] == ["--packages", "io.delta:delta-spark_2.13:4.9.9,io.delta:delta-connect-server_2.13:4.9.9"]
+    assert conf_values(args) == list(cluster.DELTA_CONFS)
+    default = cluster.delta_spark_args({"NBFLOW_DELTA_MAVEN": "1"}, home=tmp_path)
+    assert default[1].endswith(f":{cluster.DELTA_MAVEN_VERSION}")
+
+
+def test_auto_picks_spark_with_delta_jars_else_sail_instantly(tmp_path: Path) -> None:
+    began = time.monotonic()
+    none = cluster.choose_engine("auto", {}, home=tmp_path)
+    assert (none.engine, none.delta, none.spark_args) == ("sail", True, ())
+    assert none.reason.startswith("auto: no Delta jars") and "sail" in none.reason
+
+    jars = make_jars(tmp_path / "jars", *DELTA_JARS)
+    found = cluster.choose_engine("auto", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
+    assert (found.engine, found.delta) == ("spark", True)
+    assert str(jars) in found.reason and found.spark_args[0] == "--jars"
+
+    plain = cluster.choose_engine("spark", {}, home=tmp_path)
+    assert (plain.engine, plain.delta, plain.spark_args) == ("spark", False, ())
+    assert cluster.choose_engine("sail", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path).engine == "sail"
+    assert time.monotonic() - began < 1.0
+
+
+# --- The command line ------------------------------------------------------------------------
+
+
+def test_cli_start_status_logs_stop(stopped_after: Path) -> None:
+    started = cli("cluster", "start", "--engine", "sail")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("started the sail cluster at sc://127.0.0.1:")
+    assert "engine choice: engine sail requested" in started.stdout
+
+    status = cli("cluster", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["running"] is True and data["engine"] == "sail"
+    assert set(data) == {"running", *cluster.ClusterState.__dataclass_fields__}
+    # The server outlived the command that started it.
+    assert [p.pid for p in servers_of(stopped_after)] == [data["pid"]]
+
+    again = cli("cluster", "start")
+    assert again.returncode == 0 and again.stdout.startswith("already running: sail cluster")
+    conflict = cli("cluster", "start", "--engine", "spark")
+    assert conflict.returncode == 2 and conflict.stderr.startswith("nbflow: a sail cluster is already running")
+
+    logs = cli("cluster", "logs", "-n", "5")
+    assert logs.returncode == 0 and "Spark Connect server" in logs.stdout
+
+    stopped = cli("cluster", "stop")
+    assert stopped.returncode == 0 and stopped.stdout.startswith("stopped the sail cluster")
+    after = json.loads(cli("cluster", "status", "--json").stdout)
+    assert after["running"] is False and after["pid"] is None
+    assert cli("cluster", "stop").stdout.strip() == "no cluster was running"
+    assert cli("cluster", "status").stdout.strip() == "not running"
+
+
+def test_cli_errors_are_one_line_with_exit_codes(stopped_after: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        taken = cli("cluster", "start", "--engine", "sail", "--port", str(port))
+    assert taken.returncode == 3
+    assert taken.stderr.startswith(f"nbflow: port {port} on 127.0.0.1 is already in use")
+    assert len(taken.stderr.splitlines()) == 1
+
+    bad = cli("cluster", "start", "--engine", "nope")
+    assert bad.returncode == 2 and bad.stderr.startswith("nbflow: unknown cluster engine 'nope'")
+
+    no_log = cli("cluster", "logs")
+    assert no_log.returncode == 1 and no_log.stderr.startswith("nbflow: no cluster log at")
+
+
+def test_stop_kills_a_server_that_ignores_sigterm(stopped_after: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def stubborn(choice: cluster.EngineChoice, port: int, project: Path) -> tuple[list[str], dict[str, str]]:
+        script = ("import signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                  f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(120)")
+        return [sys.executable, "-c", script], dict(os.environ)
+
+    monkeypatch.setattr(cluster, "_server_command", stubborn)
+    monkeypatch.setattr(cluster, "_is_ours", lambda cmdline, state, project: "SIG_IGN" in " ".join(cmdline))
+    monkeypatch.setattr(cluster, "STOP_TIMEOUT", 1.0)
+    state = cluster.start(stopped_after, "sail")
+    assert state.pid is not None
+    began = time.monotonic()
+    assert cluster.stop(stopped_after) is True
+    assert 1.0 <= time.monotonic() - began < 5.0
+    assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
