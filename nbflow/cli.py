@@ -161,3 +161,6 @@ def main() -> None:
 from .cluster_cli import cluster  # noqa: E402
 
 cli.add_command(cluster)
+from .table_cli import table  # noqa: E402
+
+cli.add_command(table)

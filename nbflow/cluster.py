@@ -409,6 +409,10 @@ def _server_command(choice: EngineChoice, port: int, project: Path) -> tuple[lis
             raise EnvironmentFailure(f"the sail engine needs pysail, which {sys.executable} does not have")
         command = [sys.executable, "-m", "pysail", "spark", "server", "--ip", HOST, "--port", str(port),
                    "-C", str(cluster_dir(project))]
+        # Name Sail's catalog as Spark names its own, so `spark_catalog.schema.table` resolves
+        # on both engines.
+        env.setdefault("SAIL_CATALOG__LIST", '[{type="memory", name="spark_catalog", initial_database=["default"]}]')
+        env.setdefault("SAIL_CATALOG__DEFAULT_CATALOG", "spark_catalog")
         return command, env
     home = _pyspark_home()
     submit = home / "bin" / "spark-submit"

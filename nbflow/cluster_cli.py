@@ -16,7 +16,7 @@ from .errors import NbflowError
 
 
 def _project() -> Path:
-    from .runner import project_dir
+    from .project import project_dir
 
     return project_dir()
 

@@ -20,23 +20,30 @@ NOTEBOOKS = Path(__file__).parent / "notebooks"
 MARKERS = ("ipykernel_launcher", "nbflow.child", "pysail spark server", "SparkConnectServer")
 
 
-def nbflow_processes() -> dict[int, str]:
+def nbflow_processes(scope: Path) -> dict[int, str]:
+    """nbflow's processes that belong to a test: started with its project folder (under ``scope``).
+
+    Scoped by the project folder in the process environment, so that nbflow processes of other
+    work on the machine (another test run, a user's cluster) are neither blamed nor killed.
+    """
     found = {}
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info.get("cmdline") or [])
-        if any(marker in cmdline for marker in MARKERS):
-            found[proc.info["pid"]] = cmdline
+        if not any(marker in cmdline for marker in MARKERS):
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("NBFLOW_PROJECT_DIR", "").startswith(str(scope)):
+                found[proc.info["pid"]] = cmdline
     return found
 
 
 @pytest.fixture(autouse=True)
-def no_orphans() -> Iterator[None]:
-    before = set(nbflow_processes())
+def no_orphans(tmp_path: Path) -> Iterator[None]:
     yield
     deadline = time.monotonic() + 10
     left: dict[int, str] = {}
     while time.monotonic() < deadline:
-        left = {pid: cmd for pid, cmd in nbflow_processes().items() if pid not in before}
+        left = nbflow_processes(tmp_path)
         if not left:
             return
         time.sleep(0.2)
@@ -47,15 +54,22 @@ def no_orphans() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test works in its own project folder: processed/, .nbflow/dbfs, secrets."""
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test works in its own project folder: processed/, .nbflow/dbfs, secrets, its cluster.
+
+    A cluster that a notebook of the test started (it outlives notebooks by design) is stopped
+    at the end of the test.
+    """
+    from nbflow import cluster
+
     root = tmp_path / "project"
     root.mkdir()
     monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(root))
     for name in list(os.environ):
-        if name.startswith(("NBFLOW_SECRET", "NBFLOW_DBFS_ROOT", "NBFLOW_KERNEL_PYTHON")):
+        if name.startswith(("NBFLOW_SECRET", "NBFLOW_DBFS_ROOT", "NBFLOW_KERNEL_PYTHON", "NBFLOW_DELTA")):
             monkeypatch.delenv(name)
-    return root
+    yield root
+    cluster.stop(root)
 
 
 def run(name: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:

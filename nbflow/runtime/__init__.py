@@ -38,17 +38,27 @@ def install(context_json: str) -> None:
     shell = get_ipython()
     session = Session(RunContext.from_json(context_json))
     _session = session
+    from .lakehouse import LazySpark, NoSparkContext
+
     names = {
         "dbutils": session.dbutils,
         "display": display,
         "displayHTML": displayHTML,
         "getArgument": session.dbutils.widgets.getArgument,
+        "spark": LazySpark(session.lakehouse, shell.user_ns),
+        "sc": NoSparkContext(),
     }
     shell.user_ns.update(names)
     shell.user_ns_hidden.update(names)
     from . import magics
 
     magics.register(shell, session)
+    # Tables written by other notebooks appear before a cell; this cell's are shared after it.
+    from . import delta_shim
+
+    delta_shim.install()
+    shell.events.register("pre_run_cell", lambda *_: session.lakehouse.pull())
+    shell.events.register("post_run_cell", lambda *_: session.lakehouse.push())
     _redact_outputs(shell, session)
 
 
@@ -73,11 +83,27 @@ def _redact_outputs(shell: Any, session: Session) -> None:
     sender._nbflow_redacting = True
 
 
+DISPLAY_ROWS = 1000
+
+
 def display(*objs: Any, **kwargs: Any) -> None:
-    """Databricks' ``display``: rich output of each object."""
+    """Databricks' ``display``: a table for a DataFrame (first 1000 rows), rich output otherwise."""
     from IPython.display import display as ipython_display
 
-    ipython_display(*objs, **kwargs)
+    for obj in objs:
+        if _is_spark_dataframe(obj):
+            frame = obj.limit(DISPLAY_ROWS + 1).toPandas()
+            shown = frame.head(DISPLAY_ROWS)
+            ipython_display(shown, **kwargs)
+            if len(frame) > DISPLAY_ROWS:
+                print(f"(showing the first {DISPLAY_ROWS} rows)")
+        else:
+            ipython_display(obj, **kwargs)
+
+
+def _is_spark_dataframe(obj: Any) -> bool:
+    kind = type(obj)
+    return kind.__name__ == "DataFrame" and kind.__module__.startswith("pyspark.sql")
 
 
 def displayHTML(html: str) -> None:

@@ -22,12 +22,14 @@ class RunContext:
     job_task_values: dict[str, dict[str, Any]] | None = None
     depth: int = 0
     python: str = ""
+    # Cluster engine for a cluster this run starts: auto, sail, spark or sc://host:port.
+    engine: str = "auto"
     # Secret values the caller read: a child redacts them too (they may arrive as arguments).
     # Sent to the kernel in memory only, never written.
     redact_values: list[str] = field(default_factory=list)
     # What a dbutils.notebook.run child takes over from its caller.
     INHERITED: ClassVar[tuple[str, ...]] = (
-        "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth",
+        "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth", "engine",
         "redact_values",
     )
 

@@ -41,6 +41,32 @@ def databricks_cells(lines: list[str]) -> list[str]:
     return [f"%%{magic}\n", *body]
 
 
+def split_sql(text: str) -> list[str]:
+    """Split SQL text on ``;`` outside quotes and comments; empty statements are dropped."""
+    statements, current, quote, i = [], [], "", 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            current.append(ch)
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+            current.append(ch)
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        elif ch == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    statements.append("".join(current))
+    return [s.strip() for s in statements if s.strip()]
+
+
 def parse_run_line(line: str) -> tuple[str, dict[str, str]]:
     """Split a ``%run`` line into the notebook path and its ``$name="value"`` arguments."""
     args = {m["name"]: m["dq"] if m["dq"] is not None else m["sq"] if m["sq"] is not None else m["bare"]
@@ -80,6 +106,22 @@ def register(shell: Any, session: Session) -> None:
             return method(*positional, recurse=True)
         return method(*positional)
 
+    def sql(line: str, cell: str) -> Any:
+        """%sql: run the cell's statements; the last result is displayed and kept as ``_sqldf``."""
+        from . import display
+
+        statements = split_sql(cell)
+        if not statements:
+            return None
+        spark = session.lakehouse.spark()
+        result = None
+        for statement in statements:
+            result = spark.sql(statement)
+        shell.user_ns["_sqldf"] = result
+        if result is not None and len(result.columns) > 0:
+            display(result)
+        return None
+
     def unsupported(language: str) -> Any:
         def magic(line: str, cell: str) -> None:
             raise NotebookRuntimeError(
@@ -91,6 +133,7 @@ def register(shell: Any, session: Session) -> None:
     shell.register_magic_function(run, "line", "run")
     shell.register_magic_function(fs, "line", "fs")
     shell.register_magic_function(md, "cell", "md")
+    shell.register_magic_function(sql, "cell", "sql")
     shell.register_magic_function(unsupported("scala"), "cell", "scala")
     shell.register_magic_function(unsupported("r"), "cell", "r")
     shell.input_transformers_cleanup.append(databricks_cells)

@@ -120,7 +120,12 @@ class NotebookUtils:
             "output_path": output_path,
             "context": ctx.for_child(self._session.redactor.values()),
         }
-        result = _run_child(request, timeout_seconds)
+        lakehouse = self._session.lakehouse
+        lakehouse.push()  # the child sees the tables this notebook wrote so far
+        try:
+            result = _run_child(request, timeout_seconds)
+        finally:
+            lakehouse.pull()  # and this notebook sees the child's
         status = result.get("status")
         if status == "SUCCESS":
             return str(result.get("exit_value") or "")

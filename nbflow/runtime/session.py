@@ -10,6 +10,7 @@ from ..errors import NotebookRuntimeError
 from .context import RunContext
 from .fs import FsUtils
 from .jobs import JobsUtils
+from .lakehouse import Lakehouse
 from .notebook import NotebookUtils
 from .secrets import Redactor, SecretsUtils
 from .widgets import WidgetsUtils
@@ -44,6 +45,7 @@ class Session:
         # The %run includes running now, outermost first (a %run runs within one cell).
         self._includes: list[str] = []
         self.dbutils = DBUtils(self)
+        self.lakehouse = Lakehouse(self)
 
     def current_notebook(self) -> str:
         """The notebook a ``%run`` path is relative to: the innermost include, else the notebook."""

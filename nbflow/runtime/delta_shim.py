@@ -1,0 +1,24 @@
+"""Make ``from delta.tables import DeltaTable`` work in a kernel without delta-spark."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+
+def install() -> bool:
+    """Register nbflow's DeltaTable as ``delta.tables`` unless the real package is installed."""
+    if importlib.util.find_spec("delta") is not None:
+        return False
+    from . import delta_tables
+
+    package = types.ModuleType("delta", "nbflow's stand-in for delta-spark's Python package")
+    package.__path__ = []  # a package, so that "delta.tables" imports
+    tables = types.ModuleType("delta.tables", delta_tables.__doc__)
+    tables.DeltaTable = delta_tables.DeltaTable  # type: ignore[attr-defined]
+    tables.DeltaMergeBuilder = delta_tables.DeltaMergeBuilder  # type: ignore[attr-defined]
+    package.tables = tables  # type: ignore[attr-defined]
+    sys.modules.setdefault("delta", package)
+    sys.modules.setdefault("delta.tables", tables)
+    return True

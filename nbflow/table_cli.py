@@ -1,0 +1,99 @@
+"""``nbflow table``: the project's tables, read with delta-rs (no cluster needed)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .catalog import Registry, describe
+from .cli import handle_errors
+from .errors import InputError
+
+
+@click.group("table")
+def table() -> None:
+    """The tables in the project's local lakehouse."""
+
+
+@table.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def list_tables(as_json: bool) -> None:
+    """Every table: name, location, format, Delta version and row count."""
+    from .project import project_dir
+
+    rows = [_facts(entry) for entry in Registry(project_dir()).tables().values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table("name", "format", "version", "rows", "location", title="Tables")
+    for row in rows:
+        view.add_row(row["name"], row["format"], str(row["version"]), str(row["rows"]), row["location"])
+    Console().print(view)
+
+
+@table.command("show")
+@click.argument("name")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Rows to show.")
+@click.option("--history", is_flag=True, help="Also show the table's Delta history.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def show(name: str, limit: int, history: bool, as_json: bool) -> None:
+    """One table's facts and first rows (NAME: t, schema.t or spark_catalog.schema.t)."""
+    from .project import project_dir
+
+    entry = Registry(project_dir()).get(name)
+    if entry is None:
+        raise InputError(f"no table named {name} in this project (see `nbflow table list`)")
+    facts = _facts(entry)
+    data: dict[str, Any] = {**facts, "sample": [], "history": None}
+    if entry.format == "delta" and facts.get("error") is None:
+        from deltalake import DeltaTable
+
+        delta = DeltaTable(entry.location)
+        frame = delta.to_pyarrow_table().slice(0, limit).to_pandas()
+        data["columns"] = list(frame.columns)
+        data["sample"] = json.loads(frame.to_json(orient="records", date_format="iso"))
+        if history:
+            data["history"] = [
+                {"version": h.get("version"), "timestamp": h.get("timestamp"), "operation": h.get("operation")}
+                for h in delta.history()
+            ]
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    _print_show(data)
+
+
+def _facts(entry: Any) -> dict[str, Any]:
+    try:
+        return describe(entry)
+    except Exception as exc:  # a table whose folder was removed by hand: say so, keep listing
+        return {"name": entry.full_name, "location": entry.location, "format": entry.format,
+                "version": None, "rows": None, "error": f"cannot read: {exc}"}
+
+
+def _print_show(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{data['name']}[/bold]  {data['format']}  version {data['version']}  "
+                  f"{data['rows']} rows\n{data['location']}")
+    if data.get("error"):
+        console.print(f"[red]{data['error']}[/red]")
+    if data["sample"]:
+        view = Table(*data["columns"])
+        for row in data["sample"]:
+            view.add_row(*(str(row[c]) for c in data["columns"]))
+        console.print(view)
+    if data["history"]:
+        view = Table("version", "timestamp", "operation", title="History")
+        for h in data["history"]:
+            view.add_row(str(h["version"]), str(h["timestamp"]), str(h["operation"]))
+        console.print(view)

@@ -1,0 +1,119 @@
+"""Spark in notebooks on the local cluster (Sail): SQL, %sql, display, Delta tables, the shared catalog."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from nbflow import cluster
+
+from .conftest import NOTEBOOKS, cli, exit_json, run
+
+
+def test_spark_sql_temp_views_sql_magic_and_display(project: Path) -> None:
+    result = run("spark/basics.py")
+    out = exit_json(result)
+    assert out["total"] == 100 and out["n"] == 3
+    assert "SparkContext" in out["sc_error"] and "Spark Connect" in out["sc_error"]
+    saved = nbformat.read(result.output, as_version=4)
+    html = [o for o in saved.cells[0].outputs if "text/html" in o.get("data", {})]
+    assert html and "<table" in html[0]["data"]["text/html"]
+    sql_cell = [o for o in saved.cells[1].outputs if "text/html" in o.get("data", {})]
+    assert sql_cell, "the %sql result is displayed"
+    state = cluster.status(project)
+    assert state is not None and state.engine == "sail"
+
+
+def test_a_notebook_without_spark_starts_no_cluster(project: Path) -> None:
+    run("child.py")
+    assert cluster.status(project) is None
+
+
+def test_delta_tables_sql_and_time_travel(project: Path) -> None:
+    out = exit_json(run("spark/tables.py"))
+    assert out["error_mode"] == "raised"
+    assert out["modes"] == 6  # overwrite 3, append 3, ignore leaves it
+    assert out["orders"] == [[1, 0.0], [2, 99.0], [4, 40.0]]
+    assert out["three_level"] == 3 and out["read_table"] == 3
+    assert out["version0"] == 0  # created empty
+    assert out["path_rows"] == 6 and out["path_v0"] == 4
+    from deltalake import DeltaTable
+
+    assert DeltaTable(out["path"]).version() == 1
+    listed = json.loads(cli("table", "list", "--json").stdout)
+    names = {t["name"] for t in listed}
+    assert {"spark_catalog.default.modes", "spark_catalog.shop.orders"} <= names
+    assert "spark_catalog.default.dropme" not in names
+    orders = next(t for t in listed if t["name"] == "spark_catalog.shop.orders")
+    assert orders["rows"] == 3 and orders["format"] == "delta" and orders["version"] >= 4
+    assert DeltaTable(orders["location"]).to_pandas().shape == (3, 2)
+
+
+def test_tables_are_shared_across_runs_and_survive_a_cluster_restart(project: Path) -> None:
+    assert run("spark/writer.py", {"table": "shop_t", "rows": "7"}).ok
+    assert run("spark/reader.py", {"table": "shop_t"}).exit_value == "7"
+    assert cluster.stop(project)
+    assert run("spark/reader.py", {"table": "default.shop_t"}).exit_value == "7"
+    assert run("spark/reader.py", {"table": "spark_catalog.default.shop_t"}).exit_value == "7"
+
+
+def test_parent_and_child_see_each_others_tables_at_once(project: Path) -> None:
+    out = exit_json(run("spark/parent_child_tables.py"))
+    assert out == {"child_saw": "3", "parent_saw": 5}
+
+
+def test_delta_table_python_api(project: Path) -> None:
+    out = exit_json(run("spark/delta_api.py"))
+    assert out["is_delta_name_path"] is True
+    # start 0..4 (v = 1.5 id); update id 1 -> 100; delete 4; merge: 2 -> -1, 3 deleted,
+    # insert 4, 5 and 6 (7 excluded by its condition), 0 deleted as not matched by source
+    assert out["rows"] == [[1, 100.0], [2, -1.0], [4, 0.5], [5, 0.5], [6, 0.5]]
+    assert out["alias_cols"] == 5
+    assert out["history_ops"][0] == "CREATE TABLE AS SELECT" or out["history_ops"][0].startswith("CREATE")
+    assert len(out["history_ops"]) == 4
+    assert out["detail"] == {"format": "delta", "version": 3, "numFiles": True}
+    assert out["after_path_delete"] == 4
+    assert "must be a SQL string" in out["column_error"]
+
+
+def test_parallel_writers_and_concurrent_merges_lose_no_rows(project: Path) -> None:
+    assert run("spark/writer.py", {"table": "warmup", "rows": "1"}).ok  # start the cluster once
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        writers = list(pool.map(lambda n: run("spark/writer.py", {"table": f"par_{n}", "rows": str(n + 1)}),
+                                range(3)))
+    assert all(r.ok for r in writers)
+    assert [run("spark/reader.py", {"table": f"par_{n}"}).exit_value for n in range(3)] == ["1", "2", "3"]
+    assert run("spark/merge_into_shared.py", {"start": "0"}).ok  # creates the table
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        merges = list(pool.map(lambda s: run("spark/merge_into_shared.py", {"start": str(s)}), [1000, 2000]))
+    failed = [m for m in merges if not m.ok]
+    for m in failed:  # a conflict must be a clear error, never silent loss
+        assert "conflict" in m.error.evalue.lower() or "concurrent" in m.error.evalue.lower(), m.error
+    expected = 1000 + 1000 * sum(m.ok for m in merges)
+    assert run("spark/reader.py", {"table": "merged"}).exit_value == str(expected)
+
+
+def test_table_show_cli(project: Path) -> None:
+    assert run("spark/writer.py", {"table": "shown", "rows": "4"}).ok
+    data = json.loads(cli("table", "show", "shown", "--limit", "2", "--history", "--json").stdout)
+    assert data["name"] == "spark_catalog.default.shown" and data["rows"] == 4
+    assert len(data["sample"]) == 2 and data["columns"] == ["id"]
+    assert data["history"][0]["version"] == 0
+    missing = cli("table", "show", "nope")
+    assert missing.returncode == 2 and "no table named nope" in missing.stderr
+
+
+@pytest.mark.parametrize("name", ["worker_2_customer_ltv.ipynb", "worker_5_big_orders.py"])
+def test_sample_workers_upsert_instead_of_duplicating(project: Path, name: str) -> None:
+    samples = NOTEBOOKS.parent.parent / "sample_notebooks"
+    from nbflow import run_notebook
+
+    assert run_notebook(samples / "setup.py", {"rows": "20000"}).ok
+    first = json.loads(run_notebook(samples / name).exit_value)
+    second = json.loads(run_notebook(samples / name).exit_value)
+    assert first["rows_inserted"] > 0 and first["rows_updated"] == 0
+    assert second == {**first, "rows_inserted": 0, "rows_updated": first["rows_inserted"]}
