@@ -24,7 +24,9 @@ def nbflow_processes() -> dict[int, str]:
     found = {}
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info.get("cmdline") or [])
-        if any(marker in cmdline for marker in MARKERS):
+        # Only processes run from this checkout's environment: other checkouts on the same machine
+        # (their kernels and servers) are not this test run's to judge, nor to kill.
+        if sys.prefix in cmdline and any(marker in cmdline for marker in MARKERS):
             found[proc.info["pid"]] = cmdline
     return found
 
