@@ -333,6 +333,9 @@ def test_auto_picks_spark_with_delta_jars_else_sail_instantly(tmp_path: Path) ->
     plain = cluster.choose_engine("spark", {}, home=tmp_path)
     assert (plain.engine, plain.delta, plain.spark_args) == ("spark", False, ())
     assert cluster.choose_engine("sail", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path).engine == "sail"
+    maven = cluster.choose_engine("auto", {"NBFLOW_DELTA_MAVEN": "1"}, home=tmp_path)
+    assert (maven.engine, maven.delta, maven.spark_args[0]) == ("spark", True, "--packages")
+    assert "NBFLOW_DELTA_MAVEN=1" in maven.reason
     assert time.monotonic() - began < 1.0
 
 
