@@ -121,6 +121,8 @@ def test_a_different_engine_or_port_than_the_running_one_is_refused(stopped_afte
     state = cluster.start(stopped_after, "sail")
     with pytest.raises(InputError, match="already running"):
         cluster.start(stopped_after, "spark")
+    with pytest.raises(InputError, match="unknown cluster engine"):
+        cluster.start(stopped_after, "duckdb")
     with pytest.raises(InputError, match="already running"):
         cluster.start(stopped_after, "sail", port=state.port + 1 if state.port < 65535 else 1024)
     assert cluster.status(stopped_after) == state
