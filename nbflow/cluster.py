@@ -520,6 +520,10 @@ def start(project: Path, engine: str = "auto", port: int | None = None) -> Clust
     project = Path(project).resolve()
     if port is not None and not 1 <= port <= 65535:
         raise InputError(f"bad port {port}: expected 1-65535")
+    if engine.startswith("sc://"):
+        _parse_external(engine)
+    elif engine not in ENGINES:
+        raise InputError(f"unknown cluster engine {engine!r}: use auto, sail, spark or sc://HOST:PORT")
     with _locked(project):
         current = _current(project)
         if current is not None:

@@ -121,6 +121,8 @@ def test_a_different_engine_or_port_than_the_running_one_is_refused(stopped_afte
     state = cluster.start(stopped_after, "sail")
     with pytest.raises(InputError, match="already running"):
         cluster.start(stopped_after, "spark")
+    with pytest.raises(InputError, match="unknown cluster engine"):
+        cluster.start(stopped_after, "duckdb")
     with pytest.raises(InputError, match="already running"):
         cluster.start(stopped_after, "sail", port=state.port + 1 if state.port < 65535 else 1024)
     assert cluster.status(stopped_after) == state
@@ -333,6 +335,9 @@ def test_auto_picks_spark_with_delta_jars_else_sail_instantly(tmp_path: Path) ->
     plain = cluster.choose_engine("spark", {}, home=tmp_path)
     assert (plain.engine, plain.delta, plain.spark_args) == ("spark", False, ())
     assert cluster.choose_engine("sail", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path).engine == "sail"
+    maven = cluster.choose_engine("auto", {"NBFLOW_DELTA_MAVEN": "1"}, home=tmp_path)
+    assert (maven.engine, maven.delta, maven.spark_args[0]) == ("spark", True, "--packages")
+    assert "NBFLOW_DELTA_MAVEN=1" in maven.reason
     assert time.monotonic() - began < 1.0
 
 
