@@ -91,7 +91,6 @@ class DeltaTable:
     def detail(self) -> Any:
         """One row: format, location, version, files, size and protocol (from delta-rs)."""
         import pandas as pd
-
         import pyarrow as pa
 
         table = self._delta()
