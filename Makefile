@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.10):
-#   make demo   creates .venv, installs nbflow, runs the sample notebook
+#   make demo   creates .venv, installs nbflow, runs the sample scenario (setup + five workers)
 #   make test   creates .venv, installs nbflow with its dev tools, runs lint, types and tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,9 +13,11 @@ $(BIN)/nbflow: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The mission's scenario: setup (1M sales rows) then the five workers sequentially and in
+# parallel on the local cluster; prints the two wall times side by side, then stops the cluster.
 demo: $(BIN)/nbflow
-	$(BIN)/nbflow run sample_notebooks/hello.py -p name=nbflow
-	$(BIN)/nbflow run sample_notebooks/workflow.py
+	$(BIN)/nbflow run sample_notebooks/demo.py --log-output
+	$(BIN)/nbflow cluster stop
 
 test: $(BIN)/nbflow lint typecheck pytest
 
@@ -30,6 +32,7 @@ pytest: $(BIN)/nbflow
 
 bench: $(BIN)/nbflow
 	$(BIN)/python bench/bench_cold_run.py
+	$(BIN)/python bench/bench_workers.py
 
 clean:
 	rm -rf $(VENV) processed .nbflow .pytest_cache .mypy_cache .ruff_cache

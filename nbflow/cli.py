@@ -89,6 +89,7 @@ def run(
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        logging.getLogger("papermill").setLevel(logging.WARNING)  # its input/output lines are noise here
     result = run_notebook(notebook, parameters, output_dir=folder, timeout=timeout, run_id=run_id,
                           log_output=log_output)
     write_run_json(result, folder)
