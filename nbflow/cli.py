@@ -62,6 +62,9 @@ def cli() -> None:
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="S",
               help="Stop the notebook after S seconds (status TIMEDOUT).")
 @click.option("--log-output", is_flag=True, help="Stream the notebook's output to stderr as it runs.")
+@click.option("--engine", default="auto", show_default=True, metavar="auto|sail|spark|sc://HOST:PORT",
+              help="Cluster engine, if the notebook needs Spark and no cluster is running.")
+@click.option("--fresh-cluster", is_flag=True, help="Restart the project's cluster before running.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout.")
 @handle_errors
 def run(
@@ -71,6 +74,8 @@ def run(
     output_dir: Path | None,
     timeout: float | None,
     log_output: bool,
+    engine: str,
+    fresh_cluster: bool,
     as_json: bool,
 ) -> None:
     """Run NOTEBOOK (.ipynb or Databricks source .py) in a fresh kernel."""
@@ -90,8 +95,12 @@ def run(
 
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         logging.getLogger("papermill").setLevel(logging.WARNING)  # its input/output lines are noise here
+    if fresh_cluster:
+        from . import cluster
+
+        cluster.stop(project_dir())
     result = run_notebook(notebook, parameters, output_dir=folder, timeout=timeout, run_id=run_id,
-                          log_output=log_output)
+                          log_output=log_output, engine_name=engine)
     write_run_json(result, folder)
     for warning in result.warnings:
         click.echo(f"nbflow: warning: {warning}", err=True)

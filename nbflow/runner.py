@@ -38,6 +38,7 @@ def run_notebook(
     task_key: str | None = None,
     context: Mapping[str, Any] | None = None,
     log_output: bool = False,
+    engine_name: str = "auto",
 ) -> NotebookResult:
     """Run one notebook in a fresh kernel with the Databricks runtime, and return its result.
 
@@ -46,9 +47,12 @@ def run_notebook(
     ``<output_dir>/<notebook stem>.ipynb``, else to ``processed/<run_id>/``. A notebook that
     fails or times out is a result with that status, not an exception; bad input raises an
     :class:`nbflow.errors.InputError`, and a kernel that cannot start a ``KernelStartError``.
+    ``engine_name`` is the cluster engine used if the notebook needs Spark and no cluster runs
+    (``auto``, ``sail``, ``spark`` or ``sc://host:port``).
     """
     from . import engine  # heavy (papermill); imported only when something runs
 
+    cluster_engine = engine_name
     source = Path(path)
     nb = read_notebook(source)
     run_id = run_id or new_run_id()
@@ -71,6 +75,7 @@ def run_notebook(
         dbfs_root=str(dbfs_root(project)),
         secrets_file=None if (found := secrets_file(project)) is None else str(found),
         python=engine.kernel_python(),
+        engine=cluster_engine,
     )
     if context:
         # A dbutils.notebook.run child inherits its caller's project, DBFS, secrets and job.

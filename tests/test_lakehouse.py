@@ -40,7 +40,7 @@ def test_delta_tables_sql_and_time_travel(project: Path) -> None:
     assert out["orders"] == [[1, 0.0], [2, 99.0], [4, 40.0]]
     assert out["three_level"] == 3 and out["read_table"] == 3
     assert out["version0"] == 0  # created empty
-    assert out["path_rows"] == 6 and out["path_v0"] == 4
+    assert out["path_rows"] == 6 and out["path_v0"] == 4 and out["path_ts0"] == 4
     from deltalake import DeltaTable
 
     assert DeltaTable(out["path"]).version() == 1
@@ -117,3 +117,33 @@ def test_sample_workers_upsert_instead_of_duplicating(project: Path, name: str) 
     second = json.loads(run_notebook(samples / name).exit_value)
     assert first["rows_inserted"] > 0 and first["rows_updated"] == 0
     assert second == {**first, "rows_inserted": 0, "rows_updated": first["rows_inserted"]}
+
+
+_JARS, _JARS_REASON = cluster.find_delta_jars()
+
+
+@pytest.mark.skipif(_JARS is None, reason=f"Delta on the JVM engine needs delta-spark's jars: {_JARS_REASON}")
+def test_delta_on_the_jvm_engine(project: Path) -> None:
+    from nbflow import run_notebook
+
+    out = exit_json(run_notebook(NOTEBOOKS / "spark" / "tables.py", engine_name="spark"))
+    assert out["orders"] == [[1, 0.0], [2, 99.0], [4, 40.0]]
+
+
+def test_the_jvm_engine_runs_spark_notebooks_without_delta(project: Path) -> None:
+    from nbflow import run_notebook
+
+    result = run_notebook(NOTEBOOKS / "spark" / "basics.py", engine_name="spark")
+    out = exit_json(result)
+    assert out["total"] == 100 and out["n"] == 3
+    state = cluster.status(project)
+    assert state is not None and state.engine == "spark" and not state.delta
+
+
+def test_fresh_cluster_restarts_it(project: Path) -> None:
+    assert run("spark/writer.py", {"table": "kept", "rows": "2"}).ok
+    before = cluster.status(project)
+    proc = cli("run", str(NOTEBOOKS / "spark" / "reader.py"), "-p", "table=kept", "--fresh-cluster", "--json")
+    assert json.loads(proc.stdout)["tasks"][0]["exit_value"] == "2"
+    after = cluster.status(project)
+    assert before is not None and after is not None and after.pid != before.pid

@@ -21,4 +21,4 @@ try:
     sc_error = None
 except Exception as exc:
     sc_error = str(exc)
-dbutils.notebook.exit(json.dumps({"total": total, "n": n, "sc_error": sc_error, "conf": spark.conf.get("spark.sql.session.timeZone", "unset")}))
+dbutils.notebook.exit(json.dumps({"total": total, "n": n, "sc_error": sc_error, "conf": spark.conf.get("spark.sql.shuffle.partitions")}))
