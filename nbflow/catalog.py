@@ -68,19 +68,19 @@ class Registry:
         self.folder = Path(project) / ".nbflow" / "catalog"
         self.path = self.folder / "tables.json"
 
-    def stamp(self) -> float:
-        """Changes whenever the registry does (cheap to poll before every cell)."""
+    def _read(self) -> dict[str, Any]:
         try:
-            return self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return 0.0
-
-    def tables(self) -> dict[str, TableEntry]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        return {name: TableEntry(**entry) for name, entry in data.get("tables", {}).items()}
+        return data
+
+    def generation(self) -> int:
+        """A counter that every change increments (a file time can repeat within a clock tick)."""
+        return int(self._read().get("generation", 0))
+
+    def tables(self) -> dict[str, TableEntry]:
+        return {name: TableEntry(**entry) for name, entry in self._read().get("tables", {}).items()}
 
     def get(self, name: str) -> TableEntry | None:
         return self.tables().get(normalize(name))
@@ -90,17 +90,27 @@ class Registry:
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / "lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            tables = self.tables()
+            data = self._read()
+            tables = {name: TableEntry(**entry) for name, entry in data.get("tables", {}).items()}
+            before = dict(tables)
             yield tables
-            self._write(tables)
+            if tables != before:
+                self._write(tables, int(data.get("generation", 0)) + 1)
 
-    def _write(self, tables: dict[str, TableEntry]) -> None:
-        payload = {"version": 1, "tables": {name: asdict(e) for name, e in sorted(tables.items())}}
+    def _write(self, tables: dict[str, TableEntry], generation: int) -> None:
+        payload = {"version": 1, "generation": generation,
+                   "tables": {name: asdict(e) for name, e in sorted(tables.items())}}
         # Written whole and renamed, so a reader never sees half a file.
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tables-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, self.path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(payload, f, indent=1)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def register(self, name: str, location: str, fmt: str, managed: bool) -> TableEntry:
         entry = TableEntry(normalize(name), location, fmt.lower(), managed, _now())
@@ -108,9 +118,14 @@ class Registry:
             tables[entry.name] = entry
         return entry
 
-    def unregister(self, name: str) -> TableEntry | None:
+    def unregister(self, name: str, location: str | None = None) -> TableEntry | None:
+        """Forget a table; with ``location``, only if it is still that table (not one re-created
+        meanwhile by another notebook under the same name)."""
         with self._locked() as tables:
-            return tables.pop(normalize(name), None)
+            entry = tables.get(normalize(name))
+            if entry is None or (location is not None and entry.location != location):
+                return None
+            return tables.pop(entry.name)
 
 
 def _now() -> str:

@@ -63,7 +63,8 @@ def cli() -> None:
               help="Stop the notebook after S seconds (status TIMEDOUT).")
 @click.option("--log-output", is_flag=True, help="Stream the notebook's output to stderr as it runs.")
 @click.option("--engine", default="auto", show_default=True, metavar="auto|sail|spark|sc://HOST:PORT",
-              help="Cluster engine, if the notebook needs Spark and no cluster is running.")
+              help="Cluster engine if the notebook needs Spark; a running cluster of another engine "
+                   "must be stopped first (--fresh-cluster).")
 @click.option("--fresh-cluster", is_flag=True, help="Restart the project's cluster before running.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout.")
 @handle_errors

@@ -88,13 +88,11 @@ def test_parallel_writers_and_concurrent_merges_lose_no_rows(project: Path) -> N
     assert all(r.ok for r in writers)
     assert [run("spark/reader.py", {"table": f"par_{n}"}).exit_value for n in range(3)] == ["1", "2", "3"]
     assert run("spark/merge_into_shared.py", {"start": "0"}).ok  # creates the table
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        merges = list(pool.map(lambda s: run("spark/merge_into_shared.py", {"start": str(s)}), [1000, 2000]))
-    failed = [m for m in merges if not m.ok]
-    for m in failed:  # a conflict must be a clear error, never silent loss
-        assert "conflict" in m.error.evalue.lower() or "concurrent" in m.error.evalue.lower(), m.error
-    expected = 1000 + 1000 * sum(m.ok for m in merges)
-    assert run("spark/reader.py", {"table": "merged"}).exit_value == str(expected)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        merges = list(pool.map(lambda s: run("spark/merge_into_shared.py", {"start": str(s)}), [1000, 2000, 3000]))
+    # Concurrent MERGEs into one table conflict in Delta; the loser's statement is retried.
+    assert [m.error for m in merges] == [None, None, None]
+    assert run("spark/reader.py", {"table": "merged"}).exit_value == "4000"
 
 
 def test_table_show_cli(project: Path) -> None:

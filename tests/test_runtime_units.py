@@ -169,3 +169,66 @@ def test_parse_run_line(line: str, path: str, args: dict[str, str]) -> None:
 )
 def test_databricks_cell_magics_become_ipython_cell_magics(cell: list[str], expected: list[str]) -> None:
     assert databricks_cells(cell) == expected
+
+
+def test_split_sql_respects_quotes_escapes_and_comments() -> None:
+    from nbflow.runtime.magics import split_sql
+
+    assert split_sql("select 'it\\'s; x'; -- a; b\n/* c; d */ select 2;;") == ["select 'it\\'s; x'", "select 2"]
+
+
+def test_sql_literals_and_identifiers_are_escaped() -> None:
+    from nbflow.runtime.lakehouse import _ident, _string
+
+    assert _string("/p/a'b\\c") == "'/p/a\\'b\\\\c'"
+    assert _ident("s`x.t") == "`s``x`.`t`"
+
+
+def test_registry_generation_counts_every_change_and_unregister_checks_the_location(tmp_path: Path) -> None:
+    from nbflow.catalog import Registry
+
+    registry = Registry(tmp_path)
+    assert registry.generation() == 0
+    for n in range(50):  # many changes within one clock tick are all seen
+        registry.register("t", f"/w/t{n}", "delta", True)
+    assert registry.generation() == 50
+    assert registry.unregister("t", "/w/other") is None  # re-created meanwhile: keep it
+    assert registry.get("default.t") is not None
+    assert registry.unregister("spark_catalog.default.t", "/w/t49") is not None
+    assert registry.tables() == {} and registry.generation() == 51
+
+
+class _FlakySpark:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls: list[str] = []
+
+    def sql(self, query: str) -> str:
+        self.calls.append(query)
+        if len(self.calls) <= self.failures:
+            raise RuntimeError("Failed to commit transaction: 0")
+        return "done"
+
+
+def test_dml_that_loses_a_commit_race_is_retried() -> None:
+    from nbflow.runtime.lakehouse import _retry_conflicting_commits
+
+    spark = _FlakySpark(failures=2)
+    _retry_conflicting_commits(spark)
+    assert spark.sql("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE") == "done"
+    assert len(spark.calls) == 3
+
+
+def test_other_statements_and_endless_conflicts_are_not_hidden() -> None:
+    from nbflow.errors import NotebookRuntimeError
+    from nbflow.runtime.lakehouse import COMMIT_ATTEMPTS, _retry_conflicting_commits
+
+    select = _FlakySpark(failures=1)
+    _retry_conflicting_commits(select)
+    with pytest.raises(RuntimeError, match="Failed to commit"):
+        select.sql("SELECT 1")
+    endless = _FlakySpark(failures=100)
+    _retry_conflicting_commits(endless)
+    with pytest.raises(NotebookRuntimeError, match="Delta commit conflict"):
+        endless.sql("update t set a = 1")
+    assert len(endless.calls) == COMMIT_ATTEMPTS

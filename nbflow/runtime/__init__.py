@@ -92,9 +92,11 @@ def display(*objs: Any, **kwargs: Any) -> None:
 
     for obj in objs:
         if _is_spark_dataframe(obj):
+            import pandas as pd
+
             frame = obj.limit(DISPLAY_ROWS + 1).toPandas()
-            shown = frame.head(DISPLAY_ROWS)
-            ipython_display(shown, **kwargs)
+            with pd.option_context("display.max_rows", DISPLAY_ROWS, "display.min_rows", DISPLAY_ROWS):
+                ipython_display(frame.head(DISPLAY_ROWS), **kwargs)
             if len(frame) > DISPLAY_ROWS:
                 print(f"(showing the first {DISPLAY_ROWS} rows)")
         else:

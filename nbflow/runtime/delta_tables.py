@@ -18,6 +18,7 @@ from typing import Any
 
 from ..catalog import Registry, normalize
 from ..errors import NotebookRuntimeError
+from .lakehouse import _ident, local_path
 
 
 def _sql_text(value: Any, what: str) -> str:
@@ -49,15 +50,14 @@ class DeltaTable:
     def forName(cls, sparkSession: Any, tableOrViewName: str) -> DeltaTable:
         name = normalize(tableOrViewName)
         _ = sparkSession.table(tableOrViewName).schema  # fails clearly if there is no such table
-        ident = ".".join(f"`{p}`" for p in name.split("."))
-        return cls(sparkSession, ident, _location(name))
+        return cls(sparkSession, _ident(name), _location(name))
 
     @classmethod
     def forPath(cls, sparkSession: Any, path: str) -> DeltaTable:
         local = _local(path)
         if not cls.isDeltaTable(sparkSession, path):
             raise NotebookRuntimeError(f"{path} is not a Delta table")
-        return cls(sparkSession, f"delta.`{local}`", local)
+        return cls(sparkSession, "delta.`" + local.replace("`", "``") + "`", local)
 
     @classmethod
     def isDeltaTable(cls, sparkSession: Any, identifier: str) -> bool:
@@ -175,9 +175,7 @@ class DeltaMergeBuilder:
             raise NotebookRuntimeError("a merge needs at least one when... clause before execute()")
         spark = self._table._spark
         view = f"nbflow_merge_source_{uuid.uuid4().hex[:12]}"
-        # The source's own alias (df.alias("s")) names it in the conditions, as in delta-spark.
-        plan = getattr(self._source, "_plan", None)
-        alias = getattr(plan, "_alias", None) or "source"
+        alias = _source_alias(self._source)
         self._source.createOrReplaceTempView(view)
         try:
             statement = (f"MERGE INTO {self._table._target()} USING {view} AS {alias} ON {self._condition} "
@@ -187,9 +185,20 @@ class DeltaMergeBuilder:
             spark.catalog.dropTempView(view)
 
 
+def _source_alias(source: Any) -> str:
+    """The merge source's own alias (``df.alias("s")``, possibly followed by more steps), which
+    names it in the conditions as in delta-spark; ``source`` when it has none."""
+    plan = getattr(source, "_plan", None)
+    while plan is not None:
+        if type(plan).__name__ == "SubqueryAlias":
+            return str(plan._alias)
+        plan = getattr(plan, "_child", None)
+    return "source"
+
+
 def _local(path: str) -> str:
     if path.startswith("file:"):
-        return "/" + path[len("file:"):].lstrip("/")
+        return local_path(path)
     if path.startswith("dbfs:"):
         from . import current
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import random
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +39,9 @@ class Lakehouse:
         self._spark: Any = None
         self._lock = threading.RLock()
         self._registry = Registry(session.context.project_dir)
-        self._stamp = -1.0
+        self._generation = -1
         self._known: dict[str, TableEntry] = {}  # tables this session has, by schema.table
+        self._created: set[str] = set()  # ... of which this session created these
         self.state: Any = None
 
     @property
@@ -54,6 +57,7 @@ class Lakehouse:
                 ctx = self._session.context
                 self.state = cluster.ensure_running(Path(ctx.project_dir), ctx.engine)
                 self._spark = cluster.attach(self.state)
+                _retry_conflicting_commits(self._spark)
                 atexit.register(self._release)
                 self.pull()
             return self._spark
@@ -66,25 +70,30 @@ class Lakehouse:
     # -- sharing tables ---------------------------------------------------------------------
     def pull(self) -> None:
         """Attach tables registered by other notebooks since the last look."""
-        if self._spark is None or self._registry.stamp() == self._stamp:
+        if self._spark is None or self._registry.generation() == self._generation:
             return
         with self._lock:
-            self._stamp = self._registry.stamp()
+            self._generation = self._registry.generation()
             registered = self._registry.tables()
-            for name in [n for n in self._known if n not in registered]:
-                # Dropped elsewhere: forget it here too.
-                self._sql(f"DROP TABLE IF EXISTS {_ident(name)}", quiet=True)
-                del self._known[name]
-            for name, entry in registered.items():
-                if self._known.get(name) == entry:
+            for name, known in list(self._known.items()):
+                entry = registered.get(name)
+                if entry is not None and entry.location == known.location:
                     continue
-                if name in self._known:
+                # Dropped or re-created elsewhere. Only a table this session attached by location
+                # is dropped here (that keeps its data); one it created itself is left alone, so
+                # that no engine deletes a folder another notebook may be using.
+                if name not in self._created:
                     self._sql(f"DROP TABLE IF EXISTS {_ident(name)}", quiet=True)
-                self._sql(f"CREATE SCHEMA IF NOT EXISTS `{entry.schema}`", quiet=True)
+                    del self._known[name]
+            for name, entry in registered.items():
+                if name in self._known:
+                    continue
+                self._sql(f"CREATE SCHEMA IF NOT EXISTS {_ident(entry.schema)}", quiet=True)
                 if self._sql(
-                    f"CREATE TABLE IF NOT EXISTS {_ident(name)} USING {entry.format} LOCATION '{entry.location}'",
+                    f"CREATE TABLE IF NOT EXISTS {_ident(name)} USING {entry.format} "
+                    f"LOCATION {_string(entry.location)}",
                     quiet=True,
-                ):
+                ) is not None:
                     self._known[name] = entry
 
     def push(self) -> None:
@@ -93,9 +102,12 @@ class Lakehouse:
             return
         with self._lock:
             present = self._session_tables()
+            if present is None:
+                return  # could not list the catalog: change nothing rather than guess
             for name in [n for n in self._known if n not in present]:
-                entry = self._registry.unregister(name)
-                del self._known[name]
+                known = self._known.pop(name)
+                self._created.discard(name)
+                entry = self._registry.unregister(name, known.location)
                 if entry is not None and entry.managed:
                     self._remove_data(entry)
             for name in present:
@@ -105,15 +117,19 @@ class Lakehouse:
                         self._known[name] = self._registry.register(
                             name, entry.location, entry.format, entry.managed
                         )
-            self._stamp = self._registry.stamp()
+                        self._created.add(name)
+            self.pull()  # what others registered meanwhile
 
-    def _session_tables(self) -> set[str]:
+    def _session_tables(self) -> set[str] | None:
         names: set[str] = set()
         spark = self._spark
-        for db in spark.catalog.listDatabases():
-            for table in spark.catalog.listTables(db.name):
-                if not table.isTemporary and (table.tableType or "").upper() != "VIEW":
-                    names.add(normalize(f"{db.name}.{table.name}"))
+        try:
+            for db in spark.catalog.listDatabases():
+                for table in spark.catalog.listTables(db.name):
+                    if not table.isTemporary and (table.tableType or "").upper() != "VIEW":
+                        names.add(normalize(f"{db.name}.{table.name}"))
+        except Exception:
+            return None
         return names
 
     def _describe(self, name: str) -> TableEntry | None:
@@ -124,9 +140,8 @@ class Lakehouse:
         location = facts.get("Location", "")
         if not location:
             return None
-        if location.startswith("file:"):
-            location = "/" + location[len("file:"):].lstrip("/")
-        elif not location.startswith("/"):
+        location = local_path(location)
+        if not location.startswith("/"):
             location = str(Path(self.state.warehouse).parent / location)
         managed = facts.get("Type", "MANAGED").upper() == "MANAGED"
         return TableEntry(name, location, facts.get("Provider", "delta") or "delta", managed, "")
@@ -147,8 +162,54 @@ class Lakehouse:
             return None
 
 
+# Delta's optimistic commits: a statement that lost the race to another writer applied nothing,
+# so running it again (against the new snapshot) is safe. Sail reports the loss as
+# "Failed to commit transaction"; Delta on the JVM as Concurrent*Exception.
+CONFLICT_MARKERS = ("Failed to commit transaction", "ConcurrentAppendException",
+                    "ConcurrentModificationException", "ConcurrentDeleteReadException",
+                    "ConcurrentDeleteDeleteException", "ConcurrentTransactionException")
+DML = ("MERGE", "UPDATE", "DELETE", "INSERT")
+COMMIT_ATTEMPTS = 6
+
+
+def _retry_conflicting_commits(spark: Any) -> None:
+    """Make ``spark.sql`` retry a DML statement that lost a concurrent Delta commit."""
+    original = spark.sql
+
+    def sql(sqlQuery: str, *args: Any, **kwargs: Any) -> Any:
+        retryable = sqlQuery.lstrip().upper().startswith(DML)
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                return original(sqlQuery, *args, **kwargs)
+            except Exception as exc:
+                if not retryable or not any(m in str(exc) for m in CONFLICT_MARKERS):
+                    raise
+                if attempt == COMMIT_ATTEMPTS:
+                    raise NotebookRuntimeError(
+                        f"Delta commit conflict: another writer kept committing to the same table; "
+                        f"gave up after {COMMIT_ATTEMPTS} attempts ({str(exc).splitlines()[0][:200]})"
+                    ) from exc
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+        raise AssertionError("unreachable")
+
+    spark.sql = sql
+
+
+def local_path(location: str) -> str:
+    """``file:/x`` or ``file:///x`` → ``/x``; other locations unchanged."""
+    if location.startswith("file:"):
+        return "/" + location[len("file:"):].lstrip("/")
+    return location
+
+
+def _string(text: str) -> str:
+    """A SQL string literal (Spark SQL treats backslash as an escape)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _ident(name: str) -> str:
-    return ".".join(f"`{part}`" for part in name.split("."))
+    """A quoted SQL identifier for ``schema.table`` (backticks inside names are doubled)."""
+    return ".".join("`" + part.replace("`", "``") + "`" for part in name.split("."))
 
 
 class LazySpark:

@@ -48,6 +48,10 @@ def split_sql(text: str) -> list[str]:
         ch = text[i]
         if quote:
             current.append(ch)
+            if ch == "\\" and quote != "`" and i + 1 < len(text):
+                current.append(text[i + 1])  # an escaped character, quote included
+                i += 2
+                continue
             if ch == quote:
                 quote = ""
         elif ch in "'\"`":
@@ -56,6 +60,10 @@ def split_sql(text: str) -> list[str]:
         elif text.startswith("--", i):
             end = text.find("\n", i)
             i = len(text) if end < 0 else end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = len(text) if end < 0 else end + 2
             continue
         elif ch == ";":
             statements.append("".join(current))
