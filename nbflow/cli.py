@@ -164,6 +164,30 @@ def inspect(executed: Path, as_json: bool) -> None:
     render(data)
 
 
+@cli.command()
+@click.argument("plan", type=click.Path(path_type=Path))
+@handle_errors
+def validate(plan: Path) -> None:
+    """Check a PLAN (YAML or JSON) without running it: every problem, with its file and line."""
+    from .plan import PlanError, load_plan
+
+    try:
+        loaded, _notebooks = load_plan(plan)
+    except PlanError as exc:
+        for problem in exc.problems:
+            click.echo(f"nbflow: {problem}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(f"{plan}: OK: plan {loaded.name!r}, {len(loaded.tasks)} tasks, order {' -> '.join(loaded.order())}")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of a plan file."""
+    from .plan import Plan
+
+    click.echo(json.dumps(Plan.model_json_schema(), indent=2))
+
+
 def main() -> None:
     cli(prog_name="nbflow")
 

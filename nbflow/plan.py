@@ -1,0 +1,429 @@
+"""Plans: jobs of notebook tasks, loaded from YAML or JSON and validated before anything runs.
+
+A plan mirrors a Databricks job (``name``, ``parameters``, ``timeout_seconds``,
+``max_concurrent_runs``, ``schedule``, ``tasks`` with ``task_key``, ``depends_on``, ``run_if``,
+retries and timeouts), so that the same plan can be sent to a workspace. A job definition in the
+Jobs API's own JSON shape loads too (see :func:`from_jobs_api`).
+
+Every problem is reported at once, each as ``FILE:LINE: field.path: message``.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InputError
+from .notebooks import resolve_notebook
+
+RUN_IF = ("ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED")
+RunIf = Literal["ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED",
+                "ALL_FAILED"]
+# Jobs API fields about compute, notifications and the like: accepted in a Jobs API job definition
+# (they matter on the remote side), not used by a local run.
+JOBS_API_EXTRAS = {
+    "job_id", "created_time", "creator_user_name", "run_as_user_name", "run_as", "settings", "format",
+    "job_clusters", "email_notifications", "webhook_notifications", "notification_settings", "tags",
+    "queue", "git_source", "environments", "health", "access_control_list", "budget_policy_id",
+    "edit_mode", "deployment", "trigger", "continuous", "performance_target",
+}
+TASK_API_EXTRAS = {
+    "existing_cluster_id", "new_cluster", "job_cluster_key", "environment_key", "libraries",
+    "email_notifications", "webhook_notifications", "notification_settings", "health", "compute",
+}
+_REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_TASK_KEY = r"^[\w\-]{1,100}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobParameter(_Strict):
+    """A job parameter: pushed down to every task as a widget value; wins over task parameters."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    default: str | int | float | bool | None = ""
+
+
+class Schedule(_Strict):
+    """Kept for the remote side (Jobs API ``schedule``); a local run does not schedule itself."""
+
+    quartz_cron_expression: str
+    timezone_id: str = "UTC"
+    pause_status: Literal["PAUSED", "UNPAUSED"] = "UNPAUSED"
+
+    @field_validator("quartz_cron_expression")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        problem = quartz_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("timezone_id")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (a Java/IANA id such as 'Europe/Paris')") from None
+        return value
+
+
+class Task(_Strict):
+    task_key: str = Field(pattern=_TASK_KEY)
+    notebook: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    run_if: RunIf = "ALL_SUCCESS"
+    timeout_seconds: int = Field(default=0, ge=0)
+    max_retries: int = Field(default=0, ge=-1)
+    min_retry_interval_millis: int = Field(default=0, ge=0)
+    retry_on_timeout: bool = False
+    disabled: bool = False
+
+    @field_validator("depends_on", mode="before")
+    @classmethod
+    def _deps(cls, value: Any) -> Any:
+        # The Jobs API writes [{"task_key": "a"}]; plans may write ["a"] or "a".
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            return [v.get("task_key") if isinstance(v, dict) and set(v) <= {"task_key", "outcome"} else v
+                    for v in value]
+        return value
+
+
+class Plan(_Strict):
+    name: str
+    description: str = ""
+    parameters: list[JobParameter] = Field(default_factory=list)
+    timeout_seconds: int = Field(default=0, ge=0)
+    max_concurrent_runs: int = Field(default=1, ge=0, le=1000)
+    schedule: Schedule | None = None
+    tasks: list[Task] = Field(min_length=1)
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _params(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # {name: default} is the short way to write them
+            return [{"name": k, "default": v} for k, v in value.items()]
+        return value
+
+    # -- derived ------------------------------------------------------------------------------
+    def task(self, key: str) -> Task:
+        return next(t for t in self.tasks if t.task_key == key)
+
+    def order(self) -> list[str]:
+        """A stable topological order: dependencies first, then the order of the file."""
+        position = {t.task_key: i for i, t in enumerate(self.tasks)}
+        sorter = graphlib.TopologicalSorter({t.task_key: t.depends_on for t in self.tasks})
+        sorter.prepare()
+        order: list[str] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready(), key=position.__getitem__)
+            order += ready
+            sorter.done(*ready)
+        return order
+
+    def upstream(self, key: str) -> set[str]:
+        """Every task ``key`` depends on, directly or not."""
+        seen: set[str] = set()
+        stack = list(self.task(key).depends_on)
+        while stack:
+            dep = stack.pop()
+            if dep not in seen:
+                seen.add(dep)
+                stack += self.task(dep).depends_on
+        return seen
+
+
+class PlanError(InputError):
+    """A plan that cannot run; ``problems`` holds every ``FILE:LINE: path: message`` found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(*problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        more = f" (and {len(self.problems) - 1} more problems)" if len(self.problems) > 1 else ""
+        return self.problems[0] + more
+
+
+# -- loading ---------------------------------------------------------------------------------
+def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
+    """Read and validate a plan; return it with each task's notebook file.
+
+    Raises PlanError listing every problem, each naming the file, line and field path.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"plan not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_map(yaml.compose(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise PlanError([f"{where}: not valid YAML or JSON ({getattr(exc, 'problem', exc)})"]) from None
+    if not isinstance(data, dict):
+        raise PlanError([f"{path}:1: a plan is a mapping with 'name' and 'tasks'"])
+    data, renamed = from_jobs_api(data, path.parent)
+    problems: list[str] = []
+
+    prefix = renamed.pop("prefix", ())  # type: ignore[call-overload]
+
+    def report(loc: tuple[Any, ...], message: str) -> None:
+        # Renamed fields of a Jobs API definition, e.g. parameters[...] -> notebook_task.base_parameters
+        original = next(((*new, *loc[len(old):]) for old, new in renamed.items() if loc[:len(old)] == old), loc)
+        problems.append(f"{path}:{_line(lines, (*prefix, *original))}: {_dotted(original) or '(plan)'}: {message}")
+
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            report(tuple(error["loc"]), _message(error))
+        raise PlanError(problems) from None
+    notebooks = _check(plan, path.parent, report)
+    if problems:
+        raise PlanError(problems)
+    return plan, notebooks
+
+
+def _check(plan: Plan, base: Path, report: Any) -> dict[str, Path]:
+    """The checks that need the whole plan: keys, dependencies, cycles, notebooks, references."""
+    keys: dict[str, int] = {}
+    for i, task in enumerate(plan.tasks):
+        if task.task_key in keys:
+            first = keys[task.task_key]
+            report(("tasks", i, "task_key"), f"duplicate task_key {task.task_key!r} (also tasks[{first}])")
+        keys.setdefault(task.task_key, i)
+    graph_ok = True
+    for i, task in enumerate(plan.tasks):
+        for j, dep in enumerate(task.depends_on):
+            if dep not in keys:
+                report(("tasks", i, "depends_on", j), f"unknown task {dep!r}")
+                graph_ok = False
+            elif dep == task.task_key:
+                report(("tasks", i, "depends_on", j), "a task cannot depend on itself")
+                graph_ok = False
+    if graph_ok and len(keys) == len(plan.tasks):
+        try:
+            graphlib.TopologicalSorter({t.task_key: t.depends_on for t in plan.tasks}).prepare()
+        except graphlib.CycleError as exc:
+            cycle = list(reversed(exc.args[1]))
+            report(("tasks", keys[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
+            graph_ok = False
+    notebooks: dict[str, Path] = {}
+    for i, task in enumerate(plan.tasks):
+        try:
+            notebooks[task.task_key] = resolve_notebook(task.notebook, base)
+        except InputError as exc:
+            report(("tasks", i, "notebook"), str(exc))
+    job_params = {p.name for p in plan.parameters}
+    for i, task in enumerate(plan.tasks):
+        upstream = plan.upstream(task.task_key) if graph_ok else set()
+        for name, value in task.parameters.items():
+            for problem in reference_problems(value, job_params, set(keys), upstream if graph_ok else None):
+                report(("tasks", i, "parameters", name), problem)
+    return notebooks
+
+
+def reference_problems(value: Any, job_params: set[str], tasks: set[str], upstream: set[str] | None) -> list[str]:
+    """What is wrong with the ``{{...}}`` references in a parameter value (Databricks' rules).
+
+    A malformed reference (a missing brace) is a literal, as on Databricks; an unknown name in a
+    known namespace (``job``, ``tasks``, ``workspace``) is an error; other names are left as text.
+    """
+    if not isinstance(value, str):
+        return []
+    problems = []
+    for match in _REFERENCE.finditer(value):
+        ref = match.group(1)
+        problem = _reference_problem(ref.split("."), job_params, tasks, upstream)
+        if problem:
+            problems.append(f"{{{{{ref}}}}}: {problem}")
+    return problems
+
+
+def _reference_problem(parts: list[str], job_params: set[str], tasks: set[str], upstream: set[str] | None) -> str:
+    head = parts[0]
+    if head == "job":
+        if parts[1:] in (["id"], ["name"], ["run_id"], ["repair_count"]):
+            return ""
+        if len(parts) == 3 and parts[1] == "start_time" and parts[2] in START_TIME_FIELDS:
+            return ""
+        if len(parts) == 3 and parts[1] == "parameters":
+            return "" if parts[2] in job_params else f"no job parameter named {parts[2]!r}"
+        return "unknown job reference"
+    if head == "tasks":
+        well_formed = (len(parts) == 4 and parts[2] == "values") or (len(parts) == 3 and parts[2] == "exit_value")
+        if not well_formed:
+            return "expected {{tasks.<key>.values.<name>}} or {{tasks.<key>.exit_value}}"
+        if parts[1] not in tasks:
+            return f"no task named {parts[1]!r}"
+        if upstream is not None and parts[1] not in upstream:
+            return f"task {parts[1]!r} is not upstream of this task (add it to depends_on)"
+        return ""
+    if head == "workspace" and parts[1:] not in (["id"], ["url"]):
+        return "unknown workspace reference"
+    return ""
+
+
+START_TIME_FIELDS = ("iso_date", "iso_datetime", "year", "month", "day", "hour", "minute", "second",
+                     "timestamp_ms", "is_weekday")
+
+
+def from_jobs_api(data: dict[str, Any], base: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], tuple[Any, ...]]]:
+    """Turn a Jobs API job definition into a plan; a plan comes back unchanged.
+
+    Recognised by ``notebook_task`` in its tasks (also inside ``settings``, as ``jobs/get``
+    returns). ``notebook_task.notebook_path`` becomes ``notebook`` by this rule: the path as
+    given, relative to the plan's folder; else with its leading folders dropped one by one
+    (``/Workspace/Users/me/project/etl/load`` finds ``etl/load`` or ``load`` next to the plan).
+    ``base_parameters`` becomes ``parameters``; compute and notification fields are ignored.
+    Returns the plan data and, for error messages, the original field paths of renamed fields.
+    """
+    prefix: tuple[Any, ...] = ()
+    if isinstance(data.get("settings"), dict) and "tasks" not in data:
+        data, prefix = data["settings"], ("settings",)
+    tasks = data.get("tasks")
+    if not isinstance(tasks, list) or not any(isinstance(t, dict) and "notebook_task" in t for t in tasks):
+        return data, {}
+    renamed: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    plan = {k: v for k, v in data.items() if k not in JOBS_API_EXTRAS}
+    if isinstance(plan.get("parameters"), list):
+        plan["parameters"] = [{"name": p.get("name"), "default": p.get("default", "")} if isinstance(p, dict) else p
+                              for p in plan["parameters"]]
+    plan["tasks"] = []
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            plan["tasks"].append(task)
+            continue
+        converted = {k: v for k, v in task.items() if k not in TASK_API_EXTRAS and k != "notebook_task"}
+        nb_task = task.get("notebook_task")
+        if isinstance(nb_task, dict):
+            converted["notebook"] = _local_notebook(str(nb_task.get("notebook_path", "")), base)
+            renamed[("tasks", i, "notebook")] = ("tasks", i, "notebook_task", "notebook_path")
+            if "base_parameters" in nb_task:
+                converted["parameters"] = nb_task["base_parameters"]
+                renamed[("tasks", i, "parameters")] = ("tasks", i, "notebook_task", "base_parameters")
+        plan["tasks"].append(converted)
+    return plan, {"prefix": prefix, **renamed}  # type: ignore[dict-item]
+
+
+def _local_notebook(workspace_path: str, base: Path) -> str:
+    parts = [p for p in workspace_path.split("/") if p]
+    for start in range(len(parts)):
+        candidate = "/".join(parts[start:])
+        try:
+            resolve_notebook(candidate, base)
+            return candidate
+        except InputError:
+            continue
+    return workspace_path  # reported as missing, under its own name
+
+
+# -- quartz cron -------------------------------------------------------------------------------
+_CRON_FIELDS = (("seconds", 0, 59), ("minutes", 0, 59), ("hours", 0, 23), ("day-of-month", 1, 31),
+                ("month", 1, 12), ("day-of-week", 1, 7), ("year", 1970, 2199))
+_NAMES = {"month": ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+          "day-of-week": ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]}
+
+
+def quartz_problem(expression: str) -> str | None:
+    """Why a Quartz cron expression is invalid, or None. Quartz: seconds first, 6 or 7 fields,
+    ``?`` in exactly one of day-of-month and day-of-week."""
+    fields = expression.split()
+    if len(fields) not in (6, 7):
+        return (f"a Quartz cron expression has 6 or 7 fields (seconds minutes hours day-of-month month "
+                f"day-of-week [year]), got {len(fields)}: {expression!r}")
+    for text, (name, low, high) in zip(fields, _CRON_FIELDS, strict=False):
+        if not _cron_field_ok(text, name, low, high):
+            return f"bad {name} field {text!r} in {expression!r}"
+    if (fields[3] == "?") == (fields[5] == "?"):
+        return f"exactly one of day-of-month and day-of-week must be '?' in {expression!r}"
+    return None
+
+
+def _cron_field_ok(text: str, name: str, low: int, high: int) -> bool:
+    if text == "?":
+        return name in ("day-of-month", "day-of-week")
+    names = _NAMES.get(name, [])
+    for part in text.split(","):
+        part = part.upper()
+        if name == "day-of-month" and re.fullmatch(r"L(-\d{1,2})?|LW|\d{1,2}W", part):
+            continue
+        if name == "day-of-week" and re.fullmatch(r"[1-7]L|[1-7]#[1-5]|L", part):
+            continue
+        base, _, step = part.partition("/")
+        if step and not step.isdigit():
+            return False
+        if base == "*":
+            continue
+        bounds = base.split("-")
+        if len(bounds) > 2:
+            return False
+        for bound in bounds:
+            value = names.index(bound) + 1 if bound in names else None
+            if value is None:
+                if not bound.isdigit():
+                    return False
+                value = int(bound)
+            if not low <= value <= high:
+                return False
+    return True
+
+
+# -- messages with lines -----------------------------------------------------------------------
+def _line_map(node: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Field path → 1-based line, from the YAML node tree (JSON is YAML too)."""
+    lines: dict[tuple[Any, ...], int] = {path: node.start_mark.line + 1} if node is not None else {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            lines.update(_line_map(value, child))
+            lines[child] = key.start_mark.line + 1  # the key's line, not its value's
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_map(item, (*path, i)))
+    return lines
+
+
+def _line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
+    for end in range(len(loc), -1, -1):  # the field, else the nearest enclosing one
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return 1
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error" and error["loc"][-1] == "run_if":
+        return f"{error['input']!r} is not a run_if value ({', '.join(RUN_IF)})"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
