@@ -34,6 +34,8 @@ def main() -> int:
 
     ctx = request.get("context") or {}
     arguments = {k: Param(v, "dbutils.notebook.run") for k, v in (request.get("arguments") or {}).items()}
+    # A plan task sends its parameters with their sources (job parameter, task parameter...).
+    arguments.update({k: Param(v, source) for k, (v, source) in (request.get("parameters") or {}).items()})
     try:
         result = run_notebook(
             request["notebook"],
@@ -41,6 +43,7 @@ def main() -> int:
             output_path=request.get("output_path"),
             timeout=request.get("timeout"),
             run_id=ctx.get("run_id") or None,
+            task_key=request.get("task_key"),
             context=ctx,
         )
     except NbflowError as exc:

@@ -52,7 +52,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("notebook", type=click.Path(path_type=Path))
+@click.argument("notebook", type=click.Path(path_type=Path), metavar="NOTEBOOK|PLAN")
 @click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE",
               help="A parameter (widget value and, with a parameters cell, a typed variable). Repeatable.")
 @click.option("-f", "--parameters-file", type=click.Path(path_type=Path), metavar="FILE",
@@ -66,6 +66,12 @@ def cli() -> None:
               help="Cluster engine if the notebook needs Spark; a running cluster of another engine "
                    "must be stopped first (--fresh-cluster).")
 @click.option("--fresh-cluster", is_flag=True, help="Restart the project's cluster before running.")
+@click.option("--mode", type=click.Choice(["sequential", "parallel"]), default="sequential", show_default=True,
+              help="Plans: one task at a time, or every ready task at once (up to --max-workers).")
+@click.option("--max-workers", type=click.IntRange(min=1), help="Plans: tasks running at once in parallel mode.")
+@click.option("--only", multiple=True, metavar="KEY", help="Plans: run only these tasks. Repeatable.")
+@click.option("--from", "from_", metavar="KEY", help="Plans: run this task and every task after it.")
+@click.option("--fail-fast", is_flag=True, help="Plans: start no new task after the first failure.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout.")
 @handle_errors
 def run(
@@ -77,10 +83,22 @@ def run(
     log_output: bool,
     engine: str,
     fresh_cluster: bool,
+    mode: str,
+    max_workers: int | None,
+    only: Sequence[str],
+    from_: str | None,
+    fail_fast: bool,
     as_json: bool,
 ) -> None:
-    """Run NOTEBOOK (.ipynb or Databricks source .py) in a fresh kernel."""
+    """Run NOTEBOOK (.ipynb or Databricks source .py) in a fresh kernel, or a PLAN (.yaml/.json)."""
     from . import params as params_mod
+
+    if notebook.suffix.lower() in (".yaml", ".yml", ".json"):
+        from .plan_cli import run_plan
+
+        run_plan(notebook, params, parameters_file, output_dir, engine, fresh_cluster, mode, max_workers,
+                 only, from_, fail_fast, as_json)
+        return
     from .project import project_dir
     from .runner import new_run_id, run_notebook, summary, write_run_json
 

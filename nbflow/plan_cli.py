@@ -1,0 +1,91 @@
+"""``nbflow run plan.yaml``: validate, schedule, report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from .errors import InputError
+
+
+def run_plan(
+    path: Path,
+    params: Sequence[str],
+    parameters_file: Path | None,
+    output_dir: Path | None,
+    engine: str,
+    fresh_cluster: bool,
+    mode: str,
+    max_workers: int | None,
+    only: Sequence[str],
+    from_: str | None,
+    fail_fast: bool,
+    as_json: bool,
+) -> None:
+    from . import params as params_mod
+    from .plan import PlanError, load_plan
+    from .project import project_dir
+    from .report import event_line, summary, write_run_json
+    from .runner import new_run_id
+    from .scheduler import SUCCEEDED, Scheduler
+
+    try:
+        plan, notebooks = load_plan(path)
+    except PlanError as exc:
+        for problem in exc.problems[:-1]:
+            click.echo(f"nbflow: {problem}", err=True)
+        raise
+    layers = [params_mod.load_params_file(parameters_file)] if parameters_file else []
+    layers.append(params_mod.parse_cli_params(params))
+    declared = {p.name for p in plan.parameters}
+    job_parameters = {}
+    for name, param in params_mod.merge(*layers).items():
+        if name not in declared:
+            raise InputError(f"-p {name}: plan {plan.name!r} has no job parameter {name!r} "
+                             f"(it has: {', '.join(sorted(declared)) or 'none'})")
+        job_parameters[name] = param.widget_value
+    keys = [t.task_key for t in plan.tasks]
+    for key in [*only, *([from_] if from_ else [])]:
+        if key not in keys:
+            raise InputError(f"no task {key!r} in plan {plan.name!r} (tasks: {', '.join(keys)})")
+    selected: set[str] | None = set(only) if only else None
+    if from_:
+        after = {from_} | {t.task_key for t in plan.tasks if from_ in plan.upstream(t.task_key)}
+        selected = after if selected is None else selected | after
+    run_id = new_run_id()
+    project = project_dir()
+    folder = (output_dir or project / "processed" / run_id).resolve()
+    if fresh_cluster:
+        from . import cluster
+
+        cluster.stop(project)
+
+    def on_event(event: str, task_run: object) -> None:
+        click.echo(event_line(event, task_run), err=as_json)  # type: ignore[arg-type]
+
+    scheduler = Scheduler(plan, notebooks, folder, run_id, mode=mode, max_workers=max_workers,
+                          job_parameters=job_parameters, only=selected, fail_fast=fail_fast,
+                          context={"engine": engine}, on_event=on_event)
+    try:
+        run = scheduler.execute()
+    except KeyboardInterrupt:
+        run = scheduler.run
+        write_run_json(run)
+        if as_json:
+            click.echo(json.dumps(summary(run), indent=2))
+        click.echo("nbflow: interrupted: running tasks were cancelled and their notebooks saved", err=True)
+        sys.exit(130)
+    write_run_json(run)
+    if as_json:
+        click.echo(json.dumps(summary(run), indent=2))
+    else:
+        seconds = (run.end_ms - run.start_ms) / 1000
+        click.echo(f"{run.result_state} plan {plan.name!r} ({mode}, {seconds:.1f} s): {folder}")
+    if run.result_state not in SUCCEEDED and run.result_state != "SUCCESS_WITH_FAILURES":
+        if run.resume_from:
+            click.echo(f"nbflow: to resume: nbflow run {path} --from {run.resume_from[0]}", err=True)
+        sys.exit(130 if run.result_state == "CANCELED" else 1)

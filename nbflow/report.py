@@ -1,0 +1,127 @@
+"""What a plan run tells the user: the ``--json`` summary, ``run.json`` in the shape of the Jobs
+API's ``runs/get``, and one console line per event."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .scheduler import PlanRun, TaskRun
+
+
+def task_summary(task_run: TaskRun) -> dict[str, Any]:
+    """The entry of a task in the ``--json`` summary: its last attempt, as a notebook run's."""
+    last = task_run.last
+    result = last.result if last else None
+    error = last.error if last else None
+    return {
+        "task_key": task_run.task.task_key,
+        "notebook": task_run.task.notebook,
+        "status": task_run.status,
+        "exit_value": result.exit_value if result else None,
+        "output": last.output if last else None,
+        "duration_s": round((last.end_ms - last.start_ms) / 1000, 3) if last else None,
+        "error": error,
+        "attempts": len(task_run.attempts),
+        "reason": task_run.reason or None,
+    }
+
+
+def summary(run: PlanRun) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "status": run.result_state,
+        "output_dir": str(run.output_dir),
+        "mode": run.mode,
+        "duration_s": round((run.end_ms - run.start_ms) / 1000, 3),
+        "tasks": [task_summary(t) for t in run.tasks.values()],
+    }
+
+
+def runs_get(run: PlanRun) -> dict[str, Any]:
+    """``run.json``: the run as the Jobs API's ``runs/get`` returns a multi-task run."""
+    tasks = [_task_run_json(task_run, run) for task_run in run.tasks.values()]
+    return {
+        "run_id": run.run_id,
+        "run_name": run.plan.name,
+        "run_type": "JOB_RUN",
+        "format": "MULTI_TASK",
+        "state": _state(run.result_state, ""),
+        "start_time": run.start_ms,
+        "end_time": run.end_ms,
+        "setup_duration": 0,
+        "execution_duration": 0,
+        "cleanup_duration": 0,
+        "run_duration": run.end_ms - run.start_ms,
+        "job_parameters": [{"name": k, "value": v} for k, v in run.job_parameters.items()],
+        "tasks": tasks,
+        "nbflow": {"mode": run.mode, "output_dir": str(run.output_dir), "resume_from": run.resume_from},
+    }
+
+
+def _task_run_json(task_run: TaskRun, run: PlanRun) -> dict[str, Any]:
+    last = task_run.last
+    entry: dict[str, Any] = {
+        "task_key": task_run.task.task_key,
+        "run_id": task_run.run_id,
+        "depends_on": [{"task_key": d} for d in task_run.task.depends_on if d in run.tasks],
+        "run_if": task_run.task.run_if,
+        "notebook_task": {"notebook_path": task_run.task.notebook, "base_parameters": dict(task_run.task.parameters)},
+        "setup_duration": 0,
+        "cleanup_duration": 0,
+        "attempts": [{"attempt_number": a.number, "result_state": a.status, "start_time": a.start_ms,
+                      "end_time": a.end_ms, "output": a.output, "error": a.error} for a in task_run.attempts],
+    }
+    if last is None:  # never ran: skipped by run_if, disabled, or cancelled before it started
+        return {**entry, "attempt_number": 0, "state": _state(task_run.status, task_run.reason),
+                "start_time": 0, "end_time": 0, "execution_duration": 0, "run_duration": 0,
+                "notebook_output": {}, "task_values": {}}
+    result = last.result
+    message = task_run.reason or (last.error or {}).get("evalue", "")
+    return {
+        **entry,
+        "attempt_number": last.number,
+        "state": _state(task_run.status, message),
+        "start_time": last.start_ms,
+        "end_time": last.end_ms,
+        "execution_duration": last.end_ms - last.start_ms,
+        "run_duration": sum(a.end_ms - a.start_ms for a in task_run.attempts),
+        "notebook_output": {"result": result.exit_value, "truncated": result.exit_truncated}
+        if result and result.exit_value is not None else {},
+        "task_values": result.task_values if result else {},
+    }
+
+
+def _state(result_state: str, message: str) -> dict[str, Any]:
+    life = "SKIPPED" if result_state in ("EXCLUDED",) else "TERMINATED"
+    if result_state in ("UPSTREAM_FAILED", "UPSTREAM_CANCELED"):
+        life = "SKIPPED"
+    return {"life_cycle_state": life, "result_state": result_state, "state_message": message or ""}
+
+
+def write_run_json(run: PlanRun) -> Path:
+    path = run.output_dir / "run.json"
+    path.write_text(json.dumps(runs_get(run), indent=2, default=str), encoding="utf-8")
+    return path
+
+
+def event_line(event: str, task_run: TaskRun) -> str:
+    """One plain console line per task event (also what a non-terminal shows)."""
+    clock = time.strftime("%H:%M:%S")
+    key = task_run.task.task_key
+    if event == "started":
+        return f"{clock} {key}: started (attempt {len(task_run.attempts) + 1})"
+    if event == "retry":
+        last = task_run.last
+        return f"{clock} {key}: attempt {len(task_run.attempts)} ended {last.status if last else '?'}; retrying"
+    if event == "skipped":
+        return f"{clock} {key}: {task_run.status} ({task_run.reason})"
+    last = task_run.last
+    seconds = f" in {(last.end_ms - last.start_ms) / 1000:.1f} s" if last else ""
+    detail = ""
+    if last and last.error:
+        cell = "" if last.error.get("cell_index") is None else f" at cell {last.error['cell_index']}"
+        detail = f"{cell}: {last.error.get('ename')}: {str(last.error.get('evalue'))[:160]}"
+    return f"{clock} {key}: {task_run.status}{seconds}{detail}"

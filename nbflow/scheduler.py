@@ -1,0 +1,340 @@
+"""Running a plan: the DAG loop of a Databricks job, sequential or with N tasks at once.
+
+Each task attempt runs in its own worker process (``python -m nbflow.child``, a fresh kernel
+inside), so a task that hangs, dies or is killed costs that task only. The loop follows the Jobs
+API: ``run_if`` decides whether a task whose dependencies are done runs, is UPSTREAM_FAILED or
+EXCLUDED; retries follow ``max_retries``, ``min_retry_interval_millis`` and ``retry_on_timeout``;
+task and job timeouts stop kernels; the job's result comes from its leaf tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .plan import Plan, Task
+from .results import NotebookResult, read_result
+
+SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
+UPSTREAM_FAILED, UPSTREAM_CANCELED, EXCLUDED = "UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED"
+SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
+SUCCEEDED = {SUCCESS, EXCLUDED}  # "Excluded tasks are skipped and treated as successful."
+FAILED_STATES = {FAILED, TIMEDOUT, UPSTREAM_FAILED}
+CANCELED_STATES = {CANCELED, UPSTREAM_CANCELED}
+FAILURE_HANDLERS = {"ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED"}
+_REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
+@dataclass
+class Attempt:
+    number: int
+    status: str
+    start_ms: int
+    end_ms: int
+    output: str | None
+    result: NotebookResult | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class TaskRun:
+    task: Task
+    run_id: int
+    status: str = "PENDING"
+    attempts: list[Attempt] = field(default_factory=list)
+    reason: str = ""  # why a task did not run (run_if, disabled, cancelled)
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+@dataclass
+class PlanRun:
+    plan: Plan
+    run_id: str
+    output_dir: Path
+    mode: str
+    tasks: dict[str, TaskRun]
+    start_ms: int = 0
+    end_ms: int = 0
+    result_state: str = ""
+    job_parameters: dict[str, str] = field(default_factory=dict)
+    resume_from: list[str] = field(default_factory=list)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- run_if --------------------------------------------------------------------------------------
+def decide(run_if: str, deps: list[str]) -> tuple[bool, str]:
+    """Whether a task runs given its dependencies' final states; else the state it takes."""
+    if deps and all(d == EXCLUDED for d in deps):
+        return False, EXCLUDED  # "If all task dependencies are excluded, the task is also excluded"
+    if any(d in CANCELED_STATES for d in deps) and run_if not in FAILURE_HANDLERS:
+        return False, UPSTREAM_CANCELED
+    succeeded = sum(d in SUCCEEDED for d in deps)
+    failed = sum(d in FAILED_STATES for d in deps)
+    executed = sum(d == SUCCESS for d in deps)
+    rules = {
+        "ALL_SUCCESS": (succeeded == len(deps), UPSTREAM_FAILED),
+        "AT_LEAST_ONE_SUCCESS": (succeeded > 0, UPSTREAM_FAILED),
+        "NONE_FAILED": (failed == 0 and executed > 0, UPSTREAM_FAILED),
+        "ALL_DONE": (True, ""),
+        "AT_LEAST_ONE_FAILED": (failed > 0, EXCLUDED),
+        "ALL_FAILED": (failed == len(deps), EXCLUDED),
+    }
+    run, otherwise = rules[run_if]
+    return (True, "") if (run or not deps) else (False, otherwise)
+
+
+def job_result(tasks: Mapping[str, TaskRun], deps: Mapping[str, list[str]]) -> str:
+    """SUCCESS, SUCCESS_WITH_FAILURES or FAILED, decided by the leaf tasks (Jobs API rule)."""
+    downstream = {d for ds in deps.values() for d in ds}
+    leaves = [k for k in tasks if k not in downstream]
+    if all(t.status in SUCCEEDED for t in tasks.values()):
+        return SUCCESS
+    if any(tasks[k].status in CANCELED_STATES for k in leaves) and not any(
+        tasks[k].status in FAILED_STATES for k in leaves
+    ):
+        return CANCELED
+    if all(tasks[k].status in SUCCEEDED for k in leaves):
+        return SUCCESS_WITH_FAILURES
+    if any(tasks[k].status == TIMEDOUT for k in leaves) and not any(tasks[k].status == FAILED for k in leaves):
+        return TIMEDOUT
+    return FAILED
+
+
+# -- references ----------------------------------------------------------------------------------
+def resolve(value: Any, run: PlanRun) -> Any:
+    """Replace ``{{job.*}}`` and ``{{tasks.*}}`` references by their values (strings)."""
+    if not isinstance(value, str):
+        return value
+    start = dt.datetime.fromtimestamp(run.start_ms / 1000, dt.timezone.utc)
+
+    def one(match: re.Match[str]) -> str:
+        parts = match.group(1).split(".")
+        if parts[0] == "job":
+            if parts[1:2] == ["parameters"]:
+                return run.job_parameters[parts[2]]
+            if parts[1] == "start_time":
+                return _start_time(start, parts[2])
+            return {"id": "", "name": run.plan.name, "run_id": run.run_id, "repair_count": "0"}[parts[1]]
+        if parts[0] == "tasks":
+            attempt = run.tasks[parts[1]].last
+            result = attempt.result if attempt else None
+            if result is None:
+                raise InputError(f"{match.group(0)}: task {parts[1]!r} has no result in this run")
+            if parts[2] == "exit_value":
+                return result.exit_value or ""
+            if parts[3] not in result.task_values:
+                raise InputError(f"{match.group(0)}: task {parts[1]!r} set no task value {parts[3]!r}")
+            found = result.task_values[parts[3]]
+            return found if isinstance(found, str) else json.dumps(found)
+        return match.group(0)
+
+    return _REFERENCE.sub(one, value)
+
+
+def _start_time(start: dt.datetime, name: str) -> str:
+    values = {
+        "iso_date": start.date().isoformat(), "iso_datetime": start.isoformat(timespec="seconds"),
+        "year": str(start.year), "month": str(start.month), "day": str(start.day), "hour": str(start.hour),
+        "minute": str(start.minute), "second": str(start.second),
+        "timestamp_ms": str(int(start.timestamp() * 1000)), "is_weekday": str(start.weekday() < 5).lower(),
+    }
+    return values[name]
+
+
+# -- the loop ------------------------------------------------------------------------------------
+class Scheduler:
+    def __init__(
+        self,
+        plan: Plan,
+        notebooks: Mapping[str, Path],
+        output_dir: Path,
+        run_id: str,
+        mode: str = "sequential",
+        max_workers: int | None = None,
+        job_parameters: Mapping[str, str] | None = None,
+        only: set[str] | None = None,
+        fail_fast: bool = False,
+        context: Mapping[str, Any] | None = None,
+        on_event: Callable[[str, TaskRun], None] | None = None,
+    ) -> None:
+        selected = only if only is not None else {t.task_key for t in plan.tasks}
+        self.deps = {t.task_key: [d for d in t.depends_on if d in selected] for t in plan.tasks
+                     if t.task_key in selected}
+        self.plan, self.notebooks, self.mode, self.fail_fast = plan, notebooks, mode, fail_fast
+        # Parallel default: every ready task, capped at twice the cores (kernels mostly wait on Spark).
+        cap = min(len(selected), 2 * (os.cpu_count() or 2))
+        self.max_workers = 1 if mode == "sequential" else max(1, max_workers or cap)
+        self.context = dict(context or {})
+        self.on_event = on_event or (lambda event, task: None)
+        params = {p.name: p.default if isinstance(p.default, str) else json.dumps(p.default) for p in plan.parameters}
+        params.update(job_parameters or {})
+        base = 10_000 * (int(time.time()) % 100_000)
+        tasks = {t.task_key: TaskRun(t, base + i + 1) for i, t in enumerate(plan.tasks) if t.task_key in selected}
+        self.run = PlanRun(plan, run_id, output_dir, mode, tasks, job_parameters=params)
+        self._lock = threading.Lock()
+        self._running: dict[str, subprocess.Popen[str]] = {}
+        self._cancelled = False
+
+    def execute(self) -> PlanRun:
+        run = self.run
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        run.start_ms = _now_ms()
+        deadline = time.monotonic() + self.plan.timeout_seconds if self.plan.timeout_seconds else None
+        order = [k for k in self.plan.order() if k in run.tasks]
+        threads: dict[str, threading.Thread] = {}
+        try:
+            while True:
+                with self._lock:
+                    pending = [k for k in order if run.tasks[k].status == "PENDING"]
+                    running = [k for k in order if run.tasks[k].status == "RUNNING"]
+                if not pending and not running:
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._stop_all(TIMEDOUT, "the job's timeout expired")
+                    for t in threads.values():
+                        t.join()
+                    break
+                for key in pending:
+                    if len(running) >= self.max_workers:
+                        break
+                    task_run = run.tasks[key]
+                    dep_states = [run.tasks[d].status for d in self.deps[key]]
+                    if any(s in ("PENDING", "RUNNING") for s in dep_states):
+                        continue
+                    if self._cancelled:
+                        self._skip(task_run, CANCELED, "the run stopped before this task started")
+                        continue
+                    if task_run.task.disabled:
+                        self._skip(task_run, EXCLUDED, "disabled")
+                        continue
+                    go, otherwise = decide(task_run.task.run_if, dep_states)
+                    if not go:
+                        self._skip(task_run, otherwise, f"run_if {task_run.task.run_if} not met")
+                        continue
+                    task_run.status = "RUNNING"
+                    running.append(key)
+                    thread = threading.Thread(target=self._task, args=(task_run, deadline), daemon=True)
+                    threads[key] = thread
+                    thread.start()
+                time.sleep(0.02)
+        except KeyboardInterrupt:
+            self._stop_all(CANCELED, "the run was cancelled (Ctrl-C)")
+            for t in threads.values():
+                t.join()
+            raise
+        finally:
+            run.end_ms = _now_ms()
+            run.result_state = job_result(run.tasks, self.deps) if not self._cancelled else run.result_state or CANCELED
+            run.resume_from = [k for k in order if run.tasks[k].status not in SUCCEEDED]
+        return run
+
+    def _skip(self, task_run: TaskRun, status: str, reason: str) -> None:
+        task_run.status, task_run.reason = status, reason
+        self.on_event("skipped", task_run)
+
+    def _stop_all(self, status: str, reason: str) -> None:
+        with self._lock:
+            self._cancelled = True
+            self.run.result_state = status
+            for proc in self._running.values():
+                _interrupt(proc)
+            for task_run in self.run.tasks.values():
+                if task_run.status == "PENDING":
+                    task_run.status, task_run.reason = CANCELED, reason
+                elif task_run.status == "RUNNING":
+                    task_run.reason = reason
+
+    def _task(self, task_run: TaskRun, job_deadline: float | None) -> None:
+        task = task_run.task
+        number = 0
+        while True:
+            started = time.monotonic()
+            attempt = self._attempt(task_run, number, job_deadline)
+            task_run.attempts.append(attempt)
+            retryable = attempt.status == FAILED or (attempt.status == TIMEDOUT and task.retry_on_timeout)
+            retries_left = task.max_retries == -1 or number < task.max_retries
+            if attempt.status == SUCCESS or not retryable or not retries_left or self._cancelled:
+                break
+            self.on_event("retry", task_run)
+            wait = task.min_retry_interval_millis / 1000 - (time.monotonic() - started)
+            if wait > 0:
+                time.sleep(wait)
+            number += 1
+        with self._lock:
+            task_run.status = attempt.status
+            if self._cancelled and attempt.status in (FAILED, CANCELED):
+                # Stopped by the run, not by its own fault: a job timeout times the task out.
+                task_run.status = TIMEDOUT if self.run.result_state == TIMEDOUT else CANCELED
+        self.on_event("finished", task_run)
+        if self.fail_fast and task_run.status not in SUCCEEDED:
+            self._stop_all(FAILED, f"--fail-fast: task {task.task_key} ended {task_run.status}")
+
+    def _attempt(self, task_run: TaskRun, number: int, job_deadline: float | None) -> Attempt:
+        task = task_run.task
+        suffix = "" if number == 0 else f".attempt-{number}"
+        output = self.run.output_dir / f"{task.task_key}{suffix}.ipynb"
+        start = _now_ms()
+        try:
+            parameters = {name: [resolve(v, self.run), "task parameter"] for name, v in task.parameters.items()}
+        except InputError as exc:
+            return Attempt(number, FAILED, start, _now_ms(), None,
+                           error={"cell_index": None, "ename": "ParameterError", "evalue": str(exc)})
+        # Job parameters are pushed down to every task and win over task parameters.
+        parameters.update({name: [v, "job parameter"] for name, v in self.run.job_parameters.items()})
+        timeout: float | None = task.timeout_seconds or None
+        if job_deadline is not None:
+            left = max(job_deadline - time.monotonic(), 0.1)
+            timeout = min(timeout, left) if timeout else left
+        upstream = self.plan.upstream(task.task_key)
+        values = {k: (t.last.result.task_values if t.last and t.last.result else {})
+                  for k, t in self.run.tasks.items() if k in upstream}
+        request = {
+            "notebook": str(self.notebooks[task.task_key]), "task_key": task.task_key, "parameters": parameters,
+            "timeout": timeout, "output_path": str(output),
+            "context": {**self.context, "run_id": self.run.run_id, "job_task_values": values},
+        }
+        self.on_event("started", task_run)
+        proc = subprocess.Popen([sys.executable, "-m", "nbflow.child"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        with self._lock:
+            self._running[task.task_key] = proc
+        try:
+            _out, err = proc.communicate(json.dumps(request))
+        finally:
+            with self._lock:
+                self._running.pop(task.task_key, None)
+        end = _now_ms()
+        try:
+            result = read_result(output)
+        except InputError:
+            tail = (err.strip().splitlines() or [f"worker exit code {proc.returncode}"])[-1]
+            return Attempt(number, FAILED, start, end, None,
+                           error={"cell_index": None, "ename": "WorkerError", "evalue": tail})
+        status = result.status if result.status != "RUNNING" else FAILED
+        return Attempt(number, status, start, end, str(output), result,
+                       None if result.error is None else result.error.summary())
+
+
+def _interrupt(proc: subprocess.Popen[str]) -> None:
+    """Ask a worker to stop: it cancels its notebook, saves it and stops its kernel."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGINT)

@@ -1,0 +1,139 @@
+"""Plan runs: run_if, leaf-task results, references and task values, retries, timeouts, faults,
+--only/--from/--fail-fast, Ctrl-C, and the JSON and run.json shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbflow.scheduler import decide
+
+from .conftest import cli
+
+PLANS = Path(__file__).parent / "plans"
+
+
+def run_plan(name: str, *args: str, timeout: float = 180) -> tuple[int, dict[str, Any], str]:
+    proc = cli("run", str(PLANS / name), "--json", *args, timeout=timeout)
+    summary = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return proc.returncode, summary, proc.stderr
+
+
+def states(summary: dict[str, Any]) -> dict[str, str]:
+    return {t["task_key"]: t["status"] for t in summary["tasks"]}
+
+
+@pytest.mark.parametrize(
+    ("run_if", "deps", "expected"),
+    [
+        ("ALL_SUCCESS", ["SUCCESS", "EXCLUDED"], (True, "")),
+        ("ALL_SUCCESS", ["SUCCESS", "FAILED"], (False, "UPSTREAM_FAILED")),
+        ("AT_LEAST_ONE_SUCCESS", ["FAILED", "SUCCESS"], (True, "")),
+        ("AT_LEAST_ONE_SUCCESS", ["FAILED", "TIMEDOUT"], (False, "UPSTREAM_FAILED")),
+        ("NONE_FAILED", ["SUCCESS", "EXCLUDED"], (True, "")),
+        ("NONE_FAILED", ["SUCCESS", "UPSTREAM_FAILED"], (False, "UPSTREAM_FAILED")),
+        ("ALL_DONE", ["FAILED", "TIMEDOUT"], (True, "")),
+        ("ALL_DONE", ["CANCELED"], (True, "")),
+        ("AT_LEAST_ONE_FAILED", ["SUCCESS", "FAILED"], (True, "")),
+        ("AT_LEAST_ONE_FAILED", ["SUCCESS", "SUCCESS"], (False, "EXCLUDED")),
+        ("ALL_FAILED", ["FAILED", "TIMEDOUT"], (True, "")),
+        ("ALL_FAILED", ["FAILED", "SUCCESS"], (False, "EXCLUDED")),
+        ("ALL_DONE", ["EXCLUDED", "EXCLUDED"], (False, "EXCLUDED")),
+        ("ALL_SUCCESS", ["CANCELED", "SUCCESS"], (False, "UPSTREAM_CANCELED")),
+        ("ALL_SUCCESS", [], (True, "")),
+    ],
+)
+def test_run_if(run_if: str, deps: list[str], expected: tuple[bool, str]) -> None:
+    assert decide(run_if, deps) == expected
+
+
+def test_task_values_references_and_job_parameters_flow_downstream(project: Path) -> None:
+    code, summary, _ = run_plan("values.yaml", "-p", "env=prod")
+    assert code == 0 and summary["status"] == "SUCCESS"
+    consumer = next(t for t in summary["tasks"] if t["task_key"] == "consumer")
+    assert json.loads(consumer["exit_value"]) == {"ref": "40/set/prod", "get": 40, "env": "prod"}
+    run_json = json.loads((Path(summary["output_dir"]) / "run.json").read_text())
+    assert run_json["state"] == {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS", "state_message": ""}
+    assert run_json["run_duration"] >= 0 and run_json["job_parameters"] == [{"name": "env", "value": "prod"}]
+    producer = next(t for t in run_json["tasks"] if t["task_key"] == "producer")
+    assert producer["task_values"] == {"rows": 40} and producer["notebook_output"]["result"] == "set"
+    assert {"task_key", "run_id", "state", "start_time", "end_time", "attempt_number", "execution_duration",
+            "setup_duration", "cleanup_duration", "run_duration", "depends_on", "run_if"} <= set(producer)
+    assert set(summary["tasks"][0]) >= {"task_key", "notebook", "status", "exit_value", "output", "duration_s",
+                                        "error"}
+
+
+def test_retries_wait_their_interval_and_timeouts_are_not_retried_by_default(project: Path) -> None:
+    code, summary, _ = run_plan("retries.yaml", "--mode", "parallel")
+    assert states(summary) == {"flaky": "SUCCESS", "nap": "TIMEDOUT"}
+    assert summary["status"] == "TIMEDOUT" and code == 1
+    run_json = json.loads((Path(summary["output_dir"]) / "run.json").read_text())
+    flaky = next(t for t in run_json["tasks"] if t["task_key"] == "flaky")
+    attempts = flaky["attempts"]
+    assert [a["result_state"] for a in attempts] == ["FAILED", "FAILED", "SUCCESS"]
+    assert all(b["start_time"] - a["start_time"] >= 1500 for a, b in zip(attempts, attempts[1:], strict=False))
+    assert flaky["attempt_number"] == 2 and flaky["notebook_output"]["result"] == "succeeded on attempt 3"
+    nap = next(t for t in run_json["tasks"] if t["task_key"] == "nap")
+    assert len(nap["attempts"]) == 1 and nap["execution_duration"] < 15000  # retry_on_timeout is false
+
+
+def test_a_killed_kernel_fails_its_task_only(project: Path) -> None:
+    code, summary, stderr = run_plan("faults.yaml", "--mode", "parallel")
+    assert states(summary) == {"die": "FAILED", "independent": "SUCCESS", "after_die": "UPSTREAM_FAILED"}
+    die = next(t for t in summary["tasks"] if t["task_key"] == "die")
+    assert die["error"]["ename"] == "DeadKernelError"
+    assert summary["status"] == "FAILED" and code == 1  # after_die is a leaf and did not succeed
+    assert "to resume: nbflow run" in stderr and "--from die" in stderr
+
+
+def test_the_job_timeout_stops_the_run(project: Path) -> None:
+    started = time.monotonic()
+    code, summary, _ = run_plan("jobtimeout.yaml")
+    assert time.monotonic() - started < 40
+    assert summary["status"] == "TIMEDOUT" and code == 1
+    assert states(summary) == {"nap": "TIMEDOUT", "later": "CANCELED"}
+
+
+def test_leaf_results_only_from_and_fail_fast(project: Path) -> None:
+    code, summary, _ = run_plan("chain.yaml")
+    assert states(summary) == {"a": "SUCCESS", "b": "FAILED", "c": "UPSTREAM_FAILED", "d": "SUCCESS"}
+    assert summary["status"] == "FAILED"
+    code, summary, _ = run_plan("chain.yaml", "--only", "a", "--only", "d")
+    assert states(summary) == {"a": "SUCCESS", "d": "SUCCESS"} and code == 0
+    code, summary, _ = run_plan("chain.yaml", "--from", "b")
+    assert states(summary) == {"b": "FAILED", "c": "UPSTREAM_FAILED"}
+    code, summary, _ = run_plan("chain.yaml", "--fail-fast")
+    assert states(summary)["b"] == "FAILED" and states(summary)["d"] in ("SUCCESS", "CANCELED")
+    assert states(summary)["c"] in ("UPSTREAM_FAILED", "CANCELED")
+
+
+def test_bad_plan_arguments_exit_2(project: Path) -> None:
+    code, _, stderr = run_plan("values.yaml", "-p", "nope=1")
+    assert code == 2 and "has no job parameter 'nope'" in stderr
+    code, _, stderr = run_plan("values.yaml", "--only", "ghost")
+    assert code == 2 and "no task 'ghost'" in stderr
+    code, _, stderr = run_plan("cycle.yaml")
+    assert code == 2 and "dependency cycle" in stderr
+
+
+def test_ctrl_c_cancels_the_plan_and_leaves_nothing_running(project: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "nbflow", "run", str(PLANS / "jobtimeout.yaml"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(project.glob("processed/*/nap.ipynb")):
+        time.sleep(0.2)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    summary = json.loads(out)
+    assert states(summary)["nap"] == "CANCELED"
+    assert (Path(summary["output_dir"]) / "run.json").is_file()
