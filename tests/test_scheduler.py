@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -79,7 +80,7 @@ def test_retries_wait_their_interval_and_timeouts_are_not_retried_by_default(pro
     flaky = next(t for t in run_json["tasks"] if t["task_key"] == "flaky")
     attempts = flaky["attempts"]
     assert [a["result_state"] for a in attempts] == ["FAILED", "FAILED", "SUCCESS"]
-    assert all(b["start_time"] - a["start_time"] >= 1500 for a, b in zip(attempts, attempts[1:], strict=False))
+    assert all(b["start_time"] - a["start_time"] >= 1500 for a, b in itertools.pairwise(attempts))
     assert flaky["attempt_number"] == 2 and flaky["notebook_output"]["result"] == "succeeded on attempt 3"
     nap = next(t for t in run_json["tasks"] if t["task_key"] == "nap")
     assert len(nap["attempts"]) == 1 and nap["execution_duration"] < 15000  # retry_on_timeout is false
