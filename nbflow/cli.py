@@ -199,6 +199,24 @@ def validate(plan: Path) -> None:
 
 
 @cli.command()
+@click.argument("plan", type=click.Path(path_type=Path))
+@click.option("--modes", default="sequential,parallel", show_default=True, help="Modes to run, in order.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="Runs per mode.")
+@click.option("--max-workers", type=click.IntRange(min=1), help="Tasks at once in parallel mode.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def compare(plan: Path, modes: str, repeat: int, max_workers: int | None, as_json: bool) -> None:
+    """Run PLAN sequentially and in parallel, and compare their times (tables reset in between)."""
+    from .plan_cli import compare_plan
+
+    wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in wanted if m not in ("sequential", "parallel")]
+    if bad or not wanted:
+        raise click.BadParameter(f"unknown mode {', '.join(bad) or '(none)'}: use sequential and/or parallel")
+    compare_plan(plan, wanted, repeat, max_workers, as_json)
+
+
+@cli.command()
 def schema() -> None:
     """Print the JSON Schema of a plan file."""
     from .plan import Plan

@@ -6,10 +6,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .scheduler import PlanRun
 
 
 def run_plan(
@@ -32,6 +36,7 @@ def run_plan(
     from .report import event_line, summary, write_run_json
     from .runner import new_run_id
     from .scheduler import SUCCEEDED, Scheduler
+    from .timeline import write_report
 
     try:
         plan, notebooks = load_plan(path)
@@ -75,11 +80,13 @@ def run_plan(
     except KeyboardInterrupt:
         run = scheduler.run
         write_run_json(run)
+        write_report([run], folder, f"{plan.name}: run {run.run_id}")
         if as_json:
             click.echo(json.dumps(summary(run), indent=2))
         click.echo("nbflow: interrupted: running tasks were cancelled and their notebooks saved", err=True)
         sys.exit(130)
     write_run_json(run)
+    write_report([run], folder, f"{plan.name}: run {run.run_id}")
     if as_json:
         click.echo(json.dumps(summary(run), indent=2))
     else:
@@ -89,3 +96,46 @@ def run_plan(
         if run.resume_from:
             click.echo(f"nbflow: to resume: nbflow run {path} --from {run.resume_from[0]}", err=True)
         sys.exit(130 if run.result_state == "CANCELED" else 1)
+
+
+def compare_plan(path: Path, modes: Sequence[str], repeat: int, max_workers: int | None, as_json: bool) -> None:
+    """Run a plan in each mode (resetting its tables in between) and print the comparison."""
+    from . import cluster
+    from .compare import figures, reset, snapshot
+    from .plan import load_plan
+    from .project import project_dir
+    from .runner import new_run_id
+    from .scheduler import Scheduler
+    from .timeline import write_report
+
+    plan, notebooks = load_plan(path)
+    project = project_dir()
+    compare_id = new_run_id()
+    folder = project / "processed" / compare_id
+    before = snapshot(project)
+    runs: list[PlanRun] = []
+    rows: list[dict[str, Any]] = []
+    sequential_wall: float | None = None
+    for mode in modes:
+        for n in range(repeat):
+            if runs:
+                for line in reset(project, before, cluster.warehouse_dir(project)):
+                    click.echo(f"reset: {line}", err=True)
+            scheduler = Scheduler(plan, notebooks, folder / f"{mode}-{n + 1}", f"{compare_id}-{mode}-{n + 1}",
+                                  mode=mode, max_workers=max_workers)
+            run = scheduler.execute()
+            if mode == "sequential" and sequential_wall is None:
+                sequential_wall = (run.end_ms - run.start_ms) / 1000
+            runs.append(run)
+            rows.append(figures(run, sequential_wall, scheduler.max_workers))
+            click.echo(f"{mode} #{n + 1}: {run.result_state} in {rows[-1]['wall_s']} s", err=True)
+    report = write_report(runs, folder, f"{plan.name}: sequential against parallel", rows)
+    (folder / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps({"plan": plan.name, "output_dir": str(folder), "runs": rows}, indent=2))
+        return
+    click.echo(f"{'mode':<12}{'wall s':>9}{'task s':>9}{'speed-up':>10}{'efficiency':>12}  status")
+    for row in rows:
+        click.echo(f"{row['mode']:<12}{row['wall_s']:>9}{row['task_s']:>9}{row['speedup']:>10}"
+                   f"{row['efficiency']:>12}  {row['status']}")
+    click.echo(f"report: {report}")

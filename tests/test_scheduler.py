@@ -138,3 +138,29 @@ def test_ctrl_c_cancels_the_plan_and_leaves_nothing_running(project: Path) -> No
     summary = json.loads(out)
     assert states(summary)["nap"] == "CANCELED"
     assert (Path(summary["output_dir"]) / "run.json").is_file()
+
+
+def test_report_html_has_the_timeline(project: Path) -> None:
+    _, summary, _ = run_plan("chain.yaml")
+    page = (Path(summary["output_dir"]) / "report.html").read_text()
+    assert "<svg" in page and page.count("<rect") == 3 and "boom" in page and "UPSTREAM_FAILED" in page
+
+
+def test_compare_resets_tables_between_runs(project: Path) -> None:
+    from nbflow.catalog import Registry
+
+    before = cli("run", str(PLANS.parent / "notebooks" / "spark" / "writer.py"), "-p", "table=made_by_plan",
+                 "-p", "rows=10")
+    assert before.returncode == 0, before.stderr
+    proc = cli("compare", str(PLANS / "spark_tables.yaml"), "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    seq, par = data["runs"]
+    assert (seq["mode"], par["mode"]) == ("sequential", "parallel")
+    assert seq["status"] == par["status"] == "SUCCESS"
+    assert seq["speedup"] == 1.0 and par["speedup"] > 0 and 0 < par["efficiency"] <= par["speedup"]
+    assert par["task_s"] > 0 and par["workers"] == 3
+    assert "reset: dropped default.also_made" in proc.stderr  # made by the first run
+    assert "reset: restored default.made_by_plan to version 0" in proc.stderr  # there before: put back
+    assert set(Registry(project).tables()) == {"default.made_by_plan", "default.also_made"}
+    assert (Path(data["output_dir"]) / "report.html").read_text().count("<h2>") >= 3
