@@ -102,11 +102,7 @@ def run(
     from .project import project_dir
     from .runner import new_run_id, run_notebook, summary, write_run_json
 
-    layers = []
-    if parameters_file is not None:
-        layers.append(params_mod.load_params_file(parameters_file))
-    layers.append(params_mod.parse_cli_params(params))
-    parameters = params_mod.merge(*layers)
+    parameters = params_mod.from_command_line(parameters_file, params)
     run_id = new_run_id()
     folder = (output_dir or project_dir() / "processed" / run_id).resolve()
     if log_output:

@@ -137,6 +137,12 @@ def injectable(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
 
+def from_command_line(parameters_file: str | Path | None, items: Iterable[str]) -> dict[str, Param]:
+    """The parameters of a command: a ``-f`` file, then ``-p`` values over it."""
+    layers = [load_params_file(parameters_file)] if parameters_file is not None else []
+    return merge(*layers, parse_cli_params(items))
+
+
 def from_mapping(values: Mapping[str, Any] | None, source: str) -> dict[str, Param]:
     params: dict[str, Param] = {}
     for name, value in (values or {}).items():

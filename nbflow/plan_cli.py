@@ -44,11 +44,9 @@ def run_plan(
         for problem in exc.problems[:-1]:
             click.echo(f"nbflow: {problem}", err=True)
         raise
-    layers = [params_mod.load_params_file(parameters_file)] if parameters_file else []
-    layers.append(params_mod.parse_cli_params(params))
     declared = {p.name for p in plan.parameters}
     job_parameters = {}
-    for name, param in params_mod.merge(*layers).items():
+    for name, param in params_mod.from_command_line(parameters_file, params).items():
         if name not in declared:
             raise InputError(f"-p {name}: plan {plan.name!r} has no job parameter {name!r} "
                              f"(it has: {', '.join(sorted(declared)) or 'none'})")
