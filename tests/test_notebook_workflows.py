@@ -64,3 +64,14 @@ def test_nested_runs_resolve_paths_against_each_callers_folder() -> None:
     assert b["exit_value"] == "b:8"
     nested = Path(b["output"]).with_name("001-nested_b.children") / "001-child.ipynb"
     assert read_result(nested).exit_value == "8"
+
+
+def test_fabric_notebookutils_run_multiple_validate_run_exit() -> None:
+    result = run("fabric_multi.py")
+    out = exit_json(result)
+    assert {k: out[k] for k in ("first one", "second", "echo")} == {"first one": "10", "second": "14",
+                                                                  "echo": "length 3"}
+    assert out["failure"] == {"bad": ["", True], "fine": ["2", False]}
+    assert "runMultiple: dependency cycle:" in out["cycle"]
+    assert out["run"] == "2"
+    assert Path(result.output).with_suffix(".runMultiple").is_dir()

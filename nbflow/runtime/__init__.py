@@ -48,6 +48,9 @@ def install(context_json: str) -> None:
         "spark": LazySpark(session.lakehouse, shell.user_ns),
         "sc": NoSparkContext(),
     }
+    from . import fabric
+
+    names.update(fabric.install(session, shell.user_ns))
     shell.user_ns.update(names)
     shell.user_ns_hidden.update(names)
     from . import magics
