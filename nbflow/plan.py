@@ -36,7 +36,7 @@ TASK_API_EXTRAS = {
     "existing_cluster_id", "new_cluster", "job_cluster_key", "environment_key", "libraries",
     "email_notifications", "webhook_notifications", "notification_settings", "health", "compute",
 }
-_REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _TASK_KEY = r"^[\w\-]{1,100}$"
 
 
@@ -251,7 +251,7 @@ def reference_problems(value: Any, job_params: set[str], tasks: set[str], upstre
     if not isinstance(value, str):
         return []
     problems = []
-    for match in _REFERENCE.finditer(value):
+    for match in REFERENCE.finditer(value):
         ref = match.group(1)
         problem = _reference_problem(ref.split("."), job_params, tasks, upstream)
         if problem:

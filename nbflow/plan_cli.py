@@ -41,9 +41,9 @@ def run_plan(
     try:
         plan, notebooks = load_plan(path)
     except PlanError as exc:
-        for problem in exc.problems[:-1]:
+        for problem in exc.problems:
             click.echo(f"nbflow: {problem}", err=True)
-        raise
+        sys.exit(exc.exit_code)
     declared = {p.name for p in plan.parameters}
     job_parameters = {}
     for name, param in params_mod.from_command_line(parameters_file, params).items():

@@ -95,10 +95,8 @@ def _task_run_json(task_run: TaskRun, run: PlanRun) -> dict[str, Any]:
 
 
 def _state(result_state: str, message: str) -> dict[str, Any]:
-    life = "SKIPPED" if result_state in ("EXCLUDED",) else "TERMINATED"
-    if result_state in ("UPSTREAM_FAILED", "UPSTREAM_CANCELED"):
-        life = "SKIPPED"
-    return {"life_cycle_state": life, "result_state": result_state, "state_message": message or ""}
+    # Every task of a finished run is TERMINATED; why one did not run is in its result_state.
+    return {"life_cycle_state": "TERMINATED", "result_state": result_state, "state_message": message or ""}
 
 
 def write_run_json(run: PlanRun) -> Path:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .plan import Plan, Task
+from .params import widget_string
+from .plan import REFERENCE, Plan, Task
 from .results import NotebookResult, read_result
 
 SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
@@ -35,7 +36,7 @@ SUCCEEDED = {SUCCESS, EXCLUDED}  # "Excluded tasks are skipped and treated as su
 FAILED_STATES = {FAILED, TIMEDOUT, UPSTREAM_FAILED}
 CANCELED_STATES = {CANCELED, UPSTREAM_CANCELED}
 FAILURE_HANDLERS = {"ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED"}
-_REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+STOP_GRACE_S = 30.0  # how long interrupted workers get to save and stop before they are killed
 
 
 @dataclass
@@ -147,7 +148,7 @@ def resolve(value: Any, run: PlanRun) -> Any:
             return found if isinstance(found, str) else json.dumps(found)
         return match.group(0)
 
-    return _REFERENCE.sub(one, value)
+    return REFERENCE.sub(one, value)
 
 
 def _start_time(start: dt.datetime, name: str) -> str:
@@ -185,7 +186,7 @@ class Scheduler:
         self.max_workers = 1 if mode == "sequential" else max(1, max_workers or cap)
         self.context = dict(context or {})
         self.on_event = on_event or (lambda event, task: None)
-        params = {p.name: p.default if isinstance(p.default, str) else json.dumps(p.default) for p in plan.parameters}
+        params = {p.name: widget_string(p.default) for p in plan.parameters}
         params.update(job_parameters or {})
         base = 10_000 * (int(time.time()) % 100_000)
         tasks = {t.task_key: TaskRun(t, base + i + 1) for i, t in enumerate(plan.tasks) if t.task_key in selected}
@@ -210,8 +211,7 @@ class Scheduler:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     self._stop_all(TIMEDOUT, "the job's timeout expired")
-                    for t in threads.values():
-                        t.join()
+                    self._wait_for(threads)
                     break
                 for key in pending:
                     if len(running) >= self.max_workers:
@@ -220,8 +220,13 @@ class Scheduler:
                     dep_states = [run.tasks[d].status for d in self.deps[key]]
                     if any(s in ("PENDING", "RUNNING") for s in dep_states):
                         continue
-                    if self._cancelled:
-                        self._skip(task_run, CANCELED, "the run stopped before this task started")
+                    with self._lock:
+                        stopped = self._cancelled or task_run.status != "PENDING"
+                        if not stopped and not task_run.task.disabled and decide(task_run.task.run_if, dep_states)[0]:
+                            task_run.status = "RUNNING"  # claimed under the lock a stop takes too
+                    if stopped:
+                        if task_run.status == "PENDING":
+                            self._skip(task_run, CANCELED, "the run stopped before this task started")
                         continue
                     if task_run.task.disabled:
                         self._skip(task_run, EXCLUDED, "disabled")
@@ -230,7 +235,6 @@ class Scheduler:
                     if not go:
                         self._skip(task_run, otherwise, f"run_if {task_run.task.run_if} not met")
                         continue
-                    task_run.status = "RUNNING"
                     running.append(key)
                     thread = threading.Thread(target=self._task, args=(task_run, deadline), daemon=True)
                     threads[key] = thread
@@ -238,8 +242,7 @@ class Scheduler:
                 time.sleep(0.02)
         except KeyboardInterrupt:
             self._stop_all(CANCELED, "the run was cancelled (Ctrl-C)")
-            for t in threads.values():
-                t.join()
+            self._wait_for(threads)
             raise
         finally:
             run.end_ms = _now_ms()
@@ -251,12 +254,25 @@ class Scheduler:
         task_run.status, task_run.reason = status, reason
         self.on_event("skipped", task_run)
 
-    def _stop_all(self, status: str, reason: str) -> None:
+    def _wait_for(self, threads: Mapping[str, threading.Thread]) -> None:
+        """Wait for the interrupted workers; kill those that do not stop within STOP_GRACE_S."""
+        deadline = time.monotonic() + STOP_GRACE_S
+        for thread in threads.values():
+            thread.join(max(deadline - time.monotonic(), 0))
+        with self._lock:
+            stuck = list(self._running.values())
+        for proc in stuck:
+            _kill(proc)
+        for thread in threads.values():
+            thread.join(5)
+
+    def _stop_all(self, status: str, reason: str, interrupt: bool = True) -> None:
         with self._lock:
             self._cancelled = True
             self.run.result_state = status
-            for proc in self._running.values():
-                _interrupt(proc)
+            if interrupt:
+                for proc in self._running.values():
+                    _interrupt(proc)
             for task_run in self.run.tasks.values():
                 if task_run.status == "PENDING":
                     task_run.status, task_run.reason = CANCELED, reason
@@ -268,34 +284,46 @@ class Scheduler:
         number = 0
         while True:
             started = time.monotonic()
-            attempt = self._attempt(task_run, number, job_deadline)
+            try:
+                attempt = self._attempt(task_run, number, job_deadline)
+            except Exception as exc:  # a defect must fail this task, never hang the run
+                attempt = Attempt(number, FAILED, _now_ms(), _now_ms(), None,
+                                  error={"cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)})
             task_run.attempts.append(attempt)
             retryable = attempt.status == FAILED or (attempt.status == TIMEDOUT and task.retry_on_timeout)
             retries_left = task.max_retries == -1 or number < task.max_retries
             if attempt.status == SUCCESS or not retryable or not retries_left or self._cancelled:
                 break
-            self.on_event("retry", task_run)
-            wait = task.min_retry_interval_millis / 1000 - (time.monotonic() - started)
-            if wait > 0:
-                time.sleep(wait)
+            self._event("retry", task_run)
+            wait_until = started + task.min_retry_interval_millis / 1000
+            while time.monotonic() < wait_until and not self._cancelled:
+                time.sleep(min(0.1, max(wait_until - time.monotonic(), 0)))
+            if self._cancelled:
+                break
             number += 1
         with self._lock:
             task_run.status = attempt.status
             if self._cancelled and attempt.status in (FAILED, CANCELED):
                 # Stopped by the run, not by its own fault: a job timeout times the task out.
                 task_run.status = TIMEDOUT if self.run.result_state == TIMEDOUT else CANCELED
-        self.on_event("finished", task_run)
+        self._event("finished", task_run)
         if self.fail_fast and task_run.status not in SUCCEEDED:
-            self._stop_all(FAILED, f"--fail-fast: task {task.task_key} ended {task_run.status}")
+            # No new task starts; running ones finish (their results are kept).
+            self._stop_all(FAILED, f"--fail-fast: task {task.task_key} ended {task_run.status}", interrupt=False)
+
+    def _event(self, event: str, task_run: TaskRun) -> None:
+        with contextlib.suppress(Exception):  # a closed console (| head) must not stop the run
+            self.on_event(event, task_run)
 
     def _attempt(self, task_run: TaskRun, number: int, job_deadline: float | None) -> Attempt:
         task = task_run.task
         suffix = "" if number == 0 else f".attempt-{number}"
         output = self.run.output_dir / f"{task.task_key}{suffix}.ipynb"
         start = _now_ms()
+        output.unlink(missing_ok=True)  # an earlier run's notebook must not pass for this one
         try:
             parameters = {name: [resolve(v, self.run), "task parameter"] for name, v in task.parameters.items()}
-        except InputError as exc:
+        except (InputError, KeyError, IndexError) as exc:
             return Attempt(number, FAILED, start, _now_ms(), None,
                            error={"cell_index": None, "ename": "ParameterError", "evalue": str(exc)})
         # Job parameters are pushed down to every task and win over task parameters.
@@ -312,13 +340,15 @@ class Scheduler:
             "timeout": timeout, "output_path": str(output),
             "context": {**self.context, "run_id": self.run.run_id, "job_task_values": values},
         }
-        self.on_event("started", task_run)
+        self._event("started", task_run)
         proc = subprocess.Popen([sys.executable, "-m", "nbflow.child"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         with self._lock:
             self._running[task.task_key] = proc
+            if self._cancelled and self.run.result_state != FAILED:
+                _interrupt(proc)  # the run stopped while this worker was starting
         try:
-            _out, err = proc.communicate(json.dumps(request))
+            out, err = proc.communicate(json.dumps(request))
         finally:
             with self._lock:
                 self._running.pop(task.task_key, None)
@@ -326,12 +356,29 @@ class Scheduler:
         try:
             result = read_result(output)
         except InputError:
-            tail = (err.strip().splitlines() or [f"worker exit code {proc.returncode}"])[-1]
-            return Attempt(number, FAILED, start, end, None,
-                           error={"cell_index": None, "ename": "WorkerError", "evalue": tail})
+            return Attempt(number, FAILED, start, end, None, error=_worker_error(out, err, proc.returncode))
         status = result.status if result.status != "RUNNING" else FAILED
         return Attempt(number, status, start, end, str(output), result,
                        None if result.error is None else result.error.summary())
+
+
+def _worker_error(out: str, err: str, code: int | None) -> dict[str, Any]:
+    """Why a worker produced no notebook: its own JSON report if it printed one, else stderr."""
+    for line in reversed(out.strip().splitlines()):
+        try:
+            error = json.loads(line).get("error")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(error, dict):
+            return error
+    tail = (err.strip().splitlines() or [f"worker exit code {code}"])[-1]
+    return {"cell_index": None, "ename": "WorkerError", "evalue": tail}
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """A worker that ignored the interrupt: kill it and its kernel (its own process group)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _interrupt(proc: subprocess.Popen[str]) -> None:

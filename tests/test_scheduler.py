@@ -164,3 +164,18 @@ def test_compare_resets_tables_between_runs(project: Path) -> None:
     assert "reset: restored default.made_by_plan to version 0" in proc.stderr  # there before: put back
     assert set(Registry(project).tables()) == {"default.made_by_plan", "default.also_made"}
     assert (Path(data["output_dir"]) / "report.html").read_text().count("<h2>") >= 3
+
+
+def test_a_reference_to_a_task_left_out_fails_the_task_instead_of_hanging(project: Path) -> None:
+    code, summary, _ = run_plan("resume_refs.yaml", "--from", "consumer", timeout=60)
+    [consumer] = summary["tasks"]
+    assert consumer["status"] == "FAILED" and code == 1
+    assert "producer" in consumer["error"]["evalue"]
+
+
+def test_the_job_timeout_cuts_a_retry_wait_short(project: Path) -> None:
+    started = time.monotonic()
+    code, summary, _ = run_plan("retry_wait.yaml", timeout=60)
+    assert time.monotonic() - started < 15  # not the 20 s retry interval
+    assert summary["status"] == "TIMEDOUT" and code == 1
+    assert summary["tasks"][0]["attempts"] == 1

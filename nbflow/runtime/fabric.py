@@ -8,6 +8,7 @@ each notebook as a whole, and arguments reach both the parameters cell and the w
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import types
@@ -117,7 +118,9 @@ class FabricNotebook:
             tasks.append(Task(
                 task_key=key, notebook=str(notebooks[key]), parameters=dict(activity.get("args") or {}),
                 depends_on=[keys[d] for d in activity.get("dependencies", [])],
-                timeout_seconds=int(activity.get("timeoutPerCellInSeconds", 90)),
+                # Fabric bounds each cell (90 s by default); nbflow can only bound the notebook,
+                # so only an explicit value applies, to the notebook as a whole.
+                timeout_seconds=int(activity.get("timeoutPerCellInSeconds", 0)),
                 max_retries=int(activity.get("retry", 0)),
                 min_retry_interval_millis=int(activity.get("retryIntervalInSeconds", 0)) * 1000,
             ))
@@ -128,7 +131,8 @@ class FabricNotebook:
             reverse = {v: k for k, v in keys.items()}
             cycle = " -> ".join(str(reverse.get(k, k)) for k in getattr(exc, "args", [None, []])[1])
             raise NotebookRuntimeError(f"runMultiple: dependency cycle: {cycle}") from None
-        concurrency = int(dag.get("concurrency", 0)) or len(tasks)  # 0: no limit, as in Fabric
+        # Fabric's documented default is three times the cores; 0 means no limit.
+        concurrency = int(dag.get("concurrency", 3 * (os.cpu_count() or 1))) or len(tasks)
         return plan, notebooks, {v: str(k) for k, v in keys.items()}, concurrency
 
 
