@@ -13,10 +13,12 @@ $(BIN)/nbflow: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# The mission's scenario: setup (1M sales rows) then the five workers sequentially and in
-# parallel on the local cluster; prints the two wall times side by side, then stops the cluster.
+# The mission's scenario on the local cluster, twice: (1) notebooks orchestrating notebooks with
+# dbutils.notebook.run (setup, then the five workers sequentially and from a thread pool);
+# (2) the same job as a plan, compared sequential against parallel. Then the cluster stops.
 demo: $(BIN)/nbflow
 	$(BIN)/nbflow run sample_notebooks/demo.py --log-output
+	$(BIN)/nbflow compare sample_notebooks/plan.yaml
 	$(BIN)/nbflow cluster stop
 
 test: $(BIN)/nbflow lint typecheck pytest
