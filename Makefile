@@ -35,6 +35,7 @@ pytest: $(BIN)/nbflow
 bench: $(BIN)/nbflow
 	$(BIN)/python bench/bench_cold_run.py
 	$(BIN)/python bench/bench_workers.py
+	$(BIN)/python bench/bench_plans.py
 
 clean:
 	rm -rf $(VENV) processed .nbflow .pytest_cache .mypy_cache .ruff_cache

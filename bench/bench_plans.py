@@ -1,0 +1,88 @@
+"""Plan runs: per-task overhead against papermill, parallel sleeps, and scheduler cost at scale.
+
+1. Per task: N empty notebooks as a sequential plan (``nbflow run plan.yaml``) against N plain
+   ``papermill`` commands one after another; time per notebook and the ratio (issue 4's target
+   is a third of papermill's time, which needs the warm kernel pool, not built yet).
+2. Five tasks that each sleep 2 s, in parallel: wall time against the ideal 2 s (target: within 25%).
+3. Fan-out/fan-in plans of empty notebooks (start -> N tasks -> end) in parallel: wall time and
+   time per task, for each size.
+
+    .venv/bin/python bench/bench_plans.py [--tasks N] [--sizes 50,100,200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+
+
+def notebook(folder: Path, name: str, code: str) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / f"{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def plan(folder: Path, name: str, tasks: list[dict[str, object]]) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "tasks": tasks}))
+    return path
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10)
+    parser.add_argument("--sizes", default="50,100,200")
+    args = parser.parse_args()
+    bin_dir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        env = {**os.environ, "NBFLOW_PROJECT_DIR": str(folder)}
+        empty = notebook(folder, "empty", "x = 1")
+        notebook(folder, "sleep", "import time\ntime.sleep(2)")
+        n = args.tasks
+
+        seq = plan(folder, "sequential", [{"task_key": f"t{i}", "notebook": "empty.ipynb"} for i in range(n)])
+        ours = timed([str(bin_dir / "nbflow"), "run", str(seq)], env) / n
+        started = time.perf_counter()
+        for i in range(n):
+            subprocess.run([str(bin_dir / "papermill"), str(empty), str(folder / f"pm{i}.ipynb"), "-k", "python3",
+                            "--no-progress-bar"], check=True, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        theirs = (time.perf_counter() - started) / n
+        print(f"per task, {n} empty notebooks sequentially: nbflow plan {ours:.2f} s, papermill {theirs:.2f} s, "
+              f"ratio {ours / theirs:.2f}x (target <= 0.33x)")
+
+        sleeps = plan(folder, "sleeps", [{"task_key": f"s{i}", "notebook": "sleep.ipynb"} for i in range(5)])
+        wall = timed([str(bin_dir / "nbflow"), "run", str(sleeps), "--mode", "parallel"], env)
+        print(f"five 2-second sleeps in parallel: {wall:.2f} s wall, {wall / 2:.2f}x the ideal 2 s "
+              f"(target <= 1.25x)")
+
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            tasks: list[dict[str, object]] = [{"task_key": "start", "notebook": "empty.ipynb"}]
+            tasks += [{"task_key": f"m{i}", "notebook": "empty.ipynb", "depends_on": ["start"]} for i in range(size)]
+            tasks.append({"task_key": "end", "notebook": "empty.ipynb", "depends_on": [f"m{i}" for i in range(size)]})
+            fan = plan(folder, f"fan{size}", tasks)
+            wall = timed([str(bin_dir / "nbflow"), "run", str(fan), "--mode", "parallel"], env)
+            print(f"fan-out/fan-in of {size} empty notebooks in parallel: {wall:.1f} s wall, "
+                  f"{wall / (size + 2):.3f} s per task")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
