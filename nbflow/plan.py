@@ -38,6 +38,7 @@ TASK_API_EXTRAS = {
 }
 REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _TASK_KEY = r"^[\w\-]{1,100}$"
+_UNION_MEMBERS = {"str", "int", "float", "bool", "none"}
 
 
 class _Strict(BaseModel):
@@ -182,6 +183,12 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
     if not isinstance(data, dict):
         raise PlanError([f"{path}:1: a plan is a mapping with 'name' and 'tasks'"])
     data, renamed = from_jobs_api(data, path.parent)
+    if isinstance(data.get("parameters"), dict):
+        # The short form {name: default}: errors name the key (and its line), not a list index.
+        names = list(data["parameters"])
+        data = {**data, "parameters": [{"name": k, "default": v} for k, v in data["parameters"].items()]}
+        renamed.update({("parameters", i, "name"): ("parameters", k) for i, k in enumerate(names)})
+        renamed.update({("parameters", i, "default"): ("parameters", k) for i, k in enumerate(names)})
     problems: list[str] = []
 
     prefix = renamed.pop("prefix", ())  # type: ignore[call-overload]
@@ -194,8 +201,16 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
+        seen: set[tuple[Any, ...]] = set()
         for error in exc.errors():
-            report(tuple(error["loc"]), _message(error))
+            loc = tuple(error["loc"])
+            if loc and loc[-1] in _UNION_MEMBERS:  # one message for a value of none of the allowed types
+                loc = loc[:-1]
+                if loc in seen:
+                    continue
+                error = {**error, "type": "union", "msg": "must be a string, a number, a boolean or null"}
+            seen.add(loc)
+            report(loc, _message(error))
         raise PlanError(problems) from None
     notebooks = _check(plan, path.parent, report)
     if problems:

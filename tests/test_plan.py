@@ -123,3 +123,15 @@ def test_validate_and_schema_commands() -> None:
     assert schema["title"] == "Plan" and "tasks" in schema["required"]
     assert set(schema["$defs"]["Task"]["properties"]["run_if"]["enum"]) == {
         "ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED"}
+
+
+def test_short_form_parameters_are_reported_by_name_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: p\nparameters:\n  ok: 1\n  bad name: 2\n  listy: [1, 2]\n"
+                    f"tasks:\n  - task_key: a\n    notebook: {PLANS.parent / 'notebooks' / 'child.py'}\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    problems = info.value.problems
+    assert len(problems) == 2
+    assert problems[0].startswith(f"{path}:4: parameters.bad name: String should match pattern")
+    assert problems[1] == f"{path}:5: parameters.listy: must be a string, a number, a boolean or null"
