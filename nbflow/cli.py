@@ -94,10 +94,9 @@ def run(
     from . import params as params_mod
 
     if notebook.suffix.lower() in (".yaml", ".yml", ".json"):
-        from .plan_cli import run_plan
+        from .plan_cli import PlanRunOptions, run_plan
 
-        run_plan(notebook, params, parameters_file, output_dir, engine, fresh_cluster, mode, max_workers,
-                 only, from_, fail_fast, as_json)
+        run_plan(notebook, PlanRunOptions.from_click(click.get_current_context().params))
         return
     from .project import project_dir
     from .runner import new_run_id, run_notebook, summary, write_run_json

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,20 +17,28 @@ if TYPE_CHECKING:
     from .scheduler import PlanRun
 
 
-def run_plan(
-    path: Path,
-    params: Sequence[str],
-    parameters_file: Path | None,
-    output_dir: Path | None,
-    engine: str,
-    fresh_cluster: bool,
-    mode: str,
-    max_workers: int | None,
-    only: Sequence[str],
-    from_: str | None,
-    fail_fast: bool,
-    as_json: bool,
-) -> None:
+@dataclass(frozen=True)
+class PlanRunOptions:
+    """The options of ``nbflow run`` that a plan run uses (click passes them by these names)."""
+
+    params: Sequence[str] = ()
+    parameters_file: Path | None = None
+    output_dir: Path | None = None
+    engine: str = "auto"
+    fresh_cluster: bool = False
+    mode: str = "sequential"
+    max_workers: int | None = None
+    only: Sequence[str] = ()
+    from_: str | None = None
+    fail_fast: bool = False
+    as_json: bool = False
+
+    @classmethod
+    def from_click(cls, values: dict[str, Any]) -> PlanRunOptions:
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+def run_plan(path: Path, options: PlanRunOptions) -> None:
     from . import params as params_mod
     from .plan import PlanError, load_plan
     from .project import project_dir
@@ -38,6 +47,8 @@ def run_plan(
     from .scheduler import SUCCEEDED, Scheduler
     from .timeline import write_report
 
+    params, parameters_file, output_dir = options.params, options.parameters_file, options.output_dir
+    mode, only, from_, as_json = options.mode, options.only, options.from_, options.as_json
     try:
         plan, notebooks = load_plan(path)
     except PlanError as exc:
@@ -62,7 +73,7 @@ def run_plan(
     run_id = new_run_id()
     project = project_dir()
     folder = (output_dir or project / "processed" / run_id).resolve()
-    if fresh_cluster:
+    if options.fresh_cluster:
         from . import cluster
 
         cluster.stop(project)
@@ -70,9 +81,9 @@ def run_plan(
     def on_event(event: str, task_run: object) -> None:
         click.echo(event_line(event, task_run), err=as_json)  # type: ignore[arg-type]
 
-    scheduler = Scheduler(plan, notebooks, folder, run_id, mode=mode, max_workers=max_workers,
-                          job_parameters=job_parameters, only=selected, fail_fast=fail_fast,
-                          context={"engine": engine}, on_event=on_event)
+    scheduler = Scheduler(plan, notebooks, folder, run_id, mode=mode, max_workers=options.max_workers,
+                          job_parameters=job_parameters, only=selected, fail_fast=options.fail_fast,
+                          context={"engine": options.engine}, on_event=on_event)
     try:
         run = scheduler.execute()
     except KeyboardInterrupt:
