@@ -42,7 +42,7 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
     from . import params as params_mod
     from .plan import PlanError, load_plan
     from .project import project_dir
-    from .report import event_line, summary, write_run_json
+    from .report import event_line, live_table, summary, write_run_json
     from .runner import new_run_id
     from .scheduler import SUCCEEDED, Scheduler
     from .timeline import write_report
@@ -78,14 +78,25 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
 
         cluster.stop(project)
 
+    terminal = not as_json and sys.stderr.isatty()  # a terminal: one live table instead of event lines
+
     def on_event(event: str, task_run: object) -> None:
-        click.echo(event_line(event, task_run), err=as_json)  # type: ignore[arg-type]
+        if not terminal:
+            click.echo(event_line(event, task_run), err=as_json)  # type: ignore[arg-type]
 
     scheduler = Scheduler(plan, notebooks, folder, run_id, mode=mode, max_workers=options.max_workers,
                           job_parameters=job_parameters, only=selected, fail_fast=options.fail_fast,
                           context={"engine": options.engine}, on_event=on_event)
     try:
-        run = scheduler.execute()
+        if terminal:
+            from rich.console import Console
+            from rich.live import Live
+
+            with Live(get_renderable=lambda: live_table(scheduler.run), console=Console(stderr=True),
+                      refresh_per_second=4):
+                run = scheduler.execute()
+        else:
+            run = scheduler.execute()
     except KeyboardInterrupt:
         run = scheduler.run
         write_run_json(run)

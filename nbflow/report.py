@@ -123,3 +123,26 @@ def event_line(event: str, task_run: TaskRun) -> str:
         cell = "" if last.error.get("cell_index") is None else f" at cell {last.error['cell_index']}"
         detail = f"{cell}: {last.error.get('ename')}: {str(last.error.get('evalue'))[:160]}"
     return f"{clock} {key}: {task_run.status}{seconds}{detail}"
+
+
+def live_table(run: PlanRun) -> Any:
+    """The live view of a plan run in a terminal: each task's state, attempt and elapsed time."""
+    from rich.table import Table
+
+    now = int(time.time() * 1000)
+    table = Table("task", "state", "attempt", "seconds", "detail", title=f"{run.plan.name} ({run.mode})")
+    colours = {"SUCCESS": "green", "FAILED": "red", "TIMEDOUT": "yellow", "RUNNING": "cyan"}
+    for task_run in run.tasks.values():
+        last = task_run.last
+        attempt = len(task_run.attempts) + (1 if task_run.status == "RUNNING" else 0)
+        if task_run.status == "RUNNING":
+            start = last.end_ms if last else (run.start_ms or now)
+            seconds = f"{(now - start) / 1000:.1f}"
+        else:
+            seconds = f"{(last.end_ms - last.start_ms) / 1000:.1f}" if last else ""
+        error = (last.error or {}) if last else {}
+        detail = task_run.reason or (f"{error.get('ename')}: {str(error.get('evalue'))[:60]}" if error else "")
+        colour = colours.get(task_run.status, "white")
+        table.add_row(task_run.task.task_key, f"[{colour}]{task_run.status}[/{colour}]",
+                      str(attempt or ""), seconds, detail)
+    return table

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,3 +180,26 @@ def test_the_job_timeout_cuts_a_retry_wait_short(project: Path) -> None:
     assert time.monotonic() - started < 15  # not the 20 s retry interval
     assert summary["status"] == "TIMEDOUT" and code == 1
     assert summary["tasks"][0]["attempts"] == 1
+
+
+def test_a_terminal_gets_a_live_table(project: Path) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "nbflow", "run", str(PLANS / "chain.yaml")],
+                            stdout=slave, stderr=slave, env=os.environ.copy())
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the other side closed: the run is over
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(master)
+    screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(chunks).decode(errors="replace"))
+    assert "┃ task" in screen and "UPSTREAM_FAILED" in screen
+    assert "started (attempt" not in screen  # the table replaces the event lines
