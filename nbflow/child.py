@@ -44,6 +44,7 @@ def main() -> int:
             timeout=request.get("timeout"),
             run_id=ctx.get("run_id") or None,
             task_key=request.get("task_key"),
+            output_log=request.get("output_log"),
             context=ctx,
         )
     except NbflowError as exc:

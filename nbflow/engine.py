@@ -515,9 +515,11 @@ def execute(
     parameters: dict[str, dict[str, Any]],
     timeout: float | None,
     kernel_log: Path | None,
-    log_output: bool = False,
+    stream: IO[str] | None = None,
 ) -> None:
     """Run a notebook through papermill with this engine, writing it to ``output_path``.
+
+    ``stream`` receives the notebook's stdout and stderr as the cells print them.
 
     A failing notebook is not an error here: its outcome is in the written notebook's metadata.
     """
@@ -538,7 +540,7 @@ def execute(
             kernel_name=KERNEL_NAME,
             language="python",
             progress_bar=False,
-            stdout_file=sys.stderr if log_output else None,
+            stdout_file=stream,
             nbflow_context=context,
             nbflow_timeout=timeout,
             nbflow_parameters=parameters,

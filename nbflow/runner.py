@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import secrets
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def run_notebook(
     context: Mapping[str, Any] | None = None,
     log_output: bool = False,
     engine_name: str = "auto",
+    output_log: str | Path | None = None,
 ) -> NotebookResult:
     """Run one notebook in a fresh kernel with the Databricks runtime, and return its result.
 
@@ -48,7 +50,8 @@ def run_notebook(
     fails or times out is a result with that status, not an exception; bad input raises an
     :class:`nbflow.errors.InputError`, and a kernel that cannot start a ``KernelStartError``.
     ``engine_name`` is the cluster engine used if the notebook needs Spark and no cluster runs
-    (``auto``, ``sail``, ``spark`` or ``sc://host:port``).
+    (``auto``, ``sail``, ``spark`` or ``sc://host:port``). The notebook's printed output goes to
+    stderr as it runs with ``log_output``, and to the file ``output_log`` if given.
     """
     from . import engine  # heavy (papermill); imported only when something runs
 
@@ -81,8 +84,12 @@ def run_notebook(
         # A dbutils.notebook.run child inherits its caller's project, DBFS, secrets and job.
         ctx = dataclasses.replace(ctx, **{k: v for k, v in context.items() if k in RunContext.INHERITED})
     recorded = {name: {"value": p.value, "source": p.source} for name, p in passed.items()}
-    engine.execute(nb, output, ctx, inject, recorded, timeout, output.with_suffix(".kernel.log"),
-                   log_output=log_output)
+    kernel_log = output.with_suffix(".kernel.log")
+    if output_log is not None:
+        with open(output_log, "w", encoding="utf-8") as stream:
+            engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, stream)
+    else:
+        engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, sys.stderr if log_output else None)
     return read_result(output)
 
 

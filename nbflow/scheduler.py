@@ -337,7 +337,7 @@ class Scheduler:
                   for k, t in self.run.tasks.items() if k in upstream}
         request = {
             "notebook": str(self.notebooks[task.task_key]), "task_key": task.task_key, "parameters": parameters,
-            "timeout": timeout, "output_path": str(output),
+            "timeout": timeout, "output_path": str(output), "output_log": str(output.with_suffix(".log")),
             "context": {**self.context, "run_id": self.run.run_id, "job_task_values": values},
         }
         self._event("started", task_run)

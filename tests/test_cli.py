@@ -230,3 +230,12 @@ def test_killed_runner_leaves_no_kernel_behind(project: Path) -> None:
     proc.communicate(timeout=30)
     [saved] = project.glob("processed/*/parent_sleeping_child.ipynb")
     assert nbformat.read(saved, as_version=4).metadata["nbflow"]["status"] == "RUNNING"
+
+
+def test_printed_output_of_a_plan_task_is_kept_per_task(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"name: p\ntasks:\n  - task_key: sh\n    notebook: {NOTEBOOKS / 'magics.py'}\n")
+    proc = cli("run", str(plan), "--json")
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(json.loads(proc.stdout)["output_dir"])
+    assert "from sh" in (folder / "sh.log").read_text()

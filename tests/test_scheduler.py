@@ -67,6 +67,7 @@ def test_task_values_references_and_job_parameters_flow_downstream(project: Path
     assert run_json["run_duration"] >= 0 and run_json["job_parameters"] == [{"name": "env", "value": "prod"}]
     producer = next(t for t in run_json["tasks"] if t["task_key"] == "producer")
     assert producer["task_values"] == {"rows": 40} and producer["notebook_output"]["result"] == "set"
+    assert (Path(summary["output_dir"]) / "producer.log").is_file()  # each task's printed output
     assert {"task_key", "run_id", "state", "start_time", "end_time", "attempt_number", "execution_duration",
             "setup_duration", "cleanup_duration", "run_duration", "depends_on", "run_if"} <= set(producer)
     assert set(summary["tasks"][0]) >= {"task_key", "notebook", "status", "exit_value", "output", "duration_s",
