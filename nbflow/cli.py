@@ -34,7 +34,12 @@ def handle_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except NbflowError as exc:
-            _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+            # A plan can have several problems at once: each gets its own line.
+            for problem in getattr(exc, "problems", [])[:-1]:
+                click.echo(f"nbflow: {problem}", err=True)
+            last = getattr(exc, "problems", None)
+            message = last[-1] if last else (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            _fail(message, exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # a defect of nbflow's: one line, the traceback on request
@@ -182,14 +187,9 @@ def inspect(executed: Path, as_json: bool) -> None:
 @handle_errors
 def validate(plan: Path) -> None:
     """Check a PLAN (YAML or JSON) without running it: every problem, with its file and line."""
-    from .plan import PlanError, load_plan
+    from .plan import load_plan
 
-    try:
-        loaded, _notebooks = load_plan(plan)
-    except PlanError as exc:
-        for problem in exc.problems:
-            click.echo(f"nbflow: {problem}", err=True)
-        sys.exit(exc.exit_code)
+    loaded, _notebooks = load_plan(plan)
     click.echo(f"{plan}: OK: plan {loaded.name!r}, {len(loaded.tasks)} tasks, order {' -> '.join(loaded.order())}")
 
 

@@ -40,7 +40,7 @@ class PlanRunOptions:
 
 def run_plan(path: Path, options: PlanRunOptions) -> None:
     from . import params as params_mod
-    from .plan import PlanError, load_plan
+    from .plan import load_plan
     from .project import project_dir
     from .report import event_line, live_table, summary, write_run_json
     from .runner import new_run_id
@@ -49,12 +49,7 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
 
     params, parameters_file, output_dir = options.params, options.parameters_file, options.output_dir
     mode, only, from_, as_json = options.mode, options.only, options.from_, options.as_json
-    try:
-        plan, notebooks = load_plan(path)
-    except PlanError as exc:
-        for problem in exc.problems:
-            click.echo(f"nbflow: {problem}", err=True)
-        sys.exit(exc.exit_code)
+    plan, notebooks = load_plan(path)
     declared = {p.name for p in plan.parameters}
     job_parameters = {}
     for name, param in params_mod.from_command_line(parameters_file, params).items():
