@@ -14,11 +14,16 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from .errors import NbflowError
 
+if TYPE_CHECKING:
+    from .kernels import WarmKernel
 
-def _watch_parent(pid: int) -> None:
+
+def watch_parent(pid: int) -> None:
+    """Interrupt this process when the process that started it dies."""
     while True:
         time.sleep(1.0)
         if os.getppid() != pid:
@@ -26,9 +31,8 @@ def _watch_parent(pid: int) -> None:
             return
 
 
-def main() -> int:
-    request = json.loads(sys.stdin.read())
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+def handle(request: dict[str, Any], kernel: WarmKernel | None = None) -> tuple[dict[str, Any], bool]:
+    """Run one request; its task summary (also for bad input) and whether the notebook succeeded."""
     from .params import Param
     from .runner import run_notebook
 
@@ -46,13 +50,20 @@ def main() -> int:
             task_key=request.get("task_key"),
             output_log=request.get("output_log"),
             context=ctx,
+            kernel=kernel,
         )
     except NbflowError as exc:
-        print(json.dumps({"status": "FAILED", "output": request.get("output_path"),
-                          "error": {"cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)}}))
-        return 1
-    print(json.dumps(result.task_summary()))
-    return 0 if result.ok else 1
+        return {"status": "FAILED", "output": request.get("output_path"),
+                "error": {"cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)}}, False
+    return result.task_summary(), result.ok
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.read())
+    threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
+    summary, ok = handle(request)
+    print(json.dumps(summary))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

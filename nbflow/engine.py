@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import queue
 import shutil
 import sys
@@ -33,14 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
 from .errors import KernelStartError
+from .kernels import KERNEL_NAME, WarmKernel, kernel_manager, kernel_python
 from .notebooks import parameters_cell_names
 from .results import (
     CANCELED,
@@ -64,41 +62,11 @@ _client_log = logging.getLogger("nbflow.nbclient")
 _client_log.addHandler(logging.NullHandler())
 _client_log.propagate = False
 
-KERNEL_NAME = "nbflow-python"
 EXIT_ENAME = "NotebookExit"
 STATE_TIMEOUT_S = 30.0
 STOPPED_STATE_TIMEOUT_S = 3.0
 BOOTSTRAP = "__import__('nbflow.runtime', fromlist=['install']).install({context!r})"
 STATE_EXPRESSION = "__import__('nbflow.runtime', fromlist=['state_json']).state_json()"
-
-
-def kernel_python() -> str:
-    """The interpreter kernels run on: ``NBFLOW_KERNEL_PYTHON``, else this one."""
-    return os.environ.get("NBFLOW_KERNEL_PYTHON") or sys.executable
-
-
-class _KernelSpecs(KernelSpecManager):
-    """One kernel spec, this interpreter's ipykernel, whatever the notebook's metadata names.
-
-    A notebook exported from Databricks names no usable kernel, and a user-level ``python3``
-    spec may point at an interpreter without nbflow; the cluster decides the runtime, as on
-    Databricks.
-    """
-
-    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(
-            argv=[kernel_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            display_name="Python 3 (nbflow)",
-            language="python",
-            env={"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
-        )
-
-
-def _transport(folder: str) -> dict[str, str]:
-    """Unix sockets where there are any: no TCP port to take, nothing reachable from the network."""
-    if sys.platform.startswith(("linux", "darwin")):
-        return {"transport": "ipc", "ip": os.path.join(folder, "kernel")}
-    return {}
 
 
 @dataclass
@@ -123,16 +91,14 @@ class NbflowNotebookClient(NotebookClient):
         context: RunContext,
         deadline: float | None,
         kernel_log: IO[str] | None,
+        warm: WarmKernel | None = None,
         **kwargs: Any,
     ) -> None:
-        # One private folder holds the kernel's sockets and connection file: one thing to remove.
-        self._socket_dir = tempfile.mkdtemp(prefix="nbflow-kernel-")
-        km = AsyncKernelManager(
-            kernel_name=KERNEL_NAME,
-            kernel_spec_manager=_KernelSpecs(),
-            connection_file=os.path.join(self._socket_dir, "kernel.json"),
-            **_transport(self._socket_dir),
-        )
+        # A warm kernel is already running, and its owner stops it; otherwise one private folder
+        # holds this run's kernel sockets and connection file: one thing to remove.
+        self.warm = warm
+        self._socket_dir = warm.socket_dir if warm else tempfile.mkdtemp(prefix="nbflow-kernel-")
+        km = warm.km if warm else kernel_manager(self._socket_dir)
         self.stream_file: IO[str] | None = kwargs.pop("stream_file", None)
         # The kernel runs in the notebook's folder, as Databricks runs a notebook in its own.
         cwd = str(Path(context.notebook_path).parent) if context.notebook_path else None
@@ -143,6 +109,8 @@ class NbflowNotebookClient(NotebookClient):
         self.kernel_log = kernel_log
         self.timeout_func = self._remaining
         self.outcome = Outcome(RUNNING)
+        if warm is not None:
+            self.kc = warm.kc
 
     def _remaining(self, cell: Any = None) -> int | None:
         """nbclient's per-cell timeout: what is left of the notebook's deadline (whole seconds)."""
@@ -152,7 +120,7 @@ class NbflowNotebookClient(NotebookClient):
 
     def execute(self, **kwargs: Any) -> NotebookNode:
         self.reset_execution_trackers()
-        cm = self.setup_kernel(cleanup_kc=True, stdout=self.kernel_log, stderr=self.kernel_log)
+        cm = self.setup_kernel(cleanup_kc=self.warm is None, stdout=self.kernel_log, stderr=self.kernel_log)
         try:
             cm.__enter__()
         except BaseException as exc:  # Ctrl-C while the kernel starts must not leave it running
@@ -183,7 +151,8 @@ class NbflowNotebookClient(NotebookClient):
             try:
                 cm.__exit__(None, None, None)
             finally:
-                shutil.rmtree(self._socket_dir, ignore_errors=True)
+                if self.warm is None:
+                    shutil.rmtree(self._socket_dir, ignore_errors=True)
         return self.nb
 
     def _stop_kernel_now(self) -> None:
@@ -399,6 +368,7 @@ class NbflowEngine:
         nbflow_timeout: float | None = None,
         nbflow_parameters: dict[str, dict[str, Any]] | None = None,
         nbflow_kernel_log: str | None = None,
+        nbflow_warm_kernel: WarmKernel | None = None,
         **kwargs: Any,
     ) -> NotebookNode:
         nb: NotebookNode = nb_man.nb
@@ -435,12 +405,15 @@ class NbflowEngine:
             startup_timeout=start_timeout,
             log=_client_log,
             stream_file=stdout_file if stdout_file is not None else (sys.stderr if log_output else None),
+            warm=nbflow_warm_kernel,
         )
         try:
             client.execute()
         finally:
             if log_file is not None:
                 log_file.close()
+                if nbflow_warm_kernel is not None:  # the warm kernel wrote to its own log
+                    shutil.copyfile(nbflow_warm_kernel.log_path, log_file.name)
                 _keep_kernel_log(Path(log_file.name), client.outcome)
             ended = dt.datetime.now(dt.timezone.utc)
             _record(nb, client.outcome, nbflow_context, nbflow_parameters, started, ended)
@@ -516,10 +489,12 @@ def execute(
     timeout: float | None,
     kernel_log: Path | None,
     stream: IO[str] | None = None,
+    warm: WarmKernel | None = None,
 ) -> None:
     """Run a notebook through papermill with this engine, writing it to ``output_path``.
 
-    ``stream`` receives the notebook's stdout and stderr as the cells print them.
+    ``stream`` receives the notebook's stdout and stderr as the cells print them. A ``warm``
+    kernel runs the notebook instead of a new one; its owner stops it afterwards.
 
     A failing notebook is not an error here: its outcome is in the written notebook's metadata.
     """
@@ -545,4 +520,5 @@ def execute(
             nbflow_timeout=timeout,
             nbflow_parameters=parameters,
             nbflow_kernel_log=str(kernel_log) if kernel_log else None,
+            nbflow_warm_kernel=warm,
         )

@@ -13,6 +13,7 @@ magics. Only ``%md`` cells become markdown cells, because they are not code.
 
 from __future__ import annotations
 
+import re
 import uuid
 import warnings
 from pathlib import Path
@@ -29,6 +30,8 @@ MAGIC_PREFIX = "# MAGIC"
 TITLE_PREFIX = "# DBTITLE"
 NOTEBOOK_SUFFIXES = (".ipynb", ".py")
 
+# What marks a notebook that uses Spark: its warm kernel gets a session attached ahead of time.
+SPARK_HINT = re.compile(r"\bspark\b|^\s*%sql\b|\bDeltaTable\b|\b_sqldf\b", re.MULTILINE)
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
@@ -203,3 +206,16 @@ def has_parameters_cell(nb: NotebookNode) -> bool:
     return any(
         cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []) for cell in nb.cells
     )
+
+
+def uses_spark(path: str | Path) -> bool:
+    """Whether a notebook mentions Spark (``spark``, ``%sql``, ``DeltaTable``): a hint, not a proof.
+
+    A notebook that reaches Spark only through a ``%run`` include or a child still works; its
+    session is attached when first used instead of ahead of time.
+    """
+    try:
+        nb = read_notebook(path)
+    except (NotebookFormatError, NotebookNotFound, OSError):
+        return False
+    return any(SPARK_HINT.search(cell.source) for cell in nb.cells)

@@ -43,6 +43,8 @@ def summary(run: PlanRun) -> dict[str, Any]:
 def runs_get(run: PlanRun) -> dict[str, Any]:
     """``run.json``: the run as the Jobs API's ``runs/get`` returns a multi-task run."""
     tasks = [_task_run_json(task_run, run) for task_run in run.tasks.values()]
+    starts = [a.start_ms for t in run.tasks.values() for a in t.attempts if a.start_ms]
+    setup = max(min(starts) - run.start_ms, 0) if starts and run.start_ms else 0
     return {
         "run_id": run.run_id,
         "run_name": run.plan.name,
@@ -51,8 +53,9 @@ def runs_get(run: PlanRun) -> dict[str, Any]:
         "state": _state(run.result_state, ""),
         "start_time": run.start_ms,
         "end_time": run.end_ms,
-        "setup_duration": 0,
-        "execution_duration": 0,
+        # Setup: until the first task had a warm kernel (the worker pool starting, as a cluster does).
+        "setup_duration": setup,
+        "execution_duration": run.end_ms - run.start_ms - setup,
         "cleanup_duration": 0,
         "run_duration": run.end_ms - run.start_ms,
         "job_parameters": [{"name": k, "value": v} for k, v in run.job_parameters.items()],
@@ -69,10 +72,11 @@ def _task_run_json(task_run: TaskRun, run: PlanRun) -> dict[str, Any]:
         "depends_on": [{"task_key": d} for d in task_run.task.depends_on if d in run.tasks],
         "run_if": task_run.task.run_if,
         "notebook_task": {"notebook_path": task_run.task.notebook, "base_parameters": dict(task_run.task.parameters)},
-        "setup_duration": 0,
+        "setup_duration": last.setup_ms if last else 0,  # waiting for a worker with a warm kernel
         "cleanup_duration": 0,
         "attempts": [{"attempt_number": a.number, "result_state": a.status, "start_time": a.start_ms,
-                      "end_time": a.end_ms, "output": a.output, "error": a.error} for a in task_run.attempts],
+                      "end_time": a.end_ms, "setup_duration": a.setup_ms, "output": a.output, "error": a.error}
+                     for a in task_run.attempts],
     }
     if last is None:  # never ran: skipped by run_if, disabled, or cancelled before it started
         return {**entry, "attempt_number": 0, "state": _state(task_run.status, task_run.reason),

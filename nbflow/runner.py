@@ -10,7 +10,7 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import params as params_mod
 from .errors import InputError
@@ -19,6 +19,9 @@ from .params import Param
 from .project import dbfs_root, project_dir, secrets_file
 from .results import NotebookResult, read_result
 from .runtime.context import RunContext
+
+if TYPE_CHECKING:
+    from .kernels import WarmKernel
 
 DEFAULT_OUTPUT_ROOT = "processed"
 
@@ -41,6 +44,7 @@ def run_notebook(
     log_output: bool = False,
     engine_name: str = "auto",
     output_log: str | Path | None = None,
+    kernel: WarmKernel | None = None,
 ) -> NotebookResult:
     """Run one notebook in a fresh kernel with the Databricks runtime, and return its result.
 
@@ -51,9 +55,12 @@ def run_notebook(
     :class:`nbflow.errors.InputError`, and a kernel that cannot start a ``KernelStartError``.
     ``engine_name`` is the cluster engine used if the notebook needs Spark and no cluster runs
     (``auto``, ``sail``, ``spark`` or ``sc://host:port``). The notebook's printed output goes to
-    stderr as it runs with ``log_output``, and to the file ``output_log`` if given.
+    stderr as it runs with ``log_output``, and to the file ``output_log`` if given. A warm
+    ``kernel`` (see :mod:`nbflow.kernels`) runs the notebook instead of a new one; the caller
+    stops it.
     """
     from . import engine  # heavy (papermill); imported only when something runs
+    from .kernels import kernel_python
 
     cluster_engine = engine_name
     source = Path(path)
@@ -77,7 +84,7 @@ def run_notebook(
         project_dir=str(project),
         dbfs_root=str(dbfs_root(project)),
         secrets_file=None if (found := secrets_file(project)) is None else str(found),
-        python=engine.kernel_python(),
+        python=kernel_python(),
         engine=cluster_engine,
     )
     if context:
@@ -87,9 +94,10 @@ def run_notebook(
     kernel_log = output.with_suffix(".kernel.log")
     if output_log is not None:
         with open(output_log, "w", encoding="utf-8") as stream:
-            engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, stream)
+            engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, stream, kernel)
     else:
-        engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, sys.stderr if log_output else None)
+        engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, sys.stderr if log_output else None,
+                       kernel)
     return read_result(output)
 
 

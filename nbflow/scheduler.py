@@ -1,7 +1,8 @@
 """Running a plan: the DAG loop of a Databricks job, sequential or with N tasks at once.
 
-Each task attempt runs in its own worker process (``python -m nbflow.child``, a fresh kernel
-inside), so a task that hangs, dies or is killed costs that task only. The loop follows the Jobs
+Each task attempt runs in a worker process of a :class:`nbflow.pool.WorkerPool`, in a fresh
+kernel that the worker started ahead of need, so a task that hangs, dies or is killed costs that
+task only. The loop follows the Jobs
 API: ``run_if`` decides whether a task whose dependencies are done runs, is UPSTREAM_FAILED or
 EXCLUDED; retries follow ``max_retries``, ``min_retry_interval_millis`` and ``retry_on_timeout``;
 task and job timeouts stop kernels; the job's result comes from its leaf tasks.
@@ -14,9 +15,6 @@ import datetime as dt
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .notebooks import uses_spark
 from .params import widget_string
 from .plan import REFERENCE, Plan, Task
+from .pool import Worker, WorkerPool
+from .project import project_dir
 from .results import NotebookResult, read_result
 
 SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
@@ -37,6 +38,7 @@ FAILED_STATES = {FAILED, TIMEDOUT, UPSTREAM_FAILED}
 CANCELED_STATES = {CANCELED, UPSTREAM_CANCELED}
 FAILURE_HANDLERS = {"ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED"}
 STOP_GRACE_S = 30.0  # how long interrupted workers get to save and stop before they are killed
+KERNEL_MEMORY = 300 * 2**20  # about what a kernel with Spark Connect attached takes
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Attempt:
     output: str | None
     result: NotebookResult | None = None
     error: dict[str, Any] | None = None
+    setup_ms: int = 0  # waiting for a worker with a warm kernel
 
 
 @dataclass
@@ -181,9 +184,7 @@ class Scheduler:
         self.deps = {t.task_key: [d for d in t.depends_on if d in selected] for t in plan.tasks
                      if t.task_key in selected}
         self.plan, self.notebooks, self.mode, self.fail_fast = plan, notebooks, mode, fail_fast
-        # Parallel default: every ready task, capped at twice the cores (kernels mostly wait on Spark).
-        cap = min(len(selected), 2 * (os.cpu_count() or 2))
-        self.max_workers = 1 if mode == "sequential" else max(1, max_workers or cap)
+        self.max_workers = 1 if mode == "sequential" else max(1, max_workers or default_workers(len(selected)))
         self.context = dict(context or {})
         self.on_event = on_event or (lambda event, task: None)
         params = {p.name: widget_string(p.default) for p in plan.parameters}
@@ -192,8 +193,16 @@ class Scheduler:
         tasks = {t.task_key: TaskRun(t, base + i + 1) for i, t in enumerate(plan.tasks) if t.task_key in selected}
         self.run = PlanRun(plan, run_id, output_dir, mode, tasks, job_parameters=params)
         self._lock = threading.Lock()
-        self._running: dict[str, subprocess.Popen[str]] = {}
+        self._running: dict[str, Worker] = {}
         self._cancelled = False
+        self._pool: WorkerPool | None = None
+
+    def _start_pool(self) -> WorkerPool:
+        """Workers for this run: one per concurrent task plus one warming the next kernel."""
+        keys = list(self.run.tasks)
+        spark = any(uses_spark(self.notebooks[k]) for k in keys)
+        options = {"project": str(project_dir()), "engine": self.context.get("engine") or "auto", "spark": spark}
+        return WorkerPool(min(len(keys), self.max_workers + 1), options)
 
     def execute(self) -> PlanRun:
         run = self.run
@@ -203,6 +212,7 @@ class Scheduler:
         order = [k for k in self.plan.order() if k in run.tasks]
         threads: dict[str, threading.Thread] = {}
         try:
+            self._pool = self._start_pool()
             while True:
                 with self._lock:
                     pending = [k for k in order if run.tasks[k].status == "PENDING"]
@@ -245,6 +255,8 @@ class Scheduler:
             self._wait_for(threads)
             raise
         finally:
+            if self._pool is not None:
+                self._pool.close()
             run.end_ms = _now_ms()
             run.result_state = job_result(run.tasks, self.deps) if not self._cancelled else run.result_state or CANCELED
             run.resume_from = [k for k in order if run.tasks[k].status not in SUCCEEDED]
@@ -261,8 +273,8 @@ class Scheduler:
             thread.join(max(deadline - time.monotonic(), 0))
         with self._lock:
             stuck = list(self._running.values())
-        for proc in stuck:
-            _kill(proc)
+        for worker in stuck:
+            worker.kill()
         for thread in threads.values():
             thread.join(5)
 
@@ -271,8 +283,8 @@ class Scheduler:
             self._cancelled = True
             self.run.result_state = status
             if interrupt:
-                for proc in self._running.values():
-                    _interrupt(proc)
+                for worker in self._running.values():
+                    worker.interrupt()
             for task_run in self.run.tasks.values():
                 if task_run.status == "PENDING":
                     task_run.status, task_run.reason = CANCELED, reason
@@ -283,7 +295,6 @@ class Scheduler:
         task = task_run.task
         number = 0
         while True:
-            started = time.monotonic()
             try:
                 attempt = self._attempt(task_run, number, job_deadline)
             except Exception as exc:  # a defect must fail this task, never hang the run
@@ -295,9 +306,10 @@ class Scheduler:
             if attempt.status == SUCCESS or not retryable or not retries_left or self._cancelled:
                 break
             self._event("retry", task_run)
-            wait_until = started + task.min_retry_interval_millis / 1000
-            while time.monotonic() < wait_until and not self._cancelled:
-                time.sleep(min(0.1, max(wait_until - time.monotonic(), 0)))
+            # The interval runs from the start of the failed attempt (its kernel's, not its wait's).
+            wait_until = (attempt.start_ms + task.min_retry_interval_millis) / 1000
+            while time.time() < wait_until and not self._cancelled:
+                time.sleep(min(0.1, max(wait_until - time.time(), 0)))
             if self._cancelled:
                 break
             number += 1
@@ -328,60 +340,55 @@ class Scheduler:
                            error={"cell_index": None, "ename": "ParameterError", "evalue": str(exc)})
         # Job parameters are pushed down to every task and win over task parameters.
         parameters.update({name: [v, "job parameter"] for name, v in self.run.job_parameters.items()})
+        upstream = self.plan.upstream(task.task_key)
+        values = {k: (t.last.result.task_values if t.last and t.last.result else {})
+                  for k, t in self.run.tasks.items() if k in upstream}
+        self._event("started", task_run)
+        assert self._pool is not None
+        worker = self._pool.acquire(lambda: self._cancelled)
+        if worker is None:
+            return Attempt(number, CANCELED, start, _now_ms(), None,
+                           error={"cell_index": None, "ename": "Cancelled", "evalue": "the run stopped"})
+        acquired = _now_ms()
         timeout: float | None = task.timeout_seconds or None
         if job_deadline is not None:
             left = max(job_deadline - time.monotonic(), 0.1)
             timeout = min(timeout, left) if timeout else left
-        upstream = self.plan.upstream(task.task_key)
-        values = {k: (t.last.result.task_values if t.last and t.last.result else {})
-                  for k, t in self.run.tasks.items() if k in upstream}
         request = {
             "notebook": str(self.notebooks[task.task_key]), "task_key": task.task_key, "parameters": parameters,
             "timeout": timeout, "output_path": str(output), "output_log": str(output.with_suffix(".log")),
             "context": {**self.context, "run_id": self.run.run_id, "job_task_values": values},
         }
-        self._event("started", task_run)
-        proc = subprocess.Popen([sys.executable, "-m", "nbflow.child"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         with self._lock:
-            self._running[task.task_key] = proc
-            if self._cancelled and self.run.result_state != FAILED:
-                _interrupt(proc)  # the run stopped while this worker was starting
+            self._running[task.task_key] = worker
+            stopping = self._cancelled and self.run.result_state != FAILED  # a stop that interrupts
         try:
-            out, err = proc.communicate(json.dumps(request))
+            reply = None if stopping or not worker.send(request) else worker.wait()
+            died = worker.death() if reply is None and not stopping else None
         finally:
             with self._lock:
                 self._running.pop(task.task_key, None)
+            self._pool.release(worker)
         end = _now_ms()
+        if stopping:
+            return Attempt(number, CANCELED, acquired, end, None, setup_ms=acquired - start,
+                           error={"cell_index": None, "ename": "Cancelled", "evalue": "the run stopped"})
         try:
             result = read_result(output)
         except InputError:
-            return Attempt(number, FAILED, start, end, None, error=_worker_error(out, err, proc.returncode))
+            error = (reply or {}).get("error") or {"cell_index": None, "ename": "WorkerError", "evalue": died}
+            return Attempt(number, FAILED, acquired, end, None, error=error, setup_ms=acquired - start)
+        error = None if result.error is None else result.error.summary()
+        if result.status == "RUNNING" and died:  # the worker died mid-notebook
+            error = {"cell_index": None, "ename": "WorkerError", "evalue": died}
         status = result.status if result.status != "RUNNING" else FAILED
-        return Attempt(number, status, start, end, str(output), result,
-                       None if result.error is None else result.error.summary())
+        return Attempt(number, status, acquired, end, str(output), result, error, setup_ms=acquired - start)
 
 
-def _worker_error(out: str, err: str, code: int | None) -> dict[str, Any]:
-    """Why a worker produced no notebook: its own JSON report if it printed one, else stderr."""
-    for line in reversed(out.strip().splitlines()):
-        try:
-            error = json.loads(line).get("error")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(error, dict):
-            return error
-    tail = (err.strip().splitlines() or [f"worker exit code {code}"])[-1]
-    return {"cell_index": None, "ename": "WorkerError", "evalue": tail}
+def default_workers(tasks: int) -> int:
+    """Every ready task at once, capped for the machine: kernels mostly wait (on Spark, on I/O),
+    so four per core, and no more than the free memory holds."""
+    import psutil
 
-
-def _kill(proc: subprocess.Popen[str]) -> None:
-    """A worker that ignored the interrupt: kill it and its kernel (its own process group)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _interrupt(proc: subprocess.Popen[str]) -> None:
-    """Ask a worker to stop: it cancels its notebook, saves it and stops its kernel."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, signal.SIGINT)
+    by_memory = max(int(psutil.virtual_memory().available // KERNEL_MEMORY), 1)
+    return max(1, min(tasks, 4 * (os.cpu_count() or 2), by_memory))

@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
-# Processes nbflow starts: kernels, dbutils.notebook.run children, and cluster servers (Sail, JVM Spark Connect).
-MARKERS = ("ipykernel_launcher", "nbflow.child", "pysail spark server", "SparkConnectServer")
+# Processes nbflow starts: kernels, dbutils.notebook.run children, plan workers, cluster servers.
+MARKERS = ("ipykernel_launcher", "nbflow.child", "nbflow.worker", "pysail spark server", "SparkConnectServer")
 
 
 def nbflow_processes(scope: Path) -> dict[int, str]:

@@ -65,6 +65,9 @@ def test_task_values_references_and_job_parameters_flow_downstream(project: Path
     run_json = json.loads((Path(summary["output_dir"]) / "run.json").read_text())
     assert run_json["state"] == {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS", "state_message": ""}
     assert run_json["run_duration"] >= 0 and run_json["job_parameters"] == [{"name": "env", "value": "prod"}]
+    # Setup is the wait for the first warm kernel; the rest of the run is execution.
+    assert 0 < run_json["setup_duration"] < run_json["run_duration"]
+    assert run_json["setup_duration"] + run_json["execution_duration"] == run_json["run_duration"]
     producer = next(t for t in run_json["tasks"] if t["task_key"] == "producer")
     assert producer["task_values"] == {"rows": 40} and producer["notebook_output"]["result"] == "set"
     assert (Path(summary["output_dir"]) / "producer.log").is_file()  # each task's printed output
@@ -204,3 +207,21 @@ def test_a_terminal_gets_a_live_table(project: Path) -> None:
     screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(chunks).decode(errors="replace"))
     assert "┃ task" in screen and "UPSTREAM_FAILED" in screen
     assert "started (attempt" not in screen  # the table replaces the event lines
+
+
+def test_a_killed_worker_fails_its_task_only_and_is_replaced(project: Path) -> None:
+    # Three tasks kill their worker (a sequential pool has two): the last task needs a replacement.
+    code, summary, _ = run_plan("worker_faults.yaml")
+    assert states(summary) == {"kill_1": "FAILED", "kill_2": "FAILED", "kill_3": "FAILED", "after": "SUCCESS"}
+    for task in summary["tasks"][:3]:
+        assert task["error"]["ename"] == "WorkerError"
+        assert "the worker process died (killed by signal 9)" in task["error"]["evalue"]
+        assert Path(task["output"]).is_file()  # the notebook as far as it got is kept
+    assert code == 0 and summary["status"] == "SUCCESS_WITH_FAILURES"  # only the leaf decides
+
+
+def test_a_warm_kernel_runs_the_task_in_its_folder_with_spark_attached_ahead(project: Path) -> None:
+    code, summary, stderr = run_plan("warm.yaml", timeout=300)
+    assert code == 0, stderr
+    here, preattached, value, rows = summary["tasks"][0]["exit_value"].split("|")
+    assert (here, preattached, value, rows) == (str(PLANS / "nb"), "True", "imported", "3")

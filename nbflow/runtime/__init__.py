@@ -17,7 +17,7 @@ from .context import RunContext
 from .notebook import NotebookExit
 from .session import Session
 
-__all__ = ["NotebookExit", "RunContext", "Session", "current", "install", "state_json"]
+__all__ = ["NotebookExit", "RunContext", "Session", "current", "install", "preload", "state_json"]
 
 _session: Session | None = None
 
@@ -30,14 +30,28 @@ def current() -> Session:
     return _session
 
 
+def preload(project_dir: str, engine: str, spark: bool) -> None:
+    """Prepare a kernel started ahead of its task: import what :func:`install` needs and, for a
+    plan that uses Spark, attach a Spark Connect session now (the notebook adopts it)."""
+    from . import delta_shim, fabric, lakehouse, magics  # noqa: F401 - imported now, not during the task
+
+    if spark:
+        lakehouse.preattach(project_dir, engine)
+
+
 def install(context_json: str) -> None:
     """Set up the Databricks runtime in the running IPython kernel."""
     global _session
+    import os
+
     from IPython import get_ipython
 
     shell = get_ipython()
     session = Session(RunContext.from_json(context_json))
     _session = session
+    folder = os.path.dirname(session.context.notebook_path)
+    if folder and os.path.isdir(folder):
+        os.chdir(folder)  # a notebook runs in its own folder (a warm kernel started elsewhere)
     from .lakehouse import LazySpark, NoSparkContext
 
     names = {

@@ -31,6 +31,33 @@ NO_SPARK_CONTEXT = (
 )
 
 
+# A session attached before the kernel had a task (see :func:`preattach`): (key, state, session).
+_preattached: tuple[tuple[str, str], Any, Any] | None = None
+
+
+def preattach(project_dir: str, engine: str) -> None:
+    """Start the cluster if needed and attach a session ahead of the task (a warm kernel).
+
+    A failure is not reported here: the notebook that uses ``spark`` attaches again and reports it.
+    """
+    global _preattached
+    from .. import cluster
+
+    try:
+        state = cluster.ensure_running(Path(project_dir), engine)
+        _preattached = ((project_dir, engine), state, cluster.attach(state))
+    except Exception:  # reported, if it matters, by the notebook that uses spark
+        return
+    atexit.register(_release_preattached)
+
+
+def _release_preattached() -> None:
+    # The task never used spark: free the session on the server (the server stays up).
+    if _preattached is not None:
+        with contextlib.suppress(Exception):
+            _preattached[2].stop()
+
+
 class Lakehouse:
     """The kernel's Spark session and its view of the project's tables."""
 
@@ -50,13 +77,18 @@ class Lakehouse:
 
     def spark(self) -> Any:
         """The session, attaching (and starting the cluster) on first use."""
+        global _preattached
         with self._lock:
             if self._spark is None:
                 from .. import cluster
 
                 ctx = self._session.context
-                self.state = cluster.ensure_running(Path(ctx.project_dir), ctx.engine)
-                self._spark = cluster.attach(self.state)
+                warm, _preattached = _preattached, None
+                if warm is not None and warm[0] == (ctx.project_dir, ctx.engine):
+                    self.state, self._spark = warm[1], warm[2]
+                else:
+                    self.state = cluster.ensure_running(Path(ctx.project_dir), ctx.engine)
+                    self._spark = cluster.attach(self.state)
                 _retry_conflicting_commits(self._spark)
                 atexit.register(self._release)
                 self.pull()

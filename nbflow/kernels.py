@@ -1,0 +1,131 @@
+"""Kernels: the one kernel spec nbflow runs, and kernels started ahead of their task.
+
+A :class:`WarmKernel` is a fresh kernel started before anyone needs it: the process is up, the
+client connected, nbflow's runtime imported and, when the plan uses Spark, a Spark Connect session
+attached. The task that takes it pays only for its own cells; the kernel is never reused, so every
+task still starts from a clean namespace, as on Databricks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+
+from .errors import KernelStartError
+
+KERNEL_NAME = "nbflow-python"
+# In-memory history, as nbclient gives its kernels: parallel kernels must not share a sqlite file.
+KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
+PRELOAD = "__import__('nbflow.runtime', fromlist=['preload']).preload({project!r}, {engine!r}, {spark!r})"
+
+
+def kernel_python() -> str:
+    """The interpreter kernels run on: ``NBFLOW_KERNEL_PYTHON``, else this one."""
+    return os.environ.get("NBFLOW_KERNEL_PYTHON") or sys.executable
+
+
+class KernelSpecs(KernelSpecManager):
+    """One kernel spec, this interpreter's ipykernel, whatever the notebook's metadata names.
+
+    A notebook exported from Databricks names no usable kernel, and a user-level ``python3``
+    spec may point at an interpreter without nbflow; the cluster decides the runtime, as on
+    Databricks.
+    """
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return KernelSpec(
+            argv=[kernel_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            display_name="Python 3 (nbflow)",
+            language="python",
+            env={"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+        )
+
+
+def transport(folder: str) -> dict[str, str]:
+    """Unix sockets where there are any: no TCP port to take, nothing reachable from the network."""
+    if sys.platform.startswith(("linux", "darwin")):
+        return {"transport": "ipc", "ip": os.path.join(folder, "kernel")}
+    return {}
+
+
+def kernel_manager(socket_dir: str) -> AsyncKernelManager:
+    """A manager whose sockets and connection file live in ``socket_dir`` (one thing to remove)."""
+    return AsyncKernelManager(
+        kernel_name=KERNEL_NAME,
+        kernel_spec_manager=KernelSpecs(),
+        connection_file=os.path.join(socket_dir, "kernel.json"),
+        **transport(socket_dir),
+    )
+
+
+class WarmKernel:
+    """A kernel started ahead of need, handed to exactly one notebook run, then stopped.
+
+    Its stdout and stderr go to ``log_path`` (kept by the engine only if the kernel dies).
+    """
+
+    def __init__(self) -> None:
+        self.socket_dir = tempfile.mkdtemp(prefix="nbflow-kernel-")
+        self.km = kernel_manager(self.socket_dir)
+        self.kc: Any = None
+        self.log_path = Path(self.socket_dir) / "kernel.log"
+        self._log: IO[str] | None = None
+
+    def launch(self, cwd: str) -> None:
+        """Start the kernel process; it imports while the caller does other work."""
+        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed by stop()
+        run_sync(self.km.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=cwd, stdout=self._log,
+                                       stderr=self._log)
+
+    def ready(self, project: str, engine: str, spark: bool, timeout: float = 60.0) -> None:
+        """Wait for the kernel, then import the runtime (and attach Spark) in it."""
+        run_sync(self._ready)(project, engine, spark, timeout)
+
+    async def _ready(self, project: str, engine: str, spark: bool, timeout: float) -> None:
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        try:
+            await self.kc.wait_for_ready(timeout=timeout)
+        except RuntimeError as exc:
+            raise KernelStartError(f"could not start a Python kernel ({kernel_python()}): {exc}") from None
+        self.kc.allow_stdin = False
+        msg_id = self.kc.execute(PRELOAD.format(project=project, engine=engine, spark=spark), silent=True,
+                                 store_history=False, allow_stdin=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = await self.kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.01))
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                break
+        content = reply["content"]
+        if content.get("status") != "ok":
+            raise KernelStartError(f"nbflow's runtime failed to load in the kernel ({kernel_python()}): "
+                                   f"{content.get('ename')}: {content.get('evalue')}")
+
+    def stop(self, now: bool = False) -> None:
+        """Stop the kernel (politely unless ``now``) and remove its files. Safe to call twice."""
+        try:
+            run_sync(self._stop)(now)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    async def _stop(self, now: bool) -> None:
+        try:
+            if self.km.has_kernel and await self.km.is_alive():
+                await self.km.shutdown_kernel(now=now)
+        finally:
+            await self.km.cleanup_resources()
+            if self.kc is not None:
+                self.kc.stop_channels()
+                self.kc = None

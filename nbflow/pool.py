@@ -1,0 +1,171 @@
+"""The worker pool of a plan run: processes that keep a kernel warm for the next task.
+
+Each worker (``python -m nbflow.worker``, its own process group) runs one task at a time in a
+kernel it started ahead of need, then warms a fresh one (see :mod:`nbflow.worker`). A worker
+that dies, whether killed, crashed or interrupted, costs only the task it was running: the pool
+starts another in its place. :meth:`WorkerPool.close` ends every worker, politely first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+CLOSE_GRACE_S = 10.0  # how long idle workers get to stop their kernels before they are killed
+
+
+class Worker:
+    """One worker process, as the scheduler sees it."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the pool; its stderr: the reason if it dies
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nbflow.worker", json.dumps(options)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
+        )
+        self.replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        # Changed under the pool's lock: the process runs; its kernel is warm; a task holds it.
+        self.alive = True
+        self.warm = False
+        self.held = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, request: dict[str, Any]) -> bool:
+        """Hand the worker a task; False if it is gone."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            return False
+        return True
+
+    def wait(self) -> dict[str, Any] | None:
+        """The task's summary once done, or None if the worker died before saying so."""
+        return self.replies.get()
+
+    def death(self) -> str:
+        """Why the worker ended: its exit code or signal, and the last line it wrote to stderr."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        code = self.proc.returncode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        self.log.seek(0)
+        lines = self.log.read().decode("utf-8", "replace").strip().splitlines()
+        return f"the worker process died ({how})" + (f": {lines[-1]}" if lines else "")
+
+    def interrupt(self) -> None:
+        """Ask the worker to stop: its notebook is cancelled and saved, its kernel stopped."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGINT)
+
+    def kill(self) -> None:
+        """A worker that ignored the interrupt: kill it and what runs in its process group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+class WorkerPool:
+    """``size`` workers, each with a warm kernel; :meth:`acquire` hands out a ready one."""
+
+    def __init__(self, size: int, options: dict[str, Any]) -> None:
+        self.options = options
+        self._ready: queue.Queue[Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._workers: list[Worker] = []
+        self._closing = False
+        for _ in range(max(size, 1)):
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            worker = Worker(self.options)
+            self._workers.append(worker)
+        threading.Thread(target=self._read, args=(worker,), daemon=True).start()
+
+    def _read(self, worker: Worker) -> None:
+        """Follow a worker's events until it ends."""
+        assert worker.proc.stdout is not None
+        for line in worker.proc.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if message.get("event") == "ready":
+                with self._lock:
+                    worker.warm = True
+                    if not worker.held:
+                        self._ready.put(worker)
+            elif message.get("event") == "done":
+                worker.replies.put(message.get("summary") or {})
+        worker.replies.put(None)  # wakes a task waiting on this worker
+        with self._lock:
+            worker.alive = False
+            replace = not worker.held  # else the task holding it replaces it on release
+        if replace:
+            self._replace(worker)
+
+    def _replace(self, worker: Worker) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.proc.wait(5)
+        with self._lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+            worker.log.close()
+        self._start()
+
+    def acquire(self, cancelled: Callable[[], bool]) -> Worker | None:
+        """A worker whose kernel is warm; None if ``cancelled()`` turns true while waiting."""
+        while not cancelled():
+            try:
+                worker = self._ready.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            with self._lock:
+                if worker.alive and worker.warm and not worker.held:
+                    worker.held, worker.warm = True, False
+                    return worker
+        return None
+
+    def release(self, worker: Worker) -> None:
+        """After a task: a worker that ended is replaced; a live one is handed out again once warm."""
+        with self._lock:
+            worker.held = False
+            replace = not worker.alive
+            if worker.alive and worker.warm:
+                self._ready.put(worker)
+        if replace:
+            self._replace(worker)
+
+    def close(self) -> None:
+        """End every worker: end of input first (they stop their kernels), then kill."""
+        with self._lock:
+            self._closing = True
+            workers = list(self._workers)
+        for worker in workers:
+            with contextlib.suppress(OSError, ValueError):
+                assert worker.proc.stdin is not None
+                worker.proc.stdin.close()
+        deadline = time.monotonic() + CLOSE_GRACE_S
+        for worker in workers:
+            try:
+                worker.proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.proc.wait()
+            worker.log.close()

@@ -1,0 +1,94 @@
+"""A plan's worker process: ``python -m nbflow.worker OPTIONS_JSON``.
+
+The worker keeps one warm kernel (:class:`nbflow.kernels.WarmKernel`) ready, says so, and runs
+the task requests it reads on stdin one at a time, each in the kernel that was warm, which is then
+stopped while the next one warms up. It speaks JSON lines on its original stdout: ``{"event":
+"ready"}`` when a kernel is warm, ``{"event": "done", "summary": ...}`` after each task; anything
+else written to stdout goes to stderr. It exits at the end of its input, after a cancelled task,
+or when the process that started it dies; its kernel is stopped in every case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import IO, Any
+
+from .child import handle, watch_parent
+from .kernels import WarmKernel
+
+Warming = tuple[WarmKernel | None, str | None]  # a kernel, or None and why there is none
+
+
+def _launch(options: dict[str, Any]) -> Warming:
+    """Start a kernel process; it imports while the worker does other work."""
+    kernel = WarmKernel()
+    try:
+        kernel.launch(options["project"])
+    except Exception as exc:  # the task then starts its own kernel and reports the failure
+        kernel.stop(now=True)
+        return None, str(exc)
+    return kernel, None
+
+
+def _ready(launched: Warming, options: dict[str, Any]) -> Warming:
+    """The launched kernel once its runtime is loaded, or None and why not."""
+    kernel, why = launched
+    if kernel is None:
+        return None, why
+    try:
+        kernel.ready(options["project"], options["engine"], options["spark"])
+    except Exception as exc:  # as above: the task reports a kernel that cannot start
+        kernel.stop(now=True)
+        return None, str(exc)
+    return kernel, None
+
+
+def _say(protocol: IO[str], message: dict[str, Any]) -> None:
+    protocol.write(json.dumps(message) + "\n")
+    protocol.flush()
+
+
+def main() -> int:
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # a stray print (a library's, a notebook's) must not break the protocol
+    options = json.loads(sys.argv[1])
+    threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
+    kernel: WarmKernel | None = None
+    try:
+        launched = _launch(options)
+        # While the kernel process imports, this one imports what runs a task (papermill: ~0.3 s).
+        import papermill  # noqa: F401
+
+        from . import engine, runner  # noqa: F401
+
+        kernel, why = _ready(launched, options)
+        _say(protocol, {"event": "ready", "warm": kernel is not None, "why": why})
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            summary, _ok = handle(json.loads(line), kernel)
+            used, kernel = kernel, None
+            _say(protocol, {"event": "done", "summary": summary})
+            if summary.get("status") == "CANCELED":
+                if used is not None:
+                    used.stop(now=True)
+                return 130  # the run is stopping: no new kernel
+            # The next kernel starts importing before the used one is stopped.
+            following = _launch(options)
+            if used is not None:
+                used.stop(now=summary.get("status") != "SUCCESS")
+            kernel, why = _ready(following, options)
+            _say(protocol, {"event": "ready", "warm": kernel is not None, "why": why})
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if kernel is not None:
+            kernel.stop(now=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

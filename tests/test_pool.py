@@ -1,0 +1,44 @@
+"""The worker pool on its own: warm workers, replacement of a dead one, nothing left after close."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+
+from nbflow.pool import WorkerPool
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def test_workers_hold_a_warm_kernel_and_a_dead_idle_worker_is_replaced(project: Path) -> None:
+    pool = WorkerPool(1, {"project": str(project), "engine": "auto", "spark": False})
+    try:
+        first = pool.acquire(lambda: False)
+        assert first is not None
+        kernels = [p for p in _children(first.pid) if "ipykernel_launcher" in " ".join(p.cmdline())]
+        assert len(kernels) == 1  # started before any task was given
+        pool.release(first)
+        first.kill()
+        deadline = time.monotonic() + 60
+        second = pool.acquire(lambda: time.monotonic() > deadline)
+        assert second is not None and second.pid != first.pid
+        pool.release(second)
+    finally:
+        pool.close()
+    assert not psutil.pid_exists(second.pid) or psutil.Process(second.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_acquire_gives_up_when_the_run_is_cancelled(project: Path) -> None:
+    pool = WorkerPool(1, {"project": str(project), "engine": "auto", "spark": False})
+    try:
+        held = pool.acquire(lambda: False)
+        assert held is not None
+        started = time.monotonic()
+        assert pool.acquire(lambda: time.monotonic() - started > 0.5) is None  # the only worker is held
+        pool.release(held)
+    finally:
+        pool.close()
