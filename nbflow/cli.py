@@ -77,6 +77,9 @@ def cli() -> None:
 @click.option("--only", multiple=True, metavar="KEY", help="Plans: run only these tasks. Repeatable.")
 @click.option("--from", "from_", metavar="KEY", help="Plans: run this task and every task after it.")
 @click.option("--fail-fast", is_flag=True, help="Plans: start no new task after the first failure.")
+@click.option("--repair", type=click.Path(path_type=Path), metavar="RUN_DIR",
+              help="Plans: re-run what did not succeed in that earlier run (processed/<run-id>), keeping "
+                   "its successful tasks' results, task values and job parameters, as a Databricks repair run.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout.")
 @handle_errors
 def run(
@@ -93,6 +96,7 @@ def run(
     only: Sequence[str],
     from_: str | None,
     fail_fast: bool,
+    repair: Path | None,
     as_json: bool,
 ) -> None:
     """Run NOTEBOOK (.ipynb or Databricks source .py) in a fresh kernel, or a PLAN (.yaml/.json)."""

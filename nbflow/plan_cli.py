@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -14,7 +15,7 @@ import click
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from .scheduler import PlanRun
+    from .scheduler import PlanRun, TaskRun
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class PlanRunOptions:
     only: Sequence[str] = ()
     from_: str | None = None
     fail_fast: bool = False
+    repair: Path | None = None
     as_json: bool = False
 
     @classmethod
@@ -51,7 +53,12 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
     mode, only, from_, as_json = options.mode, options.only, options.from_, options.as_json
     plan, notebooks = load_plan(path)
     declared = {p.name for p in plan.parameters}
-    job_parameters = {}
+    prior: dict[str, TaskRun] = {}
+    job_parameters: dict[str, str] = {}
+    if options.repair is not None:
+        from .report import read_prior_run
+
+        prior, job_parameters = read_prior_run(options.repair, plan)
     for name, param in params_mod.from_command_line(parameters_file, params).items():
         if name not in declared:
             raise InputError(f"-p {name}: plan {plan.name!r} has no job parameter {name!r} "
@@ -81,7 +88,7 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
 
     scheduler = Scheduler(plan, notebooks, folder, run_id, mode=mode, max_workers=options.max_workers,
                           job_parameters=job_parameters, only=selected, fail_fast=options.fail_fast,
-                          context={"engine": options.engine}, on_event=on_event)
+                          context={"engine": options.engine}, on_event=on_event, prior=prior)
     try:
         if terminal:
             from rich.console import Console
@@ -109,8 +116,22 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
         click.echo(f"{run.result_state} plan {plan.name!r} ({mode}, {seconds:.1f} s): {folder}")
     if run.result_state not in SUCCEEDED and run.result_state != "SUCCESS_WITH_FAILURES":
         if run.resume_from:
-            click.echo(f"nbflow: to resume: nbflow run {path} --from {run.resume_from[0]}", err=True)
+            again = " ".join(shlex.quote(a) for a in _repeated_options(options))
+            click.echo(f"nbflow: to re-run what did not succeed: nbflow run {shlex.quote(str(path))} "
+                       f"--repair {shlex.quote(str(folder))}{' ' + again if again else ''}", err=True)
         sys.exit(130 if run.result_state == "CANCELED" else 1)
+
+
+def _repeated_options(options: PlanRunOptions) -> list[str]:
+    """The options of a run that its repair command repeats (job parameters come from run.json)."""
+    found: list[str] = []
+    if options.mode != "sequential":
+        found += ["--mode", options.mode]
+    if options.max_workers:
+        found += ["--max-workers", str(options.max_workers)]
+    if options.engine != "auto":
+        found += ["--engine", options.engine]
+    return found
 
 
 def compare_plan(path: Path, modes: Sequence[str], repeat: int, max_workers: int | None, as_json: bool) -> None:

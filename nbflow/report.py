@@ -3,12 +3,16 @@ API's ``runs/get``, and one console line per event."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from .scheduler import PlanRun, TaskRun
+from .errors import InputError
+from .plan import Plan
+from .results import read_result
+from .scheduler import SUCCEEDED, Attempt, PlanRun, TaskRun
 
 
 def task_summary(task_run: TaskRun) -> dict[str, Any]:
@@ -96,6 +100,36 @@ def _task_run_json(task_run: TaskRun, run: PlanRun) -> dict[str, Any]:
         if result and result.exit_value is not None else {},
         "task_values": result.task_values if result else {},
     }
+
+
+def read_prior_run(run_dir: Path, plan: Plan) -> tuple[dict[str, TaskRun], dict[str, str]]:
+    """The tasks that succeeded in an earlier run of ``plan`` (from its ``run.json``, with their
+    notebooks' results), and its job parameters: what a repair run keeps."""
+    path = Path(run_dir) / "run.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = {t["task_key"]: t for t in data["tasks"]}
+        parameters = {p["name"]: p["value"] for p in data.get("job_parameters", [])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"--repair {run_dir}: not the folder of a plan run ({path}: {exc})") from None
+    if data.get("run_name") != plan.name:
+        raise InputError(f"--repair {run_dir}: a run of plan {data.get('run_name')!r}, not of {plan.name!r}")
+    kept: dict[str, TaskRun] = {}
+    for task in plan.tasks:
+        entry = entries.get(task.task_key)
+        status = (entry or {}).get("state", {}).get("result_state")
+        if entry is None or status not in SUCCEEDED:
+            continue
+        attempts = []
+        for a in entry.get("attempts", []):
+            result = None
+            if a.get("output"):
+                with contextlib.suppress(InputError):  # moved or deleted: the task is kept, not its values
+                    result = read_result(a["output"])
+            attempts.append(Attempt(a["attempt_number"], a["result_state"], a["start_time"], a["end_time"],
+                                    a.get("output"), result, a.get("error")))
+        kept[task.task_key] = TaskRun(task, entry["run_id"], status, attempts, "kept from the repaired run")
+    return kept, parameters
 
 
 def _state(result_state: str, message: str) -> dict[str, Any]:

@@ -179,8 +179,12 @@ class Scheduler:
         fail_fast: bool = False,
         context: Mapping[str, Any] | None = None,
         on_event: Callable[[str, TaskRun], None] | None = None,
+        prior: Mapping[str, TaskRun] | None = None,
     ) -> None:
+        # ``prior``: tasks that succeeded in the run being repaired; they count, but do not run again.
+        prior = prior or {}
         selected = only if only is not None else {t.task_key for t in plan.tasks}
+        selected = set(selected) | set(prior)
         self.deps = {t.task_key: [d for d in t.depends_on if d in selected] for t in plan.tasks
                      if t.task_key in selected}
         self.plan, self.notebooks, self.mode, self.fail_fast = plan, notebooks, mode, fail_fast
@@ -190,16 +194,19 @@ class Scheduler:
         params = {p.name: widget_string(p.default) for p in plan.parameters}
         params.update(job_parameters or {})
         base = 10_000 * (int(time.time()) % 100_000)
-        tasks = {t.task_key: TaskRun(t, base + i + 1) for i, t in enumerate(plan.tasks) if t.task_key in selected}
+        tasks = {t.task_key: prior.get(t.task_key) or TaskRun(t, base + i + 1) for i, t in enumerate(plan.tasks)
+                 if t.task_key in selected}
         self.run = PlanRun(plan, run_id, output_dir, mode, tasks, job_parameters=params)
         self._lock = threading.Lock()
         self._running: dict[str, Worker] = {}
         self._cancelled = False
         self._pool: WorkerPool | None = None
 
-    def _start_pool(self) -> WorkerPool:
+    def _start_pool(self) -> WorkerPool | None:
         """Workers for this run: one per concurrent task plus one warming the next kernel."""
-        keys = list(self.run.tasks)
+        keys = [k for k, t in self.run.tasks.items() if t.status == "PENDING"]
+        if not keys:
+            return None
         spark = any(uses_spark(self.notebooks[k]) for k in keys)
         options = {"project": str(project_dir()), "engine": self.context.get("engine") or "auto", "spark": spark}
         return WorkerPool(min(len(keys), self.max_workers + 1), options)

@@ -97,7 +97,8 @@ def test_a_killed_kernel_fails_its_task_only(project: Path) -> None:
     die = next(t for t in summary["tasks"] if t["task_key"] == "die")
     assert die["error"]["ename"] == "DeadKernelError"
     assert summary["status"] == "FAILED" and code == 1  # after_die is a leaf and did not succeed
-    assert "to resume: nbflow run" in stderr and "--from die" in stderr
+    assert f"to re-run what did not succeed: nbflow run {PLANS / 'faults.yaml'} --repair {summary['output_dir']}" \
+        f" --mode parallel" in stderr
 
 
 def test_the_job_timeout_stops_the_run(project: Path) -> None:
@@ -225,3 +226,20 @@ def test_a_warm_kernel_runs_the_task_in_its_folder_with_spark_attached_ahead(pro
     assert code == 0, stderr
     here, preattached, value, rows = summary["tasks"][0]["exit_value"].split("|")
     assert (here, preattached, value, rows) == (str(PLANS / "nb"), "True", "imported", "3")
+
+
+def test_repair_reruns_what_failed_with_the_kept_tasks_values_and_parameters(project: Path) -> None:
+    flag = project / "flag"
+    code, first, stderr = run_plan("repair.yaml", "-p", "env=prod", "-p", f"flag={flag}")
+    assert states(first) == {"producer": "SUCCESS", "gate": "FAILED", "consumer": "UPSTREAM_FAILED"}
+    hint = re.search(r"to re-run what did not succeed: (nbflow run .*)", stderr)
+    assert hint and f"--repair {first['output_dir']}" in hint.group(1)
+    flag.touch()
+    code, repaired, _ = run_plan("repair.yaml", "--repair", first["output_dir"])
+    assert code == 0 and states(repaired) == {"producer": "SUCCESS", "gate": "SUCCESS", "consumer": "SUCCESS"}
+    assert not (Path(repaired["output_dir"]) / "producer.ipynb").exists()  # kept, not run again
+    consumer = next(t for t in repaired["tasks"] if t["task_key"] == "consumer")
+    # The kept producer's task value and exit value, and the first run's job parameters.
+    assert json.loads(consumer["exit_value"]) == {"ref": "40/set/prod", "get": 40, "env": "prod"}
+    code, _, stderr = run_plan("values.yaml", "--repair", first["output_dir"])
+    assert code == 2 and "a run of plan 'repair', not of 'values'" in stderr
