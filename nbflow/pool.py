@@ -153,7 +153,8 @@ class WorkerPool:
             self._replace(worker)
 
     def close(self) -> None:
-        """End every worker: end of input first (they stop their kernels), then kill."""
+        """End every worker now: a kernel still warming is not waited for. Workers that do not
+        stop their kernels and exit within CLOSE_GRACE_S are killed."""
         with self._lock:
             self._closing = True
             workers = list(self._workers)
@@ -161,6 +162,7 @@ class WorkerPool:
             with contextlib.suppress(OSError, ValueError):
                 assert worker.proc.stdin is not None
                 worker.proc.stdin.close()
+            worker.interrupt()
         deadline = time.monotonic() + CLOSE_GRACE_S
         for worker in workers:
             try:

@@ -59,8 +59,8 @@ def runs_get(run: PlanRun) -> dict[str, Any]:
         "end_time": run.end_ms,
         # Setup: until the first task had a warm kernel (the worker pool starting, as a cluster does).
         "setup_duration": setup,
-        "execution_duration": run.end_ms - run.start_ms - setup,
-        "cleanup_duration": 0,
+        "execution_duration": run.end_ms - run.start_ms - setup - run.cleanup_ms,
+        "cleanup_duration": run.cleanup_ms,
         "run_duration": run.end_ms - run.start_ms,
         "job_parameters": [{"name": k, "value": v} for k, v in run.job_parameters.items()],
         "tasks": tasks,

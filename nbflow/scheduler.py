@@ -78,6 +78,7 @@ class PlanRun:
     result_state: str = ""
     job_parameters: dict[str, str] = field(default_factory=dict)
     resume_from: list[str] = field(default_factory=list)
+    cleanup_ms: int = 0  # stopping the worker pool after the last task
 
 
 def _now_ms() -> int:
@@ -262,9 +263,11 @@ class Scheduler:
             self._wait_for(threads)
             raise
         finally:
+            done = _now_ms()
             if self._pool is not None:
                 self._pool.close()
             run.end_ms = _now_ms()
+            run.cleanup_ms = run.end_ms - done
             run.result_state = job_result(run.tasks, self.deps) if not self._cancelled else run.result_state or CANCELED
             run.resume_from = [k for k in order if run.tasks[k].status not in SUCCEEDED]
         return run

@@ -56,37 +56,45 @@ def main() -> int:
     os.dup2(2, 1)  # a stray print (a library's, a notebook's) must not break the protocol
     options = json.loads(sys.argv[1])
     threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
-    kernel: WarmKernel | None = None
-    try:
+    live: list[WarmKernel] = []  # every kernel not yet stopped: stopped on the way out, whatever happens
+
+    def launch() -> Warming:
         launched = _launch(options)
+        if launched[0] is not None:
+            live.append(launched[0])
+        return launched
+
+    def ready(launched: Warming) -> WarmKernel | None:
+        kernel, why = _ready(launched, options)
+        _say(protocol, {"event": "ready", "warm": kernel is not None, "why": why})
+        return kernel
+
+    try:
+        launched = launch()
         # While the kernel process imports, this one imports what runs a task (papermill: ~0.3 s).
         import papermill  # noqa: F401
 
         from . import engine, runner  # noqa: F401
 
-        kernel, why = _ready(launched, options)
-        _say(protocol, {"event": "ready", "warm": kernel is not None, "why": why})
+        kernel = ready(launched)
         for line in sys.stdin:
             if not line.strip():
                 continue
             summary, _ok = handle(json.loads(line), kernel)
-            used, kernel = kernel, None
             _say(protocol, {"event": "done", "summary": summary})
             if summary.get("status") == "CANCELED":
-                if used is not None:
-                    used.stop(now=True)
                 return 130  # the run is stopping: no new kernel
-            # The next kernel starts importing before the used one is stopped.
-            following = _launch(options)
-            if used is not None:
-                used.stop(now=summary.get("status") != "SUCCESS")
-            kernel, why = _ready(following, options)
-            _say(protocol, {"event": "ready", "warm": kernel is not None, "why": why})
+            used = list(live)
+            launched = launch()  # the next kernel's process imports while the used one stops
+            for old in used:
+                old.stop(now=summary.get("status") != "SUCCESS")
+                live.remove(old)
+            kernel = ready(launched)
     except KeyboardInterrupt:
         return 130
     finally:
-        if kernel is not None:
-            kernel.stop(now=True)
+        for left in live:
+            left.stop(now=True)
     return 0
 
 

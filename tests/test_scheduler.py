@@ -67,7 +67,8 @@ def test_task_values_references_and_job_parameters_flow_downstream(project: Path
     assert run_json["run_duration"] >= 0 and run_json["job_parameters"] == [{"name": "env", "value": "prod"}]
     # Setup is the wait for the first warm kernel; the rest of the run is execution.
     assert 0 < run_json["setup_duration"] < run_json["run_duration"]
-    assert run_json["setup_duration"] + run_json["execution_duration"] == run_json["run_duration"]
+    durations = run_json["setup_duration"] + run_json["execution_duration"] + run_json["cleanup_duration"]
+    assert durations == run_json["run_duration"]
     producer = next(t for t in run_json["tasks"] if t["task_key"] == "producer")
     assert producer["task_values"] == {"rows": 40} and producer["notebook_output"]["result"] == "set"
     assert (Path(summary["output_dir"]) / "producer.log").is_file()  # each task's printed output
