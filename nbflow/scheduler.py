@@ -204,13 +204,14 @@ class Scheduler:
         self._pool: WorkerPool | None = None
 
     def _start_pool(self) -> WorkerPool | None:
-        """Workers for this run: one per concurrent task plus one warming the next kernel."""
+        """Workers for this run: one per concurrent task plus two warming the next kernels (on a
+        sequential plan of short tasks, one warming worker cannot keep up)."""
         keys = [k for k, t in self.run.tasks.items() if t.status == "PENDING"]
         if not keys:
             return None
         spark = any(uses_spark(self.notebooks[k]) for k in keys)
         options = {"project": str(project_dir()), "engine": self.context.get("engine") or "auto", "spark": spark}
-        return WorkerPool(min(len(keys), self.max_workers + 1), options)
+        return WorkerPool(min(len(keys), self.max_workers + 2), options)
 
     def execute(self) -> PlanRun:
         run = self.run
