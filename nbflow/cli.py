@@ -234,3 +234,6 @@ cli.add_command(cluster)
 from .table_cli import table  # noqa: E402
 
 cli.add_command(table)
+from .remote.serve_cli import serve  # noqa: E402
+
+cli.add_command(serve)

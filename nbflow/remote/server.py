@@ -1,0 +1,234 @@
+"""``nbflow serve``: a local Databricks workspace on 127.0.0.1 that answers the REST API.
+
+The server speaks the request and response shapes, status codes and error bodies of the real
+API, so the official ``databricks-sdk`` works against it unchanged. Every request needs the bearer
+token (401 ``UNAUTHENTICATED`` without one, 403 ``PERMISSION_DENIED`` for a wrong one). The
+workspace's state lives under ``<project>/.nbflow/workspace/`` and survives restarts.
+
+This module is the HTTP plumbing and the routes; :mod:`nbflow.remote.workspace_store` keeps the
+objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .api_errors import ApiError
+from .workspace_store import WorkspaceStore
+
+log = logging.getLogger("nbflow.serve")
+MAX_REQUEST_BYTES = 10 * 2**20 + 2**16  # the API's 10 MB, plus the envelope
+DISCOVERY_PATH = "/.well-known/databricks-config"
+WORKSPACE_ID = "1"
+
+Route = Callable[["Workspace", dict[str, str], dict[str, Any]], Any]
+ROUTES: dict[tuple[str, str], Route] = {}
+
+
+def route(method: str, *paths: str) -> Callable[[Route], Route]:
+    def register(func: Route) -> Route:
+        for path in paths:
+            ROUTES[(method, path)] = func
+        return func
+
+    return register
+
+
+class Raw:
+    """A response that is bytes, not JSON (``export`` with ``direct_download``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class Workspace:
+    """What the routes work on: the workspace objects (clusters and jobs join them later)."""
+
+    def __init__(self, project: Path) -> None:
+        self.project = project
+        self.root = project / ".nbflow" / "workspace"
+        self.store = WorkspaceStore(self.root)
+
+
+class WorkspaceServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, project: Path, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not token:
+            raise ValueError("a token is required")
+        self.workspace = Workspace(project)
+        self.token = token
+        super().__init__((host, port), _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> threading.Thread:
+        """Serve from a background thread (tests, embedding); :meth:`stop` ends it."""
+        thread = threading.Thread(target=self.serve_forever, name="nbflow-serve", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: WorkspaceServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Request lines carry no token (it is a header); they go to the log, not to stderr.
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_REQUEST_BYTES:
+                raise ApiError(400, "INVALID_PARAMETER_VALUE", "The request is larger than the 10 MB limit")
+            raw = self.rfile.read(length) if length else b""
+            if (method, url.path) == ("GET", DISCOVERY_PATH):
+                # Public on a real workspace too: the SDK reads it before it authenticates.
+                self._send(200, {"oidc_endpoint": f"{self.server.url}/oidc", "workspace_id": WORKSPACE_ID})
+                return
+            self._authenticate()
+            handler = ROUTES.get((method, url.path.rstrip("/")))
+            if handler is None:
+                raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {url.path}'")
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            result = handler(self.server.workspace, query, self._body(raw))
+        except ApiError as exc:
+            self._send(exc.status, exc.body())
+        except Exception as exc:  # a defect answers 500 in the API's shape, never a dropped connection
+            log.exception("%s %s failed", method, url.path)
+            self._send(500, {"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
+        else:
+            self._send(200, result if result is not None else {})
+
+    def _authenticate(self) -> None:
+        header = self.headers.get("Authorization") or ""
+        if not header:
+            raise ApiError(401, "UNAUTHENTICATED", "No access token: send the header 'Authorization: Bearer <token>'")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.server.token.encode()):
+            raise ApiError(403, "PERMISSION_DENIED", "Invalid access token.")
+
+    def _body(self, raw: bytes) -> dict[str, Any]:
+        kind = self.headers.get("Content-Type") or ""
+        if kind.startswith("multipart/form-data"):
+            return _multipart(kind, raw)
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "MALFORMED_REQUEST", "The request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "MALFORMED_REQUEST", "The request body must be a JSON object")
+        return body
+
+    def _send(self, status: int, payload: Any) -> None:
+        if isinstance(payload, Raw):
+            data, kind = payload.data, "application/octet-stream"
+        else:
+            data, kind = json.dumps(payload).encode("utf-8"), "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _multipart(kind: str, raw: bytes) -> dict[str, Any]:
+    """The fields of a multipart/form-data body (what ``workspace.upload`` sends): text or bytes."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {kind}\r\n\r\n".encode("latin-1") + raw
+    )
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = str(part.get_param("name", header="content-disposition"))
+        data = part.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else b""
+        fields[name] = data if part.get_filename() or name == "content" else data.decode("utf-8")
+    return fields
+
+
+def _flag(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+# -- Workspace API (/api/2.0/workspace) ------------------------------------------------------------
+@route("POST", "/api/2.0/workspace/mkdirs")
+def _mkdirs(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.store.mkdirs(body.get("path"))
+    return {}
+
+
+@route("POST", "/api/2.0/workspace/import")
+def _import(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    content = body.get("content")
+    if isinstance(content, str):
+        try:
+            content = base64.b64decode(content, validate=True)
+        except ValueError:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "content must be base64-encoded") from None
+    if not isinstance(content, bytes):
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", "content is required")
+    ws.store.import_(body.get("path"), content, body.get("format"), body.get("language"),
+                     _flag(body.get("overwrite")))
+    return {}
+
+
+@route("GET", "/api/2.0/workspace/export")
+def _export(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> Any:
+    data, file_type = ws.store.export(query.get("path"), query.get("format"))
+    if _flag(query.get("direct_download")):
+        return Raw(data)
+    return {"content": base64.b64encode(data).decode("ascii"), "file_type": file_type}
+
+
+@route("GET", "/api/2.0/workspace/get-status")
+def _get_status(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return ws.store.status(query.get("path"))
+
+
+@route("GET", "/api/2.0/workspace/list")
+def _list(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    objects = ws.store.list(query.get("path"))
+    return {"objects": objects} if objects else {}
+
+
+@route("POST", "/api/2.0/workspace/delete")
+def _delete(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.store.delete(body.get("path"), _flag(body.get("recursive")))
+    return {}

@@ -1,0 +1,112 @@
+"""``nbflow serve``'s Workspace API, driven by the real ``databricks-sdk`` over loopback HTTP."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk import errors as sdk_errors
+from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
+
+from nbflow.remote.server import WorkspaceServer
+
+SAMPLES = Path(__file__).parent.parent / "sample_notebooks"
+TOKEN = "dapi-test-token"
+
+
+@pytest.fixture
+def server(project: Path) -> Iterator[WorkspaceServer]:
+    srv = WorkspaceServer(project, TOKEN)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def client(server: WorkspaceServer, token: str = TOKEN) -> WorkspaceClient:
+    return WorkspaceClient(host=server.url, token=token, auth_type="pat")
+
+
+def test_upload_list_export_and_delete_notebooks(server: WorkspaceServer) -> None:
+    w = client(server)
+    w.workspace.mkdirs("/Shared/nbflow/demo")
+    source = (SAMPLES / "setup.py").read_bytes()
+    w.workspace.import_("/Shared/nbflow/demo/setup", content=base64.b64encode(source).decode(),
+                        format=ImportFormat.SOURCE, language=Language.PYTHON, overwrite=True)
+    ipynb = (SAMPLES / "worker_2_customer_ltv.ipynb").read_bytes()
+    w.workspace.upload("/Shared/nbflow/demo/worker_2", io.BytesIO(ipynb), format=ImportFormat.JUPYTER)
+    listed = {o.path: o for o in w.workspace.list("/Shared/nbflow/demo")}
+    assert set(listed) == {"/Shared/nbflow/demo/setup", "/Shared/nbflow/demo/worker_2"}
+    assert listed["/Shared/nbflow/demo/setup"].object_type == ObjectType.NOTEBOOK
+    assert listed["/Shared/nbflow/demo/setup"].language == Language.PYTHON
+    assert w.workspace.get_status("/Shared/nbflow").object_type == ObjectType.DIRECTORY
+    # Round trips: source comes back as it went in; Jupyter exported as SOURCE is a source notebook.
+    assert base64.b64decode(w.workspace.export("/Shared/nbflow/demo/setup").content or "") == source
+    as_source = w.workspace.download("/Shared/nbflow/demo/worker_2", format=ExportFormat.SOURCE).read()
+    assert as_source.startswith(b"# Databricks notebook source") and b"# COMMAND ----------" in as_source
+    # AUTO: a .py with the source header is a notebook, its extension removed.
+    w.workspace.upload("/Shared/nbflow/demo/hello.py", source, format=ImportFormat.AUTO)
+    assert w.workspace.get_status("/Shared/nbflow/demo/hello").object_type == ObjectType.NOTEBOOK
+    with pytest.raises(sdk_errors.ResourceConflict):  # RESOURCE_ALREADY_EXISTS without overwrite
+        w.workspace.upload("/Shared/nbflow/demo/worker_2", io.BytesIO(ipynb), format=ImportFormat.JUPYTER)
+    with pytest.raises(sdk_errors.BadRequest, match="not empty"):
+        w.workspace.delete("/Shared/nbflow")
+    w.workspace.delete("/Shared/nbflow", recursive=True)
+    with pytest.raises(sdk_errors.NotFound):
+        w.workspace.get_status("/Shared/nbflow/demo/setup")
+
+
+def test_state_survives_a_restart_and_paths_stay_inside(project: Path, server: WorkspaceServer) -> None:
+    w = client(server)
+    w.workspace.mkdirs("/Users/me")
+    w.workspace.upload("/Users/me/nb", b"print(1)\n", format=ImportFormat.SOURCE, language=Language.PYTHON)
+    with pytest.raises(sdk_errors.BadRequest, match=r"must not contain '\.\.'"):
+        w.workspace.import_("/Users/me/../../../etc/x", content=base64.b64encode(b"x").decode(),
+                            format=ImportFormat.RAW)
+    with pytest.raises(sdk_errors.BadRequest, match="not absolute"):
+        w.workspace.get_status("relative/path")
+    with pytest.raises(sdk_errors.NotFound, match="parent folder"):
+        w.workspace.upload("/Nowhere/nb", b"print(1)\n", format=ImportFormat.SOURCE, language=Language.PYTHON)
+    again = WorkspaceServer(project, TOKEN)
+    again.start()
+    try:
+        exported = client(again).workspace.download("/Users/me/nb").read()
+    finally:
+        again.stop()
+    assert exported == b"# Databricks notebook source\nprint(1)\n"  # plain Python became a source notebook
+    assert not list(project.parent.glob("etc*"))
+
+
+def test_a_missing_or_wrong_token_is_refused(server: WorkspaceServer) -> None:
+    with pytest.raises(sdk_errors.PermissionDenied, match="Invalid access token"):
+        client(server, "wrong").workspace.get_status("/")
+    import requests
+
+    reply = requests.get(f"{server.url}/api/2.0/workspace/get-status", params={"path": "/"}, timeout=10)
+    assert reply.status_code == 401 and reply.json()["error_code"] == "UNAUTHENTICATED"
+    reply = requests.get(f"{server.url}/api/2.0/nothing/here", headers={"Authorization": f"Bearer {TOKEN}"},
+                         timeout=10)
+    assert reply.status_code == 404 and reply.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_the_serve_command_prints_its_token_once_and_stops_on_ctrl_c(project: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "nbflow", "serve", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.match(r"export DATABRICKS_HOST=(\S+) DATABRICKS_TOKEN=(\S+)", line)
+    assert found, line
+    w = WorkspaceClient(host=found.group(1), token=found.group(2), auth_type="pat")
+    assert w.workspace.get_status("/").object_type == ObjectType.DIRECTORY
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "stopped" in err
+    assert found.group(2) not in err and found.group(2) not in out  # printed once, on stdout only
