@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import graphlib
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -218,7 +219,39 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
     return plan, notebooks
 
 
-def _check(plan: Plan, base: Path, report: Any) -> dict[str, Path]:
+def plan_from_job(settings: dict[str, Any], locate: Callable[[str], Path], where: str) -> tuple[Plan, dict[str, Path]]:
+    """A Jobs API job (its ``settings``, or a ``runs/submit`` body) as a plan, with each task's
+    notebook file found by ``locate`` (a workspace path to a local file; raises InputError).
+
+    Raises PlanError listing every problem by its field path, prefixed by ``where``.
+    """
+    data, renamed = from_jobs_api(settings, None)
+    renamed.pop("prefix", ())  # type: ignore[call-overload]
+    problems: list[str] = []
+
+    def report(loc: tuple[Any, ...], message: str) -> None:
+        original = next(((*new, *loc[len(old):]) for old, new in renamed.items() if loc[:len(old)] == old), loc)
+        problems.append(f"{where}: {_dotted(original) or '(job)'}: {message}")
+
+    for i, task in enumerate(settings.get("tasks") or []):
+        if isinstance(task, dict) and "notebook_task" not in task:
+            kinds = sorted(k for k in task if k.endswith("_task")) or ["none"]
+            report(("tasks", i), f"only notebook_task runs here (this task has: {', '.join(kinds)})")
+    if problems:
+        raise PlanError(problems)
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            report(tuple(error["loc"]), _message(error))
+        raise PlanError(problems) from None
+    notebooks = _check(plan, Path("."), report, locate)
+    if problems:
+        raise PlanError(problems)
+    return plan, notebooks
+
+
+def _check(plan: Plan, base: Path, report: Any, locate: Callable[[str], Path] | None = None) -> dict[str, Path]:
     """The checks that need the whole plan: keys, dependencies, cycles, notebooks, references."""
     keys: dict[str, int] = {}
     for i, task in enumerate(plan.tasks):
@@ -245,7 +278,7 @@ def _check(plan: Plan, base: Path, report: Any) -> dict[str, Path]:
     notebooks: dict[str, Path] = {}
     for i, task in enumerate(plan.tasks):
         try:
-            notebooks[task.task_key] = resolve_notebook(task.notebook, base)
+            notebooks[task.task_key] = locate(task.notebook) if locate else resolve_notebook(task.notebook, base)
         except InputError as exc:
             report(("tasks", i, "notebook"), str(exc))
     job_params = {p.name for p in plan.parameters}
@@ -302,7 +335,9 @@ START_TIME_FIELDS = ("iso_date", "iso_datetime", "year", "month", "day", "hour",
                      "timestamp_ms", "is_weekday")
 
 
-def from_jobs_api(data: dict[str, Any], base: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], tuple[Any, ...]]]:
+def from_jobs_api(
+    data: dict[str, Any], base: Path | None
+) -> tuple[dict[str, Any], dict[tuple[Any, ...], tuple[Any, ...]]]:
     """Turn a Jobs API job definition into a plan; a plan comes back unchanged.
 
     Recognised by ``notebook_task`` in its tasks (also inside ``settings``, as ``jobs/get``
@@ -310,6 +345,7 @@ def from_jobs_api(data: dict[str, Any], base: Path) -> tuple[dict[str, Any], dic
     given, relative to the plan's folder; else with its leading folders dropped one by one
     (``/Workspace/Users/me/project/etl/load`` finds ``etl/load`` or ``load`` next to the plan).
     ``base_parameters`` becomes ``parameters``; compute and notification fields are ignored.
+    With no ``base``, notebook paths are kept as they are (a workspace resolves them).
     Returns the plan data and, for error messages, the original field paths of renamed fields.
     """
     prefix: tuple[Any, ...] = ()
@@ -331,7 +367,8 @@ def from_jobs_api(data: dict[str, Any], base: Path) -> tuple[dict[str, Any], dic
         converted = {k: v for k, v in task.items() if k not in TASK_API_EXTRAS and k != "notebook_task"}
         nb_task = task.get("notebook_task")
         if isinstance(nb_task, dict):
-            converted["notebook"] = _local_notebook(str(nb_task.get("notebook_path", "")), base)
+            path = str(nb_task.get("notebook_path", ""))
+            converted["notebook"] = path if base is None else _local_notebook(path, base)
             renamed[("tasks", i, "notebook")] = ("tasks", i, "notebook_task", "notebook_path")
             if "base_parameters" in nb_task:
                 converted["parameters"] = nb_task["base_parameters"]

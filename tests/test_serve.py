@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 import os
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk import errors as sdk_errors
+from databricks.sdk.service.compute import State
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
 
 from nbflow.remote.server import WorkspaceServer
@@ -110,3 +112,21 @@ def test_the_serve_command_prints_its_token_once_and_stops_on_ctrl_c(project: Pa
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped" in err
     assert found.group(2) not in err and found.group(2) not in out  # printed once, on stdout only
+
+
+def test_clusters_go_pending_running_terminated_on_the_local_engine(server: WorkspaceServer) -> None:
+    w = client(server)
+    assert "16.4.x-scala2.12" in {v.key for v in w.clusters.spark_versions().versions or []}
+    details = w.clusters.create_and_wait(cluster_name="nbflow-test", spark_version="16.4.x-scala2.12",
+                                         node_type_id="local", num_workers=0, autotermination_minutes=30,
+                                         timeout=datetime.timedelta(seconds=120))
+    assert details.state == State.RUNNING and details.cluster_name == "nbflow-test"
+    assert [c.cluster_id for c in w.clusters.list()] == [details.cluster_id]
+    w.clusters.delete_and_wait(details.cluster_id)
+    assert w.clusters.get(details.cluster_id).state == State.TERMINATED
+    w.clusters.start(details.cluster_id).result(timeout=datetime.timedelta(seconds=120))
+    w.clusters.permanent_delete(details.cluster_id)
+    with pytest.raises(sdk_errors.ResourceDoesNotExist):  # 400 "does not exist", remapped by the SDK
+        w.clusters.get(details.cluster_id)
+    with pytest.raises(sdk_errors.InvalidParameterValue, match="autotermination_minutes"):
+        w.clusters.create(spark_version="16.4.x-scala2.12", node_type_id="local", autotermination_minutes=5)

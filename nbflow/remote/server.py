@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .api_errors import ApiError
+from .clusters_store import ClustersStore, node_types, spark_versions
 from .workspace_store import WorkspaceStore
 
 log = logging.getLogger("nbflow.serve")
@@ -53,21 +54,29 @@ class Raw:
 
 
 class Workspace:
-    """What the routes work on: the workspace objects (clusters and jobs join them later)."""
+    """What the routes work on: the workspace objects and the clusters (jobs join them later)."""
 
-    def __init__(self, project: Path) -> None:
+    def __init__(self, project: Path, engine: str = "auto") -> None:
         self.project = project
+        self.engine = engine
         self.root = project / ".nbflow" / "workspace"
         self.store = WorkspaceStore(self.root)
+        self.clusters = ClustersStore(self.root, self._start_engine)
+
+    def _start_engine(self) -> None:
+        from .. import cluster
+
+        cluster.ensure_running(self.project, self.engine)
 
 
 class WorkspaceServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, project: Path, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, project: Path, token: str, host: str = "127.0.0.1", port: int = 0,
+                 engine: str = "auto") -> None:
         if not token:
             raise ValueError("a token is required")
-        self.workspace = Workspace(project)
+        self.workspace = Workspace(project, engine)
         self.token = token
         super().__init__((host, port), _Handler)
 
@@ -232,3 +241,64 @@ def _list(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[st
 def _delete(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
     ws.store.delete(body.get("path"), _flag(body.get("recursive")))
     return {}
+
+
+# -- Clusters API (/api/2.1/clusters; 2.0 answers the same) ----------------------------------------
+def _clusters(op: str) -> tuple[str, str]:
+    return f"/api/2.0/clusters/{op}", f"/api/2.1/clusters/{op}"
+
+
+@route("POST", *_clusters("create"))
+def _cluster_create(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return {"cluster_id": ws.clusters.create(body)}
+
+
+@route("GET", *_clusters("get"))
+def _cluster_get(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return ws.clusters.get(query.get("cluster_id"))
+
+
+@route("GET", *_clusters("list"))
+def _cluster_list(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    clusters = ws.clusters.list()
+    return {"clusters": clusters} if clusters else {}
+
+
+@route("POST", *_clusters("start"))
+def _cluster_start(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.clusters.start(body.get("cluster_id"))
+    return {}
+
+
+@route("POST", *_clusters("restart"))
+def _cluster_restart(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.clusters.restart(body.get("cluster_id"))
+    return {}
+
+
+@route("POST", *_clusters("edit"))
+def _cluster_edit(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.clusters.edit(body)
+    return {}
+
+
+@route("POST", *_clusters("delete"))
+def _cluster_delete(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.clusters.delete(body.get("cluster_id"))
+    return {}
+
+
+@route("POST", *_clusters("permanent-delete"))
+def _cluster_permanent_delete(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.clusters.delete(body.get("cluster_id"), permanent=True)
+    return {}
+
+
+@route("GET", *_clusters("spark-versions"))
+def _spark_versions(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return spark_versions()
+
+
+@route("GET", *_clusters("list-node-types"))
+def _node_types(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return node_types()

@@ -1,8 +1,9 @@
 """The objects of the local workspace (``nbflow serve``): folders, notebooks and files.
 
-The tree lives in one index (``index.json``: path -> object) and the contents in files named by
-object id, under ``<project>/.nbflow/workspace/``. A workspace path is only ever a key in the
-index, never a file-system path, so no path given to the API can reach outside that folder.
+The tree lives in one index (``index.json``: path -> object) and the contents in a folder that
+mirrors it (``tree/``, a notebook with its form's extension), under ``<project>/.nbflow/workspace/``.
+Paths are normalised and refused if they hold ``..``, and every file is checked to be inside
+``tree/``, so no path given to the API reaches outside that folder.
 Notebooks keep the form they were imported in (Databricks source or Jupyter) and are converted on
 export, as a workspace converts between ``SOURCE`` and ``JUPYTER``.
 """
@@ -64,7 +65,7 @@ def normalize(path: Any) -> str:
 class WorkspaceStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.contents = root / "objects"
+        self.contents = root / "tree"
         self.contents.mkdir(parents=True, exist_ok=True)
         self._index_file = root / "index.json"
         self._lock = threading.RLock()
@@ -83,8 +84,13 @@ class WorkspaceStore:
         os.replace(tmp, self._index_file)
 
     def _content_file(self, obj: WorkspaceObject) -> Path:
+        """Where an object's content is: the tree mirrors the workspace, so that a notebook's
+        relative ``%run`` and ``dbutils.notebook.run`` paths work when it runs here."""
         suffix = ".ipynb" if obj.form == "JUPYTER" else LANGUAGES.get(obj.language or "", "")
-        return self.contents / f"{obj.object_id}{suffix if obj.object_type == 'NOTEBOOK' else ''}"
+        target = self.contents / (obj.path.lstrip("/") + (suffix if obj.object_type == "NOTEBOOK" else ""))
+        if not target.resolve().is_relative_to(self.contents.resolve()):  # a symlink planted in the tree
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Path ({obj.path}) leaves the workspace")
+        return target
 
     def _new_id(self) -> int:
         return max((o.object_id for o in self._objects.values()), default=0) + 1
@@ -194,10 +200,17 @@ class WorkspaceStore:
                 raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"Path ({clean}) already exists.")
             if existing is not None:
                 self._content_file(existing).unlink(missing_ok=True)
-            obj = WorkspaceObject(clean, kind, existing.object_id if existing else self._new_id(),
+            new_id = existing.object_id if existing else self._new_id()
+            obj = WorkspaceObject(clean, kind, new_id,
                                   existing.created_at if existing else _now(), _now(),
                                   language.upper() if language else None, stored_form if kind == "NOTEBOOK" else None)
-            self._content_file(obj).write_bytes(content)
+            target = self._content_file(obj)
+            if any(o.path != clean and o.object_type != "DIRECTORY" and self._content_file(o) == target
+                   for o in self._objects.values()):
+                # The notebook /a/x and the file /a/x.py would share a file here.
+                raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"Path ({clean}) clashes with another object")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
             self._objects[clean] = obj
             self._save()
 
