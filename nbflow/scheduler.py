@@ -289,6 +289,10 @@ class Scheduler:
         for thread in threads.values():
             thread.join(5)
 
+    def cancel(self, reason: str = "the run was cancelled") -> None:
+        """Stop the run from another thread: running tasks are interrupted, the rest CANCELED."""
+        self._stop_all(CANCELED, reason)
+
     def _stop_all(self, status: str, reason: str, interrupt: bool = True) -> None:
         with self._lock:
             self._cancelled = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 import io
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk import errors as sdk_errors
+from databricks.sdk.service import jobs
 from databricks.sdk.service.compute import State
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
 
@@ -130,3 +132,69 @@ def test_clusters_go_pending_running_terminated_on_the_local_engine(server: Work
         w.clusters.get(details.cluster_id)
     with pytest.raises(sdk_errors.InvalidParameterValue, match="autotermination_minutes"):
         w.clusters.create(spark_version="16.4.x-scala2.12", node_type_id="local", autotermination_minutes=5)
+
+
+PLAN_NB = Path(__file__).parent / "plans" / "nb"
+
+
+def upload(w: WorkspaceClient, folder: str, *names: str) -> None:
+    w.workspace.mkdirs(folder)
+    for name in names:
+        w.workspace.upload(f"{folder}/{name}", (PLAN_NB / f"{name}.py").read_bytes(), format=ImportFormat.SOURCE,
+                           language=Language.PYTHON, overwrite=True)
+
+
+def test_a_job_runs_its_task_graph_with_values_and_outputs(server: WorkspaceServer) -> None:
+    w = client(server)
+    upload(w, "/Shared/t", "set_value", "use_value", "boom")
+    job = w.jobs.create(
+        name="values", parameters=[jobs.JobParameterDefinition(name="env", default="dev")],
+        tasks=[
+            jobs.Task(task_key="producer", notebook_task=jobs.NotebookTask(
+                notebook_path="/Shared/t/set_value", base_parameters={"n": "4"})),
+            jobs.Task(task_key="consumer", depends_on=[jobs.TaskDependency(task_key="producer")],
+                      notebook_task=jobs.NotebookTask(notebook_path="/Shared/t/use_value", base_parameters={
+                          "from_ref": "{{tasks.producer.values.rows}}/{{job.parameters.env}}"})),
+            jobs.Task(task_key="fails", notebook_task=jobs.NotebookTask(notebook_path="/Shared/t/boom")),
+        ])
+    run = w.jobs.run_now_and_wait(job.job_id, job_parameters={"env": "prod"},
+                                  timeout=datetime.timedelta(seconds=180))
+    assert run.state and run.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED
+    assert run.state.result_state == jobs.RunResultState.FAILED  # "fails" is a leaf
+    states = {t.task_key: t.state.result_state for t in run.tasks or [] if t.state}
+    assert states == {"producer": jobs.RunResultState.SUCCESS, "consumer": jobs.RunResultState.SUCCESS,
+                      "fails": jobs.RunResultState.FAILED}
+    consumer = next(t for t in run.tasks or [] if t.task_key == "consumer")
+    output = w.jobs.get_run_output(consumer.run_id)
+    assert json.loads(output.notebook_output.result) == {"ref": "40/prod", "get": 40, "env": "prod"}
+    failed = next(t for t in run.tasks or [] if t.task_key == "fails")
+    assert "boom" in (w.jobs.get_run_output(failed.run_id).error or "")
+    with pytest.raises(sdk_errors.InvalidParameterValue, match="multiple tasks"):
+        w.jobs.get_run_output(run.run_id)
+    assert [r.run_id for r in w.jobs.list_runs(job_id=job.job_id)] == [run.run_id]
+    with pytest.raises(sdk_errors.ResourceDoesNotExist):
+        w.jobs.get(job_id=987654)
+    with pytest.raises(sdk_errors.InvalidParameterValue, match="dependency cycle"):
+        w.jobs.create(name="cycle", tasks=[
+            jobs.Task(task_key="a", depends_on=[jobs.TaskDependency(task_key="b")],
+                      notebook_task=jobs.NotebookTask(notebook_path="/Shared/t/boom")),
+            jobs.Task(task_key="b", depends_on=[jobs.TaskDependency(task_key="a")],
+                      notebook_task=jobs.NotebookTask(notebook_path="/Shared/t/boom"))])
+    w.jobs.delete(job.job_id)
+    assert not list(w.jobs.list(name="values"))
+
+
+def test_runs_can_be_cancelled_and_concurrent_runs_are_skipped(server: WorkspaceServer) -> None:
+    w = client(server)
+    upload(w, "/Shared/t", "nap")
+    job = w.jobs.create(name="nap", max_concurrent_runs=1, queue=jobs.QueueSettings(enabled=False),
+                        tasks=[jobs.Task(task_key="nap", notebook_task=jobs.NotebookTask(
+                            notebook_path="/Shared/t/nap"))])
+    first = w.jobs.run_now(job.job_id).response.run_id
+    skipped = w.jobs.run_now(job.job_id).result(timeout=datetime.timedelta(seconds=30))
+    assert skipped.state and skipped.state.life_cycle_state == jobs.RunLifeCycleState.SKIPPED
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=60)
+    while w.jobs.get_run(first).state.life_cycle_state != jobs.RunLifeCycleState.RUNNING:  # type: ignore[union-attr]
+        assert datetime.datetime.now() < deadline
+    cancelled = w.jobs.cancel_run_and_wait(first, timeout=datetime.timedelta(seconds=90))
+    assert cancelled.state and cancelled.state.result_state == jobs.RunResultState.CANCELED

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .api_errors import ApiError
 from .clusters_store import ClustersStore, node_types, spark_versions
+from .jobs_store import JobsStore
 from .workspace_store import WorkspaceStore
 
 log = logging.getLogger("nbflow.serve")
@@ -54,7 +55,7 @@ class Raw:
 
 
 class Workspace:
-    """What the routes work on: the workspace objects and the clusters (jobs join them later)."""
+    """What the routes work on: the workspace objects, the clusters, the jobs and their runs."""
 
     def __init__(self, project: Path, engine: str = "auto") -> None:
         self.project = project
@@ -62,6 +63,7 @@ class Workspace:
         self.root = project / ".nbflow" / "workspace"
         self.store = WorkspaceStore(self.root)
         self.clusters = ClustersStore(self.root, self._start_engine)
+        self.jobs = JobsStore(self.root, self.store, self.clusters)
 
     def _start_engine(self) -> None:
         from .. import cluster
@@ -92,8 +94,10 @@ class WorkspaceServer(ThreadingHTTPServer):
         return thread
 
     def stop(self) -> None:
+        """Stop answering, cancel the runs still going (their workers and kernels stop too)."""
         self.shutdown()
         self.server_close()
+        self.workspace.jobs.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -135,6 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
             if handler is None:
                 raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {url.path}'")
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            query["__api__"] = url.path.split("/")[2] if url.path.count("/") > 2 else ""
             result = handler(self.server.workspace, query, self._body(raw))
         except ApiError as exc:
             self._send(exc.status, exc.body())
@@ -302,3 +307,85 @@ def _spark_versions(ws: Workspace, query: dict[str, str], body: dict[str, Any]) 
 @route("GET", *_clusters("list-node-types"))
 def _node_types(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
     return node_types()
+
+
+# -- Jobs API (/api/2.2/jobs; 2.1 answers the same, without queueing by default) -------------------
+def _jobs(op: str) -> tuple[str, str]:
+    return f"/api/2.1/jobs/{op}", f"/api/2.2/jobs/{op}"
+
+
+def _api_version(query: dict[str, str]) -> str:
+    return query.get("__api__", "2.2")
+
+
+@route("POST", *_jobs("create"))
+def _job_create(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return {"job_id": ws.jobs.create(body, _api_version(query))}
+
+
+@route("GET", *_jobs("get"))
+def _job_get(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return ws.jobs.get(query.get("job_id"))
+
+
+@route("GET", *_jobs("list"))
+def _job_list(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    limit = int(query.get("limit") or 20)
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", f"limit must be between 1 and 100, got {limit}")
+    return ws.jobs.list_jobs(query.get("name"), limit, query.get("page_token"))
+
+
+@route("POST", *_jobs("reset"))
+def _job_reset(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.jobs.reset(body.get("job_id"), body.get("new_settings") or {})
+    return {}
+
+
+@route("POST", *_jobs("update"))
+def _job_update(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.jobs.update(body.get("job_id"), body.get("new_settings") or {}, body.get("fields_to_remove") or [])
+    return {}
+
+
+@route("POST", *_jobs("delete"))
+def _job_delete(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.jobs.delete(body.get("job_id"))
+    return {}
+
+
+@route("POST", *_jobs("run-now"))
+def _run_now(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return ws.jobs.run_now(body)
+
+
+@route("POST", *_jobs("runs/submit"))
+def _submit(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return ws.jobs.submit(body)
+
+
+@route("GET", *_jobs("runs/get"))
+def _run_get(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return ws.jobs.get_run(query.get("run_id"))
+
+
+@route("GET", *_jobs("runs/get-output"))
+def _run_output(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return ws.jobs.get_output(query.get("run_id"))
+
+
+@route("GET", *_jobs("runs/list"))
+def _run_list(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    return ws.jobs.list_runs(query)
+
+
+@route("POST", *_jobs("runs/cancel"))
+def _run_cancel(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.jobs.cancel(body.get("run_id"))
+    return {}
+
+
+@route("POST", *_jobs("runs/cancel-all"))
+def _run_cancel_all(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    ws.jobs.cancel_all(body.get("job_id"))
+    return {}
