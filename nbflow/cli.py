@@ -237,3 +237,6 @@ cli.add_command(table)
 from .remote.serve_cli import serve  # noqa: E402
 
 cli.add_command(serve)
+from .remote.remote_cli import remote  # noqa: E402
+
+cli.add_command(remote)

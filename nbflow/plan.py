@@ -227,6 +227,10 @@ def plan_from_job(settings: dict[str, Any], locate: Callable[[str], Path], where
     """
     data, renamed = from_jobs_api(settings, None)
     renamed.pop("prefix", ())  # type: ignore[call-overload]
+    # A workspace accepts fields newer than nbflow knows (the SDK sends them): keep only what runs.
+    data = {k: v for k, v in data.items() if k in Plan.model_fields}
+    data["tasks"] = [{k: v for k, v in t.items() if k in Task.model_fields} if isinstance(t, dict) else t
+                     for t in data.get("tasks") or []]
     problems: list[str] = []
 
     def report(loc: tuple[Any, ...], message: str) -> None:
