@@ -198,3 +198,35 @@ def test_runs_can_be_cancelled_and_concurrent_runs_are_skipped(server: Workspace
         assert datetime.datetime.now() < deadline
     cancelled = w.jobs.cancel_run_and_wait(first, timeout=datetime.timedelta(seconds=90))
     assert cancelled.state and cancelled.state.result_state == jobs.RunResultState.CANCELED
+
+
+@pytest.mark.parametrize(("quartz", "after", "expected"), [
+    ("0 15 22 ? * 2-6", "2026-11-22T06:00:00+00:00", "2026-11-23T21:15:00+00:00"),  # Mon-Fri, Paris time
+    ("0 0 12 ? * 6#3", "2026-11-22T06:00:00+00:00", "2026-12-18T11:00:00+00:00"),  # third Friday
+    ("0 0 9 1 * ? 2028", "2026-11-22T06:00:00+00:00", "2028-01-01T08:00:00+00:00"),  # a year field
+])
+def test_quartz_schedules_fire_at_their_time(quartz: str, after: str, expected: str) -> None:
+    from nbflow.remote.schedules import _next_time
+
+    fire = _next_time((quartz, "Europe/Paris"), datetime.datetime.fromisoformat(after))
+    assert fire == datetime.datetime.fromisoformat(expected)
+
+
+def test_an_unpaused_schedule_starts_runs_and_a_paused_one_does_not(server: WorkspaceServer) -> None:
+    w = client(server)
+    upload(w, "/Shared/t", "set_value")
+    task = jobs.Task(task_key="t", notebook_task=jobs.NotebookTask(notebook_path="/Shared/t/set_value"))
+    every_2s = "*/2 * * * * ?"
+    live = w.jobs.create(name="live", tasks=[task], schedule=jobs.CronSchedule(
+        quartz_cron_expression=every_2s, timezone_id="UTC", pause_status=jobs.PauseStatus.UNPAUSED))
+    paused = w.jobs.create(name="paused", tasks=[task], schedule=jobs.CronSchedule(
+        quartz_cron_expression=every_2s, timezone_id="UTC", pause_status=jobs.PauseStatus.PAUSED))
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=30)
+    while not list(w.jobs.list_runs(job_id=live.job_id)):
+        assert datetime.datetime.now() < deadline, "the schedule never fired"
+    [first] = list(w.jobs.list_runs(job_id=live.job_id))
+    assert first.trigger == jobs.TriggerType.PERIODIC
+    w.jobs.update(live.job_id, new_settings=jobs.JobSettings(schedule=jobs.CronSchedule(
+        quartz_cron_expression=every_2s, timezone_id="UTC", pause_status=jobs.PauseStatus.PAUSED)))
+    w.jobs.get_run(first.run_id)
+    assert not list(w.jobs.list_runs(job_id=paused.job_id))

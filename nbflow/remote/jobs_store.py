@@ -11,6 +11,7 @@ Jobs and finished runs persist under ``.nbflow/workspace/``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -123,6 +124,16 @@ class JobsStore:
         with self._lock:
             del self.jobs[job["job_id"]]
             self._save()
+
+    def scheduled(self) -> list[tuple[int, dict[str, Any]]]:
+        """The jobs with a schedule, for :class:`nbflow.remote.schedules.ScheduleRunner`."""
+        with self._lock:
+            return [(job_id, dict(job["settings"]["schedule"])) for job_id, job in self.jobs.items()
+                    if isinstance(job["settings"].get("schedule"), dict)]
+
+    def fire_schedule(self, job_id: int) -> None:
+        with contextlib.suppress(ApiError):  # deleted since the schedule was read: nothing to run
+            self.run_now({"job_id": job_id}, trigger="PERIODIC")
 
     # -- runs -----------------------------------------------------------------------------------
     def run_now(self, body: dict[str, Any], trigger: str = "ONE_TIME") -> dict[str, Any]:

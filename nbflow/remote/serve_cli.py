@@ -43,3 +43,4 @@ def serve(host: str, port: int, token: str | None) -> None:
         click.echo("nbflow serve: stopped", err=True)
     finally:
         server.server_close()
+        server.workspace.close()

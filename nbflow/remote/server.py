@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from .api_errors import ApiError
 from .clusters_store import ClustersStore, node_types, spark_versions
 from .jobs_store import JobsStore
+from .schedules import ScheduleRunner
 from .workspace_store import WorkspaceStore
 
 log = logging.getLogger("nbflow.serve")
@@ -64,6 +65,13 @@ class Workspace:
         self.store = WorkspaceStore(self.root)
         self.clusters = ClustersStore(self.root, self._start_engine)
         self.jobs = JobsStore(self.root, self.store, self.clusters)
+        self.schedules = ScheduleRunner(self.jobs.scheduled, self.jobs.fire_schedule)
+        self.schedules.start()
+
+    def close(self) -> None:
+        """Stop firing schedules and cancel the runs still going (their workers and kernels stop)."""
+        self.schedules.stop()
+        self.jobs.stop()
 
     def _start_engine(self) -> None:
         from .. import cluster
@@ -97,7 +105,7 @@ class WorkspaceServer(ThreadingHTTPServer):
         """Stop answering, cancel the runs still going (their workers and kernels stop too)."""
         self.shutdown()
         self.server_close()
-        self.workspace.jobs.stop()
+        self.workspace.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
