@@ -142,7 +142,6 @@ def compare_plan(path: Path, modes: Sequence[str], repeat: int, max_workers: int
     from .project import project_dir
     from .runner import new_run_id
     from .scheduler import Scheduler
-    from .timeline import write_report
 
     plan, notebooks = load_plan(path)
     project = project_dir()
@@ -165,10 +164,19 @@ def compare_plan(path: Path, modes: Sequence[str], repeat: int, max_workers: int
             runs.append(run)
             rows.append(figures(run, sequential_wall, scheduler.max_workers))
             click.echo(f"{mode} #{n + 1}: {run.result_state} in {rows[-1]['wall_s']} s", err=True)
-    report = write_report(runs, folder, f"{plan.name}: sequential against parallel", rows)
+    emit_comparison(plan.name, folder, runs, rows, f"{plan.name}: sequential against parallel", as_json)
+
+
+def emit_comparison(plan_name: str, folder: Path, runs: list[PlanRun], rows: list[dict[str, Any]], title: str,
+                    as_json: bool) -> None:
+    """Write a comparison's report.html and compare.json, and print its table (or JSON)."""
+    from .timeline import write_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    report = write_report(runs, folder, title, rows)
     (folder / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     if as_json:
-        click.echo(json.dumps({"plan": plan.name, "output_dir": str(folder), "runs": rows}, indent=2))
+        click.echo(json.dumps({"plan": plan_name, "output_dir": str(folder), "runs": rows}, indent=2))
         return
     click.echo(f"{'mode':<12}{'wall s':>9}{'task s':>9}{'speed-up':>10}{'efficiency':>12}  status")
     for row in rows:

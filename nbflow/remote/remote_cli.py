@@ -158,9 +158,9 @@ def compare_remote(plan_file: Path, timeout: float | None, as_json: bool, profil
     """Run PLAN's sequential then parallel job in the workspace and compare their run times."""
     from ..compare import figures
     from ..plan import load_plan
+    from ..plan_cli import emit_comparison
     from ..project import project_dir
     from ..runner import new_run_id
-    from ..timeline import write_report
     from . import adapter
 
     plan, _ = load_plan(plan_file)
@@ -182,16 +182,7 @@ def compare_remote(plan_file: Path, timeout: float | None, as_json: bool, profil
         width = 1 if mode == "sequential" else max(len(plan.tasks), 1)
         rows.append({**figures(plan_run, sequential_wall, width),
                      "execution_s": round((final.execution_duration or 0) / 1000, 2) or None})
-    folder.mkdir(parents=True, exist_ok=True)
-    report = write_report(runs, folder, f"{plan.name}: remote sequential against parallel", rows)
-    (folder / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
-    if as_json:
-        click.echo(json.dumps({"plan": plan.name, "output_dir": str(folder), "runs": rows}, indent=2))
-        return
-    click.echo(f"{'mode':<12}{'wall s':>9}{'task s':>9}{'speed-up':>10}  status")
-    for row in rows:
-        click.echo(f"{row['mode']:<12}{row['wall_s']:>9}{row['task_s']:>9}{row['speedup']:>10}  {row['status']}")
-    click.echo(f"report: {report}")
+    emit_comparison(plan.name, folder, runs, rows, f"{plan.name}: remote sequential against parallel", as_json)
 
 
 def _prefixed(mode: str) -> Any:

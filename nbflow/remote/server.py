@@ -277,34 +277,24 @@ def _cluster_list(ws: Workspace, query: dict[str, str], body: dict[str, Any]) ->
     return {"clusters": clusters} if clusters else {}
 
 
-@route("POST", *_clusters("start"))
-def _cluster_start(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.clusters.start(body.get("cluster_id"))
-    return {}
+# The calls that act on one cluster and answer {}: operation -> what it does.
+_CLUSTER_ACTIONS: dict[str, Callable[[Workspace, dict[str, Any]], None]] = {
+    "start": lambda ws, body: ws.clusters.start(body.get("cluster_id")),
+    "restart": lambda ws, body: ws.clusters.restart(body.get("cluster_id")),
+    "edit": lambda ws, body: ws.clusters.edit(body),
+    "delete": lambda ws, body: ws.clusters.delete(body.get("cluster_id")),
+    "permanent-delete": lambda ws, body: ws.clusters.delete(body.get("cluster_id"), permanent=True),
+}
+def _acting(action: Callable[[Workspace, dict[str, Any]], None]) -> Route:
+    def handler(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        action(ws, body)
+        return {}
+
+    return handler
 
 
-@route("POST", *_clusters("restart"))
-def _cluster_restart(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.clusters.restart(body.get("cluster_id"))
-    return {}
-
-
-@route("POST", *_clusters("edit"))
-def _cluster_edit(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.clusters.edit(body)
-    return {}
-
-
-@route("POST", *_clusters("delete"))
-def _cluster_delete(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.clusters.delete(body.get("cluster_id"))
-    return {}
-
-
-@route("POST", *_clusters("permanent-delete"))
-def _cluster_permanent_delete(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.clusters.delete(body.get("cluster_id"), permanent=True)
-    return {}
+for _op, _action in _CLUSTER_ACTIONS.items():
+    route("POST", *_clusters(_op))(_acting(_action))
 
 
 @route("GET", *_clusters("spark-versions"))
@@ -344,22 +334,16 @@ def _job_list(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dic
     return ws.jobs.list_jobs(query.get("name"), limit, query.get("page_token"))
 
 
-@route("POST", *_jobs("reset"))
-def _job_reset(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.jobs.reset(body.get("job_id"), body.get("new_settings") or {})
-    return {}
-
-
-@route("POST", *_jobs("update"))
-def _job_update(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.jobs.update(body.get("job_id"), body.get("new_settings") or {}, body.get("fields_to_remove") or [])
-    return {}
-
-
-@route("POST", *_jobs("delete"))
-def _job_delete(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.jobs.delete(body.get("job_id"))
-    return {}
+_JOB_ACTIONS: dict[str, Callable[[Workspace, dict[str, Any]], None]] = {
+    "reset": lambda ws, body: ws.jobs.reset(body.get("job_id"), body.get("new_settings") or {}),
+    "update": lambda ws, body: ws.jobs.update(body.get("job_id"), body.get("new_settings") or {},
+                                              body.get("fields_to_remove") or []),
+    "delete": lambda ws, body: ws.jobs.delete(body.get("job_id")),
+    "runs/cancel": lambda ws, body: ws.jobs.cancel(body.get("run_id")),
+    "runs/cancel-all": lambda ws, body: ws.jobs.cancel_all(body.get("job_id")),
+}
+for _op, _action in _JOB_ACTIONS.items():
+    route("POST", *_jobs(_op))(_acting(_action))
 
 
 @route("POST", *_jobs("run-now"))
@@ -385,15 +369,3 @@ def _run_output(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> d
 @route("GET", *_jobs("runs/list"))
 def _run_list(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
     return ws.jobs.list_runs(query)
-
-
-@route("POST", *_jobs("runs/cancel"))
-def _run_cancel(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.jobs.cancel(body.get("run_id"))
-    return {}
-
-
-@route("POST", *_jobs("runs/cancel-all"))
-def _run_cancel_all(ws: Workspace, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    ws.jobs.cancel_all(body.get("job_id"))
-    return {}
