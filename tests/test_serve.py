@@ -101,7 +101,7 @@ def test_a_missing_or_wrong_token_is_refused(server: WorkspaceServer) -> None:
     assert reply.status_code == 404 and reply.json()["error_code"] == "ENDPOINT_NOT_FOUND"
 
 
-def test_the_serve_command_prints_its_token_once_and_stops_on_ctrl_c(project: Path) -> None:
+def test_the_serve_command_prints_its_token_once_and_stops_on_kill(project: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "nbflow", "serve", "--port", "0"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     assert proc.stdout is not None
@@ -110,7 +110,7 @@ def test_the_serve_command_prints_its_token_once_and_stops_on_ctrl_c(project: Pa
     assert found, line
     w = WorkspaceClient(host=found.group(1), token=found.group(2), auth_type="pat")
     assert w.workspace.get_status("/").object_type == ObjectType.DIRECTORY
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)  # `kill`: stops as Ctrl-C does
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped" in err
     assert found.group(2) not in err and found.group(2) not in out  # printed once, on stdout only

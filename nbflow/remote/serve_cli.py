@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import secrets
+import signal
+from types import FrameType
 
 import click
 
 from ..cli import handle_errors
 
 DEFAULT_PORT = 8790
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 @click.command()
@@ -37,6 +43,8 @@ def serve(host: str, port: int, token: str | None) -> None:
                err=True)
     if generated:
         click.echo(f"export DATABRICKS_HOST={server.url} DATABRICKS_TOKEN={token}")
+    # `kill` (SIGTERM) stops it as Ctrl-C does: runs cancelled, their workers and kernels stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
