@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.service import jobs
 
 from nbflow.remote.server import WorkspaceServer
 
@@ -85,6 +86,10 @@ def test_deploy_run_compare_schedule_and_destroy(workspace: tuple[WorkspaceServe
     orchestrated = cli("remote", "run", str(plan), "--form", "orchestrator", "--json", env=env, timeout=300)
     assert orchestrated.returncode == 0, orchestrated.stderr
     assert json.loads(orchestrated.stdout)["tasks"][0]["exit_value"] == "set"
+    # The orchestrator's dbutils.notebook.run child is a WORKFLOW_RUN of its own.
+    [child] = list(w.jobs.list_runs(run_type=jobs.RunType.WORKFLOW_RUN))
+    assert child.run_name == "set_value" and child.state and child.state.result_state == jobs.RunResultState.SUCCESS
+    assert w.jobs.get_run_output(child.run_id).notebook_output.result == "set"  # type: ignore[union-attr]
 
     compared = cli("remote", "compare", str(plan), "--json", env=env, timeout=600)
     assert compared.returncode == 0, compared.stderr

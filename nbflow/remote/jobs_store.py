@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime as dt
 import json
 import os
 import threading
@@ -262,9 +263,39 @@ class JobsStore:
                 self._schedulers.pop(run_id, None)
         with self._lock:
             self._merge(run, shaped)
+            for task_run in plan_run.tasks.values():
+                for attempt in task_run.attempts:
+                    if attempt.result is not None:
+                        self._workflow_runs(attempt.result.children, task_run.run_id, run)
             self._finish(run_id, {**shaped["state"], "user_cancelled_or_timedout":
                                   shaped["state"]["result_state"] in ("CANCELED", "TIMEDOUT")},
                          end_time=shaped["end_time"])
+
+    def _workflow_runs(self, children: list[dict[str, Any]], parent: int, run: dict[str, Any]) -> None:
+        """Each ``dbutils.notebook.run`` child of a task as a WORKFLOW_RUN, as a workspace lists them."""
+        from ..results import read_result
+
+        for child in children:
+            try:
+                result = read_result(child["output"])
+            except (NbflowError, OSError, ValueError):
+                continue
+            child_id = self._new_id()
+            start = _ms(result.start_time) or run["start_time"]
+            self.runs[child_id] = {
+                "run_id": child_id, "job_id": run["job_id"], "parent_run_id": parent, "run_type": "WORKFLOW_RUN",
+                "run_name": Path(result.notebook).stem, "number_in_job": child_id, "creator_user_name": "nbflow",
+                "start_time": start, "end_time": _ms(result.end_time) or start,
+                "run_duration": (_ms(result.end_time) or start) - start,
+                "state": {"life_cycle_state": "TERMINATED", "result_state": result.status,
+                          "state_message": "" if result.error is None else result.error.evalue},
+                "notebook_task": {"notebook_path": result.notebook,
+                                  "base_parameters": {k: v.get("value") for k, v in result.parameters.items()}},
+                "notebook_output": {"result": result.exit_value, "truncated": result.exit_truncated}
+                if result.exit_value is not None else {},
+                "attempts": [] if result.error is None else [{"error": result.error.summary()}],
+            }
+            self._workflow_runs(result.children, child_id, run)
 
     def _locate(self, path: str) -> Path:
         """A task's notebook: the workspace's file, or a path that does not exist (the task fails)."""
@@ -325,7 +356,7 @@ class JobsStore:
             if wanted in self.runs:
                 return copy.deepcopy(self.runs[wanted])
             for run in self.runs.values():
-                for task in run["tasks"]:
+                for task in run.get("tasks", []):
                     if task["run_id"] == wanted:
                         return {**copy.deepcopy(task), "job_id": run["job_id"], "run_type": run["run_type"],
                                 "run_name": task["task_key"], "parent_run_id": run["run_id"], "tasks": []}
@@ -456,4 +487,9 @@ def _int(value: Any, name: str) -> int:
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+def _ms(iso: str | None) -> int:
+    """Epoch milliseconds of an ISO time, 0 if there is none."""
+    return int(dt.datetime.fromisoformat(iso).timestamp() * 1000) if iso else 0
 
