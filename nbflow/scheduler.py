@@ -181,6 +181,7 @@ class Scheduler:
         context: Mapping[str, Any] | None = None,
         on_event: Callable[[str, TaskRun], None] | None = None,
         prior: Mapping[str, TaskRun] | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         # ``prior``: tasks that succeeded in the run being repaired; they count, but do not run again.
         prior = prior or {}
@@ -201,7 +202,9 @@ class Scheduler:
         self._lock = threading.Lock()
         self._running: dict[str, Worker] = {}
         self._cancelled = False
-        self._pool: WorkerPool | None = None
+        # A pool given by the caller (a long-lived server) is shared and outlives this run.
+        self._shared_pool = pool
+        self._pool: WorkerPool | None = pool
 
     def _start_pool(self) -> WorkerPool | None:
         """Workers for this run: one per concurrent task plus two warming the next kernels (on a
@@ -221,7 +224,7 @@ class Scheduler:
         order = [k for k in self.plan.order() if k in run.tasks]
         threads: dict[str, threading.Thread] = {}
         try:
-            self._pool = self._start_pool()
+            self._pool = self._shared_pool or self._start_pool()
             while True:
                 with self._lock:
                     pending = [k for k in order if run.tasks[k].status == "PENDING"]
@@ -265,7 +268,7 @@ class Scheduler:
             raise
         finally:
             done = _now_ms()
-            if self._pool is not None:
+            if self._pool is not None and self._pool is not self._shared_pool:
                 self._pool.close()
             run.end_ms = _now_ms()
             run.cleanup_ms = run.end_ms - done

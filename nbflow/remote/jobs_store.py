@@ -28,12 +28,17 @@ from .clusters_store import ClustersStore
 from .workspace_store import WorkspaceStore
 
 ACTIVE = ("QUEUED", "PENDING", "RUNNING", "TERMINATING")
+# Warm workers the server keeps: enough for a few tasks at once without starving a small machine.
+POOL_SIZE = 2 * (os.cpu_count() or 2) + 1
 LIST_LIMIT = 25
 
 
 class JobsStore:
-    def __init__(self, root: Path, workspace: WorkspaceStore, clusters: ClustersStore) -> None:
+    def __init__(self, root: Path, workspace: WorkspaceStore, clusters: ClustersStore, project: Path,
+                 engine: str) -> None:
         self.root = root
+        self.project, self.engine = project, engine
+        self._pool: Any = None
         self.workspace, self.clusters = workspace, clusters
         self._file = root / "jobs.json"
         self._lock = threading.RLock()
@@ -243,7 +248,8 @@ class JobsStore:
                                   "state_message": str(getattr(exc, "message", exc))})
             return
         scheduler = Scheduler(plan, notebooks, self.root / "runs" / str(run_id), str(run_id), mode="parallel",
-                              job_parameters=params, on_event=lambda event, task: self._progress(run_id))
+                              job_parameters=params, on_event=lambda event, task: self._progress(run_id),
+                              pool=self._warm_pool())
         ids = {t["task_key"]: t["run_id"] for t in run["tasks"]}
         for key, task_run in scheduler.run.tasks.items():
             task_run.run_id = ids[key]
@@ -296,6 +302,17 @@ class JobsStore:
                 "attempts": [] if result.error is None else [{"error": result.error.summary()}],
             }
             self._workflow_runs(result.children, child_id, run)
+
+    def _warm_pool(self) -> Any:
+        """The server's worker pool, shared by every run and kept warm between them (Spark attached),
+        so a run pays for its cells, not for starting kernels: as an all-purpose cluster is up."""
+        from ..pool import WorkerPool
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = WorkerPool(POOL_SIZE, {
+                    "project": str(self.project), "engine": self.engine, "spark": True})
+            return self._pool
 
     def _locate(self, path: str) -> Path:
         """A task's notebook: the workspace's file, or a path that does not exist (the task fails)."""
@@ -423,8 +440,12 @@ class JobsStore:
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._schedulers:
-                    return
+                    break
             time.sleep(0.1)
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def wait(self, run_id: int, timeout: float) -> dict[str, Any]:
         """Block until a run is no longer active (tests, the CLI)."""

@@ -64,7 +64,7 @@ class Workspace:
         self.root = project / ".nbflow" / "workspace"
         self.store = WorkspaceStore(self.root)
         self.clusters = ClustersStore(self.root, self._start_engine)
-        self.jobs = JobsStore(self.root, self.store, self.clusters)
+        self.jobs = JobsStore(self.root, self.store, self.clusters, project, engine)
         self.schedules = ScheduleRunner(self.jobs.scheduled, self.jobs.fire_schedule)
         self.schedules.start()
 
