@@ -136,17 +136,27 @@ def _repeated_options(options: PlanRunOptions) -> list[str]:
 
 def compare_plan(path: Path, modes: Sequence[str], repeat: int, max_workers: int | None, as_json: bool) -> None:
     """Run a plan in each mode (resetting its tables in between) and print the comparison."""
+    from .project import project_dir
+    from .runner import new_run_id
+
+    compare_id = new_run_id()
+    folder = project_dir() / "processed" / compare_id
+    name, runs, rows = local_comparison(path, modes, repeat, max_workers, folder, compare_id)
+    emit_comparison(name, folder, runs, rows, f"{name}: sequential against parallel", as_json)
+
+
+def local_comparison(path: Path, modes: Sequence[str], repeat: int, max_workers: int | None, folder: Path,
+                     compare_id: str) -> tuple[str, list[PlanRun], list[dict[str, Any]]]:
+    """The plan run locally in each mode, ``repeat`` times, its tables reset between runs:
+    (plan name, runs, figures)."""
     from . import cluster
     from .compare import figures, reset, snapshot
     from .plan import load_plan
     from .project import project_dir
-    from .runner import new_run_id
     from .scheduler import Scheduler
 
     plan, notebooks = load_plan(path)
     project = project_dir()
-    compare_id = new_run_id()
-    folder = project / "processed" / compare_id
     before = snapshot(project)
     runs: list[PlanRun] = []
     rows: list[dict[str, Any]] = []
@@ -164,7 +174,7 @@ def compare_plan(path: Path, modes: Sequence[str], repeat: int, max_workers: int
             runs.append(run)
             rows.append(figures(run, sequential_wall, scheduler.max_workers))
             click.echo(f"{mode} #{n + 1}: {run.result_state} in {rows[-1]['wall_s']} s", err=True)
-    emit_comparison(plan.name, folder, runs, rows, f"{plan.name}: sequential against parallel", as_json)
+    return plan.name, runs, rows
 
 
 def emit_comparison(plan_name: str, folder: Path, runs: list[PlanRun], rows: list[dict[str, Any]], title: str,
@@ -178,8 +188,8 @@ def emit_comparison(plan_name: str, folder: Path, runs: list[PlanRun], rows: lis
     if as_json:
         click.echo(json.dumps({"plan": plan_name, "output_dir": str(folder), "runs": rows}, indent=2))
         return
-    click.echo(f"{'mode':<12}{'wall s':>9}{'task s':>9}{'speed-up':>10}{'efficiency':>12}  status")
+    click.echo(f"{'mode':<18}{'wall s':>9}{'task s':>9}{'speed-up':>10}{'efficiency':>12}  status")
     for row in rows:
-        click.echo(f"{row['mode']:<12}{row['wall_s']:>9}{row['task_s']:>9}{row['speedup']:>10}"
+        click.echo(f"{row['mode']:<18}{row['wall_s']:>9}{row['task_s']:>9}{row['speedup']:>10}"
                    f"{row['efficiency']:>12}  {row['status']}")
     click.echo(f"report: {report}")

@@ -91,11 +91,13 @@ def test_deploy_run_compare_schedule_and_destroy(workspace: tuple[WorkspaceServe
     assert child.run_name == "set_value" and child.state and child.state.result_state == jobs.RunResultState.SUCCESS
     assert w.jobs.get_run_output(child.run_id).notebook_output.result == "set"  # type: ignore[union-attr]
 
-    compared = cli("remote", "compare", str(plan), "--json", env=env, timeout=600)
+    compared = cli("remote", "compare", str(plan), "--with-local", "--json", env=env, timeout=600)
     assert compared.returncode == 0, compared.stderr
     rows = json.loads(compared.stdout)["runs"]
-    assert [r["mode"] for r in rows] == ["sequential", "parallel"] and all(r["status"] == "SUCCESS" for r in rows)
-    assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] > 0
+    assert [r["mode"] for r in rows] == ["remote sequential", "remote parallel", "local sequential",
+                                         "local parallel"]
+    assert all(r["status"] == "SUCCESS" for r in rows)
+    assert rows[0]["speedup"] == rows[2]["speedup"] == 1.0 and rows[1]["speedup"] > 0 and rows[3]["speedup"] > 0
 
     gone = cli("remote", "destroy", str(plan), env=env, timeout=120)
     assert gone.returncode == 0, gone.stderr
@@ -112,3 +114,14 @@ def test_remote_errors_are_one_line(workspace: tuple[WorkspaceServer, dict[str, 
     refused = cli("remote", "deploy", str(plan), env={**env, "DATABRICKS_TOKEN": "wrong"})
     assert refused.returncode == 3
     assert "PERMISSION_DENIED: Invalid access token." in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_an_api_error_becomes_one_line_naming_the_call() -> None:
+    from databricks.sdk.errors.platform import TooManyRequests
+
+    from nbflow.remote.adapter import RemoteError, api_call
+
+    # What is left when the SDK's own retries (Retry-After on 429/503) give up.
+    with pytest.raises(RemoteError, match=r"^jobs run-now 7: REQUEST_LIMIT_EXCEEDED: slow down$"), \
+            api_call("jobs run-now 7"):
+        raise TooManyRequests("slow down", error_code="REQUEST_LIMIT_EXCEEDED")

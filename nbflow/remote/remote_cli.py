@@ -112,7 +112,7 @@ def run_remote(plan_file: Path, mode: str, form: str, wait: bool, timeout: float
     key = mode if form == "dag" else f"orchestrator-{mode}"
     if key not in deployment.jobs:
         raise InputError(f"plan {plan.name!r} has no deployed {form} job for {mode}: "
-                                 f"nbflow remote deploy {plan_file} --form {form}")
+                         f"nbflow remote deploy {plan_file} --form {form}")
     w = adapter.connect(profile)
     job_parameters = {k: p.widget_value for k, p in params_mod.from_command_line(None, params).items()}
     with adapter.api_call(f"jobs run-now {deployment.jobs[key]}"):
@@ -151,14 +151,16 @@ def _finish(w: Any, adapter: Any, run_id: int, plan: Any, mode: str, project: Pa
 @remote.command("compare")
 @click.argument("plan_file", type=click.Path(path_type=Path), metavar="PLAN")
 @click.option("--timeout", type=click.FloatRange(min=1), metavar="S", help="Stop waiting for a run after S seconds.")
+@click.option("--with-local", is_flag=True, help="Also run the plan locally both ways and show it beside.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON comparison on stdout.")
 @PROFILE
 @handle_errors
-def compare_remote(plan_file: Path, timeout: float | None, as_json: bool, profile: str | None) -> None:
+def compare_remote(plan_file: Path, timeout: float | None, with_local: bool, as_json: bool,
+                   profile: str | None) -> None:
     """Run PLAN's sequential then parallel job in the workspace and compare their run times."""
     from ..compare import figures
     from ..plan import load_plan
-    from ..plan_cli import emit_comparison
+    from ..plan_cli import emit_comparison, local_comparison
     from ..project import project_dir
     from ..runner import new_run_id
     from . import adapter
@@ -175,13 +177,18 @@ def compare_remote(plan_file: Path, timeout: float | None, as_json: bool, profil
             run_id: int = w.jobs.run_now(deployment.jobs[mode]).response.run_id  # type: ignore[attr-defined]
         _say(f"{mode}: run {run_id} started")
         final = adapter.follow(w, run_id, timeout, _prefixed(mode))
-        plan_run = adapter.to_plan_run(w, final, plan, mode, folder / mode)
+        plan_run = adapter.to_plan_run(w, final, plan, f"remote {mode}", folder / mode)
         if mode == "sequential":
             sequential_wall = (plan_run.end_ms - plan_run.start_ms) / 1000
         runs.append(plan_run)
         width = 1 if mode == "sequential" else max(len(plan.tasks), 1)
         rows.append({**figures(plan_run, sequential_wall, width),
                      "execution_s": round((final.execution_duration or 0) / 1000, 2) or None})
+    if with_local:
+        _, local_runs, local_rows = local_comparison(plan_file, adapter.MODES, 1, None, folder / "local",
+                                                     folder.name)
+        runs += local_runs
+        rows += [{**row, "mode": f"local {row['mode']}"} for row in local_rows]
     emit_comparison(plan.name, folder, runs, rows, f"{plan.name}: remote sequential against parallel", as_json)
 
 
