@@ -142,10 +142,13 @@ class WorkerPool:
                     return worker
         return None
 
-    def release(self, worker: Worker) -> None:
-        """After a task: a worker that ended is replaced; a live one is handed out again once warm."""
+    def release(self, worker: Worker, used: bool = True) -> None:
+        """After a task: a worker that ended is replaced; a live one is handed out again once warm
+        (at once if it was given no task: its kernel is still the warm one)."""
         with self._lock:
             worker.held = False
+            if not used:
+                worker.warm = True
             replace = not worker.alive
             if worker.alive and worker.warm:
                 self._ready.put(worker)

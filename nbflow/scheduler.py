@@ -386,7 +386,7 @@ class Scheduler:
         finally:
             with self._lock:
                 self._running.pop(task.task_key, None)
-            self._pool.release(worker)
+            self._pool.release(worker, used=not stopping)
         end = _now_ms()
         if stopping:
             return Attempt(number, CANCELED, acquired, end, None, setup_ms=acquired - start,

@@ -39,6 +39,9 @@ def test_acquire_gives_up_when_the_run_is_cancelled(project: Path) -> None:
         assert held is not None
         started = time.monotonic()
         assert pool.acquire(lambda: time.monotonic() - started > 0.5) is None  # the only worker is held
-        pool.release(held)
+        pool.release(held, used=False)  # given no task: its kernel is still warm, handed out again
+        again = pool.acquire(lambda: time.monotonic() - started > 5)
+        assert again is held
+        pool.release(again, used=False)
     finally:
         pool.close()
