@@ -80,6 +80,25 @@ class Schedule(_Strict):
         return value
 
 
+class Cluster(_Strict):
+    """The all-purpose cluster ``nbflow remote deploy`` creates for the plan (Clusters API fields);
+    a local run ignores it. Options given to deploy win over these."""
+
+    spark_version: str | None = None  # e.g. 16.4.x-scala2.12; default: the workspace's latest LTS
+    node_type_id: str | None = None  # default: the smallest node type the workspace offers
+    num_workers: int = Field(default=1, ge=0)
+    autotermination_minutes: int = Field(default=30, ge=0, le=10000)
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+    custom_tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("autotermination_minutes")
+    @classmethod
+    def _minutes(cls, value: int) -> int:
+        if 0 < value < 10:
+            raise ValueError("0 (never) or 10 to 10000 minutes, as the Clusters API accepts")
+        return value
+
+
 class Task(_Strict):
     task_key: str = Field(pattern=_TASK_KEY)
     notebook: str
@@ -112,6 +131,7 @@ class Plan(_Strict):
     timeout_seconds: int = Field(default=0, ge=0)
     max_concurrent_runs: int = Field(default=1, ge=0, le=1000)
     schedule: Schedule | None = None
+    cluster: Cluster | None = None
     tasks: list[Task] = Field(min_length=1)
 
     @field_validator("parameters", mode="before")

@@ -21,6 +21,7 @@ PLAN = """\
 name: remote_demo
 parameters: {env: dev}
 schedule: {quartz_cron_expression: "0 0 6 * * ?", timezone_id: Europe/Paris, pause_status: PAUSED}
+cluster: {spark_version: 15.4.x-scala2.12, num_workers: 2, custom_tags: {team: data}}
 tasks:
   - task_key: producer
     notebook: set_value.py
@@ -73,6 +74,9 @@ def test_deploy_run_compare_schedule_and_destroy(workspace: tuple[WorkspaceServe
     assert chain == {"producer": [], "other": ["producer"], "consumer": ["other"]}
     cluster = w.clusters.get(deployed["cluster_id"])
     assert cluster.cluster_name == "nbflow-remote_demo"
+    # The plan's cluster spec, the rest chosen from what the workspace offers.
+    assert (cluster.spark_version, cluster.num_workers, cluster.node_type_id) == ("15.4.x-scala2.12", 2, "local")
+    assert cluster.custom_tags == {"team": "data"}
 
     ran = cli("remote", "run", str(plan), "--mode", "parallel", "--json", env=env, timeout=300)
     assert ran.returncode == 0, ran.stderr

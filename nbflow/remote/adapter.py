@@ -139,16 +139,22 @@ def upload(w: WorkspaceClient, folder: Path, workspace_dir: str, say: Callable[[
 
 @dataclass(frozen=True)
 class ClusterOptions:
+    """deploy's cluster options; those left None come from the plan's ``cluster``, then defaults."""
+
     cluster: str = "new"  # new (create or reuse one named for the plan), job (job clusters), or a cluster id
     spark_version: str | None = None
     node_type: str | None = None
-    num_workers: int = 1
-    autotermination_minutes: int = 30
+    num_workers: int | None = None
+    autotermination_minutes: int | None = None
 
 
-def cluster_spec(w: WorkspaceClient, options: ClusterOptions) -> dict[str, Any]:
-    """The compute of the plan's cluster: given, or the workspace's latest LTS and smallest node."""
-    version = options.spark_version
+def cluster_spec(w: WorkspaceClient, plan: Plan, options: ClusterOptions) -> dict[str, Any]:
+    """The compute of the plan's cluster: the options, else the plan's ``cluster``, else the
+    workspace's latest LTS runtime and smallest node type."""
+    from ..plan import Cluster
+
+    planned = plan.cluster or Cluster()
+    version = options.spark_version or planned.spark_version
     if not version:
         with api_call("clusters spark-versions"):
             try:
@@ -158,15 +164,21 @@ def cluster_spec(w: WorkspaceClient, options: ClusterOptions) -> dict[str, Any]:
                 if not versions or not versions[0].key:
                     raise RemoteError("clusters spark-versions: the workspace offers none") from None
                 version = versions[0].key
-    node = options.node_type
+    node = options.node_type or planned.node_type_id
     if not node:
         with api_call("clusters list-node-types"):
             types = [t for t in w.clusters.list_node_types().node_types or [] if not t.is_deprecated]
         if not types:
             raise RemoteError("clusters list-node-types: the workspace offers none; pass --node-type")
         node = min(types, key=lambda t: (t.memory_mb or 0, t.num_cores or 0)).node_type_id
-    return {"spark_version": version, "node_type_id": node, "num_workers": options.num_workers,
-            "autotermination_minutes": options.autotermination_minutes}
+    spec: dict[str, Any] = {
+        "spark_version": version, "node_type_id": node,
+        "num_workers": planned.num_workers if options.num_workers is None else options.num_workers,
+        "autotermination_minutes": planned.autotermination_minutes if options.autotermination_minutes is None
+        else options.autotermination_minutes,
+    }
+    spec.update({k: v for k, v in (("spark_conf", planned.spark_conf), ("custom_tags", planned.custom_tags)) if v})
+    return spec
 
 
 def ensure_cluster(w: WorkspaceClient, plan: Plan, options: ClusterOptions,
@@ -185,7 +197,7 @@ def ensure_cluster(w: WorkspaceClient, plan: Plan, options: ClusterOptions,
         with api_call(f"clusters start {cluster_id}"):
             w.clusters.ensure_cluster_is_running(cluster_id)
         return cluster_id, False
-    spec = cluster_spec(w, options)
+    spec = cluster_spec(w, plan, options)
     say(f"creating cluster {name} ({spec['spark_version']}, {spec['node_type_id']}, "
         f"{spec['num_workers']} workers); waiting until RUNNING")
     with api_call(f"clusters create {name}"):

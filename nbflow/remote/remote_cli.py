@@ -31,17 +31,19 @@ def remote() -> None:
 @click.option("--cluster", default="new", show_default=True, metavar="new|job|ID",
               help="new: create (or reuse) an all-purpose cluster named nbflow-<plan>; job: job clusters; "
                    "or the id of a cluster to use.")
-@click.option("--spark-version", metavar="KEY", help="Cluster runtime [default: the latest LTS].")
-@click.option("--node-type", metavar="ID", help="Cluster node type [default: the smallest offered].")
-@click.option("--num-workers", default=1, show_default=True, type=click.IntRange(min=0))
-@click.option("--autotermination-minutes", default=30, show_default=True, type=click.IntRange(min=0))
+@click.option("--spark-version", metavar="KEY", help="Cluster runtime [default: the plan's, else the latest LTS].")
+@click.option("--node-type", metavar="ID", help="Cluster node type [default: the plan's, else the smallest offered].")
+@click.option("--num-workers", type=click.IntRange(min=0), help="Workers [default: the plan's, else 1].")
+@click.option("--autotermination-minutes", type=click.IntRange(min=0),
+              help="Idle minutes before the cluster stops [default: the plan's, else 30].")
 @click.option("--form", type=click.Choice(["dag", "orchestrator", "both"]), default="dag", show_default=True,
               help="dag: the plan's tasks as job tasks; orchestrator: one task running orchestrate_<mode>.")
 @click.option("--schedule", is_flag=True, help="Set the plan's schedule (cron, time zone, pause) on the jobs.")
 @PROFILE
 @handle_errors
 def deploy(plan_file: Path, workspace_dir: str | None, cluster: str, spark_version: str | None,
-           node_type: str | None, num_workers: int, autotermination_minutes: int, form: str, schedule: bool,
+           node_type: str | None, num_workers: int | None, autotermination_minutes: int | None, form: str,
+           schedule: bool,
            profile: str | None) -> None:
     """Upload PLAN's notebooks, make sure its cluster runs, and create or update its jobs."""
     from ..plan import load_plan
@@ -66,7 +68,7 @@ def deploy(plan_file: Path, workspace_dir: str | None, cluster: str, spark_versi
         options = adapter.ClusterOptions(cluster, spark_version, node_type, num_workers, autotermination_minutes)
         cluster_id, new_cluster = None, None
         if cluster == "job":
-            new_cluster = adapter.cluster_spec(w, options)
+            new_cluster = adapter.cluster_spec(w, plan, options)
         else:
             cluster_id, created = adapter.ensure_cluster(w, plan, options, _say)
             deployment.cluster_id = cluster_id
