@@ -26,7 +26,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
               help="The bearer token clients must send [env NBFLOW_SERVE_TOKEN; default: a new one, printed once].")
 @handle_errors
 def serve(host: str, port: int, token: str | None) -> None:
-    """Serve a local Databricks workspace that answers the REST API (Workspace API) for databricks-sdk."""
+    """Serve a local Databricks workspace: the Workspace, Clusters and Jobs REST APIs, for databricks-sdk."""
     from ..errors import InputError
     from ..project import project_dir
     from .server import WorkspaceServer
