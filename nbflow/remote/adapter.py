@@ -357,7 +357,8 @@ def to_plan_run(w: WorkspaceClient, run: jobs_api.Run, plan: Plan, mode: str, ou
     return PlanRun(plan, str(run.run_id), output_dir, mode, tasks, start, end, result_state)
 
 
-def check_plan_is_remote_ready(plan: Plan, form: str, folder: Path) -> None:
+def check_orchestrators(form: str, folder: Path) -> None:
+    """The orchestrator form needs orchestrate_sequential and orchestrate_parallel beside the plan."""
     if form in ("orchestrator", "both"):
         missing = [n for n in ORCHESTRATORS.values()
                    if not any((folder / f"{n}{s}").is_file() for s in (".py", ".ipynb"))]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..cli import handle_errors
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 PROFILE = click.option("--profile", metavar="NAME",
                        help="A ~/.databrickscfg profile [default: DATABRICKS_HOST/TOKEN, else the DEFAULT profile].")
@@ -52,7 +55,7 @@ def deploy(plan_file: Path, workspace_dir: str | None, cluster: str, spark_versi
 
     plan, _ = load_plan(plan_file)
     folder = plan_file.resolve().parent
-    adapter.check_plan_is_remote_ready(plan, form, folder)
+    adapter.check_orchestrators(form, folder)
     w = adapter.connect(profile)
     project = project_dir()
     target = workspace_dir or f"/Shared/nbflow/{plan.name}"
@@ -124,15 +127,17 @@ def run_remote(plan_file: Path, mode: str, form: str, wait: bool, timeout: float
     if not wait:
         click.echo(json.dumps({"run_id": run_id, "job_id": deployment.jobs[key]}))
         return
-    summary = _finish(w, adapter, run_id, plan, mode, project, timeout, as_json)
+    summary = _report_run(w, run_id, plan, mode, project, timeout, as_json)
     if summary["status"] not in ("SUCCESS", "SUCCESS_WITH_FAILURES"):
         sys.exit(1)
 
 
-def _finish(w: Any, adapter: Any, run_id: int, plan: Any, mode: str, project: Path, timeout: float | None,
-            as_json: bool) -> dict[str, Any]:
+def _report_run(w: Any, run_id: int, plan: Plan, mode: str, project: Path, timeout: float | None,
+                as_json: bool) -> dict[str, Any]:
+    """Follow a remote run to its end; write its run.json and report.html; print its summary."""
     from ..report import summary
     from ..timeline import write_report
+    from . import adapter
 
     final = adapter.follow(w, run_id, timeout, lambda text: _say(f"run {run_id}: {text}"))
     folder = project / "processed" / f"remote-{run_id}"
