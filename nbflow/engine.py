@@ -54,6 +54,7 @@ from .results import (
     user_cells,
 )
 from .runtime.context import RunContext
+from .runtime.secrets import secret_env
 
 log = logging.getLogger("nbflow")
 # nbclient logs timeouts and dead kernels as errors; the run's outcome already reports them,
@@ -388,6 +389,7 @@ class NbflowEngine:
                 project_dir=str(project),
                 dbfs_root=str(dbfs_root(project)),
                 secrets_file=None if secrets is None else str(secrets),
+                secret_env=secret_env(),
             )
         if nbflow_parameters is None:
             nbflow_parameters = {k: {"value": v, "source": "papermill"} for k, v in passed.items()}

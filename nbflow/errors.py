@@ -7,7 +7,8 @@ Every error nbflow raises on purpose derives from :class:`NbflowError`. The CLI 
     ├── InputError                   (exit 2: bad usage or bad input, nothing ran)
     │   ├── NotebookNotFound
     │   ├── NotebookFormatError
-    │   └── ParameterError
+    │   ├── ParameterError
+    │   └── CatalogDamaged       (the table registry file is damaged: rebuild it)
     ├── EnvironmentFailure           (exit 3: the machine could not run the work)
     │   └── KernelStartError
     └── NotebookRuntimeError         raised inside a kernel by the Databricks runtime
@@ -122,3 +123,7 @@ class DbfsError(NotebookRuntimeError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "dbutils.fs error"
+
+
+class CatalogDamaged(InputError):
+    """The project's table registry cannot be trusted (damaged file); the message says how to rebuild it."""

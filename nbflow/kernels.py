@@ -21,6 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 from .errors import KernelStartError
+from .runtime.secrets import without_secrets
 
 KERNEL_NAME = "nbflow-python"
 # In-memory history, as nbclient gives its kernels: parallel kernels must not share a sqlite file.
@@ -83,8 +84,9 @@ class WarmKernel:
     def launch(self, cwd: str) -> None:
         """Start the kernel process; it imports while the caller does other work."""
         self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed by stop()
+        # The kernel's environment carries no secrets: the run hands them to the runtime in memory.
         run_sync(self.km.start_kernel)(extra_arguments=KERNEL_ARGUMENTS, cwd=cwd, stdout=self._log,
-                                       stderr=self._log)
+                                       stderr=self._log, env=without_secrets())
 
     def ready(self, project: str, engine: str, spark: bool, timeout: float = 60.0) -> None:
         """Wait for the kernel, then import the runtime (and attach Spark) in it."""

@@ -19,6 +19,7 @@ from .params import Param
 from .project import dbfs_root, project_dir, secrets_file
 from .results import NotebookResult, read_result
 from .runtime.context import RunContext
+from .runtime.secrets import secret_env
 
 if TYPE_CHECKING:
     from .kernels import WarmKernel
@@ -86,6 +87,7 @@ def run_notebook(
         secrets_file=None if (found := secrets_file(project)) is None else str(found),
         python=kernel_python(),
         engine=cluster_engine,
+        secret_env=secret_env(),
     )
     if context:
         # A dbutils.notebook.run child inherits its caller's project, DBFS, secrets and job.

@@ -70,6 +70,19 @@ def show(name: str, limit: int, history: bool, as_json: bool) -> None:
     _print_show(data)
 
 
+@table.command("rebuild")
+@handle_errors
+def rebuild() -> None:
+    """Rebuild a damaged table registry from its last good copy and the warehouse's Delta tables."""
+    from .cluster import warehouse_dir
+    from .project import project_dir
+
+    tables, notes = Registry(project_dir()).rebuild(warehouse_dir(project_dir()))
+    for note in notes:
+        click.echo(note)
+    click.echo(f"the registry now holds {len(tables)} table(s): " + (", ".join(sorted(tables)) or "none"))
+
+
 def _facts(entry: Any) -> dict[str, Any]:
     try:
         return describe(entry)

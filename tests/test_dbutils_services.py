@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,22 @@ def test_captured_variables_after_a_failure() -> None:
     assert result.variable("ratio") == 0.5
     with pytest.raises(KeyError, match="has no JSON value"):
         result.variable("thing")
+
+
+def test_env_secrets_reach_the_runtime_but_not_the_notebooks_environment(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBFLOW_SECRET__ENV_SCOPE__API_KEY", "env-secret-value")
+    result = run("secret_env.py")
+    outcome = exit_json(result)
+    assert outcome["environ"] == [] and outcome["in_shell"] is False
+    assert outcome["read"] is True
+    assert outcome["child"] == "child read 16 chars, environ shows secrets: False"
+    saved = Path(result.output).read_text()
+    assert "env-secret-value" not in saved
+    sh_output = json.loads(saved)["cells"][1]["outputs"]
+    printed = "".join("".join(o.get("text", [])) for o in sh_output)
+    assert printed.strip() == "0"  # %sh env shows none of them
+    # Passing a secret on as a task value says so, where the writer sees it.
+    assert "task value 'leaked' contains a secret value; it is passed on as [REDACTED]" in saved
+    assert result.task_values == {"leaked": {"key": "[REDACTED]"}}

@@ -46,8 +46,17 @@ def install(context_json: str) -> None:
 
     from IPython import get_ipython
 
+    from .secrets import secret_env
+
     shell = get_ipython()
-    session = Session(RunContext.from_json(context_json))
+    context = RunContext.from_json(context_json)
+    if context.secret_env is None:
+        context.secret_env = secret_env()
+    # Whatever way this kernel was started, the notebook's own environment (os.environ, %sh,
+    # the processes it starts) does not carry the secrets: the runtime has them in memory.
+    for name in secret_env():
+        os.environ.pop(name, None)
+    session = Session(context)
     _session = session
     folder = os.path.dirname(session.context.notebook_path)
     if folder and os.path.isdir(folder):

@@ -27,10 +27,14 @@ class RunContext:
     # Secret values the caller read: a child redacts them too (they may arrive as arguments).
     # Sent to the kernel in memory only, never written.
     redact_values: list[str] = field(default_factory=list)
+    # The NBFLOW_SECRET__* variables of the process that started the run. Sent to the kernel in
+    # memory only: the kernel's environment does not carry them, so `os.environ`, `%sh env` and
+    # the processes a notebook starts do not see them. None: read the kernel's own environment.
+    secret_env: dict[str, str] | None = None
     # What a dbutils.notebook.run child takes over from its caller.
     INHERITED: ClassVar[tuple[str, ...]] = (
         "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth", "engine",
-        "redact_values",
+        "redact_values", "secret_env",
     )
 
     def for_child(self, redact_values: list[str]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import TaskValueError
@@ -11,10 +13,20 @@ TASK_VALUE_LIMIT_BYTES = 48 * 1024
 _OUTSIDE_JOB = "Must pass debugValue when calling get outside of a job context. debugValue cannot be None."
 
 
+def warn_if_redacted(what: str, value: Any, redact: Callable[[Any], Any]) -> None:
+    """Say so when a value passed on holds a secret: the next task gets ``[REDACTED]``, as on
+    Databricks, and without this line nothing tells the writer why."""
+    if redact(value) != value:
+        print(f"nbflow: {what} contains a secret value; it is passed on as [REDACTED] (as on Databricks)",
+              file=sys.stderr)
+
+
 class TaskValues:
-    def __init__(self, upstream: dict[str, dict[str, Any]] | None) -> None:
+    def __init__(self, upstream: dict[str, dict[str, Any]] | None,
+                 redact: Callable[[Any], Any] | None = None) -> None:
         # None means the notebook is not running as a job task (an interactive-style run).
         self._upstream = upstream
+        self._redact = redact
         self.values: dict[str, Any] = {}
 
     def set(self, key: str, value: Any) -> None:
@@ -30,6 +42,8 @@ class TaskValues:
                 f"task value {key!r} is {len(encoded.encode('utf-8'))} bytes as JSON; the limit is 48 KiB"
             )
         self.values[key] = json.loads(encoded)
+        if self._redact is not None:
+            warn_if_redacted(f"task value {key!r}", self.values[key], self._redact)
 
     def get(self, taskKey: str, key: str, default: Any = None, debugValue: Any = None) -> Any:
         """Read a value set by an upstream task; outside a job, returns ``debugValue``."""
@@ -51,8 +65,9 @@ class TaskValues:
 
 
 class JobsUtils:
-    def __init__(self, upstream: dict[str, dict[str, Any]] | None) -> None:
-        self.taskValues = TaskValues(upstream)
+    def __init__(self, upstream: dict[str, dict[str, Any]] | None,
+                 redact: Callable[[Any], Any] | None = None) -> None:
+        self.taskValues = TaskValues(upstream, redact)
 
     def help(self) -> None:
         self.taskValues.help()

@@ -4,22 +4,34 @@ sharing the project's tables with every other notebook.
 ``spark`` is attached lazily: a notebook that never touches it pays nothing, and the cluster
 starts on first use if it is not running (it then stays up for the next notebooks, as an
 all-purpose cluster does). Tables are shared through :class:`nbflow.catalog.Registry`: before
-each cell the session attaches tables that others registered; after each cell (and around a
-``dbutils.notebook.run``) it registers the tables it created and forgets those it dropped.
+each cell (and before each statement that reads or writes a table) the session attaches tables
+that others registered; a statement that creates a table claims its name in the registry first
+(see :meth:`Lakehouse.creating`), so two notebooks creating one table at once share it instead of
+each writing a private copy; after each cell (and around a ``dbutils.notebook.run``) the session
+registers any other table it created and forgets those it dropped.
+
+Tables are Delta unless a format is named, as on Databricks (``spark.sql.sources.default``).
+Reading a local path that does not exist fails with Spark's ``PATH_NOT_FOUND`` (an engine may
+otherwise return no rows).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import glob
+import os
 import random
+import re
 import shutil
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..catalog import Registry, TableEntry, normalize
+from ..catalog import DEFAULT_SCHEMA, Registry, TableEntry, normalize
 from ..errors import NotebookRuntimeError
 
 if TYPE_CHECKING:
@@ -69,6 +81,7 @@ class Lakehouse:
         self._generation = -1
         self._known: dict[str, TableEntry] = {}  # tables this session has, by schema.table
         self._created: set[str] = set()  # ... of which this session created these
+        self._raw_sql: Callable[..., Any] = lambda statement: None
         self.state: Any = None
 
     @property
@@ -89,10 +102,72 @@ class Lakehouse:
                 else:
                     self.state = cluster.ensure_running(Path(ctx.project_dir), ctx.engine)
                     self._spark = cluster.attach(self.state)
-                _retry_conflicting_commits(self._spark)
+                self._prepare(self._spark)
                 atexit.register(self._release)
                 self.pull()
             return self._spark
+
+    def _prepare(self, spark: Any) -> None:
+        """Databricks' defaults and the catalog's sharing rules on a freshly attached session."""
+        with contextlib.suppress(Exception):  # an external cluster may refuse; its own default stands
+            spark.conf.set("spark.sql.sources.default", "delta")
+        self._raw_sql = spark.sql  # the engine's own, for nbflow's bookkeeping statements
+        _retry_conflicting_commits(spark)
+        retrying = spark.sql
+
+        def sql(sqlQuery: str, *args: Any, **kwargs: Any) -> Any:
+            name = created_table(sqlQuery)
+            if name is None:
+                self.pull()
+                return retrying(sqlQuery, *args, **kwargs)
+            with self.creating(name):
+                return retrying(sqlQuery, *args, **kwargs)
+
+        spark.sql = sql
+        table = spark.table
+
+        def read_table(tableName: str) -> Any:
+            self.pull()
+            return table(tableName)
+
+        spark.table = read_table
+        spark._nbflow_lakehouse = self
+        _patch_readers_and_writers()
+
+    @contextlib.contextmanager
+    def creating(self, name: str) -> Iterator[None]:
+        """Create the table ``name`` as one act across sessions and processes.
+
+        The name is claimed in the registry, the tables others registered are attached (so
+        ``IF NOT EXISTS``, ``append`` and "already exists" see the winner's table), the statement
+        runs, and the table is registered before the claim is let go.
+        """
+        key = normalize(name, self._current_schema(name))
+        with self._registry.claim(key):
+            self.pull(force=True)
+            yield
+            self._adopt(key)
+
+    def _current_schema(self, name: str) -> str:
+        if "." in name.strip("`"):
+            return DEFAULT_SCHEMA  # qualified: the schema is in the name
+        try:
+            return str(self._spark.catalog.currentDatabase())
+        except Exception:
+            return DEFAULT_SCHEMA
+
+    def _adopt(self, name: str) -> None:
+        """Register the table ``name`` this session just created or replaced (its claim is held)."""
+        with self._lock:
+            entry = self._describe(name)
+            if entry is None:
+                return
+            known = self._known.get(name)
+            if known is not None and known.location == entry.location:
+                return  # an existing table, written to: nothing to register
+            self._known[name] = self._registry.register(name, entry.location, entry.format, entry.managed)
+            if known is None:
+                self._created.add(name)
 
     def _release(self) -> None:
         # Frees the session's state on the server; the server itself stays up.
@@ -100,9 +175,9 @@ class Lakehouse:
             self._spark.stop()
 
     # -- sharing tables ---------------------------------------------------------------------
-    def pull(self) -> None:
+    def pull(self, force: bool = False) -> None:
         """Attach tables registered by other notebooks since the last look."""
-        if self._spark is None or self._registry.generation() == self._generation:
+        if self._spark is None or (not force and self._registry.generation() == self._generation):
             return
         with self._lock:
             self._generation = self._registry.generation()
@@ -145,12 +220,27 @@ class Lakehouse:
             for name in present:
                 if name not in self._known:
                     entry = self._describe(name)
-                    if entry is not None:
-                        self._known[name] = self._registry.register(
-                            name, entry.location, entry.format, entry.managed
-                        )
+                    if entry is None:
+                        continue
+                    standing = self._registry.register_new(name, entry.location, entry.format, entry.managed)
+                    if standing.location == entry.location:
+                        self._known[name] = standing
                         self._created.add(name)
+                    else:
+                        self._lost_race(name, entry, standing)
             self.pull()  # what others registered meanwhile
+
+    def _lost_race(self, name: str, mine: TableEntry, standing: TableEntry) -> None:
+        # Created by a path nbflow does not see (so not claimed first) while another notebook
+        # registered the name: the catalog keeps the registered table. Say so loudly: rows
+        # written to this session's copy are not in the catalog's table.
+        self._sql(f"DROP TABLE IF EXISTS {_ident(name)}", quiet=True)
+        print(
+            f"nbflow: table {name} was created here and by another notebook at the same time; the catalog "
+            f"keeps the other notebook's table ({standing.location}); this notebook's copy ({mine.location}) "
+            "is not in the catalog",
+            file=sys.stderr,
+        )
 
     def _session_tables(self) -> set[str] | None:
         names: set[str] = set()
@@ -187,7 +277,7 @@ class Lakehouse:
 
     def _sql(self, statement: str, quiet: bool = False) -> list[Any] | None:
         try:
-            return list(self._spark.sql(statement).collect())
+            return list(self._raw_sql(statement).collect())
         except Exception:
             if not quiet:
                 raise
@@ -196,8 +286,10 @@ class Lakehouse:
 
 # Delta's optimistic commits: a statement that lost the race to another writer applied nothing,
 # so running it again (against the new snapshot) is safe. Sail reports the loss as
-# "Failed to commit transaction"; Delta on the JVM as Concurrent*Exception.
-CONFLICT_MARKERS = ("Failed to commit transaction", "ConcurrentAppendException",
+# "Failed to commit transaction", or, when another writer's commit landed between its read of the
+# log and its own write, "Missing commit file: expected version N, found M"; Delta on the JVM as
+# Concurrent*Exception.
+CONFLICT_MARKERS = ("Failed to commit transaction", "Missing commit file", "ConcurrentAppendException",
                     "ConcurrentModificationException", "ConcurrentDeleteReadException",
                     "ConcurrentDeleteDeleteException", "ConcurrentTransactionException")
 DML = ("MERGE", "UPDATE", "DELETE", "INSERT")
@@ -225,6 +317,118 @@ def _retry_conflicting_commits(spark: Any) -> None:
         raise AssertionError("unreachable")
 
     spark.sql = sql
+
+
+_IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
+_CREATE_TABLE = re.compile(
+    r"(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:EXTERNAL\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?|REPLACE\s+TABLE\s+)"
+    rf"(?P<name>{_IDENT}(?:\s*\.\s*{_IDENT})*)",
+    re.IGNORECASE,
+)
+_LEADING_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
+
+
+def created_table(statement: str) -> str | None:
+    """The table a SQL statement creates or replaces (``CREATE [OR REPLACE] TABLE``, CTAS,
+    ``REPLACE TABLE``), as written; None for any other statement."""
+    body = statement[_LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
+    match = _CREATE_TABLE.match(body)
+    return re.sub(r"\s*\.\s*", ".", match["name"]) if match else None
+
+
+def _lakehouse_of(session: Any) -> Lakehouse | None:
+    found = getattr(session, "_nbflow_lakehouse", None)
+    return found if isinstance(found, Lakehouse) else None
+
+
+_patched = False
+
+
+def _patch_readers_and_writers() -> None:
+    """Route the DataFrame API's table writes through the catalog's claims, as ``spark.sql`` is.
+
+    Patched on the Spark Connect classes once per kernel; a session nbflow did not prepare
+    (no lakehouse on it) behaves as before.
+    """
+    global _patched
+    if _patched:
+        return
+    from pyspark.sql.connect.catalog import Catalog
+    from pyspark.sql.connect.readwriter import DataFrameReader, DataFrameWriter, DataFrameWriterV2
+
+    def creating(method: Callable[..., Any], session_of: Callable[[Any], Any],
+                 name_of: Callable[[Any, tuple[Any, ...], dict[str, Any]], str]) -> Callable[..., Any]:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            lakehouse = _lakehouse_of(session_of(self))
+            if lakehouse is None:
+                return method(self, *args, **kwargs)
+            with lakehouse.creating(name_of(self, args, kwargs)):
+                return method(self, *args, **kwargs)
+        return wrapper
+
+    def pulling(method: Callable[..., Any], session_of: Callable[[Any], Any]) -> Callable[..., Any]:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            lakehouse = _lakehouse_of(session_of(self))
+            if lakehouse is not None:
+                lakehouse.pull()
+            return method(self, *args, **kwargs)
+        return wrapper
+
+    def first(key: str) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], str]:
+        return lambda _self, args, kwargs: str(args[0] if args else kwargs[key])
+
+    def writer_session(w: Any) -> Any:
+        return w._spark
+
+    def v2_name(w: Any, _args: tuple[Any, ...], _kwargs: dict[str, Any]) -> str:
+        return str(w._table_name)
+
+    load = DataFrameReader.load
+
+    def checked_load(self: Any, path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if _lakehouse_of(self._client) is not None:
+            for one in [path] if isinstance(path, str) else list(path or []):
+                _require_path(str(one))
+        return load(self, path, *args, **kwargs)
+
+    patches: list[tuple[type, str, Callable[..., Any]]] = [
+        (DataFrameWriter, "saveAsTable", creating(DataFrameWriter.saveAsTable, writer_session, first("name"))),
+        (DataFrameWriter, "insertInto", pulling(DataFrameWriter.insertInto, writer_session)),
+        (Catalog, "createTable", creating(Catalog.createTable, lambda c: c._sparkSession, first("tableName"))),
+        (DataFrameReader, "table", pulling(DataFrameReader.table, lambda r: r._client)),
+        (DataFrameReader, "load", checked_load),
+    ]
+    patches += [(DataFrameWriterV2, verb, creating(getattr(DataFrameWriterV2, verb), writer_session, v2_name))
+                for verb in ("create", "replace", "createOrReplace")]
+    patches += [(DataFrameWriterV2, verb, pulling(getattr(DataFrameWriterV2, verb), writer_session))
+                for verb in ("append", "overwrite", "overwritePartitions")]
+    for cls, name, method in patches:
+        setattr(cls, name, method)
+    _patched = True
+
+
+def _require_path(path: str) -> None:
+    """Spark's ``PATH_NOT_FOUND`` for a local path (or glob) that matches nothing.
+
+    Only local paths are checked: a remote URI (``s3://``, ``dbfs:``...) or a relative path is
+    resolved by the engine, not here.
+    """
+    local = local_path(path) if path.startswith("file:") else path
+    if not local.startswith("/") or "{" in local:
+        return
+    if any(c in local for c in "*?["):
+        if glob.glob(local):
+            return
+    elif os.path.exists(local):
+        return
+    from pyspark.errors.exceptions.connect import AnalysisException
+
+    raise AnalysisException(
+        message=f"[PATH_NOT_FOUND] Path does not exist: file:{local}. SQLSTATE: 42K03",
+        errorClass="PATH_NOT_FOUND",
+        messageParameters={"path": f"file:{local}"},
+        sql_state="42K03",
+    )
 
 
 def local_path(location: str) -> str:

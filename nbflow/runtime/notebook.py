@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkflowException
+from .jobs import warn_if_redacted
 
 if TYPE_CHECKING:
     from .session import Session
@@ -69,6 +70,7 @@ class NotebookUtils:
                 f"dbutils.notebook.exit expects a string, got {type(value).__name__}; "
                 "use json.dumps(...) for structured values"
             )
+        warn_if_redacted("the exit value", value, self._session.redactor.deep)
         raise NotebookExit(value, self._session)
 
     def run(

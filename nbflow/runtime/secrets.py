@@ -4,7 +4,9 @@ Secrets come from a YAML or JSON file mapping scopes to keys to values (``NBFLOW
 else ``<project>/.nbflow/secrets.yaml``), and from environment variables
 ``NBFLOW_SECRET__<SCOPE>__<KEY>``, which win over the file. In the environment form, scope
 and key are matched case-insensitively with every character other than a letter or digit
-written as ``_``.
+written as ``_``. Those variables are taken out of the kernel's environment (see
+:func:`without_secrets`) and handed to the runtime in memory, so a notebook cannot print them
+with ``os.environ`` or ``%sh env``.
 
 Every value read with ``get``/``getBytes`` is replaced by ``[REDACTED]`` in whatever the
 kernel sends to the notebook (streams, displays, results, errors), as Databricks does.
@@ -17,6 +19,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,6 +38,18 @@ class SecretScope(NamedTuple):
 
 class SecretMetadata(NamedTuple):
     key: str
+
+
+def secret_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``NBFLOW_SECRET__*`` variables of ``environ`` (default: this process's environment)."""
+    source = os.environ if environ is None else environ
+    return {name: value for name, value in source.items() if name.startswith(ENV_PREFIX)}
+
+
+def without_secrets(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` without the ``NBFLOW_SECRET__*`` variables: the environment a kernel gets."""
+    source = os.environ if environ is None else environ
+    return {name: value for name, value in source.items() if not name.startswith(ENV_PREFIX)}
 
 
 def _env_name(text: str) -> str:
@@ -88,10 +103,11 @@ class Redactor:
 
 
 class SecretsUtils:
-    def __init__(self, secrets_file: str | None, redactor: Redactor) -> None:
+    def __init__(self, secrets_file: str | None, redactor: Redactor, env: Mapping[str, str] | None = None) -> None:
         self._file = Path(secrets_file) if secrets_file else None
         self._redactor = redactor
         self._cache: dict[str, dict[str, str]] | None = None
+        self._given_env = env  # None: this process's environment, read at each call
 
     def _store(self) -> dict[str, dict[str, str]]:
         if self._cache is None:
@@ -110,7 +126,7 @@ class SecretsUtils:
 
     def _env(self) -> dict[tuple[str, str], str]:
         found: dict[tuple[str, str], str] = {}
-        for name, value in os.environ.items():
+        for name, value in secret_env(self._given_env).items():
             if name.startswith(ENV_PREFIX):
                 scope, sep, key = name[len(ENV_PREFIX):].partition("__")
                 if sep and scope and key:

@@ -23,9 +23,9 @@ class DBUtils:
         ctx = session.context
         self.widgets = WidgetsUtils(ctx.arguments)
         self.notebook = NotebookUtils(session)
-        self.jobs = JobsUtils(ctx.job_task_values)
+        self.jobs = JobsUtils(ctx.job_task_values, session.redactor.deep)
         self.fs = FsUtils(ctx.dbfs_root)
-        self.secrets = SecretsUtils(ctx.secrets_file, session.redactor)
+        self.secrets = SecretsUtils(ctx.secrets_file, session.redactor, ctx.secret_env)
 
     def help(self) -> None:
         print("dbutils (nbflow local runtime): widgets, notebook, jobs.taskValues, fs, secrets")
