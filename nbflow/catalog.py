@@ -12,9 +12,9 @@ Why not Sail's Unity Catalog provider: tried with a local UC REST endpoint, Sail
 "catalog-managed" Delta tables (reader feature ``catalogManaged``) whose commits go through the
 catalog's commit API, which delta-rs and older Delta readers cannot open.
 
-The file carries a format version and a checksum of its tables, and a good copy is
-kept beside it (``tables.json.bak``, written with every change): a damaged or hand-emptied file is reported by path, never
-read as "no tables" (which would silently forget every table), and :meth:`Registry.rebuild`
+The file carries a format version and a checksum of its tables, and a good copy is kept
+beside it (``tables.json.bak``, written with every change): a damaged or hand-emptied file is
+reported by path, never read as "no tables" (which would silently forget every table), and :meth:`Registry.rebuild`
 recovers the catalog from that copy and from the Delta folders in the warehouse.
 
 Creating a table is one atomic act across sessions and processes: :meth:`Registry.claim` holds a

@@ -63,7 +63,7 @@ def test_processes_creating_one_table_at_once_share_it(project: Path) -> None:
         for _ in range(writers)
     ]
     outputs = [p.communicate(timeout=180) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0 and "done" in out, err[-2000:]
     for table in ("race_sql", "race_save"):
         assert _rows(project, table) == writers * rows, table
