@@ -104,6 +104,8 @@ class TreeKernelManager(AsyncKernelManager):
             return []
 
     def _end_tree(self, roots: list[psutil.Process]) -> None:
+        if self._lifeline is None:
+            return  # not started, or already ended (a shutdown's clean-up comes after the shutdown)
         try:
             lifecycle.kill_tree(self.tree_tag, roots)
         finally:

@@ -94,15 +94,12 @@ def members(tag: str, roots: Iterable[psutil.Process] = ()) -> list[psutil.Proce
             if root.is_running():
                 found[root.pid] = root
                 found.update((p.pid, p) for p in root.children(recursive=True))
-    uid = os.getuid() if hasattr(os, "getuid") else None
     spared: set[int] = set()
-    for proc in psutil.process_iter(["uids"]):
-        if uid is not None and (proc.info["uids"] is None or proc.info["uids"].real != uid):
-            continue  # another user's: never ours, and its environment is not readable
+    for proc in psutil.process_iter():
         try:
             env = proc.environ()
         except psutil.Error:
-            continue
+            continue  # gone, or another user's (never ours)
         if OUTLIVES_ENV in env:
             spared.add(proc.pid)
         elif tag in env.get(TREE_ENV, "").split(":"):
