@@ -151,13 +151,14 @@ def watch(on_lost: Callable[[], None], fd: int | None = None, parent: int | None
     """Call ``on_lost`` in a thread once the lifeline ``fd`` reaches its end, or, without one,
     once ``parent`` (default: the current parent) is no longer this process's parent."""
 
+    pid = parent if parent is not None else os.getppid()  # now: the thread may start late
+
     def follow() -> None:
         if fd is not None:
             with contextlib.suppress(OSError):
                 while os.read(fd, 1):
                     pass  # nothing is ever written; end of file is the message
         else:
-            pid = parent if parent is not None else os.getppid()
             while os.getppid() == pid:
                 time.sleep(POLL_S)
         on_lost()

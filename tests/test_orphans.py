@@ -100,6 +100,16 @@ def test_what_a_notebook_starts_ends_with_its_plan_run(tmp_path: Path, spawned_c
         assert left == [], f"task {task}: outlived the run: {left}"
 
 
+def test_what_a_notebook_starts_ends_with_its_killed_worker(tmp_path: Path, spawned_cleanup: Path) -> None:
+    plan = _plan(tmp_path, {"one": {"pids": str(spawned_cleanup), "kill_parent": "yes"}})
+    proc = cli("run", str(plan), "--json")
+    assert json.loads(proc.stdout)["tasks"][0]["error"]["ename"] == "WorkerError", proc.stderr
+    procs = _spawned(spawned_cleanup)
+    assert set(procs) == CASES
+    left, _ = _survivors(procs)
+    assert left == [], f"outlived their worker: {left}"
+
+
 def _sigint_ignored(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status").read_text()
     ignored = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)

@@ -1,8 +1,10 @@
 # Databricks notebook source
 # Starts one process in each way a notebook can leave something running, records their pids in
 # the folder named by the widget "pids", then sleeps "seconds". Each process sleeps 300 s.
+# With "kill_parent" set, it then kills the kernel's parent (a plan's worker) outright.
 dbutils.widgets.text("pids", "")
 dbutils.widgets.text("seconds", "0")
+dbutils.widgets.text("kill_parent", "")
 
 # COMMAND ----------
 
@@ -49,4 +51,9 @@ note("plain", subprocess.Popen([sys.executable, "-c", SLEEP, "plain"]).pid)
 # COMMAND ----------
 
 time.sleep(float(dbutils.widgets.get("seconds")))
+if dbutils.widgets.get("kill_parent"):
+    import signal
+
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(30)
 dbutils.notebook.exit("spawned")
