@@ -123,7 +123,7 @@ def killed_cli(work: Path, launch: str, watch: float) -> None:
         time.sleep(0.1)
     def longest(kind: str) -> str:
         times = [t for k, t in last.items() if (kind in k if kind != "spawned" else "/" in k)]
-        return "gone at once" if not times else f"{max(times):.1f} s ({len(times)} survived the kill)"
+        return "gone at once" if not times else f"{max(times):.1f} s ({len(times)} still running after the kill)"
     print(f"killed CLI ({launch}): workers {longest('worker')}; kernels {longest('kernel')}; "
           f"processes the notebooks started {longest('spawned')}"
           f"{' (still running at the end of the watch)' if any(running(p) for p in procs.values()) else ''}")
