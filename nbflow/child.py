@@ -2,33 +2,21 @@
 
 Reads a JSON request on stdin (notebook, arguments, timeout, output path, the caller's context),
 runs the notebook, and prints the task summary as one JSON line on stdout. It watches the
-process that started it: if that caller dies, the child stops its own kernel and exits, so a
-killed parent leaves nothing running.
+process that started it (the caller's kernel): if that caller dies, the child cancels its
+notebook, stops its own kernel and exits, so a killed parent leaves nothing running.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
-import threading
-import time
 from typing import TYPE_CHECKING, Any
 
+from . import lifecycle
 from .errors import NbflowError
 
 if TYPE_CHECKING:
     from .kernels import WarmKernel
-
-
-def watch_parent(pid: int) -> None:
-    """Interrupt this process when the process that started it dies."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != pid:
-            os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt: the run cancels and cleans up
-            return
 
 
 def handle(request: dict[str, Any], kernel: WarmKernel | None = None) -> tuple[dict[str, Any], bool]:
@@ -60,7 +48,11 @@ def handle(request: dict[str, Any], kernel: WarmKernel | None = None) -> tuple[d
 
 def main() -> int:
     request = json.loads(sys.stdin.read())
-    threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
+    # Started by a notebook's code (no lifeline): its parent's pid is watched instead. Its own
+    # tag marks its kernel and what that starts, for the clean-up of last resort.
+    lifecycle.interruptible()
+    tag = lifecycle.add_own_tag("child")
+    lifecycle.watch(lifecycle.orphan_exit(tag, lifecycle.ORPHAN_GRACE_S))
     summary, ok = handle(request)
     print(json.dumps(summary))
     return 0 if ok else 1

@@ -1,7 +1,8 @@
 """The ``nbflow`` command line: thin commands that map NbflowError to exit codes.
 
 Exit codes: 0 success, 1 a notebook failed or timed out, 2 bad usage or bad input,
-3 the environment could not run the work (no kernel), 130 interrupted.
+3 the environment could not run the work (no kernel), 130 interrupted (Ctrl-C), 143 stopped by
+SIGTERM (``nbflow run`` treats it as Ctrl-C: the run is cancelled and its results written).
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def handle_errors(func: F) -> F:
             message = last[-1] if last else (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             _fail(message, exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted", 130)
+            from .lifecycle import interrupted_exit_code
+
+            _fail("interrupted", interrupted_exit_code())
         except Exception as exc:  # a defect of nbflow's: one line, the traceback on request
             if os.environ.get("NBFLOW_DEBUG"):
                 raise
@@ -101,6 +104,9 @@ def run(
 ) -> None:
     """Run NOTEBOOK (.ipynb or Databricks source .py) in a fresh kernel, or a PLAN (.yaml/.json)."""
     from . import params as params_mod
+    from .lifecycle import interrupted_exit_code, stop_on_sigterm
+
+    stop_on_sigterm()  # a service manager's or CI's stop: cancel and write the results, as Ctrl-C
 
     if notebook.suffix.lower() in (".yaml", ".yml", ".json"):
         from .plan_cli import PlanRunOptions, run_plan
@@ -132,7 +138,7 @@ def run(
     else:
         _print_run(result)
     if not result.ok:
-        sys.exit(130 if result.status == "CANCELED" else 1)
+        sys.exit(interrupted_exit_code() if result.status == "CANCELED" else 1)
 
 
 def _print_run(result: Any) -> None:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from .errors import EnvironmentFailure, InputError
+from .lifecycle import OUTLIVES_ENV
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -445,6 +446,8 @@ def _launch(project: Path, choice: EngineChoice, port: int | None) -> ClusterSta
         raise EnvironmentFailure(f"port {port} on {HOST} is already in use by another program: "
                                  "choose another with --port, or leave it out to get a free one")
     command, env = _server_command(choice, port, project)
+    # A notebook's kernel may start the server, which outlives it: stopping the kernel's tree spares it.
+    env[OUTLIVES_ENV] = "1"
     log = log_path(project)
     if log.exists():
         os.replace(log, log.with_name(log.name + ".1"))

@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
+from . import lifecycle
 from .errors import KernelStartError
 from .runtime.secrets import without_secrets
 
@@ -39,12 +41,12 @@ class KernelSpecs(KernelSpecManager):
 
     A notebook exported from Databricks names no usable kernel, and a user-level ``python3``
     spec may point at an interpreter without nbflow; the cluster decides the runtime, as on
-    Databricks.
+    Databricks. ``nbflow.lifecycle`` arms the kernel's lifeline before it runs ipykernel.
     """
 
     def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
         return KernelSpec(
-            argv=[kernel_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            argv=[kernel_python(), "-m", "nbflow.lifecycle", "ipykernel_launcher", "-f", "{connection_file}"],
             display_name="Python 3 (nbflow)",
             language="python",
             env={"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
@@ -58,9 +60,67 @@ def transport(folder: str) -> dict[str, str]:
     return {}
 
 
+class TreeKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel takes its whole process tree with it (see
+    :mod:`nbflow.lifecycle`): the kernel gets a tree tag and a lifeline, and stopping it, politely
+    or not, or finding it dead, ends every process the notebook started."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tree_tag = lifecycle.new_tag("kernel")
+        self._lifeline: int | None = None  # the write end; closing it ends the kernel and its tree
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        read, write = lifecycle.lifeline()
+        self._close_lifeline()
+        self._lifeline = write
+        env = lifecycle.tagged_env(self.tree_tag, kw.get("env"))
+        env[lifecycle.LIFELINE_ENV] = str(read)
+        kw.update(env=env, pass_fds=(*kw.get("pass_fds", ()), read))
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        finally:
+            os.close(read)
+
+    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
+        # Taken before the kernel stops: its children are orphaned once it has.
+        doomed = self._tree()
+        try:
+            await super().shutdown_kernel(now=now, restart=restart)
+        finally:
+            self._end_tree(doomed)
+
+    async def cleanup_resources(self, restart: bool = False) -> None:  # type: ignore[override]
+        try:
+            await super().cleanup_resources(restart=restart)
+        finally:
+            self._end_tree([])  # a kernel that died on its own leaves its tree to end here
+
+    def _tree(self) -> list[psutil.Process]:
+        pid = getattr(self.provisioner, "pid", None)
+        try:
+            root = psutil.Process(pid) if pid else None
+            return [root, *root.children(recursive=True)] if root else []
+        except psutil.Error:
+            return []
+
+    def _end_tree(self, roots: list[psutil.Process]) -> None:
+        if self._lifeline is None:
+            return  # not started, or already ended (a shutdown's clean-up comes after the shutdown)
+        try:
+            lifecycle.kill_tree(self.tree_tag, roots)
+        finally:
+            self._close_lifeline()
+
+    def _close_lifeline(self) -> None:
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+
+
 def kernel_manager(socket_dir: str) -> AsyncKernelManager:
     """A manager whose sockets and connection file live in ``socket_dir`` (one thing to remove)."""
-    return AsyncKernelManager(
+    return TreeKernelManager(
         kernel_name=KERNEL_NAME,
         kernel_spec_manager=KernelSpecs(),
         connection_file=os.path.join(socket_dir, "kernel.json"),
@@ -113,14 +173,18 @@ class WarmKernel:
                                    f"{content.get('ename')}: {content.get('evalue')}")
 
     def stop(self, now: bool = False) -> None:
-        """Stop the kernel (politely unless ``now``) and remove its files. Safe to call twice."""
-        try:
-            run_sync(self._stop)(now)
-        finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        """Stop the kernel (politely unless ``now``) and remove its files. Safe to call twice.
+
+        An interrupt meanwhile waits for the end: cut short, the stop would be left half done in
+        the event loop, to collide with the next one and leave the kernel and its folder behind."""
+        with lifecycle.deferred_interrupts():
+            try:
+                run_sync(self._stop)(now)
+            finally:
+                if self._log is not None:
+                    self._log.close()
+                    self._log = None
+                shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     async def _stop(self, now: bool) -> None:
         try:

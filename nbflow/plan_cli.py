@@ -42,6 +42,7 @@ class PlanRunOptions:
 
 def run_plan(path: Path, options: PlanRunOptions) -> None:
     from . import params as params_mod
+    from .lifecycle import interrupted_exit_code
     from .plan import load_plan
     from .project import project_dir
     from .report import event_line, live_table, summary, write_run_json
@@ -106,7 +107,7 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
         if as_json:
             click.echo(json.dumps(summary(run), indent=2))
         click.echo("nbflow: interrupted: running tasks were cancelled and their notebooks saved", err=True)
-        sys.exit(130)
+        sys.exit(interrupted_exit_code())
     write_run_json(run)
     write_report([run], folder, f"{plan.name}: run {run.run_id}")
     if as_json:
@@ -119,7 +120,7 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
             again = " ".join(shlex.quote(a) for a in _repeated_options(options))
             click.echo(f"nbflow: to re-run what did not succeed: nbflow run {shlex.quote(str(path))} "
                        f"--repair {shlex.quote(str(folder))}{' ' + again if again else ''}", err=True)
-        sys.exit(130 if run.result_state == "CANCELED" else 1)
+        sys.exit(interrupted_exit_code() if run.result_state == "CANCELED" else 1)
 
 
 def _repeated_options(options: PlanRunOptions) -> list[str]:

@@ -4,6 +4,10 @@ Each worker (``python -m nbflow.worker``, its own process group) runs one task a
 kernel it started ahead of need, then warms a fresh one (see :mod:`nbflow.worker`). A worker
 that dies, whether killed, crashed or interrupted, costs only the task it was running: the pool
 starts another in its place. :meth:`WorkerPool.close` ends every worker, politely first.
+
+Each worker holds a lifeline to this process and a tree tag (see :mod:`nbflow.lifecycle`): if
+this process dies, however, the workers cancel their tasks and end their kernels; if a worker
+is killed, the pool ends what its kernels had started.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from . import lifecycle
+
 CLOSE_GRACE_S = 10.0  # how long idle workers get to stop their kernels before they are killed
 
 
@@ -29,10 +35,22 @@ class Worker:
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the pool; its stderr: the reason if it dies
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nbflow.worker", json.dumps(options)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
-        )
+        self.tag = lifecycle.new_tag("worker")
+        self._ending = threading.Lock()
+        read, self.lifeline = lifecycle.lifeline()  # the write end, closed once the worker has ended
+        env = lifecycle.tagged_env(self.tag)
+        env[lifecycle.LIFELINE_ENV] = str(read)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "nbflow.worker", json.dumps(options)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
+                env=env, pass_fds=(read,),
+            )
+        except BaseException:
+            os.close(self.lifeline)
+            raise
+        finally:
+            os.close(read)
         self.replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
         # Changed under the pool's lock: the process runs; its kernel is warm; a task holds it.
         self.alive = True
@@ -73,9 +91,22 @@ class Worker:
             os.kill(self.proc.pid, signal.SIGINT)
 
     def kill(self) -> None:
-        """A worker that ignored the interrupt: kill it and what runs in its process group."""
+        """A worker that ignored the interrupt: kill it, what runs in its process group, and its
+        tree (its kernels run in sessions of their own, and what their notebooks started)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        lifecycle.kill_tree(self.tag, grace=0)
+
+    def ended(self) -> None:
+        """After the worker's exit: end what it left running, and let go of its lifeline and log.
+        Called once by whichever comes first of the pool's replacement and its close."""
+        with self._ending:
+            if self.lifeline < 0:
+                return
+            lifecycle.kill_tree(self.tag)
+            os.close(self.lifeline)
+            self.lifeline = -1
+            self.log.close()
 
 
 class WorkerPool:
@@ -126,7 +157,7 @@ class WorkerPool:
         with self._lock:
             if worker in self._workers:
                 self._workers.remove(worker)
-            worker.log.close()
+        worker.ended()
         self._start()
 
     def acquire(self, cancelled: Callable[[], bool]) -> Worker | None:
@@ -173,4 +204,4 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.proc.wait()
-            worker.log.close()
+            worker.ended()

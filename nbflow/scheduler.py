@@ -263,7 +263,9 @@ class Scheduler:
                     thread.start()
                 time.sleep(0.02)
         except KeyboardInterrupt:
-            self._stop_all(CANCELED, "the run was cancelled (Ctrl-C)")
+            from .lifecycle import interruption
+
+            self._stop_all(CANCELED, f"the run was cancelled ({interruption()})")
             self._wait_for(threads)
             raise
         finally:

@@ -5,7 +5,9 @@ the task requests it reads on stdin one at a time, each in the kernel that was w
 stopped while the next one warms up. It speaks JSON lines on its original stdout: ``{"event":
 "ready"}`` when a kernel is warm, ``{"event": "done", "summary": ...}`` after each task; anything
 else written to stdout goes to stderr. It exits at the end of its input, after a cancelled task,
-or when the process that started it dies; its kernel is stopped in every case.
+or when the process that started it dies (its lifeline ends, see :mod:`nbflow.lifecycle`): the
+running notebook is then cancelled, never reported as a success, and its kernel stopped. Its
+kernels are stopped in every case.
 """
 
 from __future__ import annotations
@@ -16,20 +18,25 @@ import sys
 import threading
 from typing import IO, Any
 
-from .child import handle, watch_parent
+from . import lifecycle
+from .child import handle
 from .kernels import WarmKernel
 
 Warming = tuple[WarmKernel | None, str | None]  # a kernel, or None and why there is none
 
 
-def _launch(options: dict[str, Any]) -> Warming:
-    """Start a kernel process; it imports while the worker does other work."""
-    kernel = WarmKernel()
-    try:
-        kernel.launch(options["project"])
-    except Exception as exc:  # the task then starts its own kernel and reports the failure
-        kernel.stop(now=True)
-        return None, str(exc)
+def _launch(options: dict[str, Any], live: list[WarmKernel]) -> Warming:
+    """Start a kernel process; it imports while the worker does other work. The kernel is in
+    ``live`` from the start: an interrupt while it starts must not leave it behind."""
+    with lifecycle.deferred_interrupts():
+        kernel = WarmKernel()
+        live.append(kernel)
+        try:
+            kernel.launch(options["project"])
+        except Exception as exc:  # the task then starts its own kernel and reports the failure
+            live.remove(kernel)
+            kernel.stop(now=True)
+            return None, str(exc)
     return kernel, None
 
 
@@ -55,14 +62,18 @@ def main() -> int:
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # a stray print (a library's, a notebook's) must not break the protocol
     options = json.loads(sys.argv[1])
-    threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
-    live: list[WarmKernel] = []  # every kernel not yet stopped: stopped on the way out, whatever happens
+    lifecycle.interruptible()  # the pool's interrupt must work even if SIGINT came in ignored
+    orphaned = threading.Event()
+    fd = lifecycle.inherited_lifeline()
+    if fd is not None:
+        on_lost = lifecycle.orphan_exit(lifecycle.own_tag(), lifecycle.ORPHAN_GRACE_S)
 
-    def launch() -> Warming:
-        launched = _launch(options)
-        if launched[0] is not None:
-            live.append(launched[0])
-        return launched
+        def lost() -> None:
+            orphaned.set()
+            on_lost()
+
+        lifecycle.watch(lost, fd=fd)
+    live: list[WarmKernel] = []  # every kernel not yet stopped: stopped on the way out, whatever happens
 
     def ready(launched: Warming) -> WarmKernel | None:
         kernel, why = _ready(launched, options)
@@ -70,7 +81,7 @@ def main() -> int:
         return kernel
 
     try:
-        launched = launch()
+        launched = _launch(options, live)
         # While the kernel process imports, this one imports what runs a task (papermill: ~0.3 s).
         import papermill  # noqa: F401
 
@@ -81,18 +92,24 @@ def main() -> int:
             if not line.strip():
                 continue
             summary, _ok = handle(json.loads(line), kernel)
+            if orphaned.is_set():
+                return 1  # nobody is listening; the notebook was cancelled
             _say(protocol, {"event": "done", "summary": summary})
             if summary.get("status") == "CANCELED":
                 return 130  # the run is stopping: no new kernel
             used = list(live)
-            launched = launch()  # the next kernel's process imports while the used one stops
+            launched = _launch(options, live)  # the next kernel's process imports while the used one stops
             for old in used:
                 old.stop(now=summary.get("status") != "SUCCESS")
                 live.remove(old)
             kernel = ready(launched)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return 1  # the pool is gone
     finally:
+        # An interrupt now (the pool's, on close) would cut the clean-up short and leave kernels.
+        lifecycle.uninterruptible()
         for left in live:
             left.stop(now=True)
     return 0
