@@ -103,8 +103,12 @@ class WorkspaceServer(ThreadingHTTPServer):
         _forget_token(token)  # before anything is started that would inherit it
         self.token = token
         self.request_timeout = request_timeout
-        self.workspace = Workspace(project, engine)
-        super().__init__((host, port), _Handler)
+        super().__init__((host, port), _Handler)  # first: a port taken starts nothing
+        try:
+            self.workspace = Workspace(project, engine)
+        except BaseException:
+            self.server_close()
+            raise
 
     @property
     def url(self) -> str:
