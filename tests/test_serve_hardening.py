@@ -386,3 +386,64 @@ def test_after_a_crash_no_task_of_an_interrupted_run_is_left_running(project: Pa
         assert sleeps.end_time and sleeps.end_time >= (sleeps.start_time or 0)
     finally:
         again.stop()
+
+
+# -- the run records ---------------------------------------------------------------------------------
+def test_each_run_is_stored_alone_and_a_run_rewrites_only_its_own_record(project: Path) -> None:
+    srv = WorkspaceServer(project, TOKEN)
+    srv.start()
+    try:
+        w = WorkspaceClient(host=srv.url, token=TOKEN, auth_type="pat")
+        w.workspace.mkdirs("/t")
+        w.workspace.import_("/t/ok", content=base64.b64encode((Path(__file__).parent / "plans" / "nb" / "ok.py")
+                                                              .read_bytes()).decode(),
+                            format=ImportFormat.SOURCE, language=Language.PYTHON)
+        task = jobs.SubmitTask(task_key="ok", notebook_task=jobs.NotebookTask(notebook_path="/t/ok"))
+        first = wait_run(w, w.jobs.submit(run_name="first", tasks=[task]).response.run_id)
+        records = project / ".nbflow" / "workspace" / "runs"
+        first_record = records / f"{first.run_id}.json"
+        written = first_record.stat().st_mtime_ns
+        second = wait_run(w, w.jobs.submit(run_name="second", tasks=[task]).response.run_id)
+        assert second.state and second.state.result_state == jobs.RunResultState.SUCCESS
+    finally:
+        srv.stop()
+    assert first_record.stat().st_mtime_ns == written  # the second run's events left the first's alone
+    assert json.loads(first_record.read_text())["run_name"] == "first"
+    assert json.loads((records / f"{second.run_id}.json").read_text())["run_name"] == "second"
+    assert not (project / ".nbflow" / "workspace" / "jobs.json").exists()  # no job: a run start does not write it
+    assert not list(records.glob("*.tmp"))
+    again = WorkspaceServer(project, TOKEN)
+    try:
+        listed = again.workspace.jobs.list_runs({})
+        assert [r["run_name"] for r in listed["runs"]] == ["second", "first"]
+        later = {"name": "later", "tasks": [{"task_key": "ok", "notebook_task": {"notebook_path": "/t/ok"}}]}
+        assert again.workspace.jobs.create(later, "2.2") > second.run_id  # ids are not reused
+    finally:
+        again.server_close()
+        again.workspace.close()
+
+
+def test_a_workspace_saved_in_one_file_is_read_and_its_interrupted_run_closed(project: Path) -> None:
+    root = project / ".nbflow" / "workspace"
+    root.mkdir(parents=True)
+    running = {"task_key": "a", "run_id": 8, "state": {"life_cycle_state": "RUNNING"}, "start_time": 1000,
+               "end_time": 0}
+    done = {"task_key": "b", "run_id": 9, "state": {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS"},
+            "start_time": 1000, "end_time": 2000}
+    waiting = {"task_key": "c", "run_id": 10, "state": {"life_cycle_state": "PENDING"}, "start_time": 0,
+               "end_time": 0}
+    run = {"run_id": 7, "job_id": None, "run_name": "old", "run_type": "SUBMIT_RUN", "start_time": 1000,
+           "end_time": 0, "state": {"life_cycle_state": "RUNNING"}, "tasks": [running, done, waiting]}
+    (root / "jobs.json").write_text(json.dumps({"jobs": {}, "runs": {"7": run}, "tokens": {}, "next_id": 11}))
+    srv = WorkspaceServer(project, TOKEN)
+    try:
+        got = srv.workspace.jobs.get_run(7)
+    finally:
+        srv.server_close()
+        srv.workspace.close()
+    assert got["state"]["life_cycle_state"] == "INTERNAL_ERROR"
+    states = {t["task_key"]: (t["state"]["life_cycle_state"], t["state"].get("result_state")) for t in got["tasks"]}
+    assert states == {"a": ("TERMINATED", "CANCELED"), "b": ("TERMINATED", "SUCCESS"), "c": ("TERMINATED", "CANCELED")}
+    assert got["tasks"][0]["end_time"] >= 1000 and got["tasks"][2]["end_time"] == 0
+    assert "runs" not in json.loads((root / "jobs.json").read_text())
+    assert json.loads((root / "runs" / "7.json").read_text())["state"]["life_cycle_state"] == "INTERNAL_ERROR"
