@@ -171,9 +171,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def setup(self) -> None:
-        # StreamRequestHandler applies it to the socket: every read and write waits at most this.
-        self.timeout = self.server.request_timeout
         super().setup()
+        # Every read and write on the connection waits at most this (the server's setting).
+        self.connection.settimeout(self.server.request_timeout)
 
     def handle_expect_100(self) -> bool:
         # "100 Continue" only for a body that will be read: a refused client (curl) sends none.
