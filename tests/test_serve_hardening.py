@@ -451,3 +451,34 @@ def test_a_workspace_saved_in_one_file_is_read_and_its_interrupted_run_closed(pr
     assert got["tasks"][0]["end_time"] >= 1000 and got["tasks"][2]["end_time"] == 0
     assert "runs" not in json.loads((root / "jobs.json").read_text())
     assert json.loads((root / "runs" / "7.json").read_text())["state"]["life_cycle_state"] == "INTERNAL_ERROR"
+
+
+def test_a_cancel_that_comes_after_every_task_ended_leaves_the_run_as_its_tasks_say(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow.remote.jobs_store import JobsStore
+
+    progress = JobsStore._progress
+
+    def cancel_once_done(store: JobsStore, run_id: int) -> None:
+        """runs/cancel arriving just as the last task ended, before the run did."""
+        progress(store, run_id)
+        run = store.runs[run_id]
+        ended = all(t["state"].get("result_state") for t in run["tasks"])
+        if ended and run["state"].get("life_cycle_state") == "RUNNING":
+            store.cancel(run_id)
+
+    monkeypatch.setattr(JobsStore, "_progress", cancel_once_done)
+    srv = WorkspaceServer(project, TOKEN)
+    srv.start()
+    try:
+        w = WorkspaceClient(host=srv.url, token=TOKEN, auth_type="pat")
+        w.workspace.mkdirs("/t")
+        w.workspace.import_("/t/ok", content=base64.b64encode((Path(__file__).parent / "plans" / "nb" / "ok.py")
+                                                              .read_bytes()).decode(),
+                            format=ImportFormat.SOURCE, language=Language.PYTHON)
+        task = jobs.SubmitTask(task_key="ok", notebook_task=jobs.NotebookTask(notebook_path="/t/ok"))
+        run = wait_run(w, w.jobs.submit(run_name="late cancel", tasks=[task]).response.run_id)
+    finally:
+        srv.stop()
+    assert [t.state.result_state for t in run.tasks or [] if t.state] == [jobs.RunResultState.SUCCESS]
+    assert run.state and run.state.result_state == jobs.RunResultState.SUCCESS, run.state

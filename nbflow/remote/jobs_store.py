@@ -267,7 +267,7 @@ class JobsStore:
 
     def _run(self, run_id: int, settings: dict[str, Any], params: dict[str, str], limit: int) -> None:
         from ..report import runs_get
-        from ..scheduler import Scheduler
+        from ..scheduler import CANCELED_STATES, Scheduler, job_result
 
         run = self.runs[run_id]
         with self._changed:  # a queued run waits for a slot
@@ -317,9 +317,16 @@ class JobsStore:
                     if attempt.result is not None:
                         for child_id in self._workflow_runs(attempt.result.children, task_run.run_id, run):
                             self._save_run(child_id)
-            self._finish(run_id, {**shaped["state"], "user_cancelled_or_timedout":
-                                  shaped["state"]["result_state"] in ("CANCELED", "TIMEDOUT")},
-                         end_time=shaped["end_time"])
+            state = dict(shaped["state"])
+            if state["result_state"] == "CANCELED":
+                if not any(t.status in CANCELED_STATES for t in plan_run.tasks.values()):
+                    # The cancel came after every task had ended: the run is what its tasks say.
+                    state["result_state"] = job_result(plan_run.tasks, scheduler.deps)
+                else:
+                    state["state_message"] = state["state_message"] or (
+                        STOPPING if self._stopping else "the run was cancelled")
+            state["user_cancelled_or_timedout"] = state["result_state"] in ("CANCELED", "TIMEDOUT")
+            self._finish(run_id, state, end_time=shaped["end_time"])
 
     def _still_to_run(self, run_id: int) -> bool:
         """Whether a run not yet given to the scheduler goes on: not if it was cancelled meanwhile,
