@@ -179,6 +179,12 @@ def test_an_unauthenticated_body_is_refused_before_it_is_read(served: Served, to
         assert got == status, length
         assert headers.get("connection") == "close" and closed_by_peer(sock)
         sock.close()
+    # A client that asks before it sends (curl's Expect: 100-continue) is refused, not told to go on.
+    sock = connect(served)
+    head = request_head("POST", "/api/2.0/workspace/import", "1000000", token)
+    sock.sendall(head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+    assert read_reply(sock)[0] == status
+    sock.close()
     served.client().workspace.get_status("/")  # still serving
 
 

@@ -2,8 +2,10 @@
 
 The server speaks the request and response shapes, status codes and error bodies of the real
 API, so the official ``databricks-sdk`` works against it unchanged. Every request needs the bearer
-token (401 ``UNAUTHENTICATED`` without one, 403 ``PERMISSION_DENIED`` for a wrong one). The
-workspace's state lives under ``<project>/.nbflow/workspace/`` and survives restarts.
+token (401 ``UNAUTHENTICATED`` without one, 403 ``PERMISSION_DENIED`` for a wrong one), checked
+before any of the body is read; bodies are capped (413), and a client that stalls is cut off
+(408), so a client without the token costs the server its headers only. The workspace's state
+lives under ``<project>/.nbflow/workspace/`` and survives restarts.
 
 This module is the HTTP plumbing and the routes; :mod:`nbflow.remote.workspace_store` keeps the
 objects.
