@@ -62,10 +62,10 @@ def serve(host: str, port: int, token: str | None) -> None:
     _log_to_stderr()
     # `kill` (SIGTERM) stops it as Ctrl-C does: runs cancelled, their workers and kernels stopped.
     # Started with `&` from a script, SIGINT is ignored: SIGTERM is then the way, and stays fast.
-    signal.signal(signal.SIGTERM, _interrupt)
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, _interrupt)
-    try:
+    try:  # the handlers are set inside: a signal that comes at once still stops the runs
+        signal.signal(signal.SIGTERM, _interrupt)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, _interrupt)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
