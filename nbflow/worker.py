@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 from typing import IO, Any
@@ -59,6 +60,9 @@ def _say(protocol: IO[str], message: dict[str, Any]) -> None:
 
 
 def main() -> int:
+    # The pool cancels a task with SIGINT; a worker started by a process that ignores it (a CI
+    # script's `nbflow serve &`) inherits the ignoring, and would run its notebook to the end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # a stray print (a library's, a notebook's) must not break the protocol
     options = json.loads(sys.argv[1])

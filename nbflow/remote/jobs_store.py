@@ -6,7 +6,10 @@ every ready task at once, as a Databricks job does. ``runs/get`` shows the run l
 shape (``run.json`` is already that shape); each task run has its own ``run_id`` for
 ``runs/get-output``. ``max_concurrent_runs`` skips or queues runs, ``idempotency_token`` returns the
 existing run, and an all-purpose cluster named by ``existing_cluster_id`` is started if terminated.
-Jobs and finished runs persist under ``.nbflow/workspace/``.
+Jobs persist in ``.nbflow/workspace/jobs.json``, each run in ``runs/<run_id>.json`` of its own
+(a task event rewrites its run only, not every run the workspace has had), written atomically.
+A run the server stopped under (a crash, a kill) is ended ``INTERNAL_ERROR`` at the next start,
+its unfinished tasks closed as a finished run's are.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ ACTIVE = ("QUEUED", "PENDING", "RUNNING", "TERMINATING")
 # Warm workers the server keeps: enough for a few tasks at once without starving a small machine.
 POOL_SIZE = 2 * (os.cpu_count() or 2) + 1
 LIST_LIMIT = 25
+# How long a stopping server waits for its cancelled runs to end before it closes the pool (which
+# kills the workers that did not stop).
+STOP_GRACE_S = 5.0
+STOPPING = "the workspace server (nbflow serve) is stopping"
+INTERRUPTED = "the workspace server (nbflow serve) stopped during the run"
 
 
 class JobsStore:
@@ -41,30 +49,52 @@ class JobsStore:
         self._pool: Any = None
         self.workspace, self.clusters = workspace, clusters
         self._file = root / "jobs.json"
+        self._runs_dir = root / "runs"
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._schedulers: dict[int, Any] = {}
+        self._threads: dict[int, threading.Thread] = {}
+        self._stopping = False
         self.jobs: dict[int, dict[str, Any]] = {}
         self.runs: dict[int, dict[str, Any]] = {}
         self._tokens: dict[str, int] = {}
         self._next_id = 1
+        self._load()
+
+    def _load(self) -> None:
+        legacy: dict[str, Any] = {}
         if self._file.is_file():
             data = json.loads(self._file.read_text(encoding="utf-8"))
             self.jobs = {int(k): v for k, v in data["jobs"].items()}
-            self.runs = {int(k): v for k, v in data["runs"].items()}
             self._tokens = data.get("tokens", {})
             self._next_id = data.get("next_id", 1)
-            for run in self.runs.values():
-                if run["state"]["life_cycle_state"] in ACTIVE:  # the server stopped under it
-                    run["state"] = {"life_cycle_state": "INTERNAL_ERROR", "result_state": "FAILED",
-                                    "state_message": "the workspace server (nbflow serve) stopped during the run"}
-                    run["end_time"] = run.get("end_time") or _now()
+            legacy = data.get("runs") or {}  # written before each run had a file of its own
+        self.runs = {int(k): v for k, v in legacy.items()}
+        for path in sorted(self._runs_dir.glob("*.json")) if self._runs_dir.is_dir() else []:
+            run = json.loads(path.read_text(encoding="utf-8"))
+            self.runs[int(run["run_id"])] = run
+        # Ids are taken from the runs themselves: a run's start need not rewrite jobs.json.
+        taken = [r["run_id"] for r in self.runs.values()] + [t["run_id"] for r in self.runs.values()
+                                                              for t in r.get("tasks", [])]
+        self._next_id = max([self._next_id, *(i + 1 for i in taken)])
+        for run_id, run in self.runs.items():
+            if run["state"]["life_cycle_state"] in ACTIVE:  # the server stopped under it (crash, kill)
+                _close(run, {"life_cycle_state": "INTERNAL_ERROR", "result_state": "FAILED",
+                             "state_message": INTERRUPTED})
+                self._save_run(run_id)
+            elif str(run_id) in legacy:
+                self._save_run(run_id)
+        if legacy:
+            self._save_jobs()
 
-    def _save(self) -> None:
-        data = {"jobs": self.jobs, "runs": self.runs, "tokens": self._tokens, "next_id": self._next_id}
-        tmp = self._file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
-        os.replace(tmp, self._file)
+    def _save_jobs(self) -> None:
+        """Jobs, idempotency tokens and the next id: small, and written only when they change."""
+        _write_json(self._file, {"jobs": self.jobs, "tokens": self._tokens, "next_id": self._next_id})
+
+    def _save_run(self, run_id: int) -> None:
+        """One run's record (a task event rewrites this file only)."""
+        self._runs_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(self._runs_dir / f"{run_id}.json", self.runs[run_id])
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -78,7 +108,7 @@ class JobsStore:
             job_id = self._new_id()
             self.jobs[job_id] = {"job_id": job_id, "created_time": _now(), "creator_user_name": "nbflow",
                                  "run_as_user_name": "nbflow", "settings": settings}
-            self._save()
+            self._save_jobs()
         return job_id
 
     def get(self, job_id: Any) -> dict[str, Any]:
@@ -100,7 +130,7 @@ class JobsStore:
         _validate(settings)
         with self._lock:
             self.jobs[job["job_id"]]["settings"] = settings
-            self._save()
+            self._save_jobs()
 
     def update(self, job_id: Any, new: dict[str, Any], remove: list[str]) -> None:
         job = self.get(job_id)
@@ -123,13 +153,13 @@ class JobsStore:
         _validate(settings)
         with self._lock:
             self.jobs[job["job_id"]]["settings"] = settings
-            self._save()
+            self._save_jobs()
 
     def delete(self, job_id: Any) -> None:
         job = self.get(job_id)
         with self._lock:
             del self.jobs[job["job_id"]]
-            self._save()
+            self._save_jobs()
 
     def scheduled(self) -> list[tuple[int, dict[str, Any]]]:
         """The jobs with a schedule, for :class:`nbflow.remote.schedules.ScheduleRunner`."""
@@ -167,7 +197,7 @@ class JobsStore:
         if token:
             with self._lock:
                 self._tokens[token] = run_id
-                self._save()
+                self._save_jobs()
         return {"run_id": run_id, "number_in_job": run_id}
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +212,7 @@ class JobsStore:
         if token:
             with self._lock:
                 self._tokens[token] = run_id
-                self._save()
+                self._save_jobs()
         return {"run_id": run_id}
 
     def _start(self, settings: dict[str, Any], job_id: int | None, run_type: str, trigger: str,
@@ -217,28 +247,39 @@ class JobsStore:
                 run["end_time"] = run["start_time"]
                 for task in tasks:
                     task["state"] = {"life_cycle_state": "SKIPPED"}
-                self._save()
+                self._save_run(run_id)
                 return run_id
             if len(active) >= limit:
                 run["state"] = {"life_cycle_state": "QUEUED", "state_message": "Queued: maximum concurrent runs"}
-            self._save()
-        threading.Thread(target=self._execute, args=(run_id, copy.deepcopy(settings), params, limit),
-                         name=f"job-run-{run_id}", daemon=True).start()
+            self._save_run(run_id)
+            thread = threading.Thread(target=self._execute, args=(run_id, copy.deepcopy(settings), params, limit),
+                                      name=f"job-run-{run_id}", daemon=True)
+            self._threads[run_id] = thread
+        thread.start()
         return run_id
 
     def _execute(self, run_id: int, settings: dict[str, Any], params: dict[str, str], limit: int) -> None:
+        try:
+            self._run(run_id, settings, params, limit)
+        finally:
+            with self._lock:
+                self._threads.pop(run_id, None)
+
+    def _run(self, run_id: int, settings: dict[str, Any], params: dict[str, str], limit: int) -> None:
         from ..report import runs_get
-        from ..scheduler import Scheduler
+        from ..scheduler import CANCELED_STATES, Scheduler, job_result
 
         run = self.runs[run_id]
         with self._changed:  # a queued run waits for a slot
-            while run["state"]["life_cycle_state"] == "QUEUED":
+            while run["state"]["life_cycle_state"] == "QUEUED" and not self._stopping:
                 ahead = [r for r in self.runs.values() if r["job_id"] == run["job_id"] and r["run_id"] < run_id
                          and r["state"]["life_cycle_state"] in ACTIVE]
                 if len(ahead) < limit:
                     run["state"] = {"life_cycle_state": "PENDING", "state_message": ""}
                     break
                 self._changed.wait(1.0)
+            if not self._still_to_run(run_id):
+                return
         try:
             for cluster_id in {t["existing_cluster_id"] for t in run["tasks"] if t.get("existing_cluster_id")}:
                 self.clusters.ensure_running(cluster_id)
@@ -247,16 +288,18 @@ class JobsStore:
             self._finish(run_id, {"life_cycle_state": "INTERNAL_ERROR", "result_state": "FAILED",
                                   "state_message": str(getattr(exc, "message", exc))})
             return
-        scheduler = Scheduler(plan, notebooks, self.root / "runs" / str(run_id), str(run_id), mode="parallel",
-                              job_parameters=params, on_event=lambda event, task: self._progress(run_id),
-                              pool=self._warm_pool())
-        ids = {t["task_key"]: t["run_id"] for t in run["tasks"]}
-        for key, task_run in scheduler.run.tasks.items():
-            task_run.run_id = ids[key]
-        with self._lock:
+        with self._lock:  # one step, so that a cancel or a stop finds either no scheduler or this one
+            if not self._still_to_run(run_id):
+                return
+            scheduler = Scheduler(plan, notebooks, self.root / "runs" / str(run_id), str(run_id), mode="parallel",
+                                  job_parameters=params, on_event=lambda event, task: self._progress(run_id),
+                                  pool=self._warm_pool())
+            ids = {t["task_key"]: t["run_id"] for t in run["tasks"]}
+            for key, task_run in scheduler.run.tasks.items():
+                task_run.run_id = ids[key]
             self._schedulers[run_id] = scheduler
             run["state"] = {"life_cycle_state": "RUNNING", "state_message": ""}
-            self._save()
+            self._save_run(run_id)
         try:
             plan_run = scheduler.execute()
             shaped = runs_get(plan_run)
@@ -272,15 +315,33 @@ class JobsStore:
             for task_run in plan_run.tasks.values():
                 for attempt in task_run.attempts:
                     if attempt.result is not None:
-                        self._workflow_runs(attempt.result.children, task_run.run_id, run)
-            self._finish(run_id, {**shaped["state"], "user_cancelled_or_timedout":
-                                  shaped["state"]["result_state"] in ("CANCELED", "TIMEDOUT")},
-                         end_time=shaped["end_time"])
+                        for child_id in self._workflow_runs(attempt.result.children, task_run.run_id, run):
+                            self._save_run(child_id)
+            state = dict(shaped["state"])
+            if state["result_state"] == "CANCELED":
+                if not any(t.status in CANCELED_STATES for t in plan_run.tasks.values()):
+                    # The cancel came after every task had ended: the run is what its tasks say.
+                    state["result_state"] = job_result(plan_run.tasks, scheduler.deps)
+                else:
+                    state["state_message"] = state["state_message"] or (
+                        STOPPING if self._stopping else "the run was cancelled")
+            state["user_cancelled_or_timedout"] = state["result_state"] in ("CANCELED", "TIMEDOUT")
+            self._finish(run_id, state, end_time=shaped["end_time"])
 
-    def _workflow_runs(self, children: list[dict[str, Any]], parent: int, run: dict[str, Any]) -> None:
-        """Each ``dbutils.notebook.run`` child of a task as a WORKFLOW_RUN, as a workspace lists them."""
+    def _still_to_run(self, run_id: int) -> bool:
+        """Whether a run not yet given to the scheduler goes on: not if it was cancelled meanwhile,
+        nor once the server is stopping (it ends CANCELED; nothing of it ran). Under the lock."""
+        if self._stopping and self.runs[run_id]["state"]["life_cycle_state"] in ACTIVE:
+            self._finish(run_id, {"life_cycle_state": "TERMINATED", "result_state": "CANCELED",
+                                  "state_message": STOPPING, "user_cancelled_or_timedout": True})
+        return self.runs[run_id]["state"]["life_cycle_state"] in ACTIVE
+
+    def _workflow_runs(self, children: list[dict[str, Any]], parent: int, run: dict[str, Any]) -> list[int]:
+        """Each ``dbutils.notebook.run`` child of a task as a WORKFLOW_RUN, as a workspace lists them;
+        the ids of the runs made."""
         from ..results import read_result
 
+        made: list[int] = []
         for child in children:
             try:
                 result = read_result(child["output"])
@@ -301,7 +362,9 @@ class JobsStore:
                 if result.exit_value is not None else {},
                 "attempts": [] if result.error is None else [{"error": result.error.summary()}],
             }
-            self._workflow_runs(result.children, child_id, run)
+            made.append(child_id)
+            made += self._workflow_runs(result.children, child_id, run)
+        return made
 
     def _warm_pool(self) -> Any:
         """The server's worker pool, shared by every run and kept warm between them (Spark attached),
@@ -335,7 +398,9 @@ class JobsStore:
                 status = scheduler.run.tasks[task["task_key"]].status
                 if status in ("PENDING", "RUNNING"):
                     task["state"] = {"life_cycle_state": status}
-            self._save()
+                if status == "RUNNING" and not task.get("start_time"):  # live, as runs/get shows it
+                    task["start_time"] = _now()
+            self._save_run(run_id)
 
     @staticmethod
     def _merge(run: dict[str, Any], shaped: dict[str, Any]) -> None:
@@ -344,26 +409,18 @@ class JobsStore:
         for task in run["tasks"]:
             done = by_key.get(task["task_key"])
             if done is not None:
-                task.update({k: v for k, v in done.items() if k not in ("run_id", "depends_on", "notebook_task")})
+                update = {k: v for k, v in done.items() if k not in ("run_id", "depends_on", "notebook_task")}
+                if not update.get("start_time"):  # no attempt ended yet: keep when it was seen starting
+                    update.pop("start_time", None)
+                task.update(update)
                 task["output_dir"] = shaped["nbflow"]["output_dir"]
         for key in ("setup_duration", "execution_duration", "cleanup_duration"):
             run[key] = shaped.get(key, 0)
 
     def _finish(self, run_id: int, state: dict[str, Any], end_time: int | None = None) -> None:
         with self._changed:
-            run = self.runs[run_id]
-            run["state"] = state
-            run["end_time"] = end_time or _now()
-            run["run_duration"] = run["end_time"] - run["start_time"]
-            code = state.get("result_state") or state["life_cycle_state"]
-            run["status"] = {"state": "TERMINATED", "termination_details": {
-                "code": code, "type": "SUCCESS" if code in ("SUCCESS", "SUCCESS_WITH_FAILURES") else "CLIENT_ERROR",
-                "message": state.get("state_message", "")}}
-            for task in run["tasks"]:
-                if task["state"].get("life_cycle_state") in ACTIVE:
-                    task["state"] = {"life_cycle_state": "TERMINATED", "result_state": "CANCELED",
-                                     "state_message": state.get("state_message", "")}
-            self._save()
+            _close(self.runs[run_id], state, end_time)
+            self._save_run(run_id)
             self._changed.notify_all()
 
     def get_run(self, run_id: Any) -> dict[str, Any]:
@@ -430,22 +487,28 @@ class JobsStore:
         for run_id in ids:
             self.cancel(run_id)
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Cancel every active run and wait for them (the server is stopping): nothing left running."""
-        with self._lock:
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
+        """Cancel every active run (the server is stopping) and record how each ended; nothing is
+        left running: workers that do not stop within ``grace`` are stopped with the pool."""
+        with self._changed:
+            self._stopping = True  # queued runs, and runs not yet on a worker, end CANCELED
             schedulers = list(self._schedulers.values())
+            self._changed.notify_all()
         for scheduler in schedulers:
-            scheduler.cancel("the workspace server (nbflow serve) is stopping")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._schedulers:
-                    break
-            time.sleep(0.1)
+            scheduler.cancel(STOPPING)
+        deadline = time.monotonic() + grace
+        for thread in self._live_threads():
+            thread.join(max(deadline - time.monotonic(), 0))
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.close()
+            pool.close()  # a task whose worker is killed here ends, and its run with it
+        for thread in self._live_threads():
+            thread.join(5.0)
+
+    def _live_threads(self) -> list[threading.Thread]:
+        with self._lock:
+            return list(self._threads.values())
 
     def wait(self, run_id: int, timeout: float) -> dict[str, Any]:
         """Block until a run is no longer active (tests, the CLI)."""
@@ -454,6 +517,31 @@ class JobsStore:
             while self.runs[run_id]["state"]["life_cycle_state"] in ACTIVE and time.monotonic() < deadline:
                 self._changed.wait(0.5)
         return self.get_run(run_id)
+
+
+def _close(run: dict[str, Any], state: dict[str, Any], end_time: int | None = None) -> None:
+    """End a run: its state, times and status; a task not yet ended (pending, running) is closed
+    CANCELED with the run's message; a task that ended keeps its own state."""
+    run["state"] = state
+    run["end_time"] = end_time or _now()
+    run["run_duration"] = run["end_time"] - run["start_time"]
+    code = state.get("result_state") or state["life_cycle_state"]
+    run["status"] = {"state": "TERMINATED", "termination_details": {
+        "code": code, "type": "SUCCESS" if code in ("SUCCESS", "SUCCESS_WITH_FAILURES") else "CLIENT_ERROR",
+        "message": state.get("state_message", "")}}
+    for task in run.get("tasks", []):
+        if task["state"].get("life_cycle_state") in ACTIVE:
+            task["state"] = {"life_cycle_state": "TERMINATED", "result_state": "CANCELED",
+                             "state_message": state.get("state_message", "")}
+            if task.get("start_time"):
+                task["end_time"] = task.get("end_time") or run["end_time"]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write a file whole or not at all: a reader, or a crash, never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _defaults(settings: Any, api: str) -> dict[str, Any]:

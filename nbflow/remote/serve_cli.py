@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import signal
 from types import FrameType
@@ -14,7 +15,22 @@ DEFAULT_PORT = 8790
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # Once: a second signal while the runs are being cancelled must not cut that short (and
+    # leave workers behind); the cleanup is bounded (JobsStore.stop).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def _log_to_stderr() -> None:
+    """The server's log lines (a client that went away, a defect) on stderr, one line each."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("nbflow serve: %(message)s"))
+    log = logging.getLogger("nbflow.serve")
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
 
 
 @click.command()
@@ -43,12 +59,17 @@ def serve(host: str, port: int, token: str | None) -> None:
                err=True)
     if generated:
         click.echo(f"export DATABRICKS_HOST={server.url} DATABRICKS_TOKEN={token}")
+    _log_to_stderr()
     # `kill` (SIGTERM) stops it as Ctrl-C does: runs cancelled, their workers and kernels stopped.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    # Started with `&` from a script, SIGINT is ignored: SIGTERM is then the way, and stays fast.
+    try:  # the handlers are set inside: a signal that comes at once still stops the runs
+        signal.signal(signal.SIGTERM, _interrupt)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, _interrupt)
         server.serve_forever()
     except KeyboardInterrupt:
-        click.echo("nbflow serve: stopped", err=True)
+        pass
     finally:
         server.server_close()
-        server.workspace.close()
+        server.workspace.close()  # runs cancelled and recorded, workers and kernels stopped
+    click.echo("nbflow serve: stopped", err=True)

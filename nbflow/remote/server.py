@@ -2,8 +2,10 @@
 
 The server speaks the request and response shapes, status codes and error bodies of the real
 API, so the official ``databricks-sdk`` works against it unchanged. Every request needs the bearer
-token (401 ``UNAUTHENTICATED`` without one, 403 ``PERMISSION_DENIED`` for a wrong one). The
-workspace's state lives under ``<project>/.nbflow/workspace/`` and survives restarts.
+token (401 ``UNAUTHENTICATED`` without one, 403 ``PERMISSION_DENIED`` for a wrong one), checked
+before any of the body is read; bodies are capped (413), and a client that stalls is cut off
+(408), so a client without the token costs the server its headers only. The workspace's state
+lives under ``<project>/.nbflow/workspace/`` and survives restarts.
 
 This module is the HTTP plumbing and the routes; :mod:`nbflow.remote.workspace_store` keeps the
 objects.
@@ -12,12 +14,17 @@ objects.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.parser
 import email.policy
 import hmac
 import json
 import logging
+import os
+import socket
+import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,10 +35,19 @@ from .api_errors import ApiError
 from .clusters_store import ClustersStore, node_types, spark_versions
 from .jobs_store import JobsStore
 from .schedules import ScheduleRunner
-from .workspace_store import WorkspaceStore
+from .workspace_store import MAX_IMPORT_BYTES, WorkspaceStore
 
 log = logging.getLogger("nbflow.serve")
-MAX_REQUEST_BYTES = 10 * 2**20 + 2**16  # the API's 10 MB, plus the envelope
+# The largest body read: a Workspace import of the API's 10 MB limit, base64-encoded, plus the JSON
+# envelope, so that such an import meets its own limit (MAX_NOTEBOOK_SIZE_EXCEEDED), not this one.
+MAX_REQUEST_BYTES = 4 * -(-MAX_IMPORT_BYTES // 3) + 2**16
+# How long a client may leave the server waiting for its next bytes (request line, headers, body)
+# before the connection is closed: a stalled client must not hold a thread for ever.
+REQUEST_TIMEOUT_S = 30.0
+# After an early refusal (401, 413...), how much of an unread body is discarded, and for how long,
+# so that the client reads the refusal rather than a reset connection. Discarded, never kept.
+DRAIN_BYTES = MAX_REQUEST_BYTES
+DRAIN_S = 2.0
 DISCOVERY_PATH = "/.well-known/databricks-config"
 WORKSPACE_ID = "1"
 
@@ -83,12 +99,18 @@ class WorkspaceServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, project: Path, token: str, host: str = "127.0.0.1", port: int = 0,
-                 engine: str = "auto") -> None:
+                 engine: str = "auto", request_timeout: float = REQUEST_TIMEOUT_S) -> None:
         if not token:
             raise ValueError("a token is required")
-        self.workspace = Workspace(project, engine)
+        _forget_token(token)  # before anything is started that would inherit it
         self.token = token
-        super().__init__((host, port), _Handler)
+        self.request_timeout = request_timeout
+        super().__init__((host, port), _Handler)  # first: a port taken starts nothing
+        try:
+            self.workspace = Workspace(project, engine)
+        except BaseException:
+            self.server_close()
+            raise
 
     @property
     def url(self) -> str:
@@ -107,10 +129,64 @@ class WorkspaceServer(ThreadingHTTPServer):
         self.server_close()
         self.workspace.close()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or stalled is one line in the log; anything else is a defect."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # ConnectionResetError, BrokenPipeError, TimeoutError...
+            log.warning("connection from %s ended: %s", _peer(client_address), _why(error))
+        else:
+            log.exception("request from %s failed", _peer(client_address))
+
+
+def _forget_token(token: str) -> None:
+    """Take the token out of this process's environment.
+
+    Every process the server starts inherits that environment: the workers, their kernels (so
+    the notebooks, which could print or save it), a notebook's children, the Spark server. Gone:
+    ``NBFLOW_SERVE_TOKEN``, and any variable whose value is the token (the user exported the
+    ``DATABRICKS_TOKEN`` line the server printed, then restarted it). Only exact values: a short
+    token must not take ``PATH`` with it.
+    """
+    for name, value in list(os.environ.items()):
+        if name == "NBFLOW_SERVE_TOKEN" or value == token:
+            del os.environ[name]
+
+
+def _peer(address: Any) -> str:
+    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) and len(address) >= 2 else str(address)
+
+
+def _why(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error.strerror or error}" if isinstance(error, OSError) else str(error)
+
+
+class _Refusal(Exception):
+    """An answer given before the body is read: the connection closes after it."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: WorkspaceServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Every read and write on the connection waits at most this (the server's setting).
+        self.connection.settimeout(self.server.request_timeout)
+
+    def handle_expect_100(self) -> bool:
+        # "100 Continue" only for a body that will be read: a refused client (curl) sends none.
+        try:
+            if (self.command, urlsplit(self.path).path) != ("GET", DISCOVERY_PATH):
+                self._authenticate()
+            self._length()
+        except _Refusal as refusal:
+            self._refuse(refusal.error)
+            return False
+        return super().handle_expect_100()
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -134,21 +210,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_REQUEST_BYTES:
-                raise ApiError(400, "INVALID_PARAMETER_VALUE", "The request is larger than the 10 MB limit")
-            raw = self.rfile.read(length) if length else b""
+            # Nothing of the body is read before the request is known to be allowed and small
+            # enough: a client without the token costs the headers, whatever it sends after.
             if (method, url.path) == ("GET", DISCOVERY_PATH):
                 # Public on a real workspace too: the SDK reads it before it authenticates.
+                self._expect_no_body()
                 self._send(200, {"oidc_endpoint": f"{self.server.url}/oidc", "workspace_id": WORKSPACE_ID})
                 return
             self._authenticate()
+            raw = self._read_body()
             handler = ROUTES.get((method, url.path.rstrip("/")))
             if handler is None:
                 raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {url.path}'")
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             query["__api__"] = url.path.split("/")[2] if url.path.count("/") > 2 else ""
             result = handler(self.server.workspace, query, self._body(raw))
+        except _Refusal as refusal:
+            self._refuse(refusal.error)
         except ApiError as exc:
             self._send(exc.status, exc.body())
         except Exception as exc:  # a defect answers 500 in the API's shape, never a dropped connection
@@ -160,10 +238,62 @@ class _Handler(BaseHTTPRequestHandler):
     def _authenticate(self) -> None:
         header = self.headers.get("Authorization") or ""
         if not header:
-            raise ApiError(401, "UNAUTHENTICATED", "No access token: send the header 'Authorization: Bearer <token>'")
+            raise _Refusal(ApiError(401, "UNAUTHENTICATED",
+                                    "No access token: send the header 'Authorization: Bearer <token>'"))
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.server.token.encode()):
-            raise ApiError(403, "PERMISSION_DENIED", "Invalid access token.")
+            raise _Refusal(ApiError(403, "PERMISSION_DENIED", "Invalid access token."))
+
+    def _length(self) -> int:
+        """The body's announced size, checked: what may be read, never more."""
+        if self.headers.get("Transfer-Encoding"):
+            raise _Refusal(ApiError(411, "LENGTH_REQUIRED",
+                                    "Send the request body with a Content-Length header, not chunked"))
+        given = (self.headers.get("Content-Length") or "0").strip()
+        if not given.isdigit():  # "-1" (read to the end of the stream) is refused with the rest
+            raise _Refusal(ApiError(400, "MALFORMED_REQUEST", f"Invalid Content-Length: {given[:40]!r}"))
+        length = int(given)
+        if length > MAX_REQUEST_BYTES:
+            raise _Refusal(ApiError(413, "REQUEST_ENTITY_TOO_LARGE",
+                                    f"The request body ({length} bytes) is over nbflow serve's limit of "
+                                    f"{MAX_REQUEST_BYTES} bytes (a 10 MB import, base64-encoded, and its envelope)"))
+        return length
+
+    def _expect_no_body(self) -> None:
+        if self._length():  # left unread, it would be taken for the next request on the connection
+            self.close_connection = True
+
+    def _read_body(self) -> bytes:
+        length = self._length()
+        if not length:
+            return b""
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            log.warning("connection from %s ended: the request body stalled for %g s",
+                        self.address_string(), self.server.request_timeout)
+            raise _Refusal(ApiError(408, "REQUEST_TIMEOUT", f"The request body did not arrive within "
+                                    f"{self.server.request_timeout:g} s")) from None
+        if len(raw) < length:
+            raise _Refusal(ApiError(400, "MALFORMED_REQUEST",
+                                    f"The request body ended after {len(raw)} of {length} bytes"))
+        return raw
+
+    def _refuse(self, error: ApiError) -> None:
+        """Answer, then close: what is left of the body is discarded, for a short while, so that
+        the client sees this answer instead of a connection reset; none of it is kept."""
+        self.close_connection = True
+        if not self._send(error.status, error.body(), close=True):
+            return
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(DRAIN_S)
+            deadline, left = time.monotonic() + DRAIN_S, DRAIN_BYTES
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.connection.recv(min(left, 2**16))
+                if not chunk:
+                    break
+                left -= len(chunk)
 
     def _body(self, raw: bytes) -> dict[str, Any]:
         kind = self.headers.get("Content-Type") or ""
@@ -179,16 +309,27 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "MALFORMED_REQUEST", "The request body must be a JSON object")
         return body
 
-    def _send(self, status: int, payload: Any) -> None:
+    def _send(self, status: int, payload: Any, close: bool = False) -> bool:
+        """Write the response; False (and one line in the log) if the client is gone."""
         if isinstance(payload, Raw):
             data, kind = payload.data, "application/octet-stream"
         else:
             data, kind = json.dumps(payload).encode("utf-8"), "application/json"
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            if close:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError as exc:
+            self.close_connection = True
+            log.warning("connection from %s ended before the response was sent: %s",
+                        self.address_string(), _why(exc))
+            return False
+        return True
 
 
 def _multipart(kind: str, raw: bytes) -> dict[str, Any]:
