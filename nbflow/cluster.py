@@ -682,8 +682,7 @@ def _launch(project: Path, choice: EngineChoice, port: int | None) -> ClusterSta
     if choice.engine == "sail" and port is None:
         socket_file = _socket_path(project)
         engine_command, env = _server_command(choice, INNER_PORT, project)
-        command = [sys.executable, "-m", _GATE_MODULE, "--cluster-dir", str(directory), "--socket", str(socket_file),
-                   "--", *engine_command]
+        command = _gate_command(project, socket_file, engine_command)
         gated = ClusterState(url=f"unix:{socket_file}", pid=None, port=0, access=_GATED_ACCESS,
                              socket=str(socket_file), **common)
         try:
@@ -704,6 +703,11 @@ def _launch(project: Path, choice: EngineChoice, port: int | None) -> ClusterSta
         access = f"open: {open_why}; any local process can reach it (Sail has no authentication)"
     state = ClusterState(url=f"sc://{HOST}:{port}", pid=None, port=port, access=access, socket=None, **common)
     return _run_server(project, state, command, env)
+
+
+def _gate_command(project: Path, socket_file: Path, engine_command: list[str]) -> list[str]:
+    return [sys.executable, "-m", _GATE_MODULE, "--cluster-dir", str(cluster_dir(project)),
+            "--socket", str(socket_file), "--", *engine_command]
 
 
 def _run_server(project: Path, template: ClusterState, command: list[str], env: dict[str, str]) -> ClusterState:

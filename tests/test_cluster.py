@@ -266,6 +266,16 @@ def test_jvm_spark_engine_starts_attaches_and_stops(stopped_after: Path, monkeyp
     assert "NBFLOW_DELTA_JARS" in state.reason
     assert [p.pid for p in servers_of(stopped_after)] == [state.pid]
     assert cluster.start(stopped_after) == state
+    # Spark Connect's token authentication: a client without the cluster's token is refused.
+    assert state.access.startswith("token:")
+    token = cluster.token_path(stopped_after).read_text()
+    assert not any(token in arg for arg in psutil.Process(state.pid).cmdline())  # ps shows command lines to all
+    from pyspark.sql.connect.session import SparkSession
+
+    plain = SparkSession.builder.remote(f"sc://127.0.0.1:{state.port}").create()
+    plain.client.set_retry_policies([])
+    with pytest.raises(Exception, match=r"UNAUTHENTICATED|Invalid authentication token"):
+        plain.read.text("/etc/hostname").collect()
 
     run_sql_and_temp_view(state)
 
