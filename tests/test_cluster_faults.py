@@ -29,8 +29,17 @@ PLANS = Path(__file__).parent / "plans"
 
 
 def kill_server(state: cluster.ClusterState) -> None:
+    """SIGKILL the server, and return once it is dead (signal delivery takes a moment)."""
     assert state.pid is not None
     os.kill(state.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.01)
 
 
 # --- A server that dies under its sessions ------------------------------------------------------
