@@ -786,6 +786,7 @@ def _current(project: Path) -> tuple[ClusterState | None, str]:
     if state.engine == "external" or _server_alive(state, project):
         return state, ""
     _remove_state(project)
+    _remove_socket(state)
     why = f"the {state.engine} server (pid {state.pid}) started at {state.started_at} was found dead"
     _log_event(project, why)
     return None, why

@@ -42,7 +42,8 @@ def cluster() -> None:
 @cluster.command()
 @click.option("--engine", default="auto", show_default=True, metavar="auto|sail|spark|sc://HOST:PORT",
               help="sail (Rust, Delta built in), spark (JVM), an existing endpoint, or auto.")
-@click.option("--port", type=click.IntRange(1, 65535), metavar="N", help="Port on 127.0.0.1 [default: a free one].")
+@click.option("--port", type=click.IntRange(1, 65535), metavar="N",
+              help="A plain TCP port on 127.0.0.1 [default: sail none (behind nbflow's gate), spark a free one].")
 @handle_errors
 def start(engine: str, port: int | None) -> None:
     """Start the cluster, or show the one already running."""
