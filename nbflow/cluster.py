@@ -977,6 +977,9 @@ def attach(state: ClusterState) -> SparkSession:
 
     global _ATTACHED
     session_id = str(uuid.uuid4())
+    # What pyspark's own builder sets for a remote session: pyspark.sql.functions and others
+    # choose their Spark Connect implementation by it (without it F.col asserts a SparkContext).
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
     if state.engine == "external":
         spark = ConnectSession.builder.remote(session_url(state.url, session_id)).create()
     else:
