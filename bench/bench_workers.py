@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -163,7 +164,11 @@ def main() -> int:
                     from nbflow import cluster
 
                     os.environ["NBFLOW_BENCH_CASE"] = case  # the server's memory counts for this case
-                    sail = cluster.start(folder / "sail-project", engine="sail")
+                    # Plain pyspark attaches by sc:// URL: a plain TCP port, not nbflow's gated socket.
+                    with socket.socket() as probe:
+                        probe.bind(("127.0.0.1", 0))
+                        free_port = probe.getsockname()[1]
+                    sail = cluster.start(folder / "sail-project", engine="sail", port=free_port)
                     url = sail.url
                 for mode in ("sequential", "parallel"):
                     commands = []

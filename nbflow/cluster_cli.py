@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .cli import handle_errors
-from .errors import NbflowError
+from .errors import ClusterStateDamaged, NbflowError
 
 
 def _project() -> Path:
@@ -28,6 +28,7 @@ def _describe(state: Any) -> str:
 def _details(state: Any) -> None:
     click.echo(f"  engine choice: {state.reason}")
     click.echo(f"  Delta: {'yes' if state.delta else 'no'}")
+    click.echo(f"  access: {state.access}")
     if state.pid is not None:
         click.echo(f"  warehouse: {state.warehouse}")
         click.echo(f"  log: {state.log}")
@@ -41,7 +42,8 @@ def cluster() -> None:
 @cluster.command()
 @click.option("--engine", default="auto", show_default=True, metavar="auto|sail|spark|sc://HOST:PORT",
               help="sail (Rust, Delta built in), spark (JVM), an existing endpoint, or auto.")
-@click.option("--port", type=click.IntRange(1, 65535), metavar="N", help="Port on 127.0.0.1 [default: a free one].")
+@click.option("--port", type=click.IntRange(1, 65535), metavar="N",
+              help="A plain TCP port on 127.0.0.1 [default: sail none (behind nbflow's gate), spark a free one].")
 @handle_errors
 def start(engine: str, port: int | None) -> None:
     """Start the cluster, or show the one already running."""
@@ -66,8 +68,20 @@ def stop() -> None:
     from . import cluster as cluster_mod
 
     project = _project()
-    state = cluster_mod.status(project)
-    if not cluster_mod.stop(project) or state is None:
+    try:
+        state, damaged = cluster_mod.status(project), False
+    except ClusterStateDamaged:
+        state, damaged = None, True
+    # Servers the state file does not name (damaged or lost) are stopped too: say which.
+    unnamed = cluster_mod.servers(project) if state is None else []
+    stopped = cluster_mod.stop(project)
+    pids = ", ".join(map(str, unnamed))
+    if damaged:
+        click.echo(f"stopped the server(s) of this project the damaged state file no longer named (pid {pids})"
+                   if unnamed else "removed the damaged state file; no server of this project was running")
+    elif unnamed:
+        click.echo(f"stopped the server(s) of this project that no state file named (pid {pids})")
+    elif not stopped or state is None:
         click.echo("no cluster was running")
     elif state.engine == "external":
         click.echo(f"forgot the external cluster {state.url}")

@@ -10,7 +10,9 @@ Every error nbflow raises on purpose derives from :class:`NbflowError`. The CLI 
     │   ├── ParameterError
     │   └── CatalogDamaged       (the table registry file is damaged: rebuild it)
     ├── EnvironmentFailure           (exit 3: the machine could not run the work)
-    │   └── KernelStartError
+    │   ├── KernelStartError
+    │   ├── ClusterDied              (the local cluster's server died under a session)
+    │   └── ClusterStateDamaged      (.nbflow/cluster/state.json cannot be trusted)
     └── NotebookRuntimeError         raised inside a kernel by the Databricks runtime
         ├── InputWidgetNotDefined    (also a KeyError: dbutils.widgets.get on an unknown name)
         ├── WorkflowException        (dbutils.notebook.run: the child failed or timed out)
@@ -62,6 +64,14 @@ class EnvironmentFailure(NbflowError):
 
 class KernelStartError(EnvironmentFailure):
     """A Jupyter kernel could not be started."""
+
+
+class ClusterDied(EnvironmentFailure):
+    """The project's local cluster died (or stopped answering) while a session used it."""
+
+
+class ClusterStateDamaged(EnvironmentFailure):
+    """The cluster's state file is damaged; the message names it, what is wrong and the repair."""
 
 
 class NotebookRuntimeError(NbflowError):

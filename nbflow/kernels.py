@@ -8,6 +8,8 @@ task still starts from a clean namespace, as on Databricks.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import os
 import shutil
 import sys
@@ -29,6 +31,7 @@ KERNEL_NAME = "nbflow-python"
 # In-memory history, as nbclient gives its kernels: parallel kernels must not share a sqlite file.
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 PRELOAD = "__import__('nbflow.runtime', fromlist=['preload']).preload({project!r}, {engine!r}, {spark!r})"
+ATTACHED = "__import__('nbflow.cluster', fromlist=['attached']).attached()"
 
 
 def kernel_python() -> str:
@@ -140,6 +143,8 @@ class WarmKernel:
         self.kc: Any = None
         self.log_path = Path(self.socket_dir) / "kernel.log"
         self._log: IO[str] | None = None
+        # The cluster server its Spark session attached to while warming (nbflow.cluster.attached()).
+        self.cluster: dict[str, Any] | None = None
 
     def launch(self, cwd: str) -> None:
         """Start the kernel process; it imports while the caller does other work."""
@@ -160,8 +165,10 @@ class WarmKernel:
         except RuntimeError as exc:
             raise KernelStartError(f"could not start a Python kernel ({kernel_python()}): {exc}") from None
         self.kc.allow_stdin = False
+        # With Spark attached ahead, the kernel says which server it attached to (see WarmKernel.cluster).
+        expressions = {"cluster": ATTACHED} if spark else {}
         msg_id = self.kc.execute(PRELOAD.format(project=project, engine=engine, spark=spark), silent=True,
-                                 store_history=False, allow_stdin=False)
+                                 store_history=False, allow_stdin=False, user_expressions=expressions)
         deadline = time.monotonic() + timeout
         while True:
             reply = await self.kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.01))
@@ -171,6 +178,11 @@ class WarmKernel:
         if content.get("status") != "ok":
             raise KernelStartError(f"nbflow's runtime failed to load in the kernel ({kernel_python()}): "
                                    f"{content.get('ename')}: {content.get('evalue')}")
+        attached = (content.get("user_expressions") or {}).get("cluster") or {}
+        if attached.get("status") == "ok":
+            with contextlib.suppress(ValueError, SyntaxError):
+                value = ast.literal_eval(attached.get("data", {}).get("text/plain", "None"))
+                self.cluster = value if isinstance(value, dict) else None
 
     def stop(self, now: bool = False) -> None:
         """Stop the kernel (politely unless ``now``) and remove its files. Safe to call twice.

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 from . import lifecycle
@@ -56,6 +57,7 @@ class Worker:
         self.alive = True
         self.warm = False
         self.held = False
+        self.cluster: dict[str, Any] | None = None  # the server its warm kernel attached to, if any
 
     @property
     def pid(self) -> int:
@@ -139,6 +141,7 @@ class WorkerPool:
                 continue
             if message.get("event") == "ready":
                 with self._lock:
+                    worker.cluster = message.get("cluster")
                     worker.warm = True
                     if not worker.held:
                         self._ready.put(worker)
@@ -167,11 +170,27 @@ class WorkerPool:
                 worker = self._ready.get(timeout=0.1)
             except queue.Empty:
                 continue
+            if not self._attached_to_live_cluster(worker):
+                continue
             with self._lock:
                 if worker.alive and worker.warm and not worker.held:
                     worker.held, worker.warm = True, False
                     return worker
         return None
+
+    def _attached_to_live_cluster(self, worker: Worker) -> bool:
+        """False for a kernel attached to a cluster server that died or was replaced since: its
+        task would fail at its first Spark call. Such a worker is stopped (and so replaced)."""
+        if worker.cluster is None:
+            return True
+        from . import cluster
+
+        if cluster.is_live(Path(self.options["project"]), worker.cluster):
+            return True
+        with self._lock:
+            worker.warm = False
+        worker.interrupt()
+        return False
 
     def release(self, worker: Worker, used: bool = True) -> None:
         """After a task: a worker that ended is replaced; a live one is handed out again once warm

@@ -81,7 +81,8 @@ def main() -> int:
 
     def ready(launched: Warming) -> WarmKernel | None:
         kernel, why = _ready(launched, options)
-        _say(protocol, {"event": "ready", "warm": kernel is not None, "why": why})
+        _say(protocol, {"event": "ready", "warm": kernel is not None, "why": why,
+                        "cluster": None if kernel is None else kernel.cluster})
         return kernel
 
     try:

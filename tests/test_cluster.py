@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,14 +31,17 @@ def stopped_after(project: Path) -> Iterator[Path]:
 
 
 def servers_of(project: Path) -> list[psutil.Process]:
-    """Live Sail / JVM Spark Connect servers whose command line names this project."""
+    """Live Sail / JVM Spark Connect servers whose command line names this project (the gate of a
+    gated Sail server and the server behind it count as one: the process group's leader)."""
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if proc.info["status"] != psutil.STATUS_ZOMBIE and str(project) in cmdline and (
             "pysail" in cmdline or "SparkConnectServer" in cmdline
         ):
-            found.append(proc)
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(proc.pid) == proc.pid:
+                    found.append(proc)
     return found
 
 
@@ -48,15 +52,17 @@ def dead_pid() -> int:
 
 
 def write_state(project: Path, **changes: object) -> Path:
+    """A well-formed state file (version, checksum) naming a server that is not running."""
     state = {
         "engine": "sail", "url": "sc://127.0.0.1:1", "pid": dead_pid(), "port": 1,
         "warehouse": str(project / ".nbflow" / "warehouse"), "started_at": "2026-01-01T00:00:00+00:00",
         "log": str(project / ".nbflow" / "cluster" / "server.log"), "delta": True, "reason": "test",
+        "access": "open: test", "socket": None,
     }
     state.update(changes)
     path = cluster.state_path(project)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state))
+    cluster._write_state(project, cluster.ClusterState.from_dict(state))
     return path
 
 
@@ -77,15 +83,21 @@ def test_sail_start_attach_query_stop(stopped_after: Path) -> None:
     project = stopped_after
     state = cluster.start(project, "sail")
     assert state.engine == "sail" and state.delta is True
-    assert state.url == f"sc://127.0.0.1:{state.port}"
+    # Behind the gate: a Unix socket only this user can open, no TCP port at all.
+    assert state.access.startswith("gate:") and state.port == 0
+    assert state.socket == str(project / ".nbflow" / "cluster" / "sc.sock") and state.url == f"unix:{state.socket}"
+    assert Path(state.socket).stat().st_mode & 0o777 == 0o600
+    assert cluster.cluster_dir(project).stat().st_mode & 0o777 == 0o700
+    assert cluster.token_path(project).stat().st_mode & 0o777 == 0o600
     assert state.warehouse == str(project / ".nbflow" / "warehouse") and Path(state.warehouse).is_dir()
     assert state.log == str(project / ".nbflow" / "cluster" / "server.log")
-    assert json.loads(cluster.state_path(project).read_text()) == state.to_dict()
+    recorded = json.loads(cluster.state_path(project).read_text())
+    assert recorded["version"] == cluster.STATE_VERSION and recorded["state"] == state.to_dict()
+    assert recorded["checksum"].startswith("sha256:")
     assert cluster.status(project) == state
     assert [p.pid for p in servers_of(project)] == [state.pid]
-    # Bound to loopback only.
-    listening = {c.laddr for c in psutil.Process(state.pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN}
-    assert {addr.ip for addr in listening} == {"127.0.0.1"}
+    family = [psutil.Process(state.pid), *psutil.Process(state.pid).children(recursive=True)]
+    assert not [c for p in family for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
 
     run_sql_and_temp_view(state)
 
@@ -93,7 +105,18 @@ def test_sail_start_attach_query_stop(stopped_after: Path) -> None:
     assert cluster.status(project) is None
     assert not cluster.state_path(project).exists()
     assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
+    assert not Path(state.socket).exists() and not cluster.token_path(project).exists()
     assert cluster.stop(project) is False
+
+
+def test_sail_with_a_port_is_plain_tcp_on_loopback_and_says_it_is_open(stopped_after: Path) -> None:
+    port = cluster._free_port()
+    state = cluster.start(stopped_after, "sail", port=port)
+    assert (state.url, state.port, state.socket) == (f"sc://127.0.0.1:{port}", port, None)
+    assert state.access.startswith("open: --port") and "any local process can reach it" in state.access
+    listening = {c.laddr for c in psutil.Process(state.pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    assert {addr.ip for addr in listening} == {"127.0.0.1"}
+    run_sql_and_temp_view(state)
 
 
 def test_sail_tables_use_the_project_warehouse(stopped_after: Path) -> None:
@@ -113,7 +136,6 @@ def test_start_is_idempotent(stopped_after: Path) -> None:
     again = cluster.start(stopped_after)  # auto accepts the running cluster, whatever its engine
     assert again == first
     assert cluster.ensure_running(stopped_after) == first
-    assert cluster.start(stopped_after, "sail", port=first.port) == first
     assert len(servers_of(stopped_after)) == 1
 
 
@@ -176,15 +198,6 @@ def test_state_naming_a_live_process_that_is_not_the_server_is_stale(stopped_aft
     write_state(stopped_after, pid=os.getpid())
     assert cluster.stop(stopped_after) is False  # nothing of ours to stop; this process is not signalled
     assert not path.exists()
-
-
-def test_unreadable_state_counts_as_not_running(stopped_after: Path) -> None:
-    path = cluster.state_path(stopped_after)
-    path.parent.mkdir(parents=True)
-    path.write_text("{not json")
-    assert cluster.status(stopped_after) is None
-    state = cluster.start(stopped_after, "sail")
-    assert cluster.status(stopped_after) == state
 
 
 def test_port_taken_by_another_program(stopped_after: Path) -> None:
@@ -253,6 +266,16 @@ def test_jvm_spark_engine_starts_attaches_and_stops(stopped_after: Path, monkeyp
     assert "NBFLOW_DELTA_JARS" in state.reason
     assert [p.pid for p in servers_of(stopped_after)] == [state.pid]
     assert cluster.start(stopped_after) == state
+    # Spark Connect's token authentication: a client without the cluster's token is refused.
+    assert state.access.startswith("token:")
+    token = cluster.token_path(stopped_after).read_text()
+    assert not any(token in arg for arg in psutil.Process(state.pid).cmdline())  # ps shows command lines to all
+    from pyspark.sql.connect.session import SparkSession
+
+    plain = SparkSession.builder.remote(f"sc://127.0.0.1:{state.port}").create()
+    plain.client.set_retry_policies([])
+    with pytest.raises(Exception, match=r"UNAUTHENTICATED|Invalid authentication token"):
+        plain.read.text("/etc/hostname").collect()
 
     run_sql_and_temp_view(state)
 
@@ -347,7 +370,7 @@ def test_auto_picks_spark_with_delta_jars_else_sail_instantly(tmp_path: Path) ->
 def test_cli_start_status_logs_stop(stopped_after: Path) -> None:
     started = cli("cluster", "start", "--engine", "sail")
     assert started.returncode == 0, started.stderr
-    assert started.stdout.startswith("started the sail cluster at sc://127.0.0.1:")
+    assert started.stdout.startswith("started the sail cluster at unix:")
     assert "engine choice: engine sail requested" in started.stdout
 
     status = cli("cluster", "status", "--json")
