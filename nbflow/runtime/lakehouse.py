@@ -109,8 +109,9 @@ class Lakehouse:
 
     def _prepare(self, spark: Any) -> None:
         """Databricks' defaults and the catalog's sharing rules on a freshly attached session."""
-        with contextlib.suppress(Exception):  # an external cluster may refuse; its own default stands
-            spark.conf.set("spark.sql.sources.default", "delta")
+        if getattr(self.state, "delta", True):  # a JVM engine without Delta's jars keeps Parquet
+            with contextlib.suppress(Exception):  # an external cluster may refuse; its own default stands
+                spark.conf.set("spark.sql.sources.default", "delta")
         self._raw_sql = spark.sql  # the engine's own, for nbflow's bookkeeping statements
         _retry_conflicting_commits(spark)
         retrying = spark.sql
