@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InputError
-from .notebooks import resolve_notebook
+from .notebooks import read_notebook, resolve_notebook
 
 RUN_IF = ("ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED")
 RunIf = Literal["ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED",
@@ -169,6 +169,100 @@ class Plan(_Strict):
         return seen
 
 
+# What a plan (or parameters file) may be: far past any real one, well short of hurting the machine.
+MAX_DOCUMENT_BYTES = 16 * 2**20
+MAX_VALUES = 1_000_000  # values once YAML aliases are expanded (a billion-laughs file has 10**9)
+MAX_DEPTH = 64  # a plan is about 6 deep; the JSON encoder and pydantic recurse on values
+# libyaml is several times faster and bounds nesting itself (1000 levels) before anything recurses.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_document(path: Path, what: str, error: Callable[[str], InputError]) -> tuple[Any, yaml.Node | None]:
+    """Read a YAML or JSON file that may be hostile: its data and its node tree (for lines).
+
+    Refused, each with one line raised through ``error``: a missing or unreadable file, one over
+    MAX_DOCUMENT_BYTES (read no further: ``/dev/zero`` ends too), one that is not UTF-8 text or
+    holds NUL bytes, invalid YAML, aliases that refer to themselves or expand to more than
+    MAX_VALUES values, and nesting deeper than MAX_DEPTH.
+    """
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_DOCUMENT_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise error(f"{path}: larger than {MAX_DOCUMENT_BYTES // 2**20} MiB: not a {what} nbflow reads")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+                    f"a {what} is YAML or JSON") from None
+    if "\x00" in text:
+        raise error(f"{path}: a binary file (it holds NUL bytes): a {what} is YAML or JSON text")
+    loader = _YAML_LOADER(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_shape(node, path, error)
+        return (loader.construct_document(node) if node is not None else None), node
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise error(f"{where}: not valid YAML or JSON ({reason})") from None
+    except RecursionError:  # only without libyaml, whose parser bounds nesting itself
+        raise error(f"{path}: nested more than {MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+
+
+def _check_shape(root: yaml.Node, path: Path, error: Callable[[str], InputError]) -> None:
+    """Refuse recursive aliases, expansion past MAX_VALUES and nesting past MAX_DEPTH.
+
+    One walk without recursion over the node graph, each node once (an alias is the node it
+    names, shared): its expanded size and depth come from its children's, memoised.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    open_nodes: set[int] = set()  # on the current path from the root: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if children_done:
+            open_nodes.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            line = node.start_mark.line + 1
+            if size[key] > MAX_VALUES:
+                raise error(f"{path}:{line}: more than {MAX_VALUES:,} values once its aliases are expanded "
+                            "(a YAML alias bomb?): refused")
+            if depth[key] > MAX_DEPTH:
+                raise error(f"{path}:{line}: nested more than {MAX_DEPTH} levels deep")
+            continue
+        if key in size:
+            continue
+        open_nodes.add(key)
+        stack.append((node, True))
+        for kid in kids:
+            if id(kid) in open_nodes:
+                raise error(f"{path}:{kid.start_mark.line + 1}: a YAML alias refers to itself "
+                            "(a recursive structure): refused")
+            if id(kid) not in size:
+                stack.append((kid, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 class PlanError(InputError):
     """A plan that cannot run; ``problems`` holds every ``FILE:LINE: path: message`` found."""
 
@@ -188,19 +282,8 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
     Raises PlanError listing every problem, each naming the file, line and field path.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"plan not found: {path}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-        lines = _line_map(yaml.compose(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise PlanError([f"{where}: not valid YAML or JSON ({getattr(exc, 'problem', exc)})"]) from None
+    data, node = read_document(path, "plan", lambda message: PlanError([message]))
+    lines = _line_map(node)
     if not isinstance(data, dict):
         raise PlanError([f"{path}:1: a plan is a mapping with 'name' and 'tasks'"])
     data, renamed = from_jobs_api(data, path.parent)
@@ -300,11 +383,24 @@ def _check(plan: Plan, base: Path, report: Any, locate: Callable[[str], Path] | 
             report(("tasks", keys[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
             graph_ok = False
     notebooks: dict[str, Path] = {}
+    unreadable: dict[Path, str] = {}  # each file read once, however many tasks name it
     for i, task in enumerate(plan.tasks):
         try:
-            notebooks[task.task_key] = locate(task.notebook) if locate else resolve_notebook(task.notebook, base)
+            notebooks[task.task_key] = found = locate(task.notebook) if locate else resolve_notebook(task.notebook, base)
         except InputError as exc:
             report(("tasks", i, "notebook"), str(exc))
+            continue
+        if locate is None:
+            # A path may lead anywhere (../notebooks/x.py next to a plans/ folder is usual), but only
+            # to a notebook nbflow can read: /etc/passwd is not one, nor a broken .ipynb.
+            if found not in unreadable:
+                try:
+                    read_notebook(found)
+                    unreadable[found] = ""
+                except InputError as exc:
+                    unreadable[found] = str(exc)
+            if unreadable[found]:
+                report(("tasks", i, "notebook"), unreadable[found])
     job_params = {p.name for p in plan.parameters}
     for i, task in enumerate(plan.tasks):
         upstream = plan.upstream(task.task_key) if graph_ok else set()
@@ -465,17 +561,30 @@ def _cron_field_ok(text: str, name: str, low: int, high: int) -> bool:
 
 
 # -- messages with lines -----------------------------------------------------------------------
-def _line_map(node: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Field path → 1-based line, from the YAML node tree (JSON is YAML too)."""
-    lines: dict[tuple[Any, ...], int] = {path: node.start_mark.line + 1} if node is not None else {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, key.value)
-            lines.update(_line_map(value, child))
-            lines[child] = key.start_mark.line + 1  # the key's line, not its value's
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_line_map(item, (*path, i)))
+def _line_map(root: Any) -> dict[tuple[Any, ...], int]:
+    """Field path → 1-based line, from the YAML node tree (JSON is YAML too).
+
+    A node an alias shares is walked once: a message about a value inside it points at the
+    alias, which is where that copy of the value is used.
+    """
+    lines: dict[tuple[Any, ...], int] = {}
+    if root is None:
+        return lines
+    seen: set[int] = set()
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        lines.setdefault(path, node.start_mark.line + 1)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, key.value)
+                lines[child] = key.start_mark.line + 1  # the key's line, not its value's
+                stack.append((value, child))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
     return lines
 
 
