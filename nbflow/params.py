@@ -118,7 +118,7 @@ def load_params_file(path: str | Path) -> dict[str, Param]:
     path = Path(path)
     if not path.exists():
         raise ParameterError(f"parameters file not found: {path}")
-    data, _node = read_document(path, "parameters file", ParameterError)
+    data = read_document(path, "parameters file", ParameterError).data
     if data is None:
         return {}
     if not isinstance(data, dict):

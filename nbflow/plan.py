@@ -11,8 +11,11 @@ Every problem is reported at once, each as ``FILE:LINE: field.path: message``.
 from __future__ import annotations
 
 import graphlib
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -142,31 +145,97 @@ class Plan(_Strict):
         return value
 
     # -- derived ------------------------------------------------------------------------------
+    @cached_property
+    def _by_key(self) -> dict[str, Task]:
+        # The first of duplicate keys wins, as validation reports the later ones.
+        found: dict[str, Task] = {}
+        for t in self.tasks:
+            found.setdefault(t.task_key, t)
+        return found
+
+    @cached_property
+    def _dependents(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {t.task_key: [] for t in self.tasks}
+        for t in self.tasks:
+            for dep in dict.fromkeys(t.depends_on):  # a dependency named twice is one edge
+                found.setdefault(dep, []).append(t.task_key)
+        return found
+
     def task(self, key: str) -> Task:
-        return next(t for t in self.tasks if t.task_key == key)
+        """The task named ``key`` (KeyError if none)."""
+        return self._by_key[key]
 
     def order(self) -> list[str]:
-        """A stable topological order: dependencies first, then the order of the file."""
+        """A stable topological order: dependencies first, then the order of the file.
+
+        Layer by layer: the tasks ready together are taken in the file's order, then those they
+        made ready. Each task and edge is looked at once.
+        """
         position = {t.task_key: i for i, t in enumerate(self.tasks)}
-        sorter = graphlib.TopologicalSorter({t.task_key: t.depends_on for t in self.tasks})
-        sorter.prepare()
+        waiting = {t.task_key: len(set(t.depends_on)) for t in self.tasks}
+        layer = [k for k, n in waiting.items() if n == 0]
         order: list[str] = []
-        while sorter.is_active():
-            ready = sorted(sorter.get_ready(), key=position.__getitem__)
-            order += ready
-            sorter.done(*ready)
+        while layer:
+            layer.sort(key=position.__getitem__)
+            order += layer
+            after = []
+            for key in layer:
+                for dependent in self._dependents.get(key, []):
+                    waiting[dependent] -= 1
+                    if waiting[dependent] == 0:
+                        after.append(dependent)
+            layer = after
+        if len(order) < len(waiting):
+            raise ValueError("the plan's dependencies form a cycle")  # validation refuses those first
         return order
 
     def upstream(self, key: str) -> set[str]:
-        """Every task ``key`` depends on, directly or not."""
-        seen: set[str] = set()
-        stack = list(self.task(key).depends_on)
-        while stack:
-            dep = stack.pop()
-            if dep not in seen:
-                seen.add(dep)
-                stack += self.task(dep).depends_on
-        return seen
+        """Every task ``key`` depends on, directly or not (each task and edge looked at once)."""
+        return _reach(self.task(key).depends_on, lambda k: self._by_key[k].depends_on)
+
+    def downstream(self, key: str) -> set[str]:
+        """Every task that depends on ``key``, directly or not."""
+        return _reach(self._dependents.get(key, []), lambda k: self._dependents.get(k, []))
+
+
+def _reach(start: list[str], neighbours: Callable[[str], list[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(start)
+    while stack:
+        key = stack.pop()
+        if key not in seen:
+            seen.add(key)
+            stack += neighbours(key)
+    return seen
+
+
+class _Upstream:
+    """Whether a task is upstream of one task, answered from bitsets (see :func:`_upstream_sets`)."""
+
+    def __init__(self, bits: dict[str, int], reach: int) -> None:
+        self._bits, self._reach = bits, reach
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self._bits.get(key, 0) & self._reach) if isinstance(key, str) else False
+
+
+def _upstream_sets(plan: Plan, wanted: set[str]) -> dict[str, _Upstream]:
+    """For each task, which of the ``wanted`` tasks (those a ``{{tasks.<key>...}}`` reference
+    names) are upstream of it.
+
+    Ancestor sets are Python ints used as bitsets over ``wanted`` only, built in one pass in
+    dependency order: each task ORs its dependencies' sets. That is one pass over tasks and
+    edges, each step a machine-word operation per 64 referenced tasks; asking for the full
+    upstream set of every task instead took the time of a chain's length cubed.
+    """
+    bits = {key: 1 << i for i, key in enumerate(sorted(wanted))}
+    reach: dict[str, int] = {}
+    for key in plan.order():
+        acc = 0
+        for dep in plan.task(key).depends_on:
+            acc |= reach[dep] | bits.get(dep, 0)
+        reach[key] = acc
+    return {key: _Upstream(bits, acc) for key, acc in reach.items()}
 
 
 # What a plan (or parameters file) may be: far past any real one, well short of hurting the machine.
@@ -177,8 +246,26 @@ MAX_DEPTH = 64  # a plan is about 6 deep; the JSON encoder and pydantic recurse 
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def read_document(path: Path, what: str, error: Callable[[str], InputError]) -> tuple[Any, yaml.Node | None]:
-    """Read a YAML or JSON file that may be hostile: its data and its node tree (for lines).
+@dataclass
+class Document:
+    """A YAML or JSON file's data, and the lines of its fields (worked out only if asked: only a
+    plan with problems needs them)."""
+
+    text: str
+    data: Any
+    node: yaml.Node | None = None
+    _lines: dict[tuple[Any, ...], int] | None = None
+
+    def lines(self) -> dict[tuple[Any, ...], int]:
+        if self._lines is None:
+            if self.node is None and self.text.strip():
+                self.node = _YAML_LOADER(self.text).get_single_node()  # it parsed once: it parses again
+            self._lines = _line_map(self.node)
+        return self._lines
+
+
+def read_document(path: Path, what: str, error: Callable[[str], InputError]) -> Document:
+    """Read a YAML or JSON file that may be hostile.
 
     Refused, each with one line raised through ``error``: a missing or unreadable file, one over
     MAX_DOCUMENT_BYTES (read no further: ``/dev/zero`` ends too), one that is not UTF-8 text or
@@ -201,12 +288,21 @@ def read_document(path: Path, what: str, error: Callable[[str], InputError]) -> 
                     f"a {what} is YAML or JSON") from None
     if "\x00" in text:
         raise error(f"{path}: a binary file (it holds NUL bytes): a {what} is YAML or JSON text")
+    if text.lstrip().startswith("{"):
+        # JSON is YAML too, but the json module reads it fifty times faster, and has no aliases.
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            pass  # the YAML parser says where the problem is, or reads it as YAML flow style
+        else:
+            _check_depth(data, path, error)
+            return Document(text, data)
     loader = _YAML_LOADER(text)
     try:
         node = loader.get_single_node()
-        if node is not None:
+        if node is not None and "&" in text:  # no anchor, no alias: nothing to expand
             _check_shape(node, path, error)
-        return (loader.construct_document(node) if node is not None else None), node
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -216,6 +312,51 @@ def read_document(path: Path, what: str, error: Callable[[str], InputError]) -> 
         raise error(f"{path}: nested more than {MAX_DEPTH} levels deep") from None
     finally:
         loader.dispose()
+    document = Document(text, data, node)
+    if "&" not in text:
+        _check_depth(data, path, error, document)
+    return document
+
+
+def _check_depth(data: Any, path: Path, error: Callable[[str], InputError], document: Document | None = None) -> None:
+    """Refuse data nested deeper than MAX_DEPTH (a tree: no aliases), naming the line if known."""
+    deepest = _deepest(data)
+    if deepest is not None:
+        lines = (document or Document(path.read_text(encoding="utf-8"), None)).lines()
+        raise error(f"{path}:{_line(lines, deepest)}: nested more than {MAX_DEPTH} levels deep")
+
+
+def _deepest(data: Any) -> tuple[Any, ...] | None:
+    """The path of a value nested past MAX_DEPTH, or None. Paths are built only once one is found."""
+    if not isinstance(data, (dict, list)):
+        return None
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if level > MAX_DEPTH:
+            break
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((v, level + 1) for v in children if isinstance(v, (dict, list)))
+    else:
+        return None
+    loc: tuple[Any, ...] = ()
+    while len(loc) < MAX_DEPTH:  # the walk again, down one too-deep branch only
+        items = data.items() if isinstance(data, dict) else enumerate(data)
+        key, data = next((k, v) for k, v in items if isinstance(v, (dict, list)) and _nested(v, MAX_DEPTH - len(loc)))
+        loc = (*loc, key)
+    return loc
+
+
+def _nested(value: Any, levels: int) -> bool:
+    """Whether ``value`` holds containers at least ``levels`` deep (itself counting as one)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level >= levels:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((v, level + 1) for v in children if isinstance(v, (dict, list)))
+    return False
 
 
 def _check_shape(root: yaml.Node, path: Path, error: Callable[[str], InputError]) -> None:
@@ -282,8 +423,8 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
     Raises PlanError listing every problem, each naming the file, line and field path.
     """
     path = Path(path)
-    data, node = read_document(path, "plan", lambda message: PlanError([message]))
-    lines = _line_map(node)
+    document = read_document(path, "plan", lambda message: PlanError([message]))
+    data = document.data
     if not isinstance(data, dict):
         raise PlanError([f"{path}:1: a plan is a mapping with 'name' and 'tasks'"])
     data, renamed = from_jobs_api(data, path.parent)
@@ -299,8 +440,8 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
 
     def report(loc: tuple[Any, ...], message: str) -> None:
         # Renamed fields of a Jobs API definition, e.g. parameters[...] -> notebook_task.base_parameters
-        original = next(((*new, *loc[len(old):]) for old, new in renamed.items() if loc[:len(old)] == old), loc)
-        problems.append(f"{path}:{_line(lines, (*prefix, *original))}: {_dotted(original) or '(plan)'}: {message}")
+        original = _original(renamed, loc)
+        problems.append(f"{path}:{_line(document.lines(), (*prefix, *original))}: {_dotted(original) or '(plan)'}: {message}")
 
     try:
         plan = Plan.model_validate(data)
@@ -337,7 +478,7 @@ def plan_from_job(settings: dict[str, Any], locate: Callable[[str], Path], where
     problems: list[str] = []
 
     def report(loc: tuple[Any, ...], message: str) -> None:
-        original = next(((*new, *loc[len(old):]) for old, new in renamed.items() if loc[:len(old)] == old), loc)
+        original = _original(renamed, loc)
         problems.append(f"{where}: {_dotted(original) or '(job)'}: {message}")
 
     for i, task in enumerate(settings.get("tasks") or []):
@@ -375,21 +516,26 @@ def _check(plan: Plan, base: Path, report: Any, locate: Callable[[str], Path] | 
             elif dep == task.task_key:
                 report(("tasks", i, "depends_on", j), "a task cannot depend on itself")
                 graph_ok = False
-    if graph_ok and len(keys) == len(plan.tasks):
-        try:
-            graphlib.TopologicalSorter({t.task_key: t.depends_on for t in plan.tasks}).prepare()
-        except graphlib.CycleError as exc:
-            cycle = list(reversed(exc.args[1]))
+    graph_ok = graph_ok and len(keys) == len(plan.tasks)
+    if graph_ok:
+        cycle = _cycle(plan)
+        if cycle:
             report(("tasks", keys[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
             graph_ok = False
     notebooks: dict[str, Path] = {}
     unreadable: dict[Path, str] = {}  # each file read once, however many tasks name it
+    located: dict[str, Path | InputError] = {}  # many tasks often run the same notebook
     for i, task in enumerate(plan.tasks):
-        try:
-            notebooks[task.task_key] = found = locate(task.notebook) if locate else resolve_notebook(task.notebook, base)
-        except InputError as exc:
-            report(("tasks", i, "notebook"), str(exc))
+        if task.notebook not in located:
+            try:
+                located[task.notebook] = locate(task.notebook) if locate else resolve_notebook(task.notebook, base)
+            except InputError as exc:
+                located[task.notebook] = exc
+        found = located[task.notebook]
+        if isinstance(found, InputError):
+            report(("tasks", i, "notebook"), str(found))
             continue
+        notebooks[task.task_key] = found
         if locate is None:
             # A path may lead anywhere (../notebooks/x.py next to a plans/ folder is usual), but only
             # to a notebook nbflow can read: /etc/passwd is not one, nor a broken .ipynb.
@@ -402,15 +548,34 @@ def _check(plan: Plan, base: Path, report: Any, locate: Callable[[str], Path] | 
             if unreadable[found]:
                 report(("tasks", i, "notebook"), unreadable[found])
     job_params = {p.name for p in plan.parameters}
+    task_keys = set(keys)
+    referenced = {match.group(1).split(".")[1] for task in plan.tasks for value in task.parameters.values()
+                  if isinstance(value, str) for match in REFERENCE.finditer(value)
+                  if match.group(1).startswith("tasks.") and match.group(1).count(".") >= 2}
+    upstream = _upstream_sets(plan, referenced & task_keys) if graph_ok else {}
     for i, task in enumerate(plan.tasks):
-        upstream = plan.upstream(task.task_key) if graph_ok else set()
         for name, value in task.parameters.items():
-            for problem in reference_problems(value, job_params, set(keys), upstream if graph_ok else None):
+            for problem in reference_problems(value, job_params, task_keys, upstream.get(task.task_key)):
                 report(("tasks", i, "parameters", name), problem)
     return notebooks
 
 
-def reference_problems(value: Any, job_params: set[str], tasks: set[str], upstream: set[str] | None) -> list[str]:
+def _cycle(plan: Plan) -> list[str]:
+    """A dependency cycle (``a, b, a``: a depends on b, which depends on a), or [] if none."""
+    try:
+        plan.order()  # linear; it only finds that there is a cycle
+        return []
+    except ValueError:
+        pass
+    try:  # graphlib also names one
+        graphlib.TopologicalSorter({t.task_key: t.depends_on for t in plan.tasks}).prepare()
+    except graphlib.CycleError as exc:
+        return list(reversed(exc.args[1]))
+    raise AssertionError("graphlib finds no cycle where plan.order() does")
+
+
+def reference_problems(value: Any, job_params: Container[str], tasks: Container[str],
+                       upstream: Container[str] | None) -> list[str]:
     """What is wrong with the ``{{...}}`` references in a parameter value (Databricks' rules).
 
     A malformed reference (a missing brace) is a literal, as on Databricks; an unknown name in a
@@ -427,7 +592,8 @@ def reference_problems(value: Any, job_params: set[str], tasks: set[str], upstre
     return problems
 
 
-def _reference_problem(parts: list[str], job_params: set[str], tasks: set[str], upstream: set[str] | None) -> str:
+def _reference_problem(parts: list[str], job_params: Container[str], tasks: Container[str],
+                       upstream: Container[str] | None) -> str:
     head = parts[0]
     if head == "job":
         if parts[1:] in (["id"], ["name"], ["run_id"], ["repair_count"]):
@@ -586,6 +752,14 @@ def _line_map(root: Any) -> dict[tuple[Any, ...], int]:
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
     return lines
+
+
+def _original(renamed: dict[tuple[Any, ...], tuple[Any, ...]], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A field path as the file spelled it (a Jobs API definition's fields are renamed on load)."""
+    for end in range(1, len(loc) + 1):  # renamed paths do not nest: the shortest match is the one
+        if loc[:end] in renamed:
+            return (*renamed[loc[:end]], *loc[end:])
+    return loc
 
 
 def _line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:

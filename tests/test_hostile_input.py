@@ -179,3 +179,54 @@ def test_notebooks_outside_the_plan_folder_still_load_when_they_are_notebooks(tm
     plan = _plan_with(tmp_path, [os.path.relpath(target / "job", tmp_path / "a" / "b" / "c")])
     loaded, notebooks = load_plan(plan)
     assert notebooks["t0"] == (target / "job.py").resolve()
+
+
+# -- scale -------------------------------------------------------------------------------------
+def _chain(folder: Path, size: int, source: str = "prev") -> Path:
+    (folder / "nb.py").write_text("# Databricks notebook source\nprint(1)\n")
+    lines = ["name: chain", "tasks:", "  - {task_key: t0, notebook: nb.py}"]
+    for i in range(1, size):
+        ref = "t0" if source == "root" else f"t{i - 1}"
+        lines.append(f"  - {{task_key: t{i}, notebook: nb.py, depends_on: [t{i - 1}], "
+                     f'parameters: {{n: "{{{{tasks.{ref}.values.n}}}}"}}}}')
+    plan = folder / "chain.yaml"
+    plan.write_text("\n".join(lines) + "\n")
+    return plan
+
+
+@pytest.mark.parametrize("source", ["prev", "root"])
+def test_a_3000_task_chain_with_references_validates(tmp_path: Path, source: str) -> None:
+    # Cubic before (over 120 s); a generous bound here only guards against a hang.
+    done = cli("validate", str(_chain(tmp_path, 3000, source)), timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "3000 tasks, order t0 -> t1 -> t2" in done.stdout
+
+
+def test_references_to_tasks_not_upstream_are_still_found_in_a_long_chain(tmp_path: Path) -> None:
+    plan = _chain(tmp_path, 500)
+    # t10 reads t400, which runs after it: not upstream. t499 reads t0: upstream, fine.
+    text = plan.read_text().replace('{n: "{{tasks.t9.values.n}}"}', '{n: "{{tasks.t400.values.n}}"}')
+    text = text.replace('{n: "{{tasks.t498.values.n}}"}', '{n: "{{tasks.t0.exit_value}}"}')
+    plan.write_text(text)
+    with pytest.raises(PlanError) as info:
+        load_plan(plan)
+    assert info.value.problems == [
+        f"{plan}:13: tasks[10].parameters.n: {{{{tasks.t400.values.n}}}}: task 't400' is not upstream of this "
+        "task (add it to depends_on)"]
+
+
+def test_upstream_and_downstream_of_a_long_chain(tmp_path: Path) -> None:
+    plan, _notebooks = load_plan(_chain(tmp_path, 3000))
+    assert plan.upstream("t2999") == {f"t{i}" for i in range(2999)}
+    assert plan.downstream("t2990") == {f"t{i}" for i in range(2991, 3000)}
+    assert plan.order()[:3] == ["t0", "t1", "t2"] and len(plan.order()) == 3000
+
+
+def test_a_cycle_in_a_long_chain_is_named(tmp_path: Path) -> None:
+    plan = _chain(tmp_path, 2000)
+    plan.write_text(plan.read_text().replace("{task_key: t0, notebook: nb.py}",
+                                             "{task_key: t0, notebook: nb.py, depends_on: [t3]}"))
+    with pytest.raises(PlanError) as info:
+        load_plan(plan)
+    assert any("dependency cycle: t0 -> t3 -> t2 -> t1 -> t0" in p or "dependency cycle: t3 -> t2 -> t1 -> t0 -> t3" in p
+               for p in info.value.problems), info.value.problems
