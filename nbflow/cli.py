@@ -31,23 +31,43 @@ def handle_errors(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import signal
+        import threading
+
+        def terminate(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        # SIGTERM (kill, a CI runner's cancel) stops a command as Ctrl-C does: runs are cancelled,
+        # kernels stopped and notebooks saved, exit 130. Python runs handlers in the main thread only.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, terminate) if main else None
         try:
-            return func(*args, **kwargs)
-        except NbflowError as exc:
-            # A plan can have several problems at once: each gets its own line.
-            for problem in getattr(exc, "problems", [])[:-1]:
-                click.echo(f"nbflow: {problem}", err=True)
-            last = getattr(exc, "problems", None)
-            message = last[-1] if last else (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            _fail(message, exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except Exception as exc:  # a defect of nbflow's: one line, the traceback on request
-            if os.environ.get("NBFLOW_DEBUG"):
-                raise
-            _fail(f"internal error: {type(exc).__name__}: {exc} (NBFLOW_DEBUG=1 shows the traceback)", 1)
+            return _mapped(func, *args, **kwargs)
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _mapped(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a command; an NbflowError becomes its lines on stderr and its exit code."""
+    try:
+        return func(*args, **kwargs)
+    except NbflowError as exc:
+        # A plan can have several problems at once: each gets its own line.
+        for problem in getattr(exc, "problems", [])[:-1]:
+            click.echo(f"nbflow: {problem}", err=True)
+        last = getattr(exc, "problems", None)
+        message = last[-1] if last else (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _fail(message, exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # a defect of nbflow's: one line, the traceback on request
+        if os.environ.get("NBFLOW_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (NBFLOW_DEBUG=1 shows the traceback)", 1)
+    return None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

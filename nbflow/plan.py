@@ -441,7 +441,8 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
     def report(loc: tuple[Any, ...], message: str) -> None:
         # Renamed fields of a Jobs API definition, e.g. parameters[...] -> notebook_task.base_parameters
         original = _original(renamed, loc)
-        problems.append(f"{path}:{_line(document.lines(), (*prefix, *original))}: {_dotted(original) or '(plan)'}: {message}")
+        line = _line(document.lines(), (*prefix, *original))
+        problems.append(f"{path}:{line}: {_dotted(original) or '(plan)'}: {message}")
 
     try:
         plan = Plan.model_validate(data)
