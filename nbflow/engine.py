@@ -502,8 +502,9 @@ class NbflowEngine:
         timeout = nbflow_timeout if nbflow_timeout is not None else execution_timeout
         deadline = time.monotonic() + timeout if timeout else None
         started = dt.datetime.now(dt.timezone.utc)
-        # Recorded now so that a run killed outright still says what it was.
+        # Recorded now, and written at once, so that a run killed outright still says what it was.
         _record(nb, Outcome(RUNNING), nbflow_context, nbflow_parameters, started, None)
+        getattr(nb_man, "write", nb_man.save)()
         log_file = open(nbflow_kernel_log, "w", encoding="utf-8") if nbflow_kernel_log else None  # noqa: SIM115
         client = NbflowNotebookClient(
             nb_man,
