@@ -55,7 +55,8 @@ def resolve_notebook(reference: str | Path, base_dir: Path | None = None) -> Pat
         ref = base_dir / ref
     candidates = [ref]
     if ref.suffix.lower() not in NOTEBOOK_SUFFIXES:
-        candidates += [ref.with_name(ref.name + suffix) for suffix in NOTEBOOK_SUFFIXES]
+        # A notebook first: ``./load`` means load.py even beside a plain file named ``load``.
+        candidates = [ref.with_name(ref.name + suffix) for suffix in NOTEBOOK_SUFFIXES] + [ref]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve()
@@ -79,7 +80,15 @@ def read_notebook(path: str | Path) -> NotebookNode:
                 f"{path}: a .py notebook must start with the line '{SOURCE_HEADER}' "
                 "(a Databricks source notebook); plain Python scripts are not notebooks"
             )
-        nb = parse_source(path.read_text(encoding="utf-8"), str(path))
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise NotebookFormatError(
+                f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+                "a Databricks source notebook is UTF-8"
+            ) from None
+        nb = parse_source(text, str(path))
     else:
         raise NotebookFormatError(
             f"{path}: not a notebook (expected .ipynb or a Databricks source .py file)"

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ParameterError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -78,6 +76,7 @@ def parse_cli_params(items: Iterable[str]) -> dict[str, Param]:
     """Parse ``NAME=VALUE`` strings from ``-p``; the raw text is kept as the widget value."""
     params: dict[str, Param] = {}
     for item in items:
+        _check_text(item)
         name, sep, raw = item.partition("=")
         name = name.strip()
         if not sep or not name:
@@ -85,6 +84,20 @@ def parse_cli_params(items: Iterable[str]) -> dict[str, Param]:
         check_name(name, f"-p {item!r}")
         params[name] = CliParam(infer_type(raw), "cli", raw)
     return params
+
+
+def _check_text(item: str) -> None:
+    """A ``-p`` argument must be text: bytes that are not UTF-8 reach Python as lone surrogates
+    (``\\udcff`` for 0xff), which no notebook, widget or JSON file can hold."""
+    try:
+        item.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        name = item.partition("=")[0]
+        shown = name.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        byte = ord(item[exc.start]) - 0xDC00 if 0xDC80 <= ord(item[exc.start]) <= 0xDCFF else None
+        what = f"byte 0x{byte:02x}" if byte is not None else f"character {item[exc.start]!r}"
+        part = "name" if exc.start < len(name) else f"value of {shown!r}"
+        raise ParameterError(f"-p: the {part} is not valid UTF-8 text ({what} at position {exc.start})") from None
 
 
 @dataclass(frozen=True)
@@ -100,13 +113,12 @@ class CliParam(Param):
 
 def load_params_file(path: str | Path) -> dict[str, Param]:
     """Read a YAML or JSON mapping of parameter names to values."""
+    from .plan import read_document  # the same guards as a plan's: size, encoding, aliases, depth
+
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ParameterError(f"parameters file not found: {path}") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ParameterError(f"{path}: cannot read parameters ({exc})".replace("\n", " ")) from exc
+    if not path.exists():
+        raise ParameterError(f"parameters file not found: {path}")
+    data = read_document(path, "parameters file", ParameterError).data
     if data is None:
         return {}
     if not isinstance(data, dict):

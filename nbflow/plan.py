@@ -11,8 +11,11 @@ Every problem is reported at once, each as ``FILE:LINE: field.path: message``.
 from __future__ import annotations
 
 import graphlib
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InputError
-from .notebooks import resolve_notebook
+from .notebooks import read_notebook, resolve_notebook
 
 RUN_IF = ("ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED")
 RunIf = Literal["ALL_SUCCESS", "AT_LEAST_ONE_SUCCESS", "NONE_FAILED", "ALL_DONE", "AT_LEAST_ONE_FAILED",
@@ -142,31 +145,265 @@ class Plan(_Strict):
         return value
 
     # -- derived ------------------------------------------------------------------------------
+    @cached_property
+    def _by_key(self) -> dict[str, Task]:
+        # The first of duplicate keys wins, as validation reports the later ones.
+        found: dict[str, Task] = {}
+        for t in self.tasks:
+            found.setdefault(t.task_key, t)
+        return found
+
+    @cached_property
+    def _dependents(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {t.task_key: [] for t in self.tasks}
+        for t in self.tasks:
+            for dep in dict.fromkeys(t.depends_on):  # a dependency named twice is one edge
+                found.setdefault(dep, []).append(t.task_key)
+        return found
+
     def task(self, key: str) -> Task:
-        return next(t for t in self.tasks if t.task_key == key)
+        """The task named ``key`` (KeyError if none)."""
+        return self._by_key[key]
 
     def order(self) -> list[str]:
-        """A stable topological order: dependencies first, then the order of the file."""
+        """A stable topological order: dependencies first, then the order of the file.
+
+        Layer by layer: the tasks ready together are taken in the file's order, then those they
+        made ready. Each task and edge is looked at once.
+        """
         position = {t.task_key: i for i, t in enumerate(self.tasks)}
-        sorter = graphlib.TopologicalSorter({t.task_key: t.depends_on for t in self.tasks})
-        sorter.prepare()
+        waiting = {t.task_key: len(set(t.depends_on) & position.keys()) for t in self.tasks}
+        layer = [k for k, n in waiting.items() if n == 0]
         order: list[str] = []
-        while sorter.is_active():
-            ready = sorted(sorter.get_ready(), key=position.__getitem__)
-            order += ready
-            sorter.done(*ready)
+        while layer:
+            layer.sort(key=position.__getitem__)
+            order += layer
+            after = []
+            for key in layer:
+                for dependent in self._dependents.get(key, []):
+                    waiting[dependent] -= 1
+                    if waiting[dependent] == 0:
+                        after.append(dependent)
+            layer = after
+        if len(order) < len(waiting):
+            # Rare (validation refuses cycles): graphlib's CycleError names one, as callers expect.
+            graphlib.TopologicalSorter({t.task_key: t.depends_on for t in self.tasks}).prepare()
+            raise graphlib.CycleError("the plan's dependencies form a cycle", [])
         return order
 
     def upstream(self, key: str) -> set[str]:
-        """Every task ``key`` depends on, directly or not."""
-        seen: set[str] = set()
-        stack = list(self.task(key).depends_on)
-        while stack:
-            dep = stack.pop()
-            if dep not in seen:
-                seen.add(dep)
-                stack += self.task(dep).depends_on
-        return seen
+        """Every task ``key`` depends on, directly or not (each task and edge looked at once)."""
+        return _reach(self.task(key).depends_on, lambda k: self._by_key[k].depends_on)
+
+    def downstream(self, key: str) -> set[str]:
+        """Every task that depends on ``key``, directly or not."""
+        return _reach(self._dependents.get(key, []), lambda k: self._dependents.get(k, []))
+
+
+def _reach(start: list[str], neighbours: Callable[[str], list[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(start)
+    while stack:
+        key = stack.pop()
+        if key not in seen:
+            seen.add(key)
+            stack += neighbours(key)
+    return seen
+
+
+class _Upstream:
+    """Whether a task is upstream of one task, answered from bitsets (see :func:`_upstream_sets`)."""
+
+    def __init__(self, bits: dict[str, int], reach: int) -> None:
+        self._bits, self._reach = bits, reach
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self._bits.get(key, 0) & self._reach) if isinstance(key, str) else False
+
+
+def _upstream_sets(plan: Plan, wanted: set[str]) -> dict[str, _Upstream]:
+    """For each task, which of the ``wanted`` tasks (those a ``{{tasks.<key>...}}`` reference
+    names) are upstream of it.
+
+    Ancestor sets are Python ints used as bitsets over ``wanted`` only, built in one pass in
+    dependency order: each task ORs its dependencies' sets. That is one pass over tasks and
+    edges, each step a machine-word operation per 64 referenced tasks; asking for the full
+    upstream set of every task instead took the time of a chain's length cubed.
+    """
+    bits = {key: 1 << i for i, key in enumerate(sorted(wanted))}
+    reach: dict[str, int] = {}
+    for key in plan.order():
+        acc = 0
+        for dep in plan.task(key).depends_on:
+            acc |= reach[dep] | bits.get(dep, 0)
+        reach[key] = acc
+    return {key: _Upstream(bits, acc) for key, acc in reach.items()}
+
+
+# What a plan (or parameters file) may be: far past any real one, well short of hurting the machine.
+MAX_DOCUMENT_BYTES = 16 * 2**20
+MAX_VALUES = 1_000_000  # values once YAML aliases are expanded (a billion-laughs file has 10**9)
+MAX_DEPTH = 64  # a plan is about 6 deep; the JSON encoder and pydantic recurse on values
+# libyaml is several times faster and bounds nesting itself (1000 levels) before anything recurses.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class Document:
+    """A YAML or JSON file's data, and the lines of its fields (worked out only if asked: only a
+    plan with problems needs them)."""
+
+    text: str
+    data: Any
+    node: yaml.Node | None = None
+    _lines: dict[tuple[Any, ...], int] | None = None
+
+    def lines(self) -> dict[tuple[Any, ...], int]:
+        if self._lines is None:
+            if self.node is None and self.text.strip():
+                self.node = _YAML_LOADER(self.text).get_single_node()  # it parsed once: it parses again
+            self._lines = _line_map(self.node)
+        return self._lines
+
+
+def read_document(path: Path, what: str, error: Callable[[str], InputError]) -> Document:
+    """Read a YAML or JSON file that may be hostile.
+
+    Refused, each with one line raised through ``error``: a missing or unreadable file, one over
+    MAX_DOCUMENT_BYTES (read no further: ``/dev/zero`` ends too), one that is not UTF-8 text or
+    holds NUL bytes, invalid YAML, aliases that refer to themselves or expand to more than
+    MAX_VALUES values, and nesting deeper than MAX_DEPTH.
+    """
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_DOCUMENT_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise error(f"{path}: larger than {MAX_DOCUMENT_BYTES // 2**20} MiB: not a {what} nbflow reads")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
+                    f"a {what} is YAML or JSON") from None
+    if "\x00" in text:
+        raise error(f"{path}: a binary file (it holds NUL bytes): a {what} is YAML or JSON text")
+    if text.lstrip().startswith("{"):
+        # JSON is YAML too, but the json module reads it fifty times faster, and has no aliases.
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            pass  # the YAML parser says where the problem is, or reads it as YAML flow style
+        else:
+            _check_depth(data, path, error)
+            return Document(text, data)
+    loader = _YAML_LOADER(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and "&" in text:  # no anchor, no alias: nothing to expand
+            _check_shape(node, path, error)
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise error(f"{where}: not valid YAML or JSON ({reason})") from None
+    except RecursionError:  # only without libyaml, whose parser bounds nesting itself
+        raise error(f"{path}: nested more than {MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+    document = Document(text, data, node)
+    if "&" not in text:
+        _check_depth(data, path, error, document)
+    return document
+
+
+def _check_depth(data: Any, path: Path, error: Callable[[str], InputError], document: Document | None = None) -> None:
+    """Refuse data nested deeper than MAX_DEPTH (a tree: no aliases), naming the line if known."""
+    deepest = _deepest(data)
+    if deepest is not None:
+        lines = (document or Document(path.read_text(encoding="utf-8"), None)).lines()
+        raise error(f"{path}:{_line(lines, deepest)}: nested more than {MAX_DEPTH} levels deep")
+
+
+def _deepest(data: Any) -> tuple[Any, ...] | None:
+    """The path of a value nested past MAX_DEPTH, or None. Paths are built only once one is found."""
+    if not isinstance(data, (dict, list)):
+        return None
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if level > MAX_DEPTH:
+            break
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((v, level + 1) for v in children if isinstance(v, (dict, list)))
+    else:
+        return None
+    loc: tuple[Any, ...] = ()
+    while len(loc) < MAX_DEPTH:  # the walk again, down one too-deep branch only
+        items = data.items() if isinstance(data, dict) else enumerate(data)
+        key, data = next((k, v) for k, v in items if isinstance(v, (dict, list)) and _nested(v, MAX_DEPTH - len(loc)))
+        loc = (*loc, key)
+    return loc
+
+
+def _nested(value: Any, levels: int) -> bool:
+    """Whether ``value`` holds containers at least ``levels`` deep (itself counting as one)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level >= levels:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((v, level + 1) for v in children if isinstance(v, (dict, list)))
+    return False
+
+
+def _check_shape(root: yaml.Node, path: Path, error: Callable[[str], InputError]) -> None:
+    """Refuse recursive aliases, expansion past MAX_VALUES and nesting past MAX_DEPTH.
+
+    One walk without recursion over the node graph, each node once (an alias is the node it
+    names, shared): its expanded size and depth come from its children's, memoised.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    open_nodes: set[int] = set()  # on the current path from the root: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if children_done:
+            open_nodes.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            line = node.start_mark.line + 1
+            if size[key] > MAX_VALUES:
+                raise error(f"{path}:{line}: more than {MAX_VALUES:,} values once its aliases are expanded "
+                            "(a YAML alias bomb?): refused")
+            if depth[key] > MAX_DEPTH:
+                raise error(f"{path}:{line}: nested more than {MAX_DEPTH} levels deep")
+            continue
+        if key in size:
+            continue
+        open_nodes.add(key)
+        stack.append((node, True))
+        for kid in kids:
+            if id(kid) in open_nodes:
+                raise error(f"{path}:{kid.start_mark.line + 1}: a YAML alias refers to itself "
+                            "(a recursive structure): refused")
+            if id(kid) not in size:
+                stack.append((kid, False))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 class PlanError(InputError):
@@ -188,19 +425,8 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
     Raises PlanError listing every problem, each naming the file, line and field path.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"plan not found: {path}") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-        lines = _line_map(yaml.compose(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise PlanError([f"{where}: not valid YAML or JSON ({getattr(exc, 'problem', exc)})"]) from None
+    document = read_document(path, "plan", lambda message: PlanError([message]))
+    data = document.data
     if not isinstance(data, dict):
         raise PlanError([f"{path}:1: a plan is a mapping with 'name' and 'tasks'"])
     data, renamed = from_jobs_api(data, path.parent)
@@ -216,8 +442,9 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
 
     def report(loc: tuple[Any, ...], message: str) -> None:
         # Renamed fields of a Jobs API definition, e.g. parameters[...] -> notebook_task.base_parameters
-        original = next(((*new, *loc[len(old):]) for old, new in renamed.items() if loc[:len(old)] == old), loc)
-        problems.append(f"{path}:{_line(lines, (*prefix, *original))}: {_dotted(original) or '(plan)'}: {message}")
+        original = _original(renamed, loc)
+        line = _line(document.lines(), (*prefix, *original))
+        problems.append(f"{path}:{line}: {_dotted(original) or '(plan)'}: {message}")
 
     try:
         plan = Plan.model_validate(data)
@@ -254,7 +481,7 @@ def plan_from_job(settings: dict[str, Any], locate: Callable[[str], Path], where
     problems: list[str] = []
 
     def report(loc: tuple[Any, ...], message: str) -> None:
-        original = next(((*new, *loc[len(old):]) for old, new in renamed.items() if loc[:len(old)] == old), loc)
+        original = _original(renamed, loc)
         problems.append(f"{where}: {_dotted(original) or '(job)'}: {message}")
 
     for i, task in enumerate(settings.get("tasks") or []):
@@ -292,29 +519,61 @@ def _check(plan: Plan, base: Path, report: Any, locate: Callable[[str], Path] | 
             elif dep == task.task_key:
                 report(("tasks", i, "depends_on", j), "a task cannot depend on itself")
                 graph_ok = False
-    if graph_ok and len(keys) == len(plan.tasks):
-        try:
-            graphlib.TopologicalSorter({t.task_key: t.depends_on for t in plan.tasks}).prepare()
-        except graphlib.CycleError as exc:
-            cycle = list(reversed(exc.args[1]))
+    graph_ok = graph_ok and len(keys) == len(plan.tasks)
+    if graph_ok:
+        cycle = _cycle(plan)
+        if cycle:
             report(("tasks", keys[cycle[0]], "depends_on"), "dependency cycle: " + " -> ".join(cycle))
             graph_ok = False
     notebooks: dict[str, Path] = {}
+    unreadable: dict[Path, str] = {}  # each file read once, however many tasks name it
+    located: dict[str, Path | InputError] = {}  # many tasks often run the same notebook
     for i, task in enumerate(plan.tasks):
-        try:
-            notebooks[task.task_key] = locate(task.notebook) if locate else resolve_notebook(task.notebook, base)
-        except InputError as exc:
-            report(("tasks", i, "notebook"), str(exc))
+        if task.notebook not in located:
+            try:
+                located[task.notebook] = locate(task.notebook) if locate else resolve_notebook(task.notebook, base)
+            except InputError as exc:
+                located[task.notebook] = exc
+        found = located[task.notebook]
+        if isinstance(found, InputError):
+            report(("tasks", i, "notebook"), str(found))
+            continue
+        notebooks[task.task_key] = found
+        if locate is None:
+            # A path may lead anywhere (../notebooks/x.py next to a plans/ folder is usual), but only
+            # to a notebook nbflow can read: /etc/passwd is not one, nor a broken .ipynb.
+            if found not in unreadable:
+                try:
+                    read_notebook(found)
+                    unreadable[found] = ""
+                except InputError as exc:
+                    unreadable[found] = str(exc)
+            if unreadable[found]:
+                report(("tasks", i, "notebook"), unreadable[found])
     job_params = {p.name for p in plan.parameters}
+    task_keys = set(keys)
+    referenced = {match.group(1).split(".")[1] for task in plan.tasks for value in task.parameters.values()
+                  if isinstance(value, str) for match in REFERENCE.finditer(value)
+                  if match.group(1).startswith("tasks.") and match.group(1).count(".") >= 2}
+    upstream = _upstream_sets(plan, referenced & task_keys) if graph_ok else {}
     for i, task in enumerate(plan.tasks):
-        upstream = plan.upstream(task.task_key) if graph_ok else set()
         for name, value in task.parameters.items():
-            for problem in reference_problems(value, job_params, set(keys), upstream if graph_ok else None):
+            for problem in reference_problems(value, job_params, task_keys, upstream.get(task.task_key)):
                 report(("tasks", i, "parameters", name), problem)
     return notebooks
 
 
-def reference_problems(value: Any, job_params: set[str], tasks: set[str], upstream: set[str] | None) -> list[str]:
+def _cycle(plan: Plan) -> list[str]:
+    """A dependency cycle (``a, b, a``: a depends on b, which depends on a), or [] if none."""
+    try:
+        plan.order()
+    except graphlib.CycleError as exc:
+        return list(reversed(exc.args[1]))
+    return []
+
+
+def reference_problems(value: Any, job_params: Container[str], tasks: Container[str],
+                       upstream: Container[str] | None) -> list[str]:
     """What is wrong with the ``{{...}}`` references in a parameter value (Databricks' rules).
 
     A malformed reference (a missing brace) is a literal, as on Databricks; an unknown name in a
@@ -331,7 +590,8 @@ def reference_problems(value: Any, job_params: set[str], tasks: set[str], upstre
     return problems
 
 
-def _reference_problem(parts: list[str], job_params: set[str], tasks: set[str], upstream: set[str] | None) -> str:
+def _reference_problem(parts: list[str], job_params: Container[str], tasks: Container[str],
+                       upstream: Container[str] | None) -> str:
     head = parts[0]
     if head == "job":
         if parts[1:] in (["id"], ["name"], ["run_id"], ["repair_count"]):
@@ -465,18 +725,39 @@ def _cron_field_ok(text: str, name: str, low: int, high: int) -> bool:
 
 
 # -- messages with lines -----------------------------------------------------------------------
-def _line_map(node: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Field path → 1-based line, from the YAML node tree (JSON is YAML too)."""
-    lines: dict[tuple[Any, ...], int] = {path: node.start_mark.line + 1} if node is not None else {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, key.value)
-            lines.update(_line_map(value, child))
-            lines[child] = key.start_mark.line + 1  # the key's line, not its value's
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_line_map(item, (*path, i)))
+def _line_map(root: Any) -> dict[tuple[Any, ...], int]:
+    """Field path → 1-based line, from the YAML node tree (JSON is YAML too).
+
+    A node an alias shares is walked once: a message about a value inside it points at the
+    alias, which is where that copy of the value is used.
+    """
+    lines: dict[tuple[Any, ...], int] = {}
+    if root is None:
+        return lines
+    seen: set[int] = set()
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        lines.setdefault(path, node.start_mark.line + 1)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, key.value)
+                lines[child] = key.start_mark.line + 1  # the key's line, not its value's
+                stack.append((value, child))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in enumerate(node.value))
     return lines
+
+
+def _original(renamed: dict[tuple[Any, ...], tuple[Any, ...]], loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A field path as the file spelled it (a Jobs API definition's fields are renamed on load)."""
+    for end in range(1, len(loc) + 1):  # renamed paths do not nest: the shortest match is the one
+        if loc[:end] in renamed:
+            return (*renamed[loc[:end]], *loc[end:])
+    return loc
 
 
 def _line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:

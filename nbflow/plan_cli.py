@@ -71,7 +71,7 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
             raise InputError(f"no task {key!r} in plan {plan.name!r} (tasks: {', '.join(keys)})")
     selected: set[str] | None = set(only) if only else None
     if from_:
-        after = {from_} | {t.task_key for t in plan.tasks if from_ in plan.upstream(t.task_key)}
+        after = {from_} | plan.downstream(from_)
         selected = after if selected is None else selected | after
     run_id = new_run_id()
     project = project_dir()

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import heapq
 import json
 import os
+import queue
 import re
 import threading
 import time
@@ -201,6 +203,7 @@ class Scheduler:
         self.run = PlanRun(plan, run_id, output_dir, mode, tasks, job_parameters=params)
         self._lock = threading.Lock()
         self._running: dict[str, Worker] = {}
+        self._finished: queue.Queue[str] = queue.Queue()  # task threads report their end here
         self._cancelled = False
         # A pool given by the caller (a long-lived server) is shared and outlives this run.
         self._shared_pool = pool
@@ -212,56 +215,67 @@ class Scheduler:
         keys = [k for k, t in self.run.tasks.items() if t.status == "PENDING"]
         if not keys:
             return None
-        spark = any(uses_spark(self.notebooks[k]) for k in keys)
+        spark = any(uses_spark(path) for path in dict.fromkeys(self.notebooks[k] for k in keys))
         options = {"project": str(project_dir()), "engine": self.context.get("engine") or "auto", "spark": spark}
         return WorkerPool(min(len(keys), self.max_workers + 2), options)
 
     def execute(self) -> PlanRun:
+        """Run the plan: event-driven, each task and edge handled once.
+
+        A task becomes ready when its last dependency ends (a count per task, not a scan of all
+        tasks); finished tasks come back through a queue the loop waits on. The ready task that
+        comes first in the plan's order starts first, so a sequential run follows that order.
+        """
         run = self.run
         run.output_dir.mkdir(parents=True, exist_ok=True)
         run.start_ms = _now_ms()
         deadline = time.monotonic() + self.plan.timeout_seconds if self.plan.timeout_seconds else None
         order = [k for k in self.plan.order() if k in run.tasks]
+        position = {k: i for i, k in enumerate(order)}
+        dependents: dict[str, list[str]] = {k: [] for k in order}
+        waiting: dict[str, int] = {}
+        for key in order:
+            unfinished = {d for d in self.deps[key] if run.tasks[d].status in ("PENDING", "RUNNING")}
+            waiting[key] = len(unfinished)
+            for dep in unfinished:
+                dependents[dep].append(key)
+        ready = [position[k] for k in order if run.tasks[k].status == "PENDING" and waiting[k] == 0]
+        heapq.heapify(ready)
         threads: dict[str, threading.Thread] = {}
+        running = 0
+
+        def ended(key: str) -> None:
+            """A task reached its final state: its dependents may now be ready."""
+            for dependent in dependents[key]:
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0:
+                    heapq.heappush(ready, position[dependent])
+
         try:
             self._pool = self._shared_pool or self._start_pool()
-            while True:
-                with self._lock:
-                    pending = [k for k in order if run.tasks[k].status == "PENDING"]
-                    running = [k for k in order if run.tasks[k].status == "RUNNING"]
-                if not pending and not running:
-                    break
+            while ready or running:
                 if deadline is not None and time.monotonic() >= deadline:
                     self._stop_all(TIMEDOUT, "the job's timeout expired")
                     self._wait_for(threads)
                     break
-                for key in pending:
-                    if len(running) >= self.max_workers:
-                        break
-                    task_run = run.tasks[key]
-                    dep_states = [run.tasks[d].status for d in self.deps[key]]
-                    if any(s in ("PENDING", "RUNNING") for s in dep_states):
-                        continue
-                    with self._lock:
-                        stopped = self._cancelled or task_run.status != "PENDING"
-                        if not stopped and not task_run.task.disabled and decide(task_run.task.run_if, dep_states)[0]:
-                            task_run.status = "RUNNING"  # claimed under the lock a stop takes too
-                    if stopped:
-                        if task_run.status == "PENDING":
-                            self._skip(task_run, CANCELED, "the run stopped before this task started")
-                        continue
-                    if task_run.task.disabled:
-                        self._skip(task_run, EXCLUDED, "disabled")
-                        continue
-                    go, otherwise = decide(task_run.task.run_if, dep_states)
-                    if not go:
-                        self._skip(task_run, otherwise, f"run_if {task_run.task.run_if} not met")
-                        continue
-                    running.append(key)
-                    thread = threading.Thread(target=self._task, args=(task_run, deadline), daemon=True)
-                    threads[key] = thread
-                    thread.start()
-                time.sleep(0.02)
+                while ready and running < self.max_workers:
+                    key = order[heapq.heappop(ready)]
+                    if self._claim(run.tasks[key]):
+                        running += 1
+                        thread = threading.Thread(target=self._task, args=(run.tasks[key], deadline), daemon=True)
+                        threads[key] = thread
+                        thread.start()
+                    else:
+                        ended(key)
+                if not running:
+                    continue
+                wait = 0.5 if deadline is None else min(max(deadline - time.monotonic(), 0), 0.5)
+                try:
+                    key = self._finished.get(timeout=wait)
+                except queue.Empty:
+                    continue  # the deadline is checked at the top
+                running -= 1
+                ended(key)
         except KeyboardInterrupt:
             from .lifecycle import interruption
 
@@ -277,6 +291,26 @@ class Scheduler:
             run.result_state = job_result(run.tasks, self.deps) if not self._cancelled else run.result_state or CANCELED
             run.resume_from = [k for k in order if run.tasks[k].status not in SUCCEEDED]
         return run
+
+    def _claim(self, task_run: TaskRun) -> bool:
+        """Whether a task whose dependencies all ended runs now (then it is RUNNING), or takes its
+        final state at once (skipped, excluded, cancelled)."""
+        dep_states = [self.run.tasks[d].status for d in self.deps[task_run.task.task_key]]
+        with self._lock:
+            stopped = self._cancelled or task_run.status != "PENDING"
+            go = not stopped and not task_run.task.disabled and decide(task_run.task.run_if, dep_states)[0]
+            if go:
+                task_run.status = "RUNNING"  # claimed under the lock a stop takes too
+        if go:
+            return True
+        if stopped:
+            if task_run.status == "PENDING":
+                self._skip(task_run, CANCELED, "the run stopped before this task started")
+        elif task_run.task.disabled:
+            self._skip(task_run, EXCLUDED, "disabled")
+        else:
+            self._skip(task_run, decide(task_run.task.run_if, dep_states)[1], f"run_if {task_run.task.run_if} not met")
+        return False
 
     def _skip(self, task_run: TaskRun, status: str, reason: str) -> None:
         task_run.status, task_run.reason = status, reason
@@ -312,6 +346,12 @@ class Scheduler:
                     task_run.reason = reason
 
     def _task(self, task_run: TaskRun, job_deadline: float | None) -> None:
+        try:
+            self._run_task(task_run, job_deadline)
+        finally:
+            self._finished.put(task_run.task.task_key)  # whatever happened: the loop must hear of it
+
+    def _run_task(self, task_run: TaskRun, job_deadline: float | None) -> None:
         task = task_run.task
         number = 0
         while True:
@@ -360,9 +400,10 @@ class Scheduler:
                            error={"cell_index": None, "ename": "ParameterError", "evalue": str(exc)})
         # Job parameters are pushed down to every task and win over task parameters.
         parameters.update({name: [v, "job parameter"] for name, v in self.run.job_parameters.items()})
-        upstream = self.plan.upstream(task.task_key)
+        # Every upstream task, by the runtime's contract (taskValues.get tells "not upstream" from
+        # "set no such value"): the walk covers the upstream tasks, not the whole plan.
         values = {k: (t.last.result.task_values if t.last and t.last.result else {})
-                  for k, t in self.run.tasks.items() if k in upstream}
+                  for k in self.plan.upstream(task.task_key) if (t := self.run.tasks.get(k)) is not None}
         self._event("started", task_run)
         assert self._pool is not None
         worker = self._pool.acquire(lambda: self._cancelled)
