@@ -35,17 +35,21 @@ import os
 import re
 import tempfile
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CatalogDamaged
+from .errors import CatalogBusy, CatalogDamaged
 
 DEFAULT_CATALOG = "spark_catalog"
 DEFAULT_SCHEMA = "default"
 FORMAT_VERSION = 2
+# How long a session waits for another to finish creating the same table (a CTAS can be long;
+# a claim is let go when its holder ends, even by a crash: it is a file lock).
+CLAIM_TIMEOUT_S = 600.0
 _ENTRY_FIELDS = ("name", "location", "format", "managed", "updated_at")
 _SAIL_SUFFIX = re.compile(r"-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -199,7 +203,18 @@ class Registry:
         folder = self.folder / "claims"
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / (urllib.parse.quote(key, safe="") + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            deadline = time.monotonic() + CLAIM_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise CatalogBusy(
+                            f"table {key}: another notebook has been creating it for over {CLAIM_TIMEOUT_S:.0f} s; "
+                            "its claim is held in " + str(folder)
+                        ) from None
+                    time.sleep(0.05)
             held.add(key)
             try:
                 yield

@@ -64,6 +64,7 @@ import psutil
 from .cluster_gate import CANNOT_ISOLATE, INNER_PORT
 from .errors import ClusterDied, ClusterStateDamaged, EnvironmentFailure, InputError
 from .lifecycle import OUTLIVES_ENV
+from .runtime.secrets import without_secrets
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -605,7 +606,8 @@ def _pyspark_home() -> Path:
 
 
 def _server_command(choice: EngineChoice, port: int, project: Path) -> tuple[list[str], dict[str, str]]:
-    env = dict(os.environ)
+    # The server runs users' Python UDFs: it gets no secrets (the runtime reads them, redacted).
+    env = without_secrets()
     if choice.engine == "sail":
         if importlib.util.find_spec("pysail") is None:
             raise EnvironmentFailure(f"the sail engine needs pysail, which {sys.executable} does not have")

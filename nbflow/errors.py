@@ -18,7 +18,8 @@ Every error nbflow raises on purpose derives from :class:`NbflowError`. The CLI 
         ├── WorkflowException        (dbutils.notebook.run: the child failed or timed out)
         ├── TaskValueError           (dbutils.jobs.taskValues misuse; also a ValueError)
         ├── SecretNotFound           (also a KeyError)
-        └── DbfsError                (dbutils.fs failures; also an OSError)
+        ├── DbfsError                (dbutils.fs failures; also an OSError)
+        └── CatalogBusy              (a table another session is creating for too long)
 
 A notebook that fails is not an exception of nbflow: it is a result with status ``FAILED``.
 The CLI turns that result into exit code 1.
@@ -137,3 +138,7 @@ class DbfsError(NotebookRuntimeError, OSError):
 
 class CatalogDamaged(InputError):
     """The project's table registry cannot be trusted (damaged file); the message says how to rebuild it."""
+
+
+class CatalogBusy(NotebookRuntimeError):
+    """A table's name stayed claimed by another session (creating that table) for too long."""

@@ -77,7 +77,9 @@ class TreeKernelManager(AsyncKernelManager):
         read, write = lifecycle.lifeline()
         self._close_lifeline()
         self._lifeline = write
-        env = lifecycle.tagged_env(self.tree_tag, kw.get("env"))
+        # Whatever path started it (warm pool, a cold kernel from nbclient, papermill), the kernel's
+        # environment carries no secrets: the run hands them to the runtime in memory.
+        env = without_secrets(lifecycle.tagged_env(self.tree_tag, kw.get("env")))
         env[lifecycle.LIFELINE_ENV] = str(read)
         kw.update(env=env, pass_fds=(*kw.get("pass_fds", ()), read))
         try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -70,6 +72,21 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             monkeypatch.delenv(name)
     yield root
     cluster.stop(root)
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a CLI a test interrupts with SIGINT: SIGINT acts, as from a terminal,
+    even when the test runner itself was started where SIGINT is ignored (a background job)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@functools.lru_cache(maxsize=1)
+def gate_available() -> bool:
+    """Whether this machine lets nbflow's cluster gate isolate Sail (unprivileged user and network
+    namespaces). Where it cannot (a container's seccomp profile, a kernel setting), Sail runs on
+    plain TCP and says so; the tests check whichever of the two the machine gives."""
+    probe = "from nbflow import cluster_gate; cluster_gate.isolate()"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60).returncode == 0
 
 
 def run(name: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:

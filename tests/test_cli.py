@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from .conftest import NOTEBOOKS, cli
+from .conftest import NOTEBOOKS, as_from_a_terminal, cli
 
 
 def test_run_json_summary_is_all_of_stdout(project: Path) -> None:
@@ -182,6 +182,7 @@ def test_ctrl_c_cancels_saves_and_stops_the_kernel(project: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "nbflow", "run", str(NOTEBOOKS / "sleeps.py"), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(project.glob("processed/*/sleeps.ipynb")):
@@ -200,6 +201,7 @@ def _start_and_wait_for(args: list[str], project: Path, pattern: str) -> subproc
     proc = subprocess.Popen(
         [sys.executable, "-m", "nbflow", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(project.glob(pattern)):

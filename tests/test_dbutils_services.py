@@ -113,7 +113,7 @@ def test_env_secrets_reach_the_runtime_but_not_the_notebooks_environment(
     monkeypatch.setenv("NBFLOW_SECRET__ENV_SCOPE__API_KEY", "env-secret-value")
     result = run("secret_env.py")
     outcome = exit_json(result)
-    assert outcome["environ"] == [] and outcome["in_shell"] is False
+    assert outcome["environ"] == [] and outcome["in_shell"] is False and outcome["in_proc"] is False
     assert outcome["read"] is True
     assert outcome["child"] == "child read 16 chars, environ shows secrets: False"
     saved = Path(result.output).read_text()

@@ -18,7 +18,7 @@ import pytest
 
 from nbflow.scheduler import decide
 
-from .conftest import cli
+from .conftest import as_from_a_terminal, cli
 
 PLANS = Path(__file__).parent / "plans"
 
@@ -138,7 +138,8 @@ def test_ctrl_c_cancels_the_plan_and_leaves_nothing_running(project: Path, tmp_p
     plan.write_text(f"name: nap\ntasks:\n  - task_key: nap\n    notebook: {PLANS / 'nb' / 'nap.py'}\n"
                     f"  - task_key: later\n    notebook: {PLANS / 'nb' / 'ok.py'}\n    depends_on: [nap]\n")
     proc = subprocess.Popen([sys.executable, "-m", "nbflow", "run", str(plan), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+                            preexec_fn=as_from_a_terminal)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(project.glob("processed/*/nap.ipynb")):
         time.sleep(0.2)

@@ -70,9 +70,12 @@ def start_serve(background: bool = False, env: dict[str, str] | None = None, *ar
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         pid = proc.pid
     assert proc.stderr is not None
-    line = proc.stderr.readline()
-    found = re.search(r"workspace at (http://([\d.]+):(\d+))", line)
-    assert found, line
+    seen: list[str] = []  # the server's workers share its stderr: their lines may come first
+    found = None
+    while found is None and len(seen) < 20:
+        seen.append(proc.stderr.readline())
+        found = re.search(r"workspace at (http://([\d.]+):(\d+))", seen[-1])
+    assert found, seen
     return Served(proc, pid, found.group(1), found.group(2), int(found.group(3)))
 
 

@@ -209,3 +209,34 @@ def test_a_parallel_plan_creating_one_table_loses_no_rows(project: Path) -> None
     spark = _session(project)
     per_writer = spark.sql("SELECT writer, count(*) FROM race_plan_sql GROUP BY writer ORDER BY writer").collect()
     assert [tuple(r) for r in per_writer] == [(1, 5000), (2, 5000), (3, 5000)]
+
+
+def test_a_claim_held_too_long_fails_with_the_tables_name(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from nbflow import catalog
+    from nbflow.errors import CatalogBusy
+
+    monkeypatch.setattr(catalog, "CLAIM_TIMEOUT_S", 0.3)
+    registry = Registry(project)
+    holding, release = threading.Event(), threading.Event()
+
+    def creator() -> None:
+        with registry.claim("sales.orders"):
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=creator)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        busy = r"table sales\.orders: another notebook has been creating it"
+        with pytest.raises(CatalogBusy, match=busy), registry.claim("SALES.orders"):
+            pass
+        with registry.claim("sales.other"):  # other names are not held up
+            pass
+    finally:
+        release.set()
+        thread.join()
+    with registry.claim("sales.orders"):  # let go when its holder is done
+        pass

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..catalog import DEFAULT_SCHEMA, Registry, TableEntry, normalize
-from ..errors import NotebookRuntimeError
+from ..errors import ClusterDied, NotebookRuntimeError
 
 if TYPE_CHECKING:
     from .session import Session
@@ -279,6 +279,8 @@ class Lakehouse:
     def _sql(self, statement: str, quiet: bool = False) -> list[Any] | None:
         try:
             return list(self._raw_sql(statement).collect())
+        except ClusterDied:
+            raise  # not a statement's failure: every later statement would wait on it too
         except Exception:
             if not quiet:
                 raise
@@ -387,7 +389,9 @@ def _patch_readers_and_writers() -> None:
     load = DataFrameReader.load
 
     def checked_load(self: Any, path: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if _lakehouse_of(self._client) is not None:
+        lakehouse = _lakehouse_of(self._client)
+        # Only a local engine reads this machine's files; an external cluster has its own.
+        if lakehouse is not None and getattr(lakehouse.state, "engine", "") != "external":
             for one in [path] if isinstance(path, str) else list(path or []):
                 _require_path(str(one))
         return load(self, path, *args, **kwargs)
@@ -411,8 +415,8 @@ def _patch_readers_and_writers() -> None:
 def _require_path(path: str) -> None:
     """Spark's ``PATH_NOT_FOUND`` for a local path (or glob) that matches nothing.
 
-    Only local paths are checked: a remote URI (``s3://``, ``dbfs:``...) or a relative path is
-    resolved by the engine, not here.
+    Only local paths are checked, and only for the project's own cluster: a remote URI
+    (``s3://``, ``dbfs:``...) or a relative path is resolved by the engine, not here.
     """
     local = local_path(path) if path.startswith("file:") else path
     if not local.startswith("/") or "{" in local:
