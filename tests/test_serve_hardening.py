@@ -403,16 +403,21 @@ def test_after_a_crash_no_task_of_an_interrupted_run_is_left_running(project: Pa
 
 
 # -- the run records ---------------------------------------------------------------------------------
+def _client_with_ok_task(srv: WorkspaceServer) -> tuple[WorkspaceClient, jobs.SubmitTask]:
+    """A databricks-sdk client of ``srv``, and a task running the plans' ok.py uploaded to /t/ok."""
+    w = WorkspaceClient(host=srv.url, token=TOKEN, auth_type="pat")
+    w.workspace.mkdirs("/t")
+    source = (Path(__file__).parent / "plans" / "nb" / "ok.py").read_bytes()
+    w.workspace.import_("/t/ok", content=base64.b64encode(source).decode(), format=ImportFormat.SOURCE,
+                        language=Language.PYTHON)
+    return w, jobs.SubmitTask(task_key="ok", notebook_task=jobs.NotebookTask(notebook_path="/t/ok"))
+
+
 def test_each_run_is_stored_alone_and_a_run_rewrites_only_its_own_record(project: Path) -> None:
     srv = WorkspaceServer(project, TOKEN)
     srv.start()
     try:
-        w = WorkspaceClient(host=srv.url, token=TOKEN, auth_type="pat")
-        w.workspace.mkdirs("/t")
-        w.workspace.import_("/t/ok", content=base64.b64encode((Path(__file__).parent / "plans" / "nb" / "ok.py")
-                                                              .read_bytes()).decode(),
-                            format=ImportFormat.SOURCE, language=Language.PYTHON)
-        task = jobs.SubmitTask(task_key="ok", notebook_task=jobs.NotebookTask(notebook_path="/t/ok"))
+        w, task = _client_with_ok_task(srv)
         first = wait_run(w, w.jobs.submit(run_name="first", tasks=[task]).response.run_id)
         records = project / ".nbflow" / "workspace" / "runs"
         first_record = records / f"{first.run_id}.json"
@@ -481,12 +486,7 @@ def test_a_cancel_that_comes_after_every_task_ended_leaves_the_run_as_its_tasks_
     srv = WorkspaceServer(project, TOKEN)
     srv.start()
     try:
-        w = WorkspaceClient(host=srv.url, token=TOKEN, auth_type="pat")
-        w.workspace.mkdirs("/t")
-        w.workspace.import_("/t/ok", content=base64.b64encode((Path(__file__).parent / "plans" / "nb" / "ok.py")
-                                                              .read_bytes()).decode(),
-                            format=ImportFormat.SOURCE, language=Language.PYTHON)
-        task = jobs.SubmitTask(task_key="ok", notebook_task=jobs.NotebookTask(notebook_path="/t/ok"))
+        w, task = _client_with_ok_task(srv)
         run = wait_run(w, w.jobs.submit(run_name="late cancel", tasks=[task]).response.run_id)
     finally:
         srv.stop()
