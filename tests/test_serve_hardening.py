@@ -75,6 +75,10 @@ def start_serve(background: bool = False, env: dict[str, str] | None = None, *ar
     while found is None and len(seen) < 20:
         seen.append(proc.stderr.readline())
         found = re.search(r"workspace at (http://([\d.]+):(\d+))", seen[-1])
+    if found is None:  # never leave the server running behind a failed start
+        os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.communicate()
     assert found, seen
     return Served(proc, pid, found.group(1), found.group(2), int(found.group(3)))
 
