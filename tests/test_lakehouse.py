@@ -145,3 +145,13 @@ def test_fresh_cluster_restarts_it(project: Path) -> None:
     assert json.loads(proc.stdout)["tasks"][0]["exit_value"] == "2"
     after = cluster.status(project)
     assert before is not None and after is not None and after.pid != before.pid
+
+
+def test_spark_reads_and_writes_dbfs_paths_in_the_projects_dbfs(project: Path) -> None:
+    out = exit_json(run("spark/dbfs_paths.py"))
+    assert out["parquet"] == 3 and out["delta"] == 4
+    assert out["listed"] == ["d/", "p/"]  # where dbutils.fs sees them: one DBFS for both
+    assert out["missing"] == ("AnalysisException: [PATH_NOT_FOUND] Path does not exist: "
+                              "dbfs:/tmp/nbflow-spark/missing. SQLSTATE: 42K03")
+    assert (project / ".nbflow" / "dbfs" / "tmp" / "nbflow-spark" / "d" / "_delta_log").is_dir()
+    assert not Path("/tmp/nbflow-spark").exists() and not Path("/dbfs").exists()

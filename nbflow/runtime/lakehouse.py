@@ -88,6 +88,20 @@ class Lakehouse:
     def attached(self) -> bool:
         return self._spark is not None
 
+    @property
+    def local_files(self) -> bool:
+        """Whether the engine reads this machine's files (the project's own cluster)."""
+        return getattr(self.state, "engine", "") != "external"
+
+    def spark_path(self, path: str) -> str:
+        """The local path Spark should use for ``path``: ``dbfs:/x`` is the project's DBFS folder,
+        the same one ``dbutils.fs`` uses; any other path is unchanged."""
+        if not path.startswith("dbfs:"):
+            return path
+        from .fs import FsUtils
+
+        return str(FsUtils(self._session.context.dbfs_root).local_path(path))
+
     def spark(self) -> Any:
         """The session, attaching (and starting the cluster) on first use."""
         global _preattached
@@ -391,10 +405,22 @@ def _patch_readers_and_writers() -> None:
     def checked_load(self: Any, path: Any = None, *args: Any, **kwargs: Any) -> Any:
         lakehouse = _lakehouse_of(self._client)
         # Only a local engine reads this machine's files; an external cluster has its own.
-        if lakehouse is not None and getattr(lakehouse.state, "engine", "") != "external":
-            for one in [path] if isinstance(path, str) else list(path or []):
-                _require_path(str(one))
+        if lakehouse is not None and lakehouse.local_files:
+            paths = [path] if isinstance(path, str) else list(path or [])
+            mapped = [lakehouse.spark_path(str(one)) for one in paths]
+            for given, local in zip(paths, mapped, strict=True):
+                _require_path(local, shown=str(given))
+            if paths:
+                path = mapped[0] if isinstance(path, str) else mapped
         return load(self, path, *args, **kwargs)
+
+    save = DataFrameWriter.save
+
+    def mapped_save(self: Any, path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        lakehouse = _lakehouse_of(self._spark)
+        if lakehouse is not None and lakehouse.local_files and isinstance(path, str):
+            path = lakehouse.spark_path(path)
+        return save(self, path, *args, **kwargs)
 
     patches: list[tuple[type, str, Callable[..., Any]]] = [
         (DataFrameWriter, "saveAsTable", creating(DataFrameWriter.saveAsTable, writer_session, first("name"))),
@@ -402,6 +428,7 @@ def _patch_readers_and_writers() -> None:
         (Catalog, "createTable", creating(Catalog.createTable, lambda c: c._sparkSession, first("tableName"))),
         (DataFrameReader, "table", pulling(DataFrameReader.table, lambda r: r._client)),
         (DataFrameReader, "load", checked_load),
+        (DataFrameWriter, "save", mapped_save),
     ]
     patches += [(DataFrameWriterV2, verb, creating(getattr(DataFrameWriterV2, verb), writer_session, v2_name))
                 for verb in ("create", "replace", "createOrReplace")]
@@ -412,11 +439,12 @@ def _patch_readers_and_writers() -> None:
     _patched = True
 
 
-def _require_path(path: str) -> None:
-    """Spark's ``PATH_NOT_FOUND`` for a local path (or glob) that matches nothing.
+def _require_path(path: str, shown: str | None = None) -> None:
+    """Spark's ``PATH_NOT_FOUND`` for a local path (or glob) that matches nothing; the message
+    names the path as the notebook wrote it (``shown``: ``dbfs:/...`` for a mapped DBFS path).
 
     Only local paths are checked, and only for the project's own cluster: a remote URI
-    (``s3://``, ``dbfs:``...) or a relative path is resolved by the engine, not here.
+    (``s3://``...) or a relative path is resolved by the engine, not here.
     """
     local = local_path(path) if path.startswith("file:") else path
     if not local.startswith("/") or "{" in local:
@@ -428,10 +456,11 @@ def _require_path(path: str) -> None:
         return
     from pyspark.errors.exceptions.connect import AnalysisException
 
+    named = shown if shown is not None and shown.startswith("dbfs:") else f"file:{local}"
     raise AnalysisException(
-        message=f"[PATH_NOT_FOUND] Path does not exist: file:{local}. SQLSTATE: 42K03",
+        message=f"[PATH_NOT_FOUND] Path does not exist: {named}. SQLSTATE: 42K03",
         errorClass="PATH_NOT_FOUND",
-        messageParameters={"path": f"file:{local}"},
+        messageParameters={"path": named},
         sql_state="42K03",
     )
 
