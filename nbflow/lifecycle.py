@@ -33,11 +33,13 @@ import ctypes
 import os
 import runpy
 import secrets
+import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -274,6 +276,14 @@ def interrupted_exit_code() -> int:
 
 
 # -- the kernel's launcher -----------------------------------------------------------------------
+def _socket_folder(argv: list[str]) -> Path | None:
+    """The nbflow-made folder of the kernel's connection file (``-f FILE``), if it is one."""
+    if "-f" not in argv[:-1]:
+        return None
+    folder = Path(argv[argv.index("-f") + 1]).parent
+    return folder if folder.name.startswith("nbflow-kernel-") else None
+
+
 def kernel_main(argv: list[str]) -> None:
     """``python -m nbflow.lifecycle MODULE ARGS...``: arm this kernel's lifeline, then run MODULE.
 
@@ -286,8 +296,14 @@ def kernel_main(argv: list[str]) -> None:
     become_subreaper()
     tag = own_tag()
 
+    folder = _socket_folder(argv)
+
     def lost() -> None:
         kill_tree(tag, psutil.Process().children(recursive=True))
+        # Whoever made the kernel's folder is gone and will not remove it: its files (sockets, the
+        # connection file with the kernel's key, its log) would stay in the temporary folder.
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
         os._exit(1)
 
     if fd is not None:

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,7 @@ class Worker:
         self.warm = False
         self.held = False
         self.cluster: dict[str, Any] | None = None  # the server its warm kernel attached to, if any
+        self.kernel_dir: str | None = None  # its warm kernel's folder (sockets, connection file, log)
 
     @property
     def pid(self) -> int:
@@ -106,6 +108,10 @@ class Worker:
             if self.lifeline < 0:
                 return
             lifecycle.kill_tree(self.tag)
+            # A worker that died (killed, crashed) could not remove its kernel's folder; a worker
+            # that ended normally already has, and nbflow names these folders itself.
+            if self.kernel_dir is not None and Path(self.kernel_dir).name.startswith("nbflow-kernel-"):
+                shutil.rmtree(self.kernel_dir, ignore_errors=True)
             os.close(self.lifeline)
             self.lifeline = -1
             self.log.close()
@@ -142,6 +148,7 @@ class WorkerPool:
             if message.get("event") == "ready":
                 with self._lock:
                     worker.cluster = message.get("cluster")
+                    worker.kernel_dir = message.get("kernel_dir")
                     worker.warm = True
                     if not worker.held:
                         self._ready.put(worker)

@@ -82,7 +82,8 @@ def main() -> int:
     def ready(launched: Warming) -> WarmKernel | None:
         kernel, why = _ready(launched, options)
         _say(protocol, {"event": "ready", "warm": kernel is not None, "why": why,
-                        "cluster": None if kernel is None else kernel.cluster})
+                        "cluster": None if kernel is None else kernel.cluster,
+                        "kernel_dir": None if kernel is None else kernel.socket_dir})
         return kernel
 
     try:

@@ -10,6 +10,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,12 +103,18 @@ def test_what_a_notebook_starts_ends_with_its_plan_run(tmp_path: Path, spawned_c
 
 def test_what_a_notebook_starts_ends_with_its_killed_worker(tmp_path: Path, spawned_cleanup: Path) -> None:
     plan = _plan(tmp_path, {"one": {"pids": str(spawned_cleanup), "kill_parent": "yes"}})
+    before = set(Path(tempfile.gettempdir()).glob("nbflow-kernel-*"))
     proc = cli("run", str(plan), "--json")
     assert json.loads(proc.stdout)["tasks"][0]["error"]["ename"] == "WorkerError", proc.stderr
     procs = _spawned(spawned_cleanup)
     assert set(procs) == CASES
     left, _ = _survivors(procs)
     assert left == [], f"outlived their worker: {left}"
+    # The orphaned kernel also took its folder (sockets, connection file with its key, log) along.
+    deadline = time.monotonic() + 10
+    while (kept := set(Path(tempfile.gettempdir()).glob("nbflow-kernel-*")) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert kept == set()
 
 
 def _sigint_ignored(pid: int) -> bool:
@@ -156,6 +163,7 @@ def test_a_killed_cli_takes_its_workers_kernels_and_their_processes_with_it(
     workers = [p for p in tree if "nbflow.worker" in " ".join(p.cmdline())]
     kernels = [p for p in tree if "ipykernel_launcher" in " ".join(p.cmdline())]
     assert len(workers) >= 3 and len(kernels) >= 3
+    folders = [Path(p.cmdline()[p.cmdline().index("-f") + 1]).parent for p in kernels]
     os.kill(cli_pid, signal.SIGKILL)
     if shell is not None:
         shell.wait(10)
@@ -165,6 +173,11 @@ def test_a_killed_cli_takes_its_workers_kernels_and_their_processes_with_it(
         **spawned, **{f"worker {p.pid}": p for p in workers}, **{f"kernel {p.pid}": p for p in kernels}}
     left, took = _survivors(everything)
     assert left == [], f"still running {took:.1f} s after the CLI was killed: {left}"
+    # Their files went with them: sockets, connection files (with each kernel's key), logs.
+    deadline = time.monotonic() + 10
+    while any(f.exists() for f in folders) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [f for f in folders if f.exists()] == []
     # Had a worker survived, its task would have ended by now and called itself SUCCESS.
     time.sleep(max(sleeping_since + seconds + 3 - time.monotonic(), 0))
     for key in ("a", "b", "c"):
