@@ -90,15 +90,29 @@ class Registry:
         self.folder = Path(project) / ".nbflow" / "catalog"
         self.path = self.folder / "tables.json"
         self.backup = self.folder / "tables.json.bak"
+        self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     def _read(self) -> dict[str, Any]:
+        # Sessions look before every statement: an unchanged file (every write is a rename to a
+        # new file, so its identity and time change) is not read, parsed and checked again.
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise self._damaged(f"cannot be read ({exc})") from exc
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
         except (OSError, UnicodeDecodeError) as exc:
             raise self._damaged(f"cannot be read ({exc})") from exc
-        return self._check(text)
+        data = self._check(text)
+        self._cache = (key, data)
+        return data
 
     def _check(self, text: str) -> dict[str, Any]:
         """The parsed file, or :class:`CatalogDamaged` saying what is wrong with it."""
