@@ -193,16 +193,23 @@ def _wait_for(path: Path, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def test_sigterm_stops_a_plan_run_as_ctrl_c_does(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    plan = _plan(tmp_path, {"nap": {"seconds": "60"}}, NOTEBOOKS / "sleeps.py")
-    proc = subprocess.Popen([sys.executable, "-m", "nbflow", "run", str(plan), "--json", "--output-dir", str(out)],
+def _sigterm_once_running(args: list[str], executed: Path) -> tuple[str, str]:
+    """Start ``nbflow ARGS``, SIGTERM it once ``executed`` exists and its cell sleeps; its output.
+    It must have stopped as Ctrl-C stops it, with SIGTERM's exit code."""
+    proc = subprocess.Popen([sys.executable, "-m", "nbflow", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(out / "nap.ipynb")
+    _wait_for(executed)
     time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
+    return stdout, stderr
+
+
+def test_sigterm_stops_a_plan_run_as_ctrl_c_does(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    plan = _plan(tmp_path, {"nap": {"seconds": "60"}}, NOTEBOOKS / "sleeps.py")
+    stdout, _ = _sigterm_once_running(["run", str(plan), "--json", "--output-dir", str(out)], out / "nap.ipynb")
     summary = json.loads(stdout)
     assert summary["status"] == "CANCELED"
     assert {t["task_key"]: t["status"] for t in summary["tasks"]} == {"nap": "CANCELED"}
@@ -213,14 +220,9 @@ def test_sigterm_stops_a_plan_run_as_ctrl_c_does(tmp_path: Path) -> None:
 
 def test_sigterm_stops_a_notebook_run_as_ctrl_c_does(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "nbflow", "run", str(NOTEBOOKS / "sleeps.py"), "-p", "seconds=60",
-                             "--json", "--output-dir", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(out / "sleeps.ipynb")
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143, stderr
+    stdout, _ = _sigterm_once_running(
+        ["run", str(NOTEBOOKS / "sleeps.py"), "-p", "seconds=60", "--json", "--output-dir", str(out)],
+        out / "sleeps.ipynb")
     assert json.loads(stdout)["status"] == "CANCELED"
     assert json.loads((out / "run.json").read_text())["status"] == "CANCELED"
     assert read_result(out / "sleeps.ipynb").status == "CANCELED"
