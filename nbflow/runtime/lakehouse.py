@@ -163,6 +163,12 @@ class Lakehouse:
             yield
             self._adopt(key)
 
+    def table_entry(self, name: str) -> TableEntry | None:
+        """The registered table that ``name`` (as a notebook wrote it) names, if any."""
+        self.spark()
+        self.pull()
+        return self._registry.get(normalize(name, self._current_schema(name)))
+
     def _current_schema(self, name: str) -> str:
         if "." in name.strip("`"):
             return DEFAULT_SCHEMA  # qualified: the schema is in the name
