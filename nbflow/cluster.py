@@ -61,8 +61,17 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from .catalog import (
+    DEFAULT_CATALOG,
+    LEGACY_CATALOG,
+    PLAIN_NAME,
+    SPARE_CATALOG_PREFIX,
+    SPARE_CATALOGS,
+    SYSTEM_CATALOG,
+    Registry,
+)
 from .cluster_gate import CANNOT_ISOLATE, INNER_PORT
-from .errors import ClusterDied, ClusterStateDamaged, EnvironmentFailure, InputError
+from .errors import CatalogDamaged, ClusterDied, ClusterStateDamaged, EnvironmentFailure, InputError
 from .lifecycle import OUTLIVES_ENV
 from .runtime.secrets import without_secrets
 
@@ -598,6 +607,18 @@ def _last_log_line(path: Path) -> str:
 # Starting the server
 
 
+def sail_catalog_list(project: Path) -> str:
+    """Sail's ``SAIL_CATALOG__LIST``: one in-memory catalog per Unity Catalog catalog, and spares."""
+    try:
+        wanted = [name for name in Registry(project).catalogs() if name not in (LEGACY_CATALOG, SYSTEM_CATALOG)]
+    except CatalogDamaged:
+        wanted = [DEFAULT_CATALOG]  # the notebook that touches a table reports the damage
+    # Only plain names go into Sail's configuration; any other is served by a spare catalog.
+    names = ["spark_catalog", *(n for n in wanted if PLAIN_NAME.fullmatch(n)),
+             *(f"{SPARE_CATALOG_PREFIX}{i}" for i in range(1, SPARE_CATALOGS + 1))]
+    return "[" + ", ".join(f'{{type="memory", name="{n}", initial_database=["default"]}}' for n in names) + "]"
+
+
 def _pyspark_home() -> Path:
     spec = importlib.util.find_spec("pyspark")
     if spec is None or not spec.submodule_search_locations:
@@ -613,10 +634,12 @@ def _server_command(choice: EngineChoice, port: int, project: Path) -> tuple[lis
             raise EnvironmentFailure(f"the sail engine needs pysail, which {sys.executable} does not have")
         command = [sys.executable, "-m", "pysail", "spark", "server", "--ip", HOST, "--port", str(port),
                    "-C", str(cluster_dir(project))]
-        # Name Sail's catalog as Spark names its own, so `spark_catalog.schema.table` resolves
-        # on both engines.
-        env.setdefault("SAIL_CATALOG__LIST", '[{type="memory", name="spark_catalog", initial_database=["default"]}]')
-        env.setdefault("SAIL_CATALOG__DEFAULT_CATALOG", "spark_catalog")
+        # Unity Catalog's catalogs as Sail's own (in-memory) catalogs: `spark_catalog` (Spark's
+        # name; nbflow maps `hive_metastore` onto it), `main`, every catalog the project's
+        # registry holds, and spare catalogs that stand for catalogs created while this server
+        # runs (Sail cannot add a catalog at run time; see nbflow.runtime.unity).
+        env.setdefault("SAIL_CATALOG__LIST", sail_catalog_list(project))
+        env.setdefault("SAIL_CATALOG__DEFAULT_CATALOG", DEFAULT_CATALOG)
         return command, env
     home = _pyspark_home()
     submit = home / "bin" / "spark-submit"

@@ -19,7 +19,10 @@ Every error nbflow raises on purpose derives from :class:`NbflowError`. The CLI 
         ├── TaskValueError           (dbutils.jobs.taskValues misuse; also a ValueError)
         ├── SecretNotFound           (also a KeyError)
         ├── DbfsError                (dbutils.fs failures; also an OSError)
-        └── CatalogBusy              (a table another session is creating for too long)
+        ├── CatalogBusy              (a table another session is creating for too long)
+        └── CatalogObjectError       (a catalog, schema or volume that does not exist, already
+                                      exists or is not empty; shown to notebooks as Spark's
+                                      AnalysisException with Databricks' error class)
 
 A notebook that fails is not an exception of nbflow: it is a result with status ``FAILED``.
 The CLI turns that result into exit code 1.
@@ -142,3 +145,16 @@ class CatalogDamaged(InputError):
 
 class CatalogBusy(NotebookRuntimeError):
     """A table's name stayed claimed by another session (creating that table) for too long."""
+
+
+class CatalogObjectError(NotebookRuntimeError):
+    """A Unity Catalog object (catalog, schema, volume) that is missing, already there, not empty
+    or read-only. ``error_class`` is Databricks' name for the condition (``SCHEMA_NOT_FOUND``...)."""
+
+    def __init__(self, error_class: str, message: str) -> None:
+        super().__init__(error_class, message)
+        self.error_class = error_class
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.error_class}] {self.message}"

@@ -46,9 +46,9 @@ def test_delta_tables_sql_and_time_travel(project: Path) -> None:
     assert DeltaTable(out["path"]).version() == 1
     listed = json.loads(cli("table", "list", "--json").stdout)
     names = {t["name"] for t in listed}
-    assert {"spark_catalog.default.modes", "spark_catalog.shop.orders"} <= names
-    assert "spark_catalog.default.dropme" not in names
-    orders = next(t for t in listed if t["name"] == "spark_catalog.shop.orders")
+    assert {"main.default.modes", "main.shop.orders"} <= names
+    assert "main.default.dropme" not in names
+    orders = next(t for t in listed if t["name"] == "main.shop.orders")
     assert orders["rows"] == 3 and orders["format"] == "delta" and orders["version"] >= 4
     assert DeltaTable(orders["location"]).to_pandas().shape == (3, 2)
 
@@ -58,7 +58,7 @@ def test_tables_are_shared_across_runs_and_survive_a_cluster_restart(project: Pa
     assert run("spark/reader.py", {"table": "shop_t"}).exit_value == "7"
     assert cluster.stop(project)
     assert run("spark/reader.py", {"table": "default.shop_t"}).exit_value == "7"
-    assert run("spark/reader.py", {"table": "spark_catalog.default.shop_t"}).exit_value == "7"
+    assert run("spark/reader.py", {"table": "main.default.shop_t"}).exit_value == "7"
 
 
 def test_parent_and_child_see_each_others_tables_at_once(project: Path) -> None:
@@ -98,7 +98,7 @@ def test_parallel_writers_and_concurrent_merges_lose_no_rows(project: Path) -> N
 def test_table_show_cli(project: Path) -> None:
     assert run("spark/writer.py", {"table": "shown", "rows": "4"}).ok
     data = json.loads(cli("table", "show", "shown", "--limit", "2", "--history", "--json").stdout)
-    assert data["name"] == "spark_catalog.default.shown" and data["rows"] == 4
+    assert data["name"] == "main.default.shown" and data["rows"] == 4
     assert len(data["sample"]) == 2 and data["columns"] == ["id"]
     assert data["history"][0]["version"] == 0
     missing = cli("table", "show", "nope")

@@ -193,8 +193,8 @@ def test_registry_generation_counts_every_change_and_unregister_checks_the_locat
         registry.register("t", f"/w/t{n}", "delta", True)
     assert registry.generation() == 50
     assert registry.unregister("t", "/w/other") is None  # re-created meanwhile: keep it
-    assert registry.get("default.t") is not None
-    assert registry.unregister("spark_catalog.default.t", "/w/t49") is not None
+    assert registry.get("default.t") is not None and registry.get("main.default.t") is not None
+    assert registry.unregister("main.default.t", "/w/t49") is not None
     assert registry.tables() == {} and registry.generation() == 51
 
 

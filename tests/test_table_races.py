@@ -73,7 +73,7 @@ def test_processes_creating_one_table_at_once_share_it(project: Path) -> None:
     assert len(_warehouse_copies(project, "race_ctas")) == 1
     assert _rows(project, "race_v2") == rows
     assert sorted(Registry(project).tables()) == [
-        "default.race_ctas", "default.race_save", "default.race_sql", "default.race_v2"]
+        "main.default.race_ctas", "main.default.race_save", "main.default.race_sql", "main.default.race_v2"]
     # What a later session sees through the catalog agrees with the Delta logs.
     spark = _session(project)
     assert spark.table("race_sql").count() == writers * rows
@@ -142,7 +142,7 @@ def test_registry_damage_is_named_and_rebuilt(project: Path) -> None:
     spark.sql("CREATE SCHEMA IF NOT EXISTS sales")
     spark.range(5).write.saveAsTable("sales.orders")
     registry = Registry(project)
-    assert set(registry.tables()) == {"default.kept", "sales.orders"}
+    assert set(registry.tables()) == {"main.default.kept", "main.sales.orders"}
     good = registry.path.read_text()
     for damage, said in (("{}", "no tables section"), (good[: len(good) // 2], "not valid JSON"),
                          (good.replace('"managed": true', '"managed": false', 1), "checksum")):
@@ -158,12 +158,12 @@ def test_registry_damage_is_named_and_rebuilt(project: Path) -> None:
     rebuilt = subprocess.run([sys.executable, "-m", "nbflow", "table", "rebuild"], capture_output=True, text=True,
                              cwd=project, timeout=60)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert set(Registry(project).tables()) == {"default.kept", "sales.orders"}
+    assert set(Registry(project).tables()) == {"main.default.kept", "main.sales.orders"}
     assert (registry.folder / "tables.json.damaged").exists()
     listed = subprocess.run([sys.executable, "-m", "nbflow", "table", "list", "--json"], capture_output=True,
                             text=True, cwd=project, timeout=60)
     assert {row["name"]: row["rows"] for row in json.loads(listed.stdout)} == {
-        "spark_catalog.default.kept": 4, "spark_catalog.sales.orders": 5}
+        "main.default.kept": 4, "main.sales.orders": 5}
 
 
 def test_rebuild_without_a_good_copy_recovers_the_warehouse(project: Path) -> None:
@@ -173,7 +173,7 @@ def test_rebuild_without_a_good_copy_recovers_the_warehouse(project: Path) -> No
     registry.backup.unlink(missing_ok=True)
     registry.path.write_text("{")
     tables, notes = registry.rebuild(project / ".nbflow" / "warehouse")
-    assert list(tables) == ["default.only_in_warehouse"]
+    assert list(tables) == ["main.default.only_in_warehouse"]
     assert any("recovered from the warehouse" in note for note in notes)
     assert _rows(project, "only_in_warehouse") == 7
 
@@ -230,7 +230,7 @@ def test_a_claim_held_too_long_fails_with_the_tables_name(project: Path, monkeyp
     thread.start()
     try:
         assert holding.wait(10)
-        busy = r"table sales\.orders: another notebook has been creating it"
+        busy = r"table main\.sales\.orders: another notebook has been creating it"
         with pytest.raises(CatalogBusy, match=busy), registry.claim("SALES.orders"):
             pass
         with registry.claim("sales.other"):  # other names are not held up

@@ -2,7 +2,9 @@
 
 Paths follow Databricks: ``dbfs:/x``, and paths without a scheme (``/x``, ``x``), are in DBFS,
 which nbflow keeps in a local folder (``<project>/.nbflow/dbfs`` unless ``NBFLOW_DBFS_ROOT``
-names another); ``file:/x`` is the local file ``/x``.
+names another); ``/Volumes/c/s/v/...`` is a volume's folder and ``/Workspace/...`` the project's
+workspace folder (see :mod:`nbflow.runtime.paths`, shared with Spark's readers and writers);
+``file:/x`` is the local file ``/x``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import shutil
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import DbfsError
+from ..errors import CatalogObjectError, DbfsError
+from .paths import DatabricksPaths
 
 
 class FileInfo(NamedTuple):
@@ -28,29 +31,46 @@ class FileInfo(NamedTuple):
 
 
 class FsUtils:
-    def __init__(self, dbfs_root: str) -> None:
+    def __init__(self, dbfs_root: str, paths: DatabricksPaths | None = None) -> None:
         self._root = Path(dbfs_root).resolve()
+        self._paths = paths
 
     # -- path mapping -----------------------------------------------------------------------
-    def local_path(self, path: str) -> Path:
-        """The local file a dbutils.fs path names."""
+    def local_path(self, path: str, writing: bool = False) -> Path:
+        """The local file a dbutils.fs path names (``writing``: a volume must exist)."""
         if not isinstance(path, str) or not path:
             raise TypeError(f"path must be a non-empty string, got {path!r}")
         if path.startswith("file:"):
             return Path("/" + path[len("file:"):].lstrip("/"))
-        if path.startswith("dbfs:"):
-            path = path[len("dbfs:"):]
-        elif ":" in path.split("/", 1)[0]:
+        if ":" in path.split("/", 1)[0] and not path.startswith("dbfs:"):
             raise DbfsError(f"unsupported scheme in {path!r}: nbflow's dbutils.fs supports dbfs:/ and file:/ paths")
-        local = (self._root / path.lstrip("/")).resolve()
+        if self._paths is not None:
+            try:
+                return Path(self._paths.local(path if path.startswith(("dbfs:", "/")) else "/" + path, writing))
+            except CatalogObjectError as exc:
+                raise DbfsError(str(exc)) from None
+        rest = path[len("dbfs:"):] if path.startswith("dbfs:") else path
+        local = (self._root / rest.lstrip("/")).resolve()
         if local != self._root and self._root not in local.parents:
             raise DbfsError(f"{path!r} leaves the DBFS root")
         return local
+
+    def local_path_for_spark(self, path: str, writing: bool = False) -> str:
+        """What Spark should be given for ``path``: Databricks' paths mapped (errors as
+        :class:`CatalogObjectError`), any other path (relative, ``file:``, ``s3://``) unchanged."""
+        if self._paths is None or path.startswith("file:") or not path.startswith(("dbfs:", "/")):
+            return path
+        return self._paths.local(path, writing)
 
     def _display(self, local: Path) -> str:
         if local == self._root or self._root in local.parents:
             rel = local.relative_to(self._root).as_posix()
             return "dbfs:/" + ("" if rel == "." else rel)
+        if self._paths is not None:
+            for root, shown in ((self._paths.volumes_root, "dbfs:/Volumes"), (self._paths.workspace, "/Workspace")):
+                if local == root or root in local.parents:
+                    rel = local.relative_to(root).as_posix()
+                    return shown + ("" if rel == "." else "/" + rel)
         return "file:" + local.as_posix()
 
     def _info(self, local: Path) -> FileInfo:
@@ -76,12 +96,12 @@ class FsUtils:
 
     def mkdirs(self, dir: str) -> bool:
         """Create a directory and its parents."""
-        self.local_path(dir).mkdir(parents=True, exist_ok=True)
+        self.local_path(dir, writing=True).mkdir(parents=True, exist_ok=True)
         return True
 
     def put(self, file: str, contents: str, overwrite: bool = False) -> bool:
         """Write a string to a file (UTF-8)."""
-        local = self.local_path(file)
+        local = self.local_path(file, writing=True)
         if local.exists() and not overwrite:
             raise DbfsError(f"java.io.IOException: File already exists: {file} (use overwrite=True)")
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +120,7 @@ class FsUtils:
 
     def cp(self, from_: str, to: str, recurse: bool = False) -> bool:
         """Copy a file, or a directory with ``recurse=True``."""
-        src, dst = self.local_path(from_), self.local_path(to)
+        src, dst = self.local_path(from_), self.local_path(to, writing=True)
         if not src.exists():
             raise self._missing(from_)
         if src.is_dir():
@@ -115,7 +135,7 @@ class FsUtils:
 
     def mv(self, from_: str, to: str, recurse: bool = False) -> bool:
         """Move a file, or a directory with ``recurse=True``."""
-        src, dst = self.local_path(from_), self.local_path(to)
+        src, dst = self.local_path(from_), self.local_path(to, writing=True)
         if not src.exists():
             raise self._missing(from_)
         if src.is_dir() and not recurse:

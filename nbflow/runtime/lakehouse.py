@@ -31,8 +31,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..catalog import DEFAULT_SCHEMA, Registry, TableEntry, normalize
-from ..errors import ClusterDied, NotebookRuntimeError
+from ..catalog import DEFAULT_CATALOG, Registry, TableEntry, normalize, split_name
+from ..errors import CatalogObjectError, ClusterDied, NotebookRuntimeError
+from .unity import CatalogMap, UnityCatalog, patch_catalog_api, quote
 
 if TYPE_CHECKING:
     from .session import Session
@@ -79,9 +80,13 @@ class Lakehouse:
         self._lock = threading.RLock()
         self._registry = Registry(session.context.project_dir)
         self._generation = -1
-        self._known: dict[str, TableEntry] = {}  # tables this session has, by schema.table
+        self._known: dict[str, TableEntry] = {}  # tables this session has, by catalog.schema.table
         self._created: set[str] = set()  # ... of which this session created these
+        self._schemas: set[str] = set()  # registered schemas (catalog.schema) this session has
+        self._dirty = True  # a statement ran since the last push
         self._raw_sql: Callable[..., Any] = lambda statement: None
+        self.catalogs = CatalogMap(native={DEFAULT_CATALOG})
+        self.unity = UnityCatalog(self)
         self.state: Any = None
 
     @property
@@ -93,14 +98,22 @@ class Lakehouse:
         """Whether the engine reads this machine's files (the project's own cluster)."""
         return getattr(self.state, "engine", "") != "external"
 
-    def spark_path(self, path: str) -> str:
-        """The local path Spark should use for ``path``: ``dbfs:/x`` is the project's DBFS folder,
-        the same one ``dbutils.fs`` uses; any other path is unchanged."""
-        if not path.startswith("dbfs:"):
-            return path
-        from .fs import FsUtils
+    def spark_path(self, path: str, writing: bool = False) -> str:
+        """The local path Spark should use for ``path``: Databricks' paths (``dbfs:/``,
+        ``/Volumes``, ``/dbfs``, ``/Workspace``, root-relative) are the project's folders, the
+        same ones ``dbutils.fs`` uses (:mod:`nbflow.runtime.paths`); ``writing`` into a volume
+        that does not exist fails as on Databricks."""
+        try:
+            return self._session.dbutils.fs.local_path_for_spark(path, writing)
+        except CatalogObjectError as exc:
+            from .unity import object_error
 
-        return str(FsUtils(self._session.context.dbfs_root).local_path(path))
+            raise object_error(exc) from None
+
+    def local_location(self, location: str) -> str:
+        """A ``LOCATION`` as a local folder (external volumes and tables)."""
+        mapped = self.spark_path(location)
+        return local_path(mapped) if mapped.startswith("file:") else mapped
 
     def spark(self) -> Any:
         """The session, attaching (and starting the cluster) on first use."""
@@ -127,27 +140,67 @@ class Lakehouse:
             with contextlib.suppress(Exception):  # an external cluster may refuse; its own default stands
                 spark.conf.set("spark.sql.sources.default", "delta")
         self._raw_sql = spark.sql  # the engine's own, for nbflow's bookkeeping statements
+        engine_catalogs = self._sql("SHOW CATALOGS", quiet=True) or []
+        self.catalogs = CatalogMap.from_engine([str(row[0]) for row in engine_catalogs])
+        self.unity.start()
         _retry_conflicting_commits(spark)
         retrying = spark.sql
 
         def sql(sqlQuery: str, *args: Any, **kwargs: Any) -> Any:
+            self._dirty = True
+            answered = self.unity.answer(sqlQuery)
+            if answered is not None:
+                return answered
+            statement = self.unity.to_engine(sqlQuery)
             name = created_table(sqlQuery)
             if name is None:
                 self.pull()
-                return retrying(sqlQuery, *args, **kwargs)
+                result = retrying(statement, *args, **kwargs)
+                dropped = dropped_table(sqlQuery)
+                if dropped is not None:
+                    self._forget(self.key(dropped))
+                return result
             with self.creating(name):
-                return retrying(sqlQuery, *args, **kwargs)
+                return retrying(statement, *args, **kwargs)
 
         spark.sql = sql
         table = spark.table
 
         def read_table(tableName: str) -> Any:
             self.pull()
-            return table(tableName)
+            return table(self.engine_table(tableName))
 
         spark.table = read_table
         spark._nbflow_lakehouse = self
         _patch_readers_and_writers()
+        patch_catalog_api(_lakehouse_of)
+
+    # -- names ------------------------------------------------------------------------------
+    def key(self, name: str) -> str:
+        """The registry's name (``catalog.schema.table``) for a table name as a notebook wrote it."""
+        try:
+            return normalize(name, self.unity.catalog, self.unity.schema)
+        except CatalogObjectError as exc:
+            from .unity import object_error
+
+            raise object_error(exc) from None
+
+    def engine_table(self, name: str) -> str:
+        """``name`` as the engine knows it: the catalog part replaced when the engine's catalog
+        has another name (``hive_metastore``, a catalog served by a spare); else unchanged."""
+        try:
+            parts = split_name(name)
+        except CatalogObjectError:
+            return name  # the engine reports what is wrong with it
+        if len(parts) != 3:
+            return name
+        engine = self.unity.engine_catalog(parts[0])
+        return name if engine == parts[0].lower() else ".".join(quote(p) for p in (engine, *parts[1:]))
+
+    def engine_key(self, key: str) -> str:
+        """The engine's quoted name for a registry name."""
+        catalog, schema, table = key.split(".", 2)
+        return ".".join(quote(p) for p in (self.unity.engine_catalog(catalog), schema, table))
 
     @contextlib.contextmanager
     def creating(self, name: str) -> Iterator[None]:
@@ -157,7 +210,7 @@ class Lakehouse:
         ``IF NOT EXISTS``, ``append`` and "already exists" see the winner's table), the statement
         runs, and the table is registered before the claim is let go.
         """
-        key = normalize(name, self._current_schema(name))
+        key = self.key(name)
         with self._registry.claim(key):
             self.pull(force=True)
             yield
@@ -167,15 +220,7 @@ class Lakehouse:
         """The registered table that ``name`` (as a notebook wrote it) names, if any."""
         self.spark()
         self.pull()
-        return self._registry.get(normalize(name, self._current_schema(name)))
-
-    def _current_schema(self, name: str) -> str:
-        if "." in name.strip("`"):
-            return DEFAULT_SCHEMA  # qualified: the schema is in the name
-        try:
-            return str(self._spark.catalog.currentDatabase())
-        except Exception:
-            return DEFAULT_SCHEMA
+        return self._registry.get(self.key(name))
 
     def _adopt(self, name: str) -> None:
         """Register the table ``name`` this session just created or replaced (its claim is held)."""
@@ -197,7 +242,7 @@ class Lakehouse:
 
     # -- sharing tables ---------------------------------------------------------------------
     def pull(self, force: bool = False) -> None:
-        """Attach tables registered by other notebooks since the last look."""
+        """Attach the schemas and tables registered by other notebooks since the last look."""
         if self._spark is None or (not force and self._registry.generation() == self._generation):
             return
         with self._lock:
@@ -211,33 +256,54 @@ class Lakehouse:
                 # is dropped here (that keeps its data); one it created itself is left alone, so
                 # that no engine deletes a folder another notebook may be using.
                 if name not in self._created:
-                    self._sql(f"DROP TABLE IF EXISTS {_ident(name)}", quiet=True)
+                    self._sql(f"DROP TABLE IF EXISTS {self.engine_key(name)}", quiet=True)
                     del self._known[name]
+            served = self.unity.served()
+            for schema in self._registry.schemas():
+                catalog = schema.split(".", 1)[0]
+                if schema not in self._schemas and catalog in served:
+                    self._ensure_schema(schema)
             for name, entry in registered.items():
-                if name in self._known:
-                    continue
-                self._sql(f"CREATE SCHEMA IF NOT EXISTS {_ident(entry.schema)}", quiet=True)
-                if self._sql(
-                    f"CREATE TABLE IF NOT EXISTS {_ident(name)} USING {entry.format} "
-                    f"LOCATION {_string(entry.location)}",
-                    quiet=True,
-                ) is not None:
-                    self._known[name] = entry
+                if name in self._known or entry.catalog not in served:
+                    continue  # a catalog this session has not used yet is attached on first use
+                self._attach(entry)
+
+    def attach_catalog(self, catalog: str) -> None:
+        """Attach the schemas and tables of ``catalog`` (a catalog this session starts to use)."""
+        with self._lock:
+            for schema in self._registry.schemas():
+                if schema.split(".", 1)[0] == catalog and schema not in self._schemas:
+                    self._ensure_schema(schema)
+            for name, entry in self._registry.tables().items():
+                if entry.catalog == catalog and name not in self._known:
+                    self._attach(entry)
+
+    def _ensure_schema(self, schema: str) -> None:
+        catalog, name = schema.split(".", 1)
+        if self._sql(f"CREATE SCHEMA IF NOT EXISTS {quote(self.unity.engine_catalog(catalog))}.{quote(name)}",
+                     quiet=True) is not None:
+            self._schemas.add(schema)
+
+    def _attach(self, entry: TableEntry) -> None:
+        self._ensure_schema(entry.name.rsplit(".", 1)[0])
+        if self._sql(
+            f"CREATE TABLE IF NOT EXISTS {self.engine_key(entry.name)} USING {entry.format} "
+            f"LOCATION {_string(entry.location)}",
+            quiet=True,
+        ) is not None:
+            self._known[entry.name] = entry
 
     def push(self) -> None:
         """Register the tables this session created, and unregister those it dropped."""
-        if self._spark is None:
+        if self._spark is None or not self._dirty:
             return
         with self._lock:
             present = self._session_tables()
             if present is None:
                 return  # could not list the catalog: change nothing rather than guess
+            self._dirty = False
             for name in [n for n in self._known if n not in present]:
-                known = self._known.pop(name)
-                self._created.discard(name)
-                entry = self._registry.unregister(name, known.location)
-                if entry is not None and entry.managed:
-                    self._remove_data(entry)
+                self._forget(name)
             for name in present:
                 if name not in self._known:
                     entry = self._describe(name)
@@ -251,11 +317,23 @@ class Lakehouse:
                         self._lost_race(name, entry, standing)
             self.pull()  # what others registered meanwhile
 
+    def _forget(self, name: str) -> None:
+        """This session dropped the table ``name``: unregister it (if it is still the same table)
+        and remove a managed table's data."""
+        with self._lock:
+            known = self._known.pop(name, None)
+            self._created.discard(name)
+            if known is None:
+                return
+            entry = self._registry.unregister(name, known.location)
+            if entry is not None and entry.managed:
+                self._remove_data(entry)
+
     def _lost_race(self, name: str, mine: TableEntry, standing: TableEntry) -> None:
         # Created by a path nbflow does not see (so not claimed first) while another notebook
         # registered the name: the catalog keeps the registered table. Say so loudly: rows
         # written to this session's copy are not in the catalog's table.
-        self._sql(f"DROP TABLE IF EXISTS {_ident(name)}", quiet=True)
+        self._sql(f"DROP TABLE IF EXISTS {self.engine_key(name)}", quiet=True)
         print(
             f"nbflow: table {name} was created here and by another notebook at the same time; the catalog "
             f"keeps the other notebook's table ({standing.location}); this notebook's copy ({mine.location}) "
@@ -264,19 +342,25 @@ class Lakehouse:
         )
 
     def _session_tables(self) -> set[str] | None:
+        """The tables (registry names) the engine has in this session, in the catalogs it serves."""
         names: set[str] = set()
-        spark = self._spark
         try:
-            for db in spark.catalog.listDatabases():
-                for table in spark.catalog.listTables(db.name):
-                    if not table.isTemporary and (table.tableType or "").upper() != "VIEW":
-                        names.add(normalize(f"{db.name}.{table.name}"))
+            for catalog, engine in self.unity.served_engines():
+                for schema_row in self._raw_sql(f"SHOW SCHEMAS IN {quote(engine)}").collect():
+                    schema = str(schema_row[0])
+                    for row in self._raw_sql(f"SHOW TABLES IN {quote(engine)}.{quote(schema)}").collect():
+                        facts = row.asDict()
+                        if facts.get("isTemporary"):
+                            continue
+                        names.add(self.unity.owner(catalog, schema.lower(), str(facts["tableName"]).lower()))
+        except ClusterDied:
+            raise
         except Exception:
             return None
         return names
 
     def _describe(self, name: str) -> TableEntry | None:
-        rows = self._sql(f"DESCRIBE TABLE EXTENDED {_ident(name)}", quiet=True)
+        rows = self._sql(f"DESCRIBE TABLE EXTENDED {self.engine_key(name)}", quiet=True)
         if not rows:
             return None
         facts = {str(r[0]).strip(): str(r[1]).strip() for r in rows if r[0]}
@@ -351,6 +435,17 @@ _CREATE_TABLE = re.compile(
 _LEADING_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
 
 
+_DROP_TABLE = re.compile(rf"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?P<name>{_IDENT}(?:\s*\.\s*{_IDENT})*)",
+                         re.IGNORECASE)
+
+
+def dropped_table(statement: str) -> str | None:
+    """The table a ``DROP TABLE`` statement drops, as written; None for any other statement."""
+    body = statement[_LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
+    match = _DROP_TABLE.match(body)
+    return re.sub(r"\s*\.\s*", ".", match["name"]) if match else None
+
+
 def created_table(statement: str) -> str | None:
     """The table a SQL statement creates or replaces (``CREATE [OR REPLACE] TABLE``, CTAS,
     ``REPLACE TABLE``), as written; None for any other statement."""
@@ -379,32 +474,38 @@ def _patch_readers_and_writers() -> None:
     from pyspark.sql.connect.catalog import Catalog
     from pyspark.sql.connect.readwriter import DataFrameReader, DataFrameWriter, DataFrameWriterV2
 
-    def creating(method: Callable[..., Any], session_of: Callable[[Any], Any],
-                 name_of: Callable[[Any, tuple[Any, ...], dict[str, Any]], str]) -> Callable[..., Any]:
+    def creating(method: Callable[..., Any], session_of: Callable[[Any], Any], key: str | None) -> Callable[..., Any]:
+        """The method, with the table (argument ``key``, else the V2 writer's own) claimed while it runs."""
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             lakehouse = _lakehouse_of(session_of(self))
             if lakehouse is None:
                 return method(self, *args, **kwargs)
-            with lakehouse.creating(name_of(self, args, kwargs)):
+            if key is None:
+                name = str(self._table_name)
+                self._table_name = lakehouse.engine_table(name)
+            else:
+                name, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
+            lakehouse._dirty = True
+            with lakehouse.creating(name):
                 return method(self, *args, **kwargs)
         return wrapper
 
-    def pulling(method: Callable[..., Any], session_of: Callable[[Any], Any]) -> Callable[..., Any]:
+    def pulling(method: Callable[..., Any], session_of: Callable[[Any], Any], key: str | None) -> Callable[..., Any]:
+        """The method, after attaching others' tables, with the table name the engine's."""
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             lakehouse = _lakehouse_of(session_of(self))
             if lakehouse is not None:
                 lakehouse.pull()
+                lakehouse._dirty = True
+                if key is None:
+                    self._table_name = lakehouse.engine_table(str(self._table_name))
+                else:
+                    _, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
             return method(self, *args, **kwargs)
         return wrapper
 
-    def first(key: str) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], str]:
-        return lambda _self, args, kwargs: str(args[0] if args else kwargs[key])
-
     def writer_session(w: Any) -> Any:
         return w._spark
-
-    def v2_name(w: Any, _args: tuple[Any, ...], _kwargs: dict[str, Any]) -> str:
-        return str(w._table_name)
 
     load = DataFrameReader.load
 
@@ -413,7 +514,7 @@ def _patch_readers_and_writers() -> None:
         # Only a local engine reads this machine's files; an external cluster has its own.
         if lakehouse is not None and lakehouse.local_files:
             paths = [path] if isinstance(path, str) else list(path or [])
-            mapped = [lakehouse.spark_path(str(one)) for one in paths]
+            mapped = [lakehouse.spark_path(str(one)) for one in paths]  # reads: a missing volume is PATH_NOT_FOUND
             for given, local in zip(paths, mapped, strict=True):
                 _require_path(local, shown=str(given))
             if paths:
@@ -425,24 +526,35 @@ def _patch_readers_and_writers() -> None:
     def mapped_save(self: Any, path: Any = None, *args: Any, **kwargs: Any) -> Any:
         lakehouse = _lakehouse_of(self._spark)
         if lakehouse is not None and lakehouse.local_files and isinstance(path, str):
-            path = lakehouse.spark_path(path)
+            path = lakehouse.spark_path(path, writing=True)
         return save(self, path, *args, **kwargs)
 
     patches: list[tuple[type, str, Callable[..., Any]]] = [
-        (DataFrameWriter, "saveAsTable", creating(DataFrameWriter.saveAsTable, writer_session, first("name"))),
-        (DataFrameWriter, "insertInto", pulling(DataFrameWriter.insertInto, writer_session)),
-        (Catalog, "createTable", creating(Catalog.createTable, lambda c: c._sparkSession, first("tableName"))),
-        (DataFrameReader, "table", pulling(DataFrameReader.table, lambda r: r._client)),
+        (DataFrameWriter, "saveAsTable", creating(DataFrameWriter.saveAsTable, writer_session, "name")),
+        (DataFrameWriter, "insertInto", pulling(DataFrameWriter.insertInto, writer_session, "tableName")),
+        (Catalog, "createTable", creating(Catalog.createTable, lambda c: c._sparkSession, "tableName")),
+        (DataFrameReader, "table", pulling(DataFrameReader.table, lambda r: r._client, "tableName")),
         (DataFrameReader, "load", checked_load),
         (DataFrameWriter, "save", mapped_save),
     ]
-    patches += [(DataFrameWriterV2, verb, creating(getattr(DataFrameWriterV2, verb), writer_session, v2_name))
+    patches += [(DataFrameWriterV2, verb, creating(getattr(DataFrameWriterV2, verb), writer_session, None))
                 for verb in ("create", "replace", "createOrReplace")]
-    patches += [(DataFrameWriterV2, verb, pulling(getattr(DataFrameWriterV2, verb), writer_session))
+    patches += [(DataFrameWriterV2, verb, pulling(getattr(DataFrameWriterV2, verb), writer_session, None))
                 for verb in ("append", "overwrite", "overwritePartitions")]
     for cls, name, method in patches:
         setattr(cls, name, method)
     _patched = True
+
+
+def _engine_name(lakehouse: Lakehouse, key: str, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The table name a DataFrame API call was given (first argument or keyword ``key``), and the
+    call's arguments with it replaced by the engine's name for it."""
+    if args:
+        name = str(args[0])
+        return name, (lakehouse.engine_table(name), *args[1:]), kwargs
+    name = str(kwargs[key])
+    return name, args, {**kwargs, key: lakehouse.engine_table(name)}
 
 
 def _require_path(path: str, shown: str | None = None) -> None:
@@ -462,7 +574,11 @@ def _require_path(path: str, shown: str | None = None) -> None:
         return
     from pyspark.errors.exceptions.connect import AnalysisException
 
-    named = shown if shown is not None and shown.startswith("dbfs:") else f"file:{local}"
+    # Named as Databricks names it: a mapped Databricks path as dbfs:/..., a local one as file:/...
+    if shown is not None and shown != path and shown.startswith(("dbfs:", "/")):
+        named = shown if shown.startswith("dbfs:") else "dbfs:" + shown
+    else:
+        named = f"file:{local}"
     raise AnalysisException(
         message=f"[PATH_NOT_FOUND] Path does not exist: {named}. SQLSTATE: 42K03",
         errorClass="PATH_NOT_FOUND",

@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..catalog import Registry
 from ..errors import NotebookRuntimeError
 from .context import RunContext
 from .fs import FsUtils
 from .jobs import JobsUtils
 from .lakehouse import Lakehouse
 from .notebook import NotebookUtils
+from .paths import DatabricksPaths
 from .secrets import Redactor, SecretsUtils
 from .widgets import WidgetsUtils
 
@@ -24,7 +26,7 @@ class DBUtils:
         self.widgets = WidgetsUtils(ctx.arguments)
         self.notebook = NotebookUtils(session)
         self.jobs = JobsUtils(ctx.job_task_values, session.redactor.deep)
-        self.fs = FsUtils(ctx.dbfs_root)
+        self.fs = FsUtils(ctx.dbfs_root, DatabricksPaths(ctx.project_dir, ctx.dbfs_root, Registry(ctx.project_dir)))
         self.secrets = SecretsUtils(ctx.secrets_file, session.redactor, ctx.secret_env)
 
     def help(self) -> None:

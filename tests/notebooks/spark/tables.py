@@ -26,7 +26,7 @@ out["modes"] = spark.table("modes").count()
 # COMMAND ----------
 
 out["orders"] = sorted((r.id, float(r.amount)) for r in spark.table("shop.orders").collect())
-out["three_level"] = spark.table("spark_catalog.shop.orders").count()
+out["three_level"] = spark.table("main.shop.orders").count()
 out["read_table"] = spark.read.table("shop.orders").count()
 out["version0"] = spark.read.format("delta").option("versionAsOf", 0).table("shop.orders").count()
 path = dbutils.fs.local_path("dbfs:/delta/points")
