@@ -482,7 +482,7 @@ def _patch_readers_and_writers() -> None:
                 return method(self, *args, **kwargs)
             if key is None:
                 name = str(self._table_name)
-                self._table_name = lakehouse.engine_table(name)
+                _rename_v2(self, lakehouse.engine_table(name))
             else:
                 name, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
             lakehouse._dirty = True
@@ -498,7 +498,7 @@ def _patch_readers_and_writers() -> None:
                 lakehouse.pull()
                 lakehouse._dirty = True
                 if key is None:
-                    self._table_name = lakehouse.engine_table(str(self._table_name))
+                    _rename_v2(self, lakehouse.engine_table(str(self._table_name)))
                 else:
                     _, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
             return method(self, *args, **kwargs)
@@ -544,6 +544,12 @@ def _patch_readers_and_writers() -> None:
     for cls, name, method in patches:
         setattr(cls, name, method)
     _patched = True
+
+
+def _rename_v2(writer: Any, name: str) -> None:
+    # The V2 writer keeps its table name twice: its own and its pending command's.
+    writer._table_name = name
+    writer._write.table_name = name
 
 
 def _engine_name(lakehouse: Lakehouse, key: str, args: tuple[Any, ...],
