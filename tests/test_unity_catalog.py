@@ -56,3 +56,27 @@ def test_parent_child_share_a_catalog_across_a_restart_and_later_runs(project: P
     state = cluster.status(project)
     assert state is not None
     assert run("uc/child_reader.py", {"table": "team.silver.from_child"}).exit_value == "5"
+
+
+def test_volumes_and_dbfs_paths(project: Path) -> None:
+    out = exit_json(run("uc/volumes.py"))
+    assert out["volumes"] == [["landing", "ext"], ["landing", "raw"]]
+    assert out["ext"] == ["EXTERNAL", True]
+    assert out["csv"] == 2 and out["csv_sql"] == 3  # SQL reads the header line as a row, as Spark does
+    assert out["fs"] == ["csv/", "notes/"]
+    assert out["fs_path"] == "dbfs:/Volumes/main/landing/raw/notes/hello.txt"
+    assert out["dbfs_volume"] == "hello"
+    assert out["located"] == 3
+    assert out["no_volume"].startswith("[VOLUME_NOT_FOUND] Volume `main`.`landing`.`never_created` does not exist")
+    assert "VOLUME_NOT_FOUND" in out["no_volume_fs"]
+    assert out["root_relative"] == 5 and out["fuse_view"] == 5 and out["fs_sees_spark"] is True
+    assert out["dbfs_location"] is True
+    assert out["missing"].startswith("[PATH_NOT_FOUND] Path does not exist: dbfs:/mnt/raw/missing.json")
+    assert out["after_drop"] == ["raw"] and out["ext_kept"] is True  # an external volume's files stay
+    # Everything landed inside the project.
+    volumes = project / ".nbflow" / "volumes" / "main" / "landing"
+    assert (volumes / "raw" / "notes" / "hello.txt").read_text() == "hello"
+    assert (project / ".nbflow" / "dbfs" / "tmp" / "nums").is_dir()
+    assert (project / ".nbflow" / "dbfs" / "tables" / "in_dbfs" / "_delta_log").is_dir()
+    assert Registry(project).get("main.default.in_dbfs").location == str(  # type: ignore[union-attr]
+        project / ".nbflow" / "dbfs" / "tables" / "in_dbfs")

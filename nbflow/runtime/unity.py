@@ -173,7 +173,8 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
                 token.text = "'" + current_literal.replace("'", "\\'") + "'"
                 after.text = ""
                 closing.text = ""
-        elif map_path is not None and token.kind in ("string", "quoted") and _in_path_position(before, token):
+        elif (map_path is not None and token.kind in ("string", "quoted")
+              and _in_path_position(before, neighbour(index, -2), token)):
             inner = token.text[1:-1]
             mapped = map_path(inner)
             if mapped != inner:
@@ -185,14 +186,18 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
 _PATH_ROOTS = ("dbfs:", "/Volumes/", "/dbfs/", "/Workspace/")
 
 
-def _in_path_position(before: Token | None, token: Token) -> bool:
+def _in_path_position(before: Token | None, function: Token | None, token: Token) -> bool:
     if token.kind == "quoted":  # format.`path`
         return before is not None and before.text == "." and token.text[1:].startswith(_PATH_ROOTS)
     if before is None or not token.text[1:].startswith(_PATH_ROOTS):
         return False
-    word = before.name
-    # LOCATION 'p', read_files('p', ...), COPY INTO t FROM 'p', OPTIONS (path 'p')
-    return word in ("location", "from", "path") or before.text == "("
+    # LOCATION 'p', COPY INTO t FROM 'p', OPTIONS (path 'p'), read_files('p', ...)
+    if before.name in ("location", "from", "path"):
+        return True
+    return before.text == "(" and function is not None and function.name in _PATH_FUNCTIONS
+
+
+_PATH_FUNCTIONS = ("read_files", "cloud_files")
 
 
 # -- statements answered from the registry ---------------------------------------------------
