@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .catalog import Registry, describe
+from .catalog import LEGACY_CATALOG, Registry, describe
 from .cli import handle_errors
 from .errors import InputError
 
@@ -44,10 +44,12 @@ def list_tables(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
 def show(name: str, limit: int, history: bool, as_json: bool) -> None:
-    """One table's facts and first rows (NAME: t, schema.t or spark_catalog.schema.t)."""
+    """One table's facts and first rows (NAME: catalog.schema.table; schema.table and table are
+    looked up in `main`, then in the legacy `hive_metastore`)."""
     from .project import project_dir
 
-    entry = Registry(project_dir()).get(name)
+    registry = Registry(project_dir())
+    entry = registry.get(name) or registry.get(name, catalog=LEGACY_CATALOG)
     if entry is None:
         raise InputError(f"no table named {name} in this project (see `nbflow table list`)")
     facts = _facts(entry)
