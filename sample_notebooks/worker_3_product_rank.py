@@ -11,10 +11,10 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 revenue = (
-    spark.table("sales")
+    spark.table("main.sales_demo.sales")
     .groupBy("product_id")
     .agg(F.sum(F.col("quantity") * F.col("unit_price")).alias("revenue"))
-    .join(spark.table("products"), "product_id")
+    .join(spark.table("main.sales_demo.products"), "product_id")
 )
 ranked = revenue.withColumn(
     "rank_in_category", F.rank().over(Window.partitionBy("category").orderBy(F.desc("revenue")))
@@ -23,10 +23,10 @@ ranked = revenue.withColumn(
 # COMMAND ----------
 
 spark.sql("""
-    CREATE TABLE IF NOT EXISTS output_table_3
+    CREATE TABLE IF NOT EXISTS main.sales_demo.output_table_3
     (product_id INT, product_name STRING, category STRING, revenue DOUBLE, rank_in_category INT) USING DELTA
 """)
-target = DeltaTable.forName(spark, "output_table_3")
+target = DeltaTable.forName(spark, "main.sales_demo.output_table_3")
 matched = ranked.join(target.toDF().select("product_id"), "product_id").count()
 total = ranked.count()
 (
@@ -36,4 +36,4 @@ total = ranked.count()
     .whenNotMatchedInsertAll()
     .execute()
 )
-dbutils.notebook.exit(json.dumps({"table": "output_table_3", "rows_inserted": total - matched, "rows_updated": matched}))
+dbutils.notebook.exit(json.dumps({"table": "main.sales_demo.output_table_3", "rows_inserted": total - matched, "rows_updated": matched}))

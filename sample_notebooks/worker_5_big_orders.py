@@ -15,16 +15,16 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 big = (
-    spark.table("sales")
+    spark.table("main.sales_demo.sales")
     .withColumn("amount", F.col("quantity") * F.col("unit_price"))
     .where(F.col("amount") >= min_amount)
     .select("order_id", "customer_id", "region", "order_date", "amount")
 )
 spark.sql("""
-    CREATE TABLE IF NOT EXISTS output_table_5
+    CREATE TABLE IF NOT EXISTS main.sales_demo.output_table_5
     (order_id BIGINT, customer_id INT, region STRING, order_date DATE, amount DOUBLE) USING DELTA
 """)
-target = DeltaTable.forName(spark, "output_table_5")
+target = DeltaTable.forName(spark, "main.sales_demo.output_table_5")
 matched = big.join(target.toDF().select("order_id"), "order_id").count()
 total = big.count()
 (
@@ -34,4 +34,4 @@ total = big.count()
     .whenNotMatchedInsertAll()
     .execute()
 )
-dbutils.notebook.exit(json.dumps({"table": "output_table_5", "rows_inserted": total - matched, "rows_updated": matched}))
+dbutils.notebook.exit(json.dumps({"table": "main.sales_demo.output_table_5", "rows_inserted": total - matched, "rows_updated": matched}))
