@@ -31,7 +31,11 @@ def list_tables(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    view = Table("name", "format", "version", "rows", "location", title="Tables")
+    view = Table(title="Tables")
+    view.add_column("name", no_wrap=True)  # three-level names are what users copy: never cut
+    for column in ("format", "version", "rows"):
+        view.add_column(column)
+    view.add_column("location", overflow="fold")
     for row in rows:
         view.add_row(row["name"], row["format"], str(row["version"]), str(row["rows"]), row["location"])
     Console().print(view)
