@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .cli import handle_errors
+from .cli_errors import handle_errors
 from .errors import ClusterStateDamaged, NbflowError
 
 

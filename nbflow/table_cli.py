@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from .catalog import LEGACY_CATALOG, Registry, describe
-from .cli import handle_errors
+from .cli_errors import handle_errors
 from .errors import InputError
 
 

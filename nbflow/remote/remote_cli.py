@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..cli import handle_errors
+from ..cli_errors import handle_errors
 from ..errors import InputError
 
 if TYPE_CHECKING:

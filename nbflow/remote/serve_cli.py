@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from ..cli import handle_errors
+from ..cli_errors import handle_errors
 
 DEFAULT_PORT = 8790
 

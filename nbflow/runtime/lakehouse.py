@@ -27,13 +27,13 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..catalog import DEFAULT_CATALOG, Registry, TableEntry, normalize, split_name
+from ..catalog import DEFAULT_CATALOG, Registry, TableEntry, normalize, qualify, split_name
 from ..errors import CatalogObjectError, ClusterDied, NotebookRuntimeError
-from .unity import CatalogMap, UnityCatalog, patch_catalog_api, quote
+from .unity import CatalogMap, UnityCatalog, name_chains, patch_catalog_api, quote
 
 if TYPE_CHECKING:
     from .session import Session
@@ -83,7 +83,8 @@ class Lakehouse:
         self._known: dict[str, TableEntry] = {}  # tables this session has, by catalog.schema.table
         self._created: set[str] = set()  # ... of which this session created these
         self._schemas: set[str] = set()  # registered schemas (catalog.schema) this session has
-        self._dirty = True  # a statement ran since the last push
+        self._dirty = True  # a statement nbflow does not follow may have created or dropped tables
+        self._unattachable: dict[str, str] = {}  # tables whose attach failed, by location
         self._raw_sql: Callable[..., Any] = lambda statement: None
         self.catalogs = CatalogMap(native={DEFAULT_CATALOG})
         self.unity = UnityCatalog(self)
@@ -147,27 +148,34 @@ class Lakehouse:
         retrying = spark.sql
 
         def sql(sqlQuery: str, *args: Any, **kwargs: Any) -> Any:
-            self._dirty = True
             answered = self.unity.answer(sqlQuery)
             if answered is not None:
                 return answered
+            self.need_statement(sqlQuery)
+            listed = shown_tables(sqlQuery)
+            if listed is not None:
+                self.need_schema(".".join(qualify(listed, self.unity.catalog, levels=2)) if listed
+                                 else f"{self.unity.catalog}.{self.unity.schema}")
             statement = self.unity.to_engine(sqlQuery)
             name = created_table(sqlQuery)
-            if name is None:
-                self.pull()
-                result = retrying(statement, *args, **kwargs)
-                dropped = dropped_table(sqlQuery)
-                if dropped is not None:
-                    self._forget(self.key(dropped))
-                return result
-            with self.creating(name):
-                return retrying(statement, *args, **kwargs)
+            if name is not None:
+                with self.creating(name):
+                    return retrying(statement, *args, **kwargs)
+            result = retrying(statement, *args, **kwargs)
+            dropped, renamed = dropped_table(sqlQuery), renamed_table(sqlQuery)
+            if dropped is not None:
+                self._forget(self.key(dropped))
+            elif renamed is not None:
+                self._renamed(self.key(renamed[0]), self.key(renamed[1]))
+            elif untracked_ddl(sqlQuery):
+                self._dirty = True  # DDL nbflow does not follow: look at the session's tables after the cell
+            return result
 
         spark.sql = sql
         table = spark.table
 
         def read_table(tableName: str) -> Any:
-            self.pull()
+            self.need([self.key(tableName)])
             return table(self.engine_table(tableName))
 
         spark.table = read_table
@@ -213,14 +221,16 @@ class Lakehouse:
         key = self.key(name)
         with self._registry.claim(key):
             self.pull(force=True)
+            self.need([key], [key.rsplit(".", 1)[0]])
             yield
             self._adopt(key)
 
     def table_entry(self, name: str) -> TableEntry | None:
         """The registered table that ``name`` (as a notebook wrote it) names, if any."""
         self.spark()
-        self.pull()
-        return self._registry.get(self.key(name))
+        key = self.key(name)
+        self.need([key])
+        return self._registry.get(key)
 
     def _adopt(self, name: str) -> None:
         """Register the table ``name`` this session just created or replaced (its claim is held)."""
@@ -242,7 +252,9 @@ class Lakehouse:
 
     # -- sharing tables ---------------------------------------------------------------------
     def pull(self, force: bool = False) -> None:
-        """Attach the schemas and tables registered by other notebooks since the last look."""
+        """Follow what other notebooks changed since the last look: a table this session has that
+        was dropped or re-created elsewhere is let go. Tables are attached when a statement or
+        call names them (:meth:`need`), so a session pays only for the tables it uses."""
         if self._spark is None or (not force and self._registry.generation() == self._generation):
             return
         with self._lock:
@@ -258,25 +270,49 @@ class Lakehouse:
                 if name not in self._created:
                     self._sql(f"DROP TABLE IF EXISTS {self.engine_key(name)}", quiet=True)
                     del self._known[name]
-            served = self.unity.served()
-            for schema in self._registry.schemas():
-                catalog = schema.split(".", 1)[0]
-                if schema not in self._schemas and catalog in served:
+            self._schemas &= set(self._registry.schemas())
+
+    def need(self, keys: Iterable[str], schemas: Iterable[str] = ()) -> None:
+        """Attach the registered tables ``keys`` (registry names) and make sure the registered
+        schemas ``schemas`` (and those of the tables) exist on the engine, if not done yet."""
+        if self._spark is None:
+            return
+        self.pull()
+        registered = self._registry.tables()
+        known_schemas = self._registry.schemas()
+        with self._lock:
+            for schema in schemas:
+                if schema in known_schemas and schema not in self._schemas:
                     self._ensure_schema(schema)
-            for name, entry in registered.items():
-                if name in self._known or entry.catalog not in served:
-                    continue  # a catalog this session has not used yet is attached on first use
+            for key in keys:
+                entry = registered.get(key)
+                if entry is None or key in self._known or self._unattachable.get(key) == entry.location:
+                    continue
                 self._attach(entry)
 
-    def attach_catalog(self, catalog: str) -> None:
-        """Attach the schemas and tables of ``catalog`` (a catalog this session starts to use)."""
-        with self._lock:
-            for schema in self._registry.schemas():
-                if schema.split(".", 1)[0] == catalog and schema not in self._schemas:
-                    self._ensure_schema(schema)
-            for name, entry in self._registry.tables().items():
-                if entry.catalog == catalog and name not in self._known:
-                    self._attach(entry)
+    def need_schema(self, schema: str) -> None:
+        """Attach every registered table of the schema ``catalog.schema`` (for listings)."""
+        self.need([n for n in self._registry.tables() if n.rsplit(".", 1)[0] == schema], [schema])
+
+    def need_statement(self, statement: str) -> None:
+        """Attach the registered tables (and schemas) a SQL statement may name."""
+        chains = name_chains(statement)
+        if not chains:
+            return
+        keys, schemas = set(), set()
+        for parts in chains:
+            for size in (3, 2):  # c.s.t[.column] / s.t or t.column / c.s as a schema
+                if len(parts) >= size:
+                    with contextlib.suppress(CatalogObjectError):
+                        keys.add(normalize(".".join(quote(p) for p in parts[:size][-3:]), self.unity.catalog,
+                                           self.unity.schema))
+            if len(parts) == 1:
+                keys.add(".".join((self.unity.catalog, self.unity.schema, parts[0].lower())))
+            if len(parts) >= 2:
+                schemas.add(".".join((self.unity.catalog, parts[0].lower())))
+                schemas.add(".".join(p.lower() for p in parts[:2]).replace("spark_catalog.", "hive_metastore.", 1))
+            schemas.update(k.rsplit(".", 1)[0] for k in keys)
+        self.need(keys, schemas)
 
     def _ensure_schema(self, schema: str) -> None:
         catalog, name = schema.split(".", 1)
@@ -285,13 +321,18 @@ class Lakehouse:
             self._schemas.add(schema)
 
     def _attach(self, entry: TableEntry) -> None:
-        self._ensure_schema(entry.name.rsplit(".", 1)[0])
+        schema = entry.name.rsplit(".", 1)[0]
+        if schema not in self._schemas:
+            self._ensure_schema(schema)
         if self._sql(
             f"CREATE TABLE IF NOT EXISTS {self.engine_key(entry.name)} USING {entry.format} "
             f"LOCATION {_string(entry.location)}",
             quiet=True,
         ) is not None:
             self._known[entry.name] = entry
+            self._unattachable.pop(entry.name, None)
+        else:  # its folder is gone or damaged: the statement naming it reports that; not retried
+            self._unattachable[entry.name] = entry.location
 
     def push(self) -> None:
         """Register the tables this session created, and unregister those it dropped."""
@@ -328,6 +369,18 @@ class Lakehouse:
             entry = self._registry.unregister(name, known.location)
             if entry is not None and entry.managed:
                 self._remove_data(entry)
+
+    def _renamed(self, old: str, new: str) -> None:
+        """``ALTER TABLE old RENAME TO new`` ran in this session: the registry follows."""
+        with self._lock:
+            known = self._known.pop(old, None)
+            self._created.discard(old)
+            if known is not None:
+                self._registry.unregister(old, known.location)
+            entry = self._describe(new)
+            if entry is not None:
+                self._known[new] = self._registry.register(new, entry.location, entry.format, entry.managed)
+                self._created.add(new)
 
     def _lost_race(self, name: str, mine: TableEntry, standing: TableEntry) -> None:
         # Created by a path nbflow does not see (so not claimed first) while another notebook
@@ -439,6 +492,36 @@ _DROP_TABLE = re.compile(rf"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?P<name>{_IDENT}(
                          re.IGNORECASE)
 
 
+_RENAME_TABLE = re.compile(rf"ALTER\s+TABLE\s+(?P<old>{_IDENT}(?:\s*\.\s*{_IDENT})*)\s+RENAME\s+TO\s+"
+                           rf"(?P<new>{_IDENT}(?:\s*\.\s*{_IDENT})*)", re.IGNORECASE)
+_SHOW_TABLES = re.compile(rf"SHOW\s+TABLES(?:\s+(?:IN|FROM)\s+(?P<name>{_IDENT}(?:\s*\.\s*{_IDENT})*))?",
+                          re.IGNORECASE)
+_UNTRACKED_DDL = re.compile(r"(?:CREATE|ALTER|DROP|REPLACE|MSCK|REFRESH|RESTORE|CONVERT)\b", re.IGNORECASE)
+
+
+def _body(statement: str) -> str:
+    return statement[_LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
+
+
+def renamed_table(statement: str) -> tuple[str, str] | None:
+    """``(old, new)`` for ``ALTER TABLE old RENAME TO new``; None for any other statement."""
+    match = _RENAME_TABLE.match(_body(statement))
+    return (re.sub(r"\s*\.\s*", ".", match["old"]), re.sub(r"\s*\.\s*", ".", match["new"])) if match else None
+
+
+def shown_tables(statement: str) -> str | None:
+    """The schema a ``SHOW TABLES`` lists (``""`` for the current one); None for other statements."""
+    match = _SHOW_TABLES.match(_body(statement))
+    if match is None:
+        return None
+    return re.sub(r"\s*\.\s*", ".", match["name"]) if match["name"] else ""
+
+
+def untracked_ddl(statement: str) -> bool:
+    """A DDL statement whose effect on the session's tables nbflow does not follow itself."""
+    return _UNTRACKED_DDL.match(_body(statement)) is not None
+
+
 def dropped_table(statement: str) -> str | None:
     """The table a ``DROP TABLE`` statement drops, as written; None for any other statement."""
     body = statement[_LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
@@ -485,7 +568,6 @@ def _patch_readers_and_writers() -> None:
                 _rename_v2(self, lakehouse.engine_table(name))
             else:
                 name, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
-            lakehouse._dirty = True
             with lakehouse.creating(name):
                 return method(self, *args, **kwargs)
         return wrapper
@@ -495,12 +577,12 @@ def _patch_readers_and_writers() -> None:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             lakehouse = _lakehouse_of(session_of(self))
             if lakehouse is not None:
-                lakehouse.pull()
-                lakehouse._dirty = True
                 if key is None:
-                    _rename_v2(self, lakehouse.engine_table(str(self._table_name)))
+                    name = str(self._table_name)
+                    _rename_v2(self, lakehouse.engine_table(name))
                 else:
-                    _, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
+                    name, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
+                lakehouse.need([lakehouse.key(name)])
             return method(self, *args, **kwargs)
         return wrapper
 

@@ -25,6 +25,7 @@ lazily).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import re
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ from ..catalog import (
     TableEntry,
     canonical_catalog,
     qualify,
+    split_name,
 )
 from ..errors import CatalogObjectError
 
@@ -183,6 +185,37 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
     return "".join(t.text for t in tokens)
 
 
+def name_chains(statement: str) -> list[list[str]]:
+    """The dotted names in a statement (``a``, ``a.b``, ``a.b.c.d``), unquoted, outside strings
+    and comments; ``IDENTIFIER('a.b')`` counts as a name. Keywords are included: callers look
+    the candidates up in the registry."""
+    chains: list[list[str]] = []
+    current: list[str] = []
+    expect_part = True
+    significant = [t for t in tokenize(statement) if t.kind not in ("space", "comment")]
+    for n, token in enumerate(significant):
+        name = token.name if token.kind == "word" else (token.text[1:-1].replace("``", "`") if token.kind == "quoted"
+                                                         else None)
+        if name is not None and expect_part:
+            current.append(name)
+            expect_part = False
+        elif token.text == "." and current and not expect_part:
+            expect_part = True
+        else:
+            if current:
+                chains.append(current)
+            current, expect_part = [], True
+            if (token.kind == "string" and n >= 2 and significant[n - 1].text == "("
+                    and significant[n - 2].name == "identifier"):
+                with contextlib.suppress(CatalogObjectError):
+                    chains.append(split_name(unquote_string(token.text)))
+            if name is not None:
+                current, expect_part = [name], False
+    if current:
+        chains.append(current)
+    return chains
+
+
 _PATH_ROOTS = ("dbfs:", "/Volumes/", "/dbfs/", "/Workspace/")
 
 
@@ -313,17 +346,11 @@ class UnityCatalog:
     # -- names ------------------------------------------------------------------------------
     def engine_catalog(self, catalog: str) -> str:
         """The engine catalog serving ``catalog``; a catalog the registry does not know is given
-        to the engine as written (it reports it). A catalog this session starts to use through a
-        spare gets its tables attached."""
+        to the engine as written (it reports it)."""
         catalog = canonical_catalog(catalog)
         if catalog not in self._registry.catalogs():
             return catalog
-        first_use = (catalog not in self._map.assigned and catalog not in self._map.native
-                     and catalog != LEGACY_CATALOG and not self._map.collapsed)
-        engine = self._map.engine(catalog)
-        if first_use:
-            self._lakehouse.attach_catalog(catalog)
-        return engine
+        return self._map.engine(catalog)
 
     def served(self) -> set[str]:
         """The catalogs this session has on its engine (others are attached on first use)."""
@@ -526,6 +553,7 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
             lakehouse = lakehouse_of(self._sparkSession)
             if lakehouse is None:
                 return original[name](self, *args, **kwargs)
+            lakehouse.spark()
             lakehouse.pull()
             try:
                 return ours(lakehouse, self, *args, **kwargs)
@@ -536,7 +564,9 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
         return method
 
     def table_name(lakehouse: Lakehouse, table: str, db: str | None) -> str:
-        return lakehouse.engine_table(f"{db}.{table}" if db else table)
+        name = f"{db}.{table}" if db else table
+        lakehouse.need([lakehouse.key(name)])
+        return lakehouse.engine_table(name)
 
     def schema_of(lakehouse: Lakehouse, db: str | None) -> tuple[str, str]:
         return schema_parts(db, lakehouse.unity.catalog) if db else (lakehouse.unity.catalog, lakehouse.unity.schema)
@@ -563,6 +593,7 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
 
     def list_tables(lakehouse: Lakehouse, self: Any, dbName: str | None = None, pattern: str | None = None) -> Any:
         catalog, schema = schema_of(lakehouse, dbName)
+        lakehouse.need_schema(f"{catalog}.{schema}")
         engine = f"{quote(lakehouse.unity.engine_catalog(catalog))}.{quote(schema)}"
         return [uc_table(lakehouse, t) for t in original["listTables"](self, engine, pattern)]
 
@@ -581,7 +612,7 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
             ".".join(schema_of(lakehouse, dbName)) in lakehouse._registry.schemas()),
         "listTables": list_tables,
         "getTable": lambda lakehouse, self, tableName: uc_table(
-            lakehouse, original["getTable"](self, lakehouse.engine_table(tableName))),
+            lakehouse, original["getTable"](self, table_name(lakehouse, tableName, None))),
         "tableExists": lambda lakehouse, self, tableName, dbName=None: original["tableExists"](
             self, table_name(lakehouse, tableName, dbName)),
         "listColumns": lambda lakehouse, self, tableName, dbName=None: original["listColumns"](
