@@ -173,7 +173,7 @@ def test_compare_resets_tables_between_runs(project: Path) -> None:
     assert seq["speedup"] == 1.0 and par["speedup"] > 0 and 0 < par["efficiency"] <= par["speedup"]
     assert par["task_s"] > 0 and par["workers"] == 3
     assert "reset: dropped main.default.also_made" in proc.stderr  # made by the first run
-    assert "reset: restored default.made_by_plan to version 0" in proc.stderr  # there before: put back
+    assert "reset: restored main.default.made_by_plan to version 0" in proc.stderr  # there before: put back
     assert set(Registry(project).tables()) == {"main.default.made_by_plan", "main.default.also_made"}
     assert (Path(data["output_dir"]) / "report.html").read_text().count("<h2>") >= 3
 
