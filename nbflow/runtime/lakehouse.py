@@ -130,13 +130,24 @@ class Lakehouse:
         _retry_conflicting_commits(spark)
         retrying = spark.sql
 
+        from . import delta_commands  # here: it imports this module
+
         def sql(sqlQuery: str, *args: Any, **kwargs: Any) -> Any:
-            name = created_table(sqlQuery)
-            if name is None:
-                self.pull()
-                return retrying(sqlQuery, *args, **kwargs)
-            with self.creating(name):
-                return retrying(sqlQuery, *args, **kwargs)
+            answered = delta_commands.run(self, sqlQuery, *args, **kwargs)  # what the engine cannot run
+            if answered is not None:
+                return answered
+            try:
+                name = created_table(sqlQuery)
+                if name is None:
+                    self.pull()
+                    return retrying(sqlQuery, *args, **kwargs)
+                with self.creating(name):
+                    return retrying(sqlQuery, *args, **kwargs)
+            except Exception as exc:
+                unparsed = delta_commands.unsupported(sqlQuery, exc, getattr(self.state, "engine", ""))
+                if unparsed is None:
+                    raise
+                raise unparsed from None  # one line, not the parser's dump
 
         spark.sql = sql
         table = spark.table
