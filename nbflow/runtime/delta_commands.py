@@ -10,7 +10,8 @@ result columns Databricks gives, and returns None for every other statement (the
 - ``RESTORE [TABLE] t [TO] VERSION|TIMESTAMP AS OF ...``, ``OPTIMIZE t [WHERE ...] [ZORDER BY
   (...)]``, ``VACUUM t [LITE|FULL] [RETAIN n HOURS] [DRY RUN]`` (new commits written by delta-rs;
   Sail reads a table's latest commit on every query, so later reads in every session see them);
-- ``ALTER TABLE delta.`/path` SET|UNSET TBLPROPERTIES`` (the engine does it for names only);
+- ``ALTER TABLE delta.`/path` SET|UNSET TBLPROPERTIES`` (the engine alters names only) and
+  ``ALTER TABLE t UNSET TBLPROPERTIES`` (checked against the Delta log, see :func:`_alter_properties`);
 - ``CREATE [OR REPLACE] TABLE [IF NOT EXISTS] t2 [SHALLOW|DEEP] CLONE t [VERSION|TIMESTAMP AS
   OF ...]``: a copy of the data at that version through the engine's ``CREATE TABLE ... AS
   SELECT`` (a shallow clone is a deep copy here: neither engine writes a table over another
@@ -100,7 +101,9 @@ _HISTORY = _statement(rf"DESC(?:RIBE)?\s+HISTORY\s+(?P<t>{_TARGET})(?:\s+LIMIT\s
 _DETAIL = _statement(rf"DESC(?:RIBE)?\s+DETAIL\s+(?P<t>{_TARGET})")
 _SHOW_PROPERTIES = _statement(
     rf"SHOW\s+TBLPROPERTIES\s+(?P<t>{_TARGET})(?:\s*\(\s*(?P<key>'[^']*'|\"[^\"]*\"|[\w.`]+)\s*\))?")
-_ALTER_PROPERTIES = _statement(rf"ALTER\s+TABLE\s+(?P<t>{_TARGET})\s+(?P<rest>(?:SET|UNSET)\s+TBLPROPERTIES\b.*)")
+_ALTER_PROPERTIES = _statement(rf"ALTER\s+TABLE\s+(?P<t>{_TARGET})\s+(?P<op>SET|UNSET)\s+TBLPROPERTIES\s*"
+                               r"(?P<exists>IF\s+EXISTS\s*)?(?P<list>\(.*\))")
+_PROPERTY_KEY = re.compile(r"\s*('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[\w.`-]+)\s*(?:=\s*(?:'(?:[^'\\]|\\.)*'|[^,)]+))?\s*,?")
 _RESTORE = _statement(rf"RESTORE\s+(?:TABLE\s+)?(?P<t>{_TARGET})\s+(?:TO\s+)?{_TIME_TRAVEL}")
 _OPTIMIZE = _statement(
     rf"OPTIMIZE\s+(?P<t>{_TARGET})(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+ZORDER\s+BY\s*(?P<zorder>\(.*\)|.+))?")
@@ -469,7 +472,8 @@ def vacuum_frame(spark: Any, location: str, shown: str, hours: float | None = No
         enforce_retention_duration=False, full=not lite))
     schema = StructType([StructField("path", StringType())])
     if dry_run:
-        return spark.createDataFrame([(str(Path(location) / path),) for path in deleted], schema)
+        # A file removed twice (restored, then removed again) is listed once.
+        return spark.createDataFrame([(str(Path(location) / path),) for path in sorted(set(deleted))], schema)
     return spark.createDataFrame([(location,)], schema)
 
 
@@ -511,21 +515,45 @@ def _show_properties(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
     return lakehouse.spark().createDataFrame(rows, schema)
 
 
-def _alter_path_properties(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
-    """``ALTER TABLE delta.`/path` SET|UNSET TBLPROPERTIES``: the engine does it for names only, so
-    the folder gets a private name for the one statement (under the lakehouse lock, so that no
-    cell-end sharing registers it)."""
+def _alter_properties(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
+    """``ALTER TABLE t SET|UNSET TBLPROPERTIES``, where the engine falls short.
+
+    Sail alters a table by name only, so a path (``delta.`/path```) gets a private name for the
+    one statement (under the lakehouse lock, so that no cell-end sharing registers it). Sail also
+    checks an UNSET key against its own copy of the properties, taken when the session attached
+    the table: a key another session set is removed from the log and then reported missing. So
+    nbflow checks UNSET keys against the Delta log itself (Spark's error for a missing one) and
+    sends the engine ``UNSET TBLPROPERTIES IF EXISTS``.
+    """
     written = m["t"].strip()
     parts = _parts(written)
-    if not (written[0] in "'\"" or (len(parts) == 2 and parts[0].lower() == "delta" and _looks_like_path(parts[1]))):
-        return None  # a name: the engine runs it
+    by_path = written[0] in "'\"" or (len(parts) == 2 and parts[0].lower() == "delta" and _looks_like_path(parts[1]))
+    unset = m["op"].upper() == "UNSET"
+    if not by_path and not unset:
+        return None  # SET on a name: the engine runs it
     target = resolve(lakehouse, written, "ALTER TABLE")
-    name = f"nbflow_alter_{uuid.uuid4().hex[:12]}"
+    if unset:
+        keys = [_unquote(k) for k in _PROPERTY_KEY.findall(m["list"].strip()[1:-1])]
+        present = dict(properties(target.location))
+        missing = [k for k in keys if k not in present]
+        if missing and not m["exists"]:
+            listed = ", ".join("`" + k + "`" for k in missing)
+            raise _analysis("UNSET_NONEXISTENT_PROPERTIES", f"Attempted to unset non-existent properties [{listed}] in "
+                            f"table {target.full_name or target.shown}.", {"properties": listed,
+                                                                           "table": target.full_name or target.shown},
+                            "42K0J")
+        change = f"UNSET TBLPROPERTIES IF EXISTS {m['list']}"
+    else:
+        change = f"SET TBLPROPERTIES {m['list']}"
     raw = lakehouse._raw_sql
+    if not by_path:
+        raw(f"ALTER TABLE {target.sql} {change}").collect()
+        return _empty(lakehouse.spark())
+    name = f"nbflow_alter_{uuid.uuid4().hex[:12]}"
     with lakehouse._lock:
         raw(f"CREATE TABLE `{name}` USING delta LOCATION {_string(target.location)}").collect()
         try:
-            raw(f"ALTER TABLE `{name}` {m['rest']}").collect()
+            raw(f"ALTER TABLE `{name}` {change}").collect()
         finally:
             raw(f"DROP TABLE IF EXISTS `{name}`").collect()  # attached by location: its data stays
     return _empty(lakehouse.spark())
@@ -652,7 +680,7 @@ _HANDLERS: list[tuple[re.Pattern[str], Handler, tuple[str, ...]]] = [
     (_HISTORY, _history, _DELTA_ENGINES),
     (_DETAIL, _detail, _DELTA_ENGINES),
     (_SHOW_PROPERTIES, _show_properties, _DELTA_ENGINES),
-    (_ALTER_PROPERTIES, _alter_path_properties, _DELTA_ENGINES),
+    (_ALTER_PROPERTIES, _alter_properties, _DELTA_ENGINES),
     (_RESTORE, _restore, _DELTA_ENGINES),
     (_OPTIMIZE, _optimize, _DELTA_ENGINES),
     (_VACUUM, _vacuum, _DELTA_ENGINES),
