@@ -40,6 +40,8 @@ def test_delta_sql_statements_on_the_default_engine(project: Path) -> None:
     assert out["detail"] == {"format": "delta", "name": "spark_catalog.default.ds", "partitionColumns": ["p"],
                              "numFiles": 8, "sizeInBytes_positive": True, "minWriterVersion": 2,
                              "location_is_dir": True}
+    assert out["by_path"] == [5, 8]
+    assert len(out["dbfs_path"]) == 1 and out["dbfs_detail_name"] is None
     # properties round-trip, by name (the engine) and by path (nbflow), read back from the log
     assert out["props_after_set"]["team"] == "sales"
     assert out["props_after_set"]["delta.logRetentionDuration"] == "interval 30 days"

@@ -20,6 +20,11 @@ out["detail"] = {"format": d.format, "name": d.name, "partitionColumns": d.parti
                  "sizeInBytes_positive": d.sizeInBytes > 0, "minWriterVersion": d.minWriterVersion,
                  "location_is_dir": os.path.isdir(d.location)}
 location = d.location
+out["by_path"] = [spark.sql(f"DESCRIBE HISTORY delta.`{location}`").count(),
+                  spark.sql(f"DESCRIBE DETAIL '{location}'").first().numFiles]
+spark.range(3).write.format("delta").save("dbfs:/delta_commands/t")
+out["dbfs_path"] = [r.operation for r in spark.sql("DESCRIBE HISTORY delta.`dbfs:/delta_commands/t`").collect()]
+out["dbfs_detail_name"] = spark.sql("DESCRIBE DETAIL delta.`dbfs:/delta_commands/t`").first().name
 
 # COMMAND ----------
 
