@@ -103,7 +103,8 @@ _SHOW_PROPERTIES = _statement(
     rf"SHOW\s+TBLPROPERTIES\s+(?P<t>{_TARGET})(?:\s*\(\s*(?P<key>'[^']*'|\"[^\"]*\"|[\w.`]+)\s*\))?")
 _ALTER_PROPERTIES = _statement(rf"ALTER\s+TABLE\s+(?P<t>{_TARGET})\s+(?P<op>SET|UNSET)\s+TBLPROPERTIES\s*"
                                r"(?P<exists>IF\s+EXISTS\s*)?(?P<list>\(.*\))")
-_PROPERTY_KEY = re.compile(r"\s*('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[\w.`-]+)\s*(?:=\s*(?:'(?:[^'\\]|\\.)*'|[^,)]+))?\s*,?")
+_PROPERTY_KEY = re.compile(r"\s*('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[\w.`-]+)\s*"  # a key, then any value
+                           r"(?:=\s*(?:'(?:[^'\\]|\\.)*'|[^,)]+))?\s*,?")
 _RESTORE = _statement(rf"RESTORE\s+(?:TABLE\s+)?(?P<t>{_TARGET})\s+(?:TO\s+)?{_TIME_TRAVEL}")
 _OPTIMIZE = _statement(
     rf"OPTIMIZE\s+(?P<t>{_TARGET})(?:\s+WHERE\s+(?P<where>.+?))?(?:\s+ZORDER\s+BY\s*(?P<zorder>\(.*\)|.+))?")
