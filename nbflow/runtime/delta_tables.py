@@ -5,52 +5,197 @@ not the Delta Connect relations behind delta-spark's ``DeltaTable``. This class 
 API built on that SQL, and on delta-rs (``deltalake``) for ``history()`` and ``detail()``. It is
 installed as ``delta.tables`` in a kernel only when delta-spark is not installed.
 
-Conditions and expressions are SQL strings (``"t.id = s.id"``, ``{"amount": "s.amount"}``), as in
-Delta's own examples; Column objects cannot be turned back into SQL over Spark Connect, so they
-are refused with a message saying so.
+Conditions and expressions are SQL strings (``"t.id = s.id"``, ``{"amount": "s.amount"}``) or
+Columns (``F.col("t.id") == F.col("s.id")``, ``{"amount": F.col("s.amount") * 2}``): a Spark
+Connect Column is an expression tree on the client, which :func:`column_sql` writes as SQL
+(comparisons, AND/OR/NOT, arithmetic, literals, functions, CASE WHEN, CAST, ``F.expr``...); a
+Column that has no SQL form (a Python UDF, a window) fails with one line saying so.
+
+``restoreToVersion``/``restoreToTimestamp``, ``optimize()`` and ``vacuum`` run on delta-rs, as the
+SQL statements do (:mod:`nbflow.runtime.delta_commands`), with the same results.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Registry, normalize
+from ..catalog import Registry, TableEntry
 from ..errors import NotebookRuntimeError
-from .lakehouse import _ident, local_path
+from .lakehouse import _ident, _string, local_path
+
+# Spark Connect's names for operators (pyspark.sql.connect.column) and their SQL.
+_BINARY = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "<=>": "<=>", "+": "+", "-": "-",
+           "*": "*", "/": "/", "%": "%", "and": "AND", "or": "OR", "&": "&", "|": "|", "^": "^",
+           "like": "LIKE", "ilike": "ILIKE", "rlike": "RLIKE"}
+_RENAMED = {"startsWith": "startswith", "endsWith": "endswith", "isNaN": "isnan"}
 
 
-def _sql_text(value: Any, what: str) -> str:
+class ColumnNotExpressible(NotebookRuntimeError):
+    """A Column (in a DeltaTable condition or assignment) that has no SQL form."""
+
+
+def column_sql(column: Any, qualifiers: dict[int, str] | None = None) -> str:
+    """The SQL text of a Spark Connect Column.
+
+    ``qualifiers`` maps a DataFrame's plan ids to the alias that names it in the statement, so
+    ``source["id"]`` becomes ``s.id`` in a merge whose source is aliased ``s``.
+    """
+    expression = getattr(column, "_expr", None)
+    if expression is None:
+        raise ColumnNotExpressible(f"not a Column: {type(column).__name__}")
+    return _expression_sql(expression, qualifiers or {})
+
+
+def _expression_sql(e: Any, qualifiers: dict[int, str]) -> str:
+    from pyspark.sql.connect import expressions as x
+
+    def sql(child: Any) -> str:
+        return _expression_sql(child, qualifiers)
+
+    if isinstance(e, x.ColumnReference):
+        plan = getattr(e, "_plan_id", None)
+        name = str(e._unparsed_identifier)
+        return f"{qualifiers[plan]}.{name}" if plan in qualifiers else name
+    if isinstance(e, x.UnresolvedStar):
+        target = getattr(e, "_unparsed_target", None)
+        return f"{target.rstrip('*').rstrip('.')}.*" if target else "*"
+    if isinstance(e, x.LiteralExpression):
+        return _literal_sql(e._value, e._dataType)
+    if isinstance(e, x.SQLExpression):
+        return f"({e._expr})"
+    if isinstance(e, x.ColumnAlias):
+        return sql(e._child)  # an alias means nothing inside a condition or an assignment
+    if isinstance(e, x.CastExpression):
+        target = e._data_type if isinstance(e._data_type, str) else e._data_type.simpleString()
+        return f"{'TRY_CAST' if e._eval_mode == 'try' else 'CAST'}({sql(e._expr)} AS {target})"
+    if isinstance(e, x.CaseWhen):
+        branches = " ".join(f"WHEN {sql(c)} THEN {sql(v)}" for c, v in e._branches)
+        otherwise = f" ELSE {sql(e._else_value)}" if e._else_value is not None else ""
+        return f"(CASE {branches}{otherwise} END)"
+    if isinstance(e, x.UnresolvedExtractValue):
+        return f"{sql(e._child)}[{sql(e._extraction)}]"
+    if isinstance(e, x.UnresolvedNamedLambdaVariable):
+        return ".".join(e._name_parts)
+    if isinstance(e, x.LambdaFunction):
+        return f"({', '.join(sql(v) for v in e._arguments)}) -> {sql(e._function)}"
+    if isinstance(e, x.UnresolvedFunction):
+        return _function_sql(str(e._name), [sql(a) for a in e._args], bool(e._is_distinct))
+    if isinstance(e, x.CommonInlineUserDefinedFunction):
+        raise ColumnNotExpressible(
+            f"the Python UDF {e._function_name}(...) has no SQL form; register it (spark.udf.register) and call "
+            "it by name in a SQL string")
+    raise ColumnNotExpressible(f"a Column of kind {type(e).__name__} ({e}) has no SQL form here")
+
+
+def _function_sql(name: str, args: list[str], distinct: bool) -> str:
+    if name in _BINARY and len(args) == 2:
+        return f"({args[0]} {_BINARY[name]} {args[1]})"
+    unary = {"not": "NOT {}", "negative": "-{}", "~": "~{}", "isNull": "{} IS NULL", "isNotNull": "{} IS NOT NULL"}
+    if name in unary and len(args) == 1:
+        return "(" + unary[name].format(args[0]) + ")"
+    if name == "in" and args:
+        return f"({args[0]} IN ({', '.join(args[1:])}))"
+    if not name.replace("_", "a").isalnum():
+        raise ColumnNotExpressible(f"the operator {name!r} has no SQL form here")
+    return f"{_RENAMED.get(name, name)}({'DISTINCT ' if distinct else ''}{', '.join(args)})"
+
+
+def _literal_sql(value: Any, data_type: Any) -> str:
+    from pyspark.sql import types as t
+
+    if value is None:
+        return "NULL" if isinstance(data_type, t.NullType) else f"CAST(NULL AS {data_type.simpleString()})"
+    if isinstance(data_type, t.BooleanType):
+        return "TRUE" if value else "FALSE"
+    suffix = {t.ByteType: "Y", t.ShortType: "S", t.IntegerType: "", t.LongType: "L"}
+    for kind, letter in suffix.items():
+        if isinstance(data_type, kind):
+            return f"{int(value)}{letter}"
+    if isinstance(data_type, t.DecimalType):  # the literal's digits give its precision and scale, as in Spark
+        return f"{format(value, 'f')}BD"
+    if isinstance(data_type, t.FloatType | t.DoubleType):
+        # A string cast is exact for every value, NaN and infinities included.
+        text = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(repr(float(value)), repr(float(value)))
+        return f"CAST({_string(text)} AS {data_type.simpleString()})"
+    if isinstance(data_type, t.StringType):
+        return _string(str(value))
+    if isinstance(data_type, t.BinaryType):
+        return f"X'{bytes(value).hex()}'"
+    if isinstance(data_type, t.DateType):
+        return f"DATE'{t.DateType().fromInternal(value).isoformat()}'"
+    if isinstance(data_type, t.TimestampType):  # microseconds since the epoch, UTC
+        moment = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=value)
+        return f"TIMESTAMP'{moment.strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'"
+    if isinstance(data_type, t.TimestampNTZType):
+        moment = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=value)
+        return f"TIMESTAMP_NTZ'{moment.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    if isinstance(data_type, t.DayTimeIntervalType):
+        sign, micros = ("-", -value) if value < 0 else ("", value)
+        seconds, micros = divmod(micros, 1_000_000)
+        minutes, seconds = divmod(seconds, 60)
+        hours, minutes = divmod(minutes, 60)
+        days, hours = divmod(hours, 24)
+        return f"INTERVAL '{sign}{days} {hours:02}:{minutes:02}:{seconds:02}.{micros:06}' DAY TO SECOND"
+    if isinstance(data_type, t.ArrayType):
+        return f"array({', '.join(_literal_sql(v, data_type.elementType) for v in value)})"
+    raise ColumnNotExpressible(f"a literal of type {data_type.simpleString()} has no SQL form here")
+
+
+def _plan_ids(df: Any) -> list[int]:
+    """The plan ids of a DataFrame and of the plans it is built on (its columns carry one of them)."""
+    ids = []
+    plan = getattr(df, "_plan", None)
+    while plan is not None:
+        if isinstance(getattr(plan, "_plan_id", None), int):
+            ids.append(plan._plan_id)
+        plan = getattr(plan, "_child", None)
+    return ids
+
+
+def _sql_text(value: Any, what: str, qualifiers: dict[int, str] | None = None) -> str:
     if isinstance(value, str):
         return value
-    raise NotebookRuntimeError(
-        f"{what} must be a SQL string here (got {type(value).__name__}): nbflow's DeltaTable builds SQL, "
-        "and a Column cannot be turned back into SQL over Spark Connect; write e.g. \"t.id = s.id\""
-    )
+    if hasattr(value, "_expr"):
+        try:
+            return column_sql(value, qualifiers)
+        except ColumnNotExpressible as exc:
+            raise ColumnNotExpressible(f"{what}: {exc}; write it as a SQL string (e.g. \"t.id = s.id\")") from None
+    raise NotebookRuntimeError(f"{what} must be a SQL string or a Column (got {type(value).__name__})")
 
 
-def _assignments(mapping: dict[str, Any] | None, what: str) -> str:
+def _assignments(mapping: dict[str, Any] | None, what: str, qualifiers: dict[int, str] | None = None) -> str:
     if not mapping:
         raise NotebookRuntimeError(f"{what} needs at least one column")
-    return ", ".join(f"{col} = {_sql_text(expr, f'{what} value for {col}')}" for col, expr in mapping.items())
+    return ", ".join(f"{col} = {_sql_text(expr, f'{what} value for {col}', qualifiers)}"
+                     for col, expr in mapping.items())
 
 
 class DeltaTable:
     """A Delta table by name or path, with Delta Lake's Python API (SQL underneath)."""
 
-    def __init__(self, spark: Any, identifier: str, path: str | None, alias: str | None = None) -> None:
+    def __init__(self, spark: Any, identifier: str, path: str | None, alias: str | None = None,
+                 full_name: str | None = None) -> None:
         self._spark = spark
         self._identifier = identifier  # SQL identifier: `schema`.`table` or delta.`/path`
         self._path = path
         self._alias = alias
+        self._full_name = full_name  # catalog.schema.table of a catalog table, None for a path
 
     # -- constructors -----------------------------------------------------------------------
     @classmethod
     def forName(cls, sparkSession: Any, tableOrViewName: str) -> DeltaTable:
-        name = normalize(tableOrViewName)
         _ = sparkSession.table(tableOrViewName).schema  # fails clearly if there is no such table
-        return cls(sparkSession, _ident(name), _location(name))
+        from . import current
+
+        # The registry's name: against the current catalog and schema, as the engine resolved it.
+        name = current().lakehouse.key(tableOrViewName)
+        entry = _entry(name)
+        return cls(sparkSession, _ident(name), entry.location if entry else None,
+                   full_name=entry.full_name if entry else None)
 
     @classmethod
     def forPath(cls, sparkSession: Any, path: str) -> DeltaTable:
@@ -69,48 +214,50 @@ class DeltaTable:
         return df.alias(self._alias) if self._alias else df
 
     def alias(self, aliasName: str) -> DeltaTable:
-        return DeltaTable(self._spark, self._identifier, self._path, aliasName)
+        return DeltaTable(self._spark, self._identifier, self._path, aliasName, self._full_name)
 
     def history(self, limit: int | None = None) -> Any:
-        """The table's commits, newest first (from the Delta log, read with delta-rs)."""
-        import json
+        """The table's commits, newest first, as ``DESCRIBE HISTORY`` (from the Delta log, with delta-rs)."""
+        from .delta_commands import history_frame
 
-        import pandas as pd
-
-        rows = []
-        for commit in self._delta().history(limit):
-            rows.append({
-                "version": commit.get("version"),
-                "timestamp": pd.to_datetime(commit.get("timestamp"), unit="ms"),
-                "operation": commit.get("operation"),
-                "operationParameters": json.dumps(commit.get("operationParameters") or {}),
-                "engineInfo": commit.get("engineInfo") or commit.get("clientVersion"),
-            })
-        return self._spark.createDataFrame(pd.DataFrame(rows))
+        return history_frame(self._spark, self._location(), limit)
 
     def detail(self) -> Any:
-        """One row: format, location, version, files, size and protocol (from delta-rs)."""
-        import pandas as pd
-        import pyarrow as pa
+        """One row about the table, as ``DESCRIBE DETAIL`` (from delta-rs)."""
+        from .delta_commands import detail_frame
 
-        table = self._delta()
-        meta, protocol = table.metadata(), table.protocol()
-        actions = pa.table(table.get_add_actions(flatten=True))
-        row = {
-            "format": "delta", "id": meta.id, "name": meta.name, "location": self._path,
-            "createdAt": pd.to_datetime(meta.created_time, unit="ms"), "version": table.version(),
-            "numFiles": actions.num_rows, "sizeInBytes": sum(actions.column("size_bytes").to_pylist()),
-            "partitionColumns": list(meta.partition_columns),
-            "minReaderVersion": protocol.min_reader_version, "minWriterVersion": protocol.min_writer_version,
-        }
-        return self._spark.createDataFrame(pd.DataFrame([row]))
+        return detail_frame(self._spark, self._location(), self._full_name)
 
-    def _delta(self) -> Any:
-        from deltalake import DeltaTable as RustDeltaTable
-
+    def _location(self) -> str:
         if self._path is None:
             raise NotebookRuntimeError(f"the location of {self._identifier} is not known to nbflow's catalog")
-        return RustDeltaTable(self._path)
+        return self._path
+
+    # -- maintenance (delta-rs, as the SQL statements) ----------------------------------------
+    def restoreToVersion(self, version: int) -> Any:
+        """A new commit that makes the table as it was at ``version``; the metrics as ``RESTORE``."""
+        from .delta_commands import restore_frame
+
+        return restore_frame(self._spark, self._location(), int(version), self._identifier)
+
+    def restoreToTimestamp(self, timestamp: str) -> Any:
+        """As :meth:`restoreToVersion`, to the last version committed at or before ``timestamp``."""
+        from .delta_commands import restore_frame, timestamp_micros, version_at
+
+        micros = timestamp_micros(self._spark, _string(str(timestamp)))
+        version = version_at(self._location(), micros, self._identifier)
+        return restore_frame(self._spark, self._location(), version, self._identifier)
+
+    def optimize(self) -> DeltaOptimizeBuilder:
+        return DeltaOptimizeBuilder(self)
+
+    def vacuum(self, retentionHours: float | None = None) -> Any:
+        """Delete files that no version within the retention period needs (``VACUUM``; a retention
+        under the table's, 7 days by default, needs the retention check turned off, as on Databricks)."""
+        from .delta_commands import vacuum_frame
+
+        hours = None if retentionHours is None else float(retentionHours)
+        return vacuum_frame(self._spark, self._location(), self._identifier, hours)
 
     # -- changing ---------------------------------------------------------------------------
     def _target(self) -> str:
@@ -125,25 +272,64 @@ class DeltaTable:
         self._spark.sql(f"UPDATE {self._target()} SET {_assignments(set, 'update')}{where}").collect()
 
     def merge(self, source: Any, condition: Any) -> DeltaMergeBuilder:
-        return DeltaMergeBuilder(self, source, _sql_text(condition, "merge condition"))
+        return DeltaMergeBuilder(self, source, condition)
+
+
+class DeltaOptimizeBuilder:
+    """``DeltaTable.optimize()``: ``where(partition_filter)``, then ``executeCompaction()`` or
+    ``executeZOrderBy(cols)``; each returns the ``OPTIMIZE`` result (path, metrics)."""
+
+    def __init__(self, table: DeltaTable) -> None:
+        self._table = table
+        self._where: str | None = None
+
+    def where(self, partitionFilter: str) -> DeltaOptimizeBuilder:
+        self._where = partitionFilter
+        return self
+
+    def _run(self, zorder: list[str] | None) -> Any:
+        from .delta_commands import optimize_frame, partition_filters
+
+        table = self._table
+        location = table._location()
+        filters = partition_filters(location, self._where, table._identifier) if self._where else None
+        return optimize_frame(table._spark, location, table._identifier, filters, zorder)
+
+    def executeCompaction(self) -> Any:
+        return self._run(None)
+
+    def executeZOrderBy(self, *cols: str | Iterable[str]) -> Any:
+        names = [c for col in cols for c in ([col] if isinstance(col, str) else col)]
+        if not names:
+            raise NotebookRuntimeError("executeZOrderBy needs at least one column")
+        return self._run(names)
 
 
 class DeltaMergeBuilder:
-    """``MERGE INTO``, clause by clause, as delta-spark's builder; ``execute()`` runs it."""
+    """``MERGE INTO``, clause by clause, as delta-spark's builder; ``execute()`` runs it.
 
-    def __init__(self, table: DeltaTable, source: Any, condition: str) -> None:
+    Column conditions and values may name the source by its alias (``F.col("s.id")``) or through
+    the DataFrame (``source["id"]``): the latter is written with the source's alias.
+    """
+
+    def __init__(self, table: DeltaTable, source: Any, condition: Any) -> None:
         self._table = table
         self._source = source
-        self._condition = condition
+        self._alias = _source_alias(source)
+        self._qualifiers = dict.fromkeys(_plan_ids(source), self._alias)
+        self._condition = _sql_text(condition, "merge condition", self._qualifiers)
         self._clauses: list[str] = []
 
     def _add(self, head: str, condition: Any, action: str) -> DeltaMergeBuilder:
-        when = f" AND {_sql_text(condition, 'clause condition')}" if condition is not None else ""
+        when = f" AND {_sql_text(condition, 'clause condition', self._qualifiers)}" if condition is not None else ""
         self._clauses.append(f"{head}{when} THEN {action}")
         return self
 
+    def _set(self, mapping: dict[str, Any] | None, what: str) -> str:
+        return _assignments(mapping, what, self._qualifiers)
+
     def whenMatchedUpdate(self, condition: Any = None, set: dict[str, Any] | None = None) -> DeltaMergeBuilder:
-        return self._add("WHEN MATCHED", condition, f"UPDATE SET {_assignments(set, 'whenMatchedUpdate')}")
+        return self._add("WHEN MATCHED", condition, f"UPDATE SET {self._set(set, 'whenMatchedUpdate')}")
 
     def whenMatchedUpdateAll(self, condition: Any = None) -> DeltaMergeBuilder:
         return self._add("WHEN MATCHED", condition, "UPDATE SET *")
@@ -155,7 +341,7 @@ class DeltaMergeBuilder:
         if not values:
             raise NotebookRuntimeError("whenNotMatchedInsert needs values")
         columns = ", ".join(values)
-        exprs = ", ".join(_sql_text(v, f"insert value for {k}") for k, v in values.items())
+        exprs = ", ".join(_sql_text(v, f"insert value for {k}", self._qualifiers) for k, v in values.items())
         return self._add("WHEN NOT MATCHED", condition, f"INSERT ({columns}) VALUES ({exprs})")
 
     def whenNotMatchedInsertAll(self, condition: Any = None) -> DeltaMergeBuilder:
@@ -165,7 +351,7 @@ class DeltaMergeBuilder:
         self, condition: Any = None, set: dict[str, Any] | None = None
     ) -> DeltaMergeBuilder:
         return self._add("WHEN NOT MATCHED BY SOURCE", condition,
-                         f"UPDATE SET {_assignments(set, 'whenNotMatchedBySourceUpdate')}")
+                         f"UPDATE SET {self._set(set, 'whenNotMatchedBySourceUpdate')}")
 
     def whenNotMatchedBySourceDelete(self, condition: Any = None) -> DeltaMergeBuilder:
         return self._add("WHEN NOT MATCHED BY SOURCE", condition, "DELETE")
@@ -175,7 +361,7 @@ class DeltaMergeBuilder:
             raise NotebookRuntimeError("a merge needs at least one when... clause before execute()")
         spark = self._table._spark
         view = f"nbflow_merge_source_{uuid.uuid4().hex[:12]}"
-        alias = _source_alias(self._source)
+        alias = self._alias
         self._source.createOrReplaceTempView(view)
         try:
             statement = (f"MERGE INTO {self._table._target()} USING {view} AS {alias} ON {self._condition} "
@@ -206,14 +392,15 @@ def _local(path: str) -> str:
     return path
 
 
-def _location(name: str) -> str | None:
-    """Where a table's data is: registered tables by the registry, after sharing this session's."""
+def _entry(name: str) -> TableEntry | None:
+    """A table's registry entry (``name``: catalog.schema.table), after sharing this session's tables."""
     from . import current
 
     session = current()
     registry = Registry(session.context.project_dir)
     entry = registry.get(name)
     if entry is None:
-        session.lakehouse.push()  # created earlier in this very cell
+        session.lakehouse._dirty = True  # created earlier in this very cell, by a path nbflow does not follow
+        session.lakehouse.push()
         entry = registry.get(name)
-    return entry.location if entry else None
+    return entry

@@ -147,29 +147,21 @@ class Lakehouse:
         _retry_conflicting_commits(spark)
         retrying = spark.sql
 
+        from . import delta_commands  # here: it imports this module
+
         def sql(sqlQuery: str, *args: Any, **kwargs: Any) -> Any:
-            answered = self.unity.answer(sqlQuery)
+            answered = self.unity.answer(sqlQuery)  # catalogs, schemas, volumes: the registry's
+            if answered is None:
+                answered = delta_commands.run(self, sqlQuery, *args, **kwargs)  # what the engine cannot run
             if answered is not None:
                 return answered
-            self.need_statement(sqlQuery)
-            listed = shown_tables(sqlQuery)
-            if listed is not None:
-                self.need_schema(".".join(qualify(listed, self.unity.catalog, levels=2)) if listed
-                                 else f"{self.unity.catalog}.{self.unity.schema}")
-            statement = self.unity.to_engine(sqlQuery)
-            name = created_table(sqlQuery)
-            if name is not None:
-                with self.creating(name):
-                    return retrying(statement, *args, **kwargs)
-            result = retrying(statement, *args, **kwargs)
-            dropped, renamed = dropped_table(sqlQuery), renamed_table(sqlQuery)
-            if dropped is not None:
-                self._forget(self.key(dropped))
-            elif renamed is not None:
-                self._renamed(self.key(renamed[0]), self.key(renamed[1]))
-            elif untracked_ddl(sqlQuery):
-                self._dirty = True  # DDL nbflow does not follow: look at the session's tables after the cell
-            return result
+            try:
+                return self._run_statement(retrying, sqlQuery, *args, **kwargs)
+            except Exception as exc:
+                unparsed = delta_commands.unsupported(sqlQuery, exc, getattr(self.state, "engine", ""))
+                if unparsed is None:
+                    raise
+                raise unparsed from None  # one line, not the parser's dump
 
         spark.sql = sql
         table = spark.table
@@ -182,6 +174,29 @@ class Lakehouse:
         spark._nbflow_lakehouse = self
         _patch_readers_and_writers()
         patch_catalog_api(_lakehouse_of)
+
+    def _run_statement(self, run: Callable[..., Any], sqlQuery: str, *args: Any, **kwargs: Any) -> Any:
+        """Run a statement on the engine, with the tables it names attached, its catalog names
+        the engine's, the table it creates claimed, and the table it drops or renames followed."""
+        self.need_statement(sqlQuery)
+        listed = shown_tables(sqlQuery)
+        if listed is not None:
+            self.need_schema(".".join(qualify(listed, self.unity.catalog, levels=2)) if listed
+                             else f"{self.unity.catalog}.{self.unity.schema}")
+        statement = self.unity.to_engine(sqlQuery)
+        name = created_table(sqlQuery)
+        if name is not None:
+            with self.creating(name):
+                return run(statement, *args, **kwargs)
+        result = run(statement, *args, **kwargs)
+        dropped, renamed = dropped_table(sqlQuery), renamed_table(sqlQuery)
+        if dropped is not None:
+            self._forget(self.key(dropped))
+        elif renamed is not None:
+            self._renamed(self.key(renamed[0]), self.key(renamed[1]))
+        elif untracked_ddl(sqlQuery):
+            self._dirty = True  # DDL nbflow does not follow: look at the session's tables after the cell
+        return result
 
     # -- names ------------------------------------------------------------------------------
     def key(self, name: str) -> str:

@@ -22,12 +22,12 @@ out["alias_cols"] = t.alias("x").toDF().select("x.id").count()
 history = t.history()
 out["history_ops"] = [r.operation for r in history.orderBy("version").collect()]
 detail = t.detail().first()
-out["detail"] = {"format": detail["format"], "version": detail["version"], "numFiles": detail["numFiles"] > 0}
+out["detail"] = {"format": detail["format"], "version": t.history(1).first()["version"], "numFiles": detail["numFiles"] > 0}
 p = DeltaTable.forPath(spark, detail["location"])
 p.delete("id = 6")
 out["after_path_delete"] = p.toDF().count()
 try:
-    t.update(condition=None, set={"v": __import__("pyspark.sql.functions", fromlist=["lit"]).lit(1)})
+    t.update(condition=None, set={"v": __import__("pyspark.sql.functions", fromlist=["udf"]).udf(lambda x: x)("v")})
 except Exception as exc:
     out["column_error"] = str(exc)
 dbutils.notebook.exit(json.dumps(out))
