@@ -37,7 +37,7 @@ def test_delta_sql_statements_on_the_default_engine(project: Path) -> None:
     assert out["history_3part"] == 5
     assert out["sql_magic_rows"] == 2
     assert out["detail_columns"] == DETAIL_COLUMNS
-    assert out["detail"] == {"format": "delta", "name": "spark_catalog.default.ds", "partitionColumns": ["p"],
+    assert out["detail"] == {"format": "delta", "name": "main.default.ds", "partitionColumns": ["p"],
                              "numFiles": 8, "sizeInBytes_positive": True, "minWriterVersion": 2,
                              "location_is_dir": True}
     assert out["by_path"] == [5, 8]
@@ -47,7 +47,7 @@ def test_delta_sql_statements_on_the_default_engine(project: Path) -> None:
     assert out["props_after_set"]["delta.logRetentionDuration"] == "interval 30 days"
     assert out["props_after_set"]["delta.minReaderVersion"] == "1"
     assert out["prop_one"] == [["team", "sales"]]
-    assert out["prop_missing"] == "Table spark_catalog.default.ds does not have property: nope"
+    assert out["prop_missing"] == "Table main.default.ds does not have property: nope"
     assert "team" not in out["props_after_unset"] and "by_path" in out["props_after_unset"]
     assert out["detail_properties"] == {"delta.logRetentionDuration": "interval 30 days"}
     assert out["tables_after_path_alter"] == ["ds"]  # the path's private name for the ALTER is gone
@@ -139,7 +139,7 @@ def test_delta_table_maintenance_and_column_conditions(project: Path) -> None:
     assert out["rows"] == [[0, 0.0], [1, 10.5], [2, 198.0], [7, 7.5], [10, 0.0], [11, 0.0]]
     assert out["ops"][-3:] == ["UPDATE", "DELETE", "MERGE"]
     assert out["history_columns"][:5] == ["version", "timestamp", "userId", "userName", "operation"]
-    assert out["detail_name"] == "spark_catalog.default.api"
+    assert out["detail_name"] == "main.default.api"
     assert out["udf_error"].startswith("ColumnNotExpressible: condition: the Python UDF <lambda>(...) has no SQL form")
     assert out["compaction"]["columns"] == ["path", "metrics"] and out["compaction"]["removed"] > 1
     assert out["files"][1] < out["files"][0]

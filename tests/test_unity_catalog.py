@@ -31,6 +31,7 @@ def test_catalogs_schemas_and_three_level_names(project: Path) -> None:
     assert out["set_current"] == ["sales_dev", "bronze", 3]
     assert out["schemas"] == ["bronze", "default"]
     assert out["tables"] == ["big", "orders", "v2"]
+    assert out["delta_for_name"] == [3, 3] and out["history"] == 5  # create, insert, merge, update, delete
     assert out["dropped"] is False
     assert out["no_catalog"].startswith("AnalysisException: [NO_SUCH_CATALOG_EXCEPTION]")
     assert out["not_empty"].startswith("[SCHEMA_NOT_EMPTY]")

@@ -53,6 +53,12 @@ spark.sql("USE SCHEMA bronze")
 out["set_current"] = [spark.catalog.currentCatalog(), spark.catalog.currentDatabase(), spark.table("orders").count()]
 out["schemas"] = [r.databaseName for r in spark.sql("SHOW SCHEMAS IN sales_dev").collect()]
 out["tables"] = sorted(r.tableName for r in spark.sql("SHOW TABLES IN sales_dev.bronze").collect())
+from delta.tables import DeltaTable
+
+out["delta_for_name"] = [DeltaTable.forName(spark, "sales_dev.bronze.orders").toDF().count(),
+                         DeltaTable.forName(spark, "orders").toDF().count()]  # the current catalog and schema
+out["history"] = spark.sql("DESCRIBE HISTORY sales_dev.bronze.orders").count()
+spark.sql("GRANT USE CATALOG ON CATALOG sales_dev TO `account users`")
 spark.sql("DROP TABLE sales_dev.bronze.big")
 out["dropped"] = spark.catalog.tableExists("sales_dev.bronze.big")
 try:
