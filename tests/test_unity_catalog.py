@@ -64,6 +64,9 @@ def test_volumes_and_dbfs_paths(project: Path) -> None:
     assert out["volumes"] == [["landing", "ext"], ["landing", "raw"]]
     assert out["ext"] == ["EXTERNAL", True]
     assert out["csv"] == 2 and out["csv_sql"] == 3  # SQL reads the header line as a row, as Spark does
+    assert out["read_files"] == [[1, "a"], [2, "b"]]  # ids inferred as numbers
+    assert out["read_files_missing"].startswith(
+        "[PATH_NOT_FOUND] Path does not exist: dbfs:/Volumes/main/landing/raw/nothing.csv")
     assert out["fs"] == ["csv/", "notes/"]
     assert out["fs_path"] == "dbfs:/Volumes/main/landing/raw/notes/hello.txt"
     assert out["dbfs_volume"] == "hello"

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..catalog import DEFAULT_CATALOG, Registry, TableEntry, normalize, qualify, split_name
 from ..errors import CatalogObjectError, ClusterDied, NotebookRuntimeError
+from .read_files import replace_read_files
 from .unity import CatalogMap, UnityCatalog, name_chains, patch_catalog_api, quote
 
 if TYPE_CHECKING:
@@ -183,7 +184,8 @@ class Lakehouse:
         if listed is not None:
             self.need_schema(".".join(qualify(listed, self.unity.catalog, levels=2)) if listed
                              else f"{self.unity.catalog}.{self.unity.schema}")
-        statement = self.unity.to_engine(sqlQuery)
+        # read_files first: its reader maps the paths and names a missing one as written.
+        statement = self.unity.to_engine(replace_read_files(sqlQuery, self._spark) if self.local_files else sqlQuery)
         name = created_table(sqlQuery)
         if name is not None:
             with self.creating(name):

@@ -16,6 +16,13 @@ base = "/Volumes/main/landing/raw"
 spark.createDataFrame([(1, "a"), (2, "b")], "id INT, name STRING").write.mode("overwrite").option("header", True).csv(f"{base}/csv")
 out["csv"] = spark.read.option("header", True).csv(f"{base}/csv").count()
 out["csv_sql"] = spark.sql(f"SELECT count(*) FROM csv.`{base}/csv`").first()[0]
+# read_files (Databricks' own table function): options as the reader's, the schema inferred.
+out["read_files"] = [tuple(r) for r in spark.sql(
+    f"SELECT id, name FROM read_files('dbfs:{base}/csv', format => 'csv', header => true) ORDER BY id").collect()]
+try:
+    spark.sql("SELECT * FROM read_files('/Volumes/main/landing/raw/nothing.csv')").collect()
+except Exception as exc:
+    out["read_files_missing"] = str(exc).split("\n")[0]
 dbutils.fs.put(f"{base}/notes/hello.txt", "hello", True)
 out["fs"] = sorted(f.name for f in dbutils.fs.ls(base))
 out["fs_path"] = dbutils.fs.ls(f"{base}/notes")[0].path
