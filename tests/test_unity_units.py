@@ -70,6 +70,10 @@ def test_statements_answered_from_the_registry_are_recognised() -> None:
     found = classify("-- comment\nCREATE CATALOG IF NOT EXISTS `my-cat` COMMENT 'x';")
     assert found is not None and found[0] == "create_catalog" and found[1]["name"] == "`my-cat`"
     assert classify("use catalog dev")[0] == "use_catalog"  # type: ignore[index]
+    from nbflow.runtime.unity import one_name
+
+    assert one_name("`main__build`") == "main__build" and one_name("'x y'") == "x y"
+    assert one_name("`a`.b") == "`a`.b"
     assert classify("USE dev.silver")[0] == "use_schema"  # type: ignore[index]
     assert classify("SHOW VOLUMES IN main.raw LIKE 'a*'")[0] == "show_volumes"  # type: ignore[index]
     assert classify("CREATE EXTERNAL VOLUME v LOCATION '/x'")[0] == "create_volume"  # type: ignore[index]

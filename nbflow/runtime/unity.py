@@ -309,8 +309,12 @@ def schema_parts(name: str, catalog: str) -> tuple[str, str]:
 
 
 def one_name(text: str) -> str:
-    """A name given as an identifier or a string (``USE CATALOG 'x'``)."""
-    return unquote_string(text) if text[:1] in "'\"" else text
+    """A name given as an identifier or a string (``USE CATALOG 'x'``); a one-part identifier
+    loses its backticks (```my-catalog``` → ``my-catalog``), a dotted one keeps them."""
+    if text[:1] in "'\"":
+        return unquote_string(text)
+    parts = split_name(text)
+    return parts[0] if len(parts) == 1 else text
 
 
 def object_error(exc: CatalogObjectError) -> Exception:
