@@ -84,3 +84,15 @@ def test_volumes_and_dbfs_paths(project: Path) -> None:
     assert (project / ".nbflow" / "dbfs" / "tables" / "in_dbfs" / "_delta_log").is_dir()
     assert Registry(project).get("main.default.in_dbfs").location == str(  # type: ignore[union-attr]
         project / ".nbflow" / "dbfs" / "tables" / "in_dbfs")
+
+
+def test_an_engine_with_one_catalog_serves_unity_catalog_names(project: Path) -> None:
+    from nbflow import run_notebook
+
+    from .conftest import NOTEBOOKS
+
+    out = exit_json(run_notebook(NOTEBOOKS / "uc" / "one_engine_catalog.py", engine_name="spark"))
+    assert out["current"] == ["dev", "dev"]
+    assert out["catalogs"] == ["dev", "hive_metastore", "main", "system"]
+    assert out["rows"] == [4, 4, 2]
+    assert {"dev.silver.t", "main.default.u"} <= set(Registry(project).tables())

@@ -345,7 +345,12 @@ class UnityCatalog:
     def start(self) -> None:
         """On a freshly attached session: the engine's current catalog is the default one."""
         self.catalog, self.schema = DEFAULT_CATALOG, DEFAULT_SCHEMA
-        self._lakehouse._sql(f"USE CATALOG {quote(self.engine_catalog(self.catalog))}", quiet=True)
+        self._engine_catalog_switch(self.engine_catalog(self.catalog), quiet=True)
+
+    def _engine_catalog_switch(self, engine: str, quiet: bool = False) -> None:
+        # An engine with one catalog is always in it (and Apache Spark's parser has no USE CATALOG).
+        if not self._map.collapsed:
+            self._lakehouse._sql(f"USE CATALOG {quote(engine)}", quiet=quiet)
 
     # -- names ------------------------------------------------------------------------------
     def engine_catalog(self, catalog: str) -> str:
@@ -439,7 +444,7 @@ class UnityCatalog:
             raise CatalogObjectError("SCHEMA_NOT_FOUND", f"The schema `{catalog}`.`{schema}` cannot be found.")
         engine = self.engine_catalog(catalog)
         self._lakehouse._ensure_schema(full)
-        self._lakehouse._sql(f"USE CATALOG {quote(engine)}")
+        self._engine_catalog_switch(engine)
         self._lakehouse._sql(f"USE SCHEMA {quote(schema)}")
         self.catalog, self.schema = catalog, schema
 
