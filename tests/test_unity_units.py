@@ -124,7 +124,7 @@ def test_databricks_paths_land_in_the_project(tmp_path: Path) -> None:
     assert paths.local("dbfs:/a/b") == str(dbfs / "a" / "b")
     assert paths.local("/FileStore/x.csv") == str(dbfs / "FileStore" / "x.csv")
     assert paths.local("/dbfs/FileStore/x.csv") == str(dbfs / "FileStore" / "x.csv")
-    workspace = tmp_path.resolve() / ".nbflow" / "workspace"
+    workspace = tmp_path.resolve() / ".nbflow" / "workspace" / "tree"
     assert paths.local("/Workspace/Shared/c.json") == str(workspace / "Shared" / "c.json")
     inside = str(tmp_path.resolve() / "data" / "in.csv")
     assert paths.local(inside) == inside  # computed locally: left alone

@@ -3,7 +3,7 @@ and ``dbutils.fs`` get for ``dbfs:/x``, ``/Volumes/...``, ``/dbfs/...`` and ``/W
 
 - ``/Volumes/catalog/schema/volume/...`` (also ``dbfs:/Volumes/...``) is the volume's folder
   from the registry; a volume that was never created cannot be written (as on Databricks).
-- ``/Workspace/...`` is ``<project>/.nbflow/workspace/...``.
+- ``/Workspace/...`` is ``<project>/.nbflow/workspace/tree/...`` (the local workspace's files).
 - ``dbfs:/x``, ``/dbfs/x`` (the FUSE view, which Spark on Databricks does not take but notebooks
   pass anyway) and any other root-relative path are ``<dbfs root>/x``: on Databricks a path
   without a scheme is in DBFS.
@@ -28,7 +28,8 @@ class DatabricksPaths:
     def __init__(self, project: str | Path, dbfs_root: str | Path, registry: Registry) -> None:
         self.project = Path(project).resolve()
         self.dbfs = Path(dbfs_root).resolve()
-        self.workspace = self.project / ".nbflow" / "workspace"
+        # The local workspace's tree (where `nbflow serve` keeps imported notebooks and files).
+        self.workspace = self.project / ".nbflow" / "workspace" / "tree"
         self._registry = registry
 
     @property
