@@ -288,6 +288,10 @@ def kernel_main(argv: list[str]) -> None:
     """``python -m nbflow.lifecycle MODULE ARGS...``: arm this kernel's lifeline, then run MODULE.
 
     On the lifeline's end the kernel ends its tree (what the notebook started) and itself."""
+    # First: unshare(CLONE_NEWUSER) refuses a process with threads, and the lifeline's is one.
+    from . import sandbox
+
+    sandbox.enter_as_ordered()
     fd = inherited_lifeline()
     # ipykernel polls its parent and exits the moment it is gone, which would cut our clean-up
     # short; for it, parent 1 means "a parent that never goes away": no polling, and no console

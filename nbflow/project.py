@@ -21,6 +21,16 @@ def dbfs_root(project: Path) -> Path:
     return Path(os.environ.get("NBFLOW_DBFS_ROOT") or project / STATE_DIR / "dbfs").resolve()
 
 
+def volumes_root(project: Path) -> Path:
+    """What a notebook calls ``/Volumes``: the volume ``c.s.v`` is the folder ``c/s/v`` here."""
+    return (project / STATE_DIR / "volumes").resolve()
+
+
+def workspace_root(project: Path) -> Path:
+    """What a notebook calls ``/Workspace``."""
+    return (project / STATE_DIR / "workspace").resolve()
+
+
 def secrets_file(project: Path) -> Path | None:
     named = os.environ.get("NBFLOW_SECRETS_FILE")
     if named:
