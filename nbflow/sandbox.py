@@ -195,8 +195,8 @@ def _pivot_root(libc: ctypes.CDLL) -> None:
     _check(int(libc.syscall(ctypes.c_long(number), b".", b".")), "pivot_root")
 
 
-def _build(libc: ctypes.CDLL, plan: Layout) -> None:
-    """In a new mount namespace this process owns: the new root, then into it."""
+def _prepare(plan: Layout) -> None:
+    """What can be checked and made before unshare(), which cannot be undone."""
     mounts = dict(plan.mounts)
     cwd = os.getcwd()
     for point in MOUNT_POINTS:
@@ -211,6 +211,12 @@ def _build(libc: ctypes.CDLL, plan: Layout) -> None:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
             raise _Refused(f"cannot create {folder}: {exc.strerror}") from None
+
+
+def _build(libc: ctypes.CDLL, plan: Layout) -> None:
+    """In a new mount namespace this process owns: the new root, then into it."""
+    mounts = dict(plan.mounts)
+    cwd = os.getcwd()
     # Nothing mounted here may reach the machine's namespace, nor anything of the machine's reach here.
     _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE)
     root = plan.scratch
@@ -240,13 +246,16 @@ def _build(libc: ctypes.CDLL, plan: Layout) -> None:
     # Read-only: a file written at / would otherwise land in memory and vanish with the process.
     _mount(libc, None, root, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
     os.chdir(root)
-    _pivot_root(libc)
-    # pivot_root(".", ".") stacks the old root on the new one; detached, it is gone from this
-    # namespace (the binds made from it stay). pivot_root rather than chroot: a chrooted process
-    # may not create user namespaces, and the cluster gate a notebook starts needs one.
-    _check(libc.umount2(b".", _MNT_DETACH), "detaching the old root")
-    os.chdir("/")
-    os.chdir(cwd)
+    try:
+        _pivot_root(libc)
+        # pivot_root(".", ".") stacks the old root on the new one; detached, it is gone from this
+        # namespace (the binds made from it stay). pivot_root rather than chroot: a chrooted
+        # process may not create user namespaces, and the cluster gate a notebook starts needs one.
+        _check(libc.umount2(b".", _MNT_DETACH), "detaching the old root")
+    finally:
+        # Back in the same folder, inside the sandbox or (pivot_root failed) outside it.
+        os.chdir("/")
+        os.chdir(cwd)
 
 
 def same_sandbox(inside: str | None, plan: Layout) -> bool:
@@ -270,6 +279,7 @@ def enter(plan: Layout, new_user_namespace: bool = True) -> str | None:
     if not sys.platform.startswith("linux"):
         return f"mount namespaces are Linux only (this is {sys.platform})"
     try:
+        _prepare(plan)
         libc = _libc()
         if new_user_namespace:
             uid, gid = os.getuid(), os.getgid()
