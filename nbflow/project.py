@@ -27,8 +27,11 @@ def volumes_root(project: Path) -> Path:
 
 
 def workspace_root(project: Path) -> Path:
-    """What a notebook calls ``/Workspace``."""
-    return (project / STATE_DIR / "workspace").resolve()
+    """What a notebook calls ``/Workspace``: the tree of the project's local workspace (``nbflow
+    serve`` keeps its imported notebooks and files there, by workspace path, beside its own state
+    in ``.nbflow/workspace``), so a notebook sees the workspace's files at ``/Workspace/...`` as on
+    Databricks, and cannot reach the server's state through it."""
+    return (project / STATE_DIR / "workspace" / "tree").resolve()
 
 
 def secrets_file(project: Path) -> Path | None:

@@ -174,7 +174,7 @@ def test_a_sandbox_that_cannot_be_made_says_why_and_changes_nothing(tmp_path: Pa
 
 
 def test_host_and_sandbox_paths(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    volumes, workspace = project / ".nbflow" / "volumes", project / ".nbflow" / "workspace"
+    volumes, workspace = project / ".nbflow" / "volumes", project / ".nbflow" / "workspace" / "tree"
     assert volumes_root(project) == volumes and workspace_root(project) == workspace
     assert sandbox.host_path("/Volumes/main/default/v/t", project) == str(volumes / "main/default/v/t")
     assert sandbox.host_path("/Volumes", project) == str(volumes)
@@ -207,3 +207,66 @@ def test_a_run_with_the_switch_off_does_not_turn_the_sandbox_off_for_later_runs(
     monkeypatch.delenv(sandbox.SWITCH_ENV)
     assert sandbox.decide(plan) is None  # probed again: the switch was a choice, not the machine's answer
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif("not gate_available()", reason="no unprivileged user and network namespaces here: no gate")
+def test_a_gate_whose_sandbox_fails_still_guards_the_cluster_and_says_so_once(
+        project: Path, monkeypatch: pytest.MonkeyPatch, machine_untouched: None) -> None:
+    from nbflow import cluster
+
+    real = cluster._gate_command
+
+    def refused_folders(project: Path, socket_file: Path, engine_command: list[str]) -> list[str]:
+        # The volumes' folder under the machine's /Workspace: the gate's mount part refuses it.
+        command = real(project, socket_file, engine_command)
+        command[command.index("--volumes") + 1] = "/Workspace/elsewhere/volumes"
+        return command
+
+    monkeypatch.setattr(cluster, "_gate_command", refused_folders)
+    state = cluster.start(project, "sail")
+    assert state.socket is not None and state.access.startswith("gate:")
+    assert cluster.attach(state).range(3).count() == 3
+    log = Path(state.log).read_text(encoding="utf-8").splitlines()
+    warnings = [line for line in log if "warning" in line]
+    assert warnings == ["nbflow-gate: warning: no sandbox for the sail server (the folder for /Volumes "
+                        "/Workspace/elsewhere/volumes is under /Workspace, which the sandbox replaces): paths under "
+                        "/Volumes, /dbfs and /Workspace in its SQL are the machine's own"]
+
+
+def test_a_job_of_the_local_workspace_sees_its_files_at_slash_workspace(project: Path, machine_untouched: None,
+                                                                        sandboxed: None) -> None:
+    import base64
+    import time
+
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service import jobs
+    from databricks.sdk.service.workspace import ImportFormat, Language
+
+    from nbflow.remote.server import WorkspaceServer
+
+    reader = ("# Databricks notebook source\n"
+              "text = open('/Workspace/Shared/team/data.txt').read()\n"
+              "open('/Workspace/Shared/team/written.txt', 'w').write(text.upper())\n"
+              "dbutils.notebook.exit(text)\n")
+    srv = WorkspaceServer(project, "dapi-sandbox-token")
+    srv.start()
+    try:
+        w = WorkspaceClient(host=srv.url, token="dapi-sandbox-token", auth_type="pat")
+        w.workspace.mkdirs("/Shared/team")
+        w.workspace.import_("/Shared/team/data.txt", content=base64.b64encode(b"from the workspace").decode(),
+                            format=ImportFormat.RAW)
+        w.workspace.import_("/Shared/team/reader", content=base64.b64encode(reader.encode()).decode(),
+                            format=ImportFormat.SOURCE, language=Language.PYTHON)
+        run = w.jobs.submit(run_name="reads", tasks=[jobs.SubmitTask(
+            task_key="reads", notebook_task=jobs.NotebookTask(notebook_path="/Shared/team/reader"))]).response
+        deadline = time.monotonic() + 180
+        while (done := w.jobs.get_run(run.run_id)).state and done.state.life_cycle_state in (
+                jobs.RunLifeCycleState.PENDING, jobs.RunLifeCycleState.RUNNING, jobs.RunLifeCycleState.QUEUED):
+            assert time.monotonic() < deadline, "the run did not end"
+            time.sleep(0.5)
+        output = w.jobs.get_run_output((done.tasks or [])[0].run_id)
+        assert output.notebook_output is not None, output.error
+        assert output.notebook_output.result == "from the workspace"
+    finally:
+        srv.stop()
+    assert (workspace_root(project) / "Shared" / "team" / "written.txt").read_text() == "FROM THE WORKSPACE"
