@@ -22,8 +22,9 @@ Three mechanisms, each covering what the others miss:
 Processes meant to outlive the tree that started them (the project's cluster server, which a
 notebook may start) carry ``NBFLOW_OUTLIVES_RUN`` and are spared, with their descendants.
 
-The kernel's launch command is ``python -m nbflow.lifecycle ipykernel_launcher -f CONN``: it arms
-the kernel's lifeline, then runs ``ipykernel_launcher`` in the same process.
+The kernel's launch command is ``python -m nbflow.lifecycle ipykernel_launcher -f CONN``: it enters
+the project's sandbox (:mod:`nbflow.sandbox`, while the process still has one thread), arms the
+kernel's lifeline, then runs ``ipykernel_launcher`` in the same process.
 """
 
 from __future__ import annotations
