@@ -50,8 +50,10 @@ def main() -> int:
         notebook = project / "one.py"
         notebook.write_text("# Databricks notebook source\nx = 1\n")
         runs: dict[str, list[float]] = {"off": [], "on": []}
-        for _ in range(max(args.repeat // 4, 3)):
-            for case in ("off", "on"):
+        for round_number in range(max(args.repeat // 2, 4)):
+            # Each case first in every other round: a machine that speeds up or slows down
+            # during the run favours neither.
+            for case in ("off", "on") if round_number % 2 else ("on", "off"):
                 case_env = {**env, "NBFLOW_PROJECT_DIR": scratch, **({"NBFLOW_SANDBOX": "0"} if case == "off" else {})}
                 began = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "nbflow", "run", str(notebook)], capture_output=True,
