@@ -73,7 +73,9 @@ from .catalog import (
 from .cluster_gate import CANNOT_ISOLATE, INNER_PORT
 from .errors import CatalogDamaged, ClusterDied, ClusterStateDamaged, EnvironmentFailure, InputError
 from .lifecycle import OUTLIVES_ENV
+from .project import dbfs_root, volumes_root, workspace_root
 from .runtime.secrets import without_secrets
+from .sandbox import SWITCH_ENV
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -732,8 +734,13 @@ def _launch(project: Path, choice: EngineChoice, port: int | None) -> ClusterSta
 
 
 def _gate_command(project: Path, socket_file: Path, engine_command: list[str]) -> list[str]:
+    # The project's folders the gate maps on /Volumes, /dbfs and /Workspace for Sail (as kernels see them).
+    folders = ["--volumes", str(volumes_root(project)), "--dbfs", str(dbfs_root(project)),
+               "--workspace", str(workspace_root(project))]
+    if os.environ.get(SWITCH_ENV, "").strip() == "0":
+        folders = []
     return [sys.executable, "-m", _GATE_MODULE, "--cluster-dir", str(cluster_dir(project)),
-            "--socket", str(socket_file), "--", *engine_command]
+            "--socket", str(socket_file), *folders, "--", *engine_command]
 
 
 def _run_server(project: Path, template: ClusterState, command: list[str], env: dict[str, str]) -> ClusterState:

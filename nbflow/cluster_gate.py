@@ -86,6 +86,20 @@ def isolate() -> None:
         raise CannotIsolate(f"could not set up the private network namespace: {exc}") from None
 
 
+def _enter_sandbox(cluster_dir: str, volumes: str, dbfs: str, workspace: str) -> None:
+    """Sail's /Volumes, /dbfs and /Workspace are the project's folders, as in its kernels: a
+    mount namespace in the gate's own user namespace (its new root on ``cluster_dir/sandbox``).
+    Without it the gate still guards the network; the log says what Sail's paths then are."""
+    from . import sandbox
+
+    mounts = {sandbox.VOLUMES: volumes, sandbox.DBFS: dbfs, sandbox.WORKSPACE: workspace}
+    plan = sandbox.Layout(tuple(sorted(mounts.items())), os.path.join(cluster_dir, "sandbox"))
+    reason = sandbox.enter(plan, new_user_namespace=False)
+    if reason is not None:
+        _say(f"warning: no sandbox for the sail server ({reason}): paths under /Volumes, /dbfs and /Workspace "
+             "in its SQL are the machine's own")
+
+
 def _die_with_parent() -> None:
     # Runs in the Sail child before exec: if the gate is killed (even by SIGKILL), so is Sail.
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -207,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nbflow.cluster_gate")
     parser.add_argument("--cluster-dir", required=True)
     parser.add_argument("--socket", required=True)
+    # The project's folders that are /Volumes, /dbfs and /Workspace for Sail (see nbflow.sandbox).
+    parser.add_argument("--volumes")
+    parser.add_argument("--dbfs")
+    parser.add_argument("--workspace")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = [arg for arg in args.command if arg != "--"] if args.command[:1] == ["--"] else args.command
@@ -215,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CannotIsolate as exc:
         _say(f"cannot isolate: {exc}")
         return CANNOT_ISOLATE
+    if args.volumes and args.dbfs and args.workspace:
+        _enter_sandbox(args.cluster_dir, args.volumes, args.dbfs, args.workspace)
     with open(os.path.join(args.cluster_dir, "token"), encoding="ascii") as handle:
         token = handle.read().strip()
 

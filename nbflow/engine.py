@@ -38,6 +38,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from . import sandbox
 from .errors import KernelStartError
 from .kernels import KERNEL_NAME, WarmKernel, kernel_manager, kernel_python
 from .notebooks import parameters_cell_names
@@ -191,7 +192,13 @@ class NbflowNotebookClient(NotebookClient):
         # holds this run's kernel sockets and connection file: one thing to remove.
         self.warm = warm
         self._socket_dir = warm.socket_dir if warm else tempfile.mkdtemp(prefix="nbflow-kernel-")
-        km = warm.km if warm else kernel_manager(self._socket_dir)
+        # The kernel's sandbox maps the run's project and DBFS root (a dbutils.notebook.run child's
+        # are its caller's), not whatever folder this process happens to be in.
+        project = Path(context.project_dir)
+        layout = sandbox.layout(project, project / context.dbfs_root)
+        # Decided before the kernel manager starts its threads: the probe is then a fork, not an interpreter.
+        sandbox.decide(layout)
+        km = warm.km if warm else kernel_manager(self._socket_dir, layout)
         self.stream_file: IO[str] | None = kwargs.pop("stream_file", None)
         # The kernel runs in the notebook's folder, as Databricks runs a notebook in its own.
         cwd = str(Path(context.notebook_path).parent) if context.notebook_path else None

@@ -23,8 +23,9 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
-from . import lifecycle
+from . import lifecycle, sandbox
 from .errors import KernelStartError
+from .project import project_dir
 from .runtime.secrets import without_secrets
 
 KERNEL_NAME = "nbflow-python"
@@ -68,8 +69,11 @@ class TreeKernelManager(AsyncKernelManager):
     :mod:`nbflow.lifecycle`): the kernel gets a tree tag and a lifeline, and stopping it, politely
     or not, or finding it dead, ends every process the notebook started."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, sandbox_layout: sandbox.Layout | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # The project's sandbox the kernel enters first thing (see nbflow.sandbox): its
+        # /Volumes, /dbfs and /Workspace. The launching process's project unless told.
+        self.sandbox_layout = sandbox_layout
         self.tree_tag = lifecycle.new_tag("kernel")
         self._lifeline: int | None = None  # the write end; closing it ends the kernel and its tree
 
@@ -81,6 +85,7 @@ class TreeKernelManager(AsyncKernelManager):
         # environment carries no secrets: the run hands them to the runtime in memory.
         env = without_secrets(lifecycle.tagged_env(self.tree_tag, kw.get("env")))
         env[lifecycle.LIFELINE_ENV] = str(read)
+        env = sandbox.kernel_env(env, self.sandbox_layout or sandbox.layout(project_dir()))
         kw.update(env=env, pass_fds=(*kw.get("pass_fds", ()), read))
         try:
             await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -123,9 +128,11 @@ class TreeKernelManager(AsyncKernelManager):
             self._lifeline = None
 
 
-def kernel_manager(socket_dir: str) -> AsyncKernelManager:
-    """A manager whose sockets and connection file live in ``socket_dir`` (one thing to remove)."""
+def kernel_manager(socket_dir: str, sandbox_layout: sandbox.Layout | None = None) -> AsyncKernelManager:
+    """A manager whose sockets and connection file live in ``socket_dir`` (one thing to remove),
+    for a kernel in the sandbox ``sandbox_layout`` (default: the current project's)."""
     return TreeKernelManager(
+        sandbox_layout=sandbox_layout,
         kernel_name=KERNEL_NAME,
         kernel_spec_manager=KernelSpecs(),
         connection_file=os.path.join(socket_dir, "kernel.json"),
@@ -139,9 +146,9 @@ class WarmKernel:
     Its stdout and stderr go to ``log_path`` (kept by the engine only if the kernel dies).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, project: str | None = None) -> None:
         self.socket_dir = tempfile.mkdtemp(prefix="nbflow-kernel-")
-        self.km = kernel_manager(self.socket_dir)
+        self.km = kernel_manager(self.socket_dir, None if project is None else sandbox.layout(Path(project)))
         self.kc: Any = None
         self.log_path = Path(self.socket_dir) / "kernel.log"
         self._log: IO[str] | None = None

@@ -22,8 +22,9 @@ Three mechanisms, each covering what the others miss:
 Processes meant to outlive the tree that started them (the project's cluster server, which a
 notebook may start) carry ``NBFLOW_OUTLIVES_RUN`` and are spared, with their descendants.
 
-The kernel's launch command is ``python -m nbflow.lifecycle ipykernel_launcher -f CONN``: it arms
-the kernel's lifeline, then runs ``ipykernel_launcher`` in the same process.
+The kernel's launch command is ``python -m nbflow.lifecycle ipykernel_launcher -f CONN``: it enters
+the project's sandbox (:mod:`nbflow.sandbox`, while the process still has one thread), arms the
+kernel's lifeline, then runs ``ipykernel_launcher`` in the same process.
 """
 
 from __future__ import annotations
@@ -288,6 +289,10 @@ def kernel_main(argv: list[str]) -> None:
     """``python -m nbflow.lifecycle MODULE ARGS...``: arm this kernel's lifeline, then run MODULE.
 
     On the lifeline's end the kernel ends its tree (what the notebook started) and itself."""
+    # First: unshare(CLONE_NEWUSER) refuses a process with threads, and the lifeline's is one.
+    from . import sandbox
+
+    sandbox.enter_as_ordered()
     fd = inherited_lifeline()
     # ipykernel polls its parent and exits the moment it is gone, which would cut our clean-up
     # short; for it, parent 1 means "a parent that never goes away": no polling, and no console

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from . import lifecycle
+from . import lifecycle, sandbox
 
 CLOSE_GRACE_S = 10.0  # how long idle workers get to stop their kernels before they are killed
 
@@ -122,6 +122,9 @@ class WorkerPool:
 
     def __init__(self, size: int, options: dict[str, Any]) -> None:
         self.options = options
+        # Decided here, once, before any worker starts: the workers inherit the decision, and a
+        # "no sandbox" warning is said once on this process's stderr, not lost in the workers'.
+        sandbox.decide(sandbox.layout(Path(options["project"])))
         self._ready: queue.Queue[Worker] = queue.Queue()
         self._lock = threading.Lock()
         self._workers: list[Worker] = []

@@ -21,6 +21,19 @@ def dbfs_root(project: Path) -> Path:
     return Path(os.environ.get("NBFLOW_DBFS_ROOT") or project / STATE_DIR / "dbfs").resolve()
 
 
+def volumes_root(project: Path) -> Path:
+    """What a notebook calls ``/Volumes``: the volume ``c.s.v`` is the folder ``c/s/v`` here."""
+    return (project / STATE_DIR / "volumes").resolve()
+
+
+def workspace_root(project: Path) -> Path:
+    """What a notebook calls ``/Workspace``: the tree of the project's local workspace (``nbflow
+    serve`` keeps its imported notebooks and files there, by workspace path, beside its own state
+    in ``.nbflow/workspace``), so a notebook sees the workspace's files at ``/Workspace/...`` as on
+    Databricks, and cannot reach the server's state through it."""
+    return (project / STATE_DIR / "workspace" / "tree").resolve()
+
+
 def secrets_file(project: Path) -> Path | None:
     named = os.environ.get("NBFLOW_SECRETS_FILE")
     if named:

@@ -60,7 +60,7 @@ def run_notebook(
     ``kernel`` (see :mod:`nbflow.kernels`) runs the notebook instead of a new one; the caller
     stops it.
     """
-    from . import engine  # heavy (papermill); imported only when something runs
+    from . import sandbox
     from .kernels import kernel_python
 
     cluster_engine = engine_name
@@ -92,6 +92,11 @@ def run_notebook(
     if context:
         # A dbutils.notebook.run child inherits its caller's project, DBFS, secrets and job.
         ctx = dataclasses.replace(ctx, **{k: v for k, v in context.items() if k in RunContext.INHERITED})
+    # Decided before papermill is imported (its numpy starts threads): the probe is then a fork.
+    project_of_run = Path(ctx.project_dir)
+    sandbox.decide(sandbox.layout(project_of_run, project_of_run / ctx.dbfs_root))
+    from . import engine  # heavy (papermill); imported only when something runs
+
     recorded = {name: {"value": p.value, "source": p.source} for name, p in passed.items()}
     kernel_log = output.with_suffix(".kernel.log")
     if output_log is not None:

@@ -30,7 +30,7 @@ def _launch(options: dict[str, Any], live: list[WarmKernel]) -> Warming:
     """Start a kernel process; it imports while the worker does other work. The kernel is in
     ``live`` from the start: an interrupt while it starts must not leave it behind."""
     with lifecycle.deferred_interrupts():
-        kernel = WarmKernel()
+        kernel = WarmKernel(options["project"])
         live.append(kernel)
         try:
             kernel.launch(options["project"])

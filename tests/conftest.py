@@ -68,7 +68,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root.mkdir()
     monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(root))
     for name in list(os.environ):
-        if name.startswith(("NBFLOW_SECRET", "NBFLOW_DBFS_ROOT", "NBFLOW_KERNEL_PYTHON", "NBFLOW_DELTA")):
+        if name.startswith(("NBFLOW_SECRET", "NBFLOW_DBFS_ROOT", "NBFLOW_KERNEL_PYTHON", "NBFLOW_DELTA")) or (
+                name == "NBFLOW_SANDBOX"):  # a developer's NBFLOW_SANDBOX=0 would fail the sandbox's tests
             monkeypatch.delenv(name)
     yield root
     cluster.stop(root)

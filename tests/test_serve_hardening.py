@@ -264,11 +264,11 @@ def test_a_client_that_disconnects_mid_response_costs_one_log_line(served: Serve
 
 
 # -- the token stays with the server ----------------------------------------------------------------
+# The worker's environment is read from outside below: in the sandbox a kernel may not read the
+# environment of a process outside it (another user namespace), its own worker's included.
 ENV_PROBE = """# Databricks notebook source
 import json, os
-import psutil
-me = psutil.Process()
-dbutils.notebook.exit(json.dumps({"kernel": dict(os.environ), "worker": me.parent().environ()}))
+dbutils.notebook.exit(json.dumps({"kernel": dict(os.environ)}))
 """
 
 
@@ -302,9 +302,10 @@ def test_the_token_reaches_no_kernel_worker_or_state_file(project: Path, how: st
         assert done.state and done.state.result_state == jobs.RunResultState.SUCCESS, output.error
         seen = json.loads(output.notebook_output.result or "{}")  # type: ignore[union-attr]
         assert seen["kernel"]["NBFLOW_PROJECT_DIR"] == str(project)  # the probe did read the environments
-        for where in ("kernel", "worker"):
-            assert not [k for k, v in seen[where].items() if TOKEN in v], where
-        for child in psutil.Process(srv.pid).children(recursive=True):  # warm workers and kernels too
+        assert not [k for k, v in seen["kernel"].items() if TOKEN in v]
+        children = psutil.Process(srv.pid).children(recursive=True)
+        assert any("nbflow.worker" in " ".join(child.cmdline()) for child in children)  # the workers are read
+        for child in children:  # warm workers and kernels too
             with contextlib.suppress(psutil.Error):
                 assert not [k for k, v in child.environ().items() if TOKEN in v], child.cmdline()
     finally:

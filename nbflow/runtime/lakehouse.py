@@ -438,6 +438,10 @@ class Lakehouse:
         if not location:
             return None
         location = local_path(location)
+        if location.startswith(("/Volumes/", "/dbfs/", "/Workspace/")):
+            # Seen by a sandboxed engine: the registry keeps the project's folder, which every
+            # process (sandboxed or not) opens.
+            location = self.spark_path(location)
         if not location.startswith("/"):
             location = str(Path(self.state.warehouse).parent / location)
         managed = facts.get("Type", "MANAGED").upper() == "MANAGED"
