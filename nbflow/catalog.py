@@ -425,6 +425,10 @@ class Registry:
             managed = location is None
             folder = self.volumes_root.joinpath(*full.split(".")) if managed else Path(location or "")
             folder.mkdir(parents=True, exist_ok=True)
+            if not managed:
+                # An empty folder where the sandbox binds the location (nbflow.sandbox): there
+                # /Volumes is read-only but for the volumes bound onto it.
+                self.volumes_root.joinpath(*full.split(".")).mkdir(parents=True, exist_ok=True)
             entry = VolumeEntry(full, str(folder), managed, comment, _now())
             contents.volumes[full] = entry
         return entry
@@ -436,9 +440,17 @@ class Registry:
             entry = contents.volumes.pop(full, None)
             if entry is None and not if_exists:
                 raise CatalogObjectError("VOLUME_NOT_FOUND", f"Volume '{full}' does not exist.")
-        if entry is not None and entry.managed:
-            shutil.rmtree(entry.location, ignore_errors=True)
+        if entry is not None:
+            self._remove_volume_folder(entry)
         return entry
+
+    def _remove_volume_folder(self, entry: VolumeEntry) -> None:
+        """A managed volume's files go with it; an external one's stay, its mount point goes."""
+        if entry.managed:
+            shutil.rmtree(entry.location, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):  # empty unless something wrote into it without the sandbox
+                self.volumes_root.joinpath(*entry.name.split(".")).rmdir()
 
     def volume_for_path(self, path: str) -> VolumeEntry | None:
         """The volume that ``/Volumes/catalog/schema/volume/...`` is in, if it exists."""
@@ -459,9 +471,7 @@ class Registry:
     def _drop_prefix(self, contents: _Contents, prefix: str, drop_catalog: bool = False) -> list[TableEntry]:
         dropped = [contents.tables.pop(n) for n in list(contents.tables) if n.startswith(prefix + ".")]
         for name in [n for n in contents.volumes if n.startswith(prefix + ".")]:
-            volume = contents.volumes.pop(name)
-            if volume.managed:
-                shutil.rmtree(volume.location, ignore_errors=True)
+            self._remove_volume_folder(contents.volumes.pop(name))
         for name in [n for n in contents.schemas if n == prefix or n.startswith(prefix + ".")]:
             del contents.schemas[name]
         if drop_catalog:

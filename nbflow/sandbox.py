@@ -20,12 +20,14 @@ enter it; this module imports only the standard library and nbflow's own light m
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
 import os
 import platform
 import posixpath
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -49,8 +51,14 @@ _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV = 0x1, 0x2, 0x4
 _MS_REMOUNT, _MS_BIND, _MS_REC = 0x20, 0x1000, 0x4000
+_MS_NOEXEC, _MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME = 0x8, 0x400, 0x800, 0x200000
 _MS_UNBINDABLE, _MS_PRIVATE = 0x20000, 0x40000
 _MNT_DETACH = 0x2
+_CAP_SYS_ADMIN = 21
+# statvfs() flags of a mount and the mount() flags that keep them: a read-only remount of a bind
+# in a user namespace must repeat the flags the machine's mount has (the kernel locks them).
+_KEPT_FLAGS = ((os.ST_NOSUID, _MS_NOSUID), (os.ST_NODEV, _MS_NODEV), (os.ST_NOEXEC, _MS_NOEXEC),
+               (os.ST_NOATIME, _MS_NOATIME), (os.ST_NODIRATIME, _MS_NODIRATIME), (os.ST_RELATIME, _MS_RELATIME))
 # glibc has no pivot_root(); its system call number by architecture.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "loongarch64": 41,
                    "i386": 217, "i686": 217, "s390x": 217, "armv7l": 218, "armv6l": 218,
@@ -60,18 +68,23 @@ _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "arm64": 41, "riscv64": 41, "lo
 @dataclass(frozen=True)
 class Layout:
     """What a sandbox maps: each of ``MOUNT_POINTS`` to a host folder, and the (empty) host
-    folder its new root is mounted on."""
+    folder its new root is mounted on. ``volumes_read_only``: ``/Volumes`` is read-only but for
+    the volumes bound onto it (:func:`refresh_volumes`), as a kernel's is; the Sail server's is
+    not (nbflow's runtime already refuses Spark writes into a volume that does not exist)."""
 
     mounts: tuple[tuple[str, str], ...]
     scratch: str
+    volumes_read_only: bool = False
 
     def to_json(self) -> str:
-        return json.dumps({"mounts": dict(self.mounts), "scratch": self.scratch}, sort_keys=True)
+        return json.dumps({"mounts": dict(self.mounts), "scratch": self.scratch,
+                           "volumes_read_only": self.volumes_read_only}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Layout:
         data = json.loads(text)
-        return cls(tuple(sorted((str(k), str(v)) for k, v in data["mounts"].items())), str(data["scratch"]))
+        return cls(tuple(sorted((str(k), str(v)) for k, v in data["mounts"].items())), str(data["scratch"]),
+                   bool(data.get("volumes_read_only", False)))
 
 
 def layout(project: Path, dbfs: Path | None = None, scratch: Path | None = None) -> Layout:
@@ -81,7 +94,7 @@ def layout(project: Path, dbfs: Path | None = None, scratch: Path | None = None)
     mounts = {VOLUMES: volumes_root(project), DBFS: (dbfs or dbfs_root(project)).resolve(),
               WORKSPACE: workspace_root(project)}
     root = scratch or project / STATE_DIR / "sandbox"
-    return Layout(tuple(sorted((k, str(v)) for k, v in mounts.items())), str(root))
+    return Layout(tuple(sorted((k, str(v)) for k, v in mounts.items())), str(root), volumes_read_only=True)
 
 
 # -- paths ---------------------------------------------------------------------------------------
@@ -243,6 +256,12 @@ def _build(libc: ctypes.CDLL, plan: Layout) -> None:
         target = root + point
         os.mkdir(target)
         _mount(libc, folder, target, None, _MS_BIND | _MS_REC)
+        if point == VOLUMES and plan.volumes_read_only:
+            # As on Databricks, only a volume that exists takes files: the volumes are bound
+            # read-write onto this read-only folder (refresh_volumes), nothing else is writable.
+            kept = os.statvfs(target).f_flag
+            flags = sum(ms for st, ms in _KEPT_FLAGS if kept & st)
+            _mount(libc, None, target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | flags)
     # Read-only: a file written at / would otherwise land in memory and vanish with the process.
     _mount(libc, None, root, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
     os.chdir(root)
@@ -261,9 +280,23 @@ def _build(libc: ctypes.CDLL, plan: Layout) -> None:
 def same_sandbox(inside: str | None, plan: Layout) -> bool:
     """Whether the sandbox described by ``inside`` (``NBFLOW_SANDBOXED``) maps as ``plan`` does."""
     try:
-        return bool(inside) and Layout.from_json(inside or "").mounts == plan.mounts
+        there = Layout.from_json(inside or "")
+        return bool(inside) and (there.mounts, there.volumes_read_only) == (plan.mounts, plan.volumes_read_only)
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
+
+
+def _may_mount() -> bool:
+    """Whether this process holds CAP_SYS_ADMIN (in its user namespace): a kernel does, a
+    process a non-root kernel started (execve drops a non-root user's capabilities) does not."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def enter(plan: Layout, new_user_namespace: bool = True) -> str | None:
@@ -273,8 +306,10 @@ def enter(plan: Layout, new_user_namespace: bool = True) -> str | None:
     The process must have a single thread (the kernel refuses unshare otherwise).
     ``new_user_namespace=False``: the process already owns a user namespace of its own (the
     cluster gate), and only a mount namespace is made. A process already inside a sandbox of the
-    same layout stays in it; one of another layout gets a new one, nested."""
-    if same_sandbox(os.environ.get(INSIDE_ENV), plan):
+    same layout stays in it (a kernel there must be able to bind volumes: one that cannot, started
+    by a non-root kernel, gets a sandbox of its own, nested); one of another layout gets a new one,
+    nested."""
+    if same_sandbox(os.environ.get(INSIDE_ENV), plan) and not (plan.volumes_read_only and not _may_mount()):
         return None
     if not sys.platform.startswith("linux"):
         return f"mount namespaces are Linux only (this is {sys.platform})"
@@ -295,6 +330,86 @@ def enter(plan: Layout, new_user_namespace: bool = True) -> str | None:
     os.environ[INSIDE_ENV] = plan.to_json()
     os.environ[STATE_ENV] = "on"
     return None
+
+
+# -- volumes created and dropped while the kernel runs ---------------------------------------
+def inside() -> bool:
+    """Whether this process is in a sandbox (it, or the process that started it, entered one)."""
+    return bool(os.environ.get(INSIDE_ENV))
+
+
+def _volume_mounts() -> dict[str, int]:
+    """The mount points ``/Volumes/c/s/v`` in this process's namespace, with how many mounts are
+    stacked on each."""
+    found: dict[str, int] = {}
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as handle:
+        for line in handle:
+            fields = line.split(" ", 5)
+            if len(fields) < 5 or not fields[4].startswith(VOLUMES + "/"):
+                continue
+            # mountinfo escapes space, tab, newline and backslash as octal.
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])
+            if point.count("/") == 4:
+                found[point] = found.get(point, 0) + 1
+    return found
+
+
+def _same_folder(one: str, other: str) -> bool:
+    try:
+        a, b = os.stat(one), os.stat(other)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def refresh_volumes(volumes_folder: str | Path, volumes: Mapping[str, str]) -> list[str]:
+    """Make this sandbox's read-only ``/Volumes`` follow the registry: each volume of ``volumes``
+    (``catalog.schema.volume`` → its folder) not yet bound onto ``/Volumes/catalog/schema/volume``
+    is bound there read-write, and the binds of volumes no longer in it are undone. Only a process
+    that entered the sandbox of the project whose volumes are ``volumes_folder`` does anything
+    (elsewhere, and without the sandbox, it returns at once); what its children start sees the
+    binds too (one mount namespace). Returns what could not be done, one line each."""
+    inside = os.environ.get(INSIDE_ENV)
+    if not inside or not sys.platform.startswith("linux"):
+        return []
+    plan = Layout.from_json(inside)
+    host = dict(plan.mounts).get(VOLUMES)
+    if not plan.volumes_read_only or host != str(volumes_folder):
+        return []
+    wanted: dict[str, str] = {}
+    for name, location in volumes.items():
+        parts = name.split(".")
+        if len(parts) == 3 and all(p and p not in (".", "..") and "/" not in p and "\0" not in p for p in parts):
+            wanted[posixpath.join(VOLUMES, *parts)] = location
+    bound = _volume_mounts()
+    libc = _libc()
+    problems: list[str] = []
+    kept: set[str] = set()
+    for point, count in sorted(bound.items()):
+        if point in wanted and _same_folder(point, wanted[point]):
+            kept.add(point)  # bound, to the volume's folder
+            continue
+        for _ in range(count):  # dropped (or re-created elsewhere): every mount stacked there
+            if libc.umount2(os.fsencode(point), _MNT_DETACH) != 0:
+                break
+        if point not in wanted:
+            # A volume this kernel dropped: its folder (managed) or its empty mount point
+            # (external) could not go while bound here.
+            with contextlib.suppress(OSError):
+                os.rmdir(host + point[len(VOLUMES):])
+    for point, location in sorted(wanted.items()):
+        if point in kept:
+            continue
+        try:
+            # The mount point: the volume's own folder (managed), else an empty one the registry
+            # made (external; made here for a registry written before nbflow did).
+            os.makedirs(host + point[len(VOLUMES):], exist_ok=True)
+            _mount(libc, location, point, None, _MS_BIND | _MS_REC)
+        except (OSError, _Refused) as exc:
+            name = ".".join(point.split("/")[2:])
+            problems.append(f"the volume {name} ({location}) is not writable at {point}: "
+                            f"{exc.args[0] if isinstance(exc, _Refused) else exc}")
+    return problems
 
 
 # -- deciding, in the process that starts kernels ------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from nbflow import sandbox
+from nbflow.catalog import Registry
 from nbflow.project import dbfs_root, volumes_root, workspace_root
 
 from .conftest import cli, gate_available  # noqa: F401 - the skipif condition below names it
@@ -88,6 +89,7 @@ def test_python_sh_and_children_write_inside_the_project(project: Path, tmp_path
         child = json.loads(dbutils.notebook.run('./child', 60))
         dbutils.notebook.exit(json.dumps({"child": child, "csv_rows": len(pd.read_csv('/Workspace/Shared/frame.csv'))}))
         """)
+    Registry(project).create_volume("main.default.v")  # before the kernels start
     out = _exit_value(cli("run", str(notebook), "--json"))
     assert out == {"child": {"read": "written by open()", "inside": True}, "csv_rows": 3}
     volume = volumes_root(project) / "main" / "default" / "v"
@@ -115,7 +117,7 @@ def test_the_sail_server_sees_the_files_python_wrote(project: Path, tmp_path: Pa
         import json, os
         os.makedirs('/dbfs/tmp', exist_ok=True)
         open('/dbfs/tmp/x.txt', 'w').write('one\\ntwo\\n')
-        os.makedirs('/Volumes/main/default/v', exist_ok=True)
+        spark.sql('CREATE VOLUME IF NOT EXISTS main.default.v')
         open('/Volumes/main/default/v/c.csv', 'w').write('a,b\\n1,2\\n3,4\\n5,6\\n')
         os.makedirs('/Workspace/Shared', exist_ok=True)
         open('/Workspace/Shared/w.txt', 'w').write('w\\n')
@@ -129,6 +131,106 @@ def test_the_sail_server_sees_the_files_python_wrote(project: Path, tmp_path: Pa
     assert _exit_value(cli("run", str(notebook), "--json")) == [2, 4, 1]
     written = workspace_root(project) / "Shared" / "written_by_spark"
     assert any(p.suffix == ".parquet" for p in written.iterdir()), list(written.iterdir())
+
+
+def test_only_volumes_that_exist_take_python_and_sh_writes(project: Path, tmp_path: Path, machine_untouched: None,
+                                                           sandboxed: None) -> None:
+    # The child creates a volume while the parent kernel runs; the parent also has another
+    # process (no kernel, no refresh of its own) create one and drop one through the registry.
+    _notebook(tmp_path, "child.py", """
+        spark.sql('CREATE VOLUME main.default.from_child')
+        open('/Volumes/main/default/from_child/c.txt', 'w').write('child')
+        dbutils.notebook.exit('ok')
+        """)
+    notebook = _notebook(tmp_path, "volumes.py", """
+        import errno, json, os, subprocess, sys
+        import pandas as pd
+        from nbflow import sandbox
+        out = {"may_mount": sandbox._may_mount()}  # the kernel did not exec since it unshared
+        def refused(path):
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                open(path, 'w').write('x')
+            except OSError as exc:
+                return errno.errorcode[exc.errno]
+            return 'written'
+        out["before"] = refused('/Volumes/main/default/v/x.txt')
+        spark.sql('CREATE VOLUME main.default.v')
+        open('/Volumes/main/default/v/open.txt', 'w').write('open')
+        pd.DataFrame({'x': [1, 2]}).to_csv('/Volumes/main/default/v/frame.csv', index=False)
+        out["never_created"] = refused('/Volumes/main/default/never_created/x.txt')
+        out["beside_volumes"] = refused('/Volumes/main/default/stray.txt')
+        # NEXT
+        # MAGIC %sh
+        # MAGIC echo shell > /Volumes/main/default/v/sh.txt
+        # MAGIC mkdir -p /Volumes/main/default/never_created 2>/dev/null; echo $? > /Volumes/main/default/v/rc_mkdir.txt
+        # MAGIC (echo shell > /Volumes/main/default/never_created.txt) 2>/dev/null; echo $? > /Volumes/main/default/v/rc.txt
+        # NEXT
+        out["child"] = dbutils.notebook.run('./child', 60)
+        project = os.environ['NBFLOW_PROJECT_DIR']
+        subprocess.run([sys.executable, '-c', 'import sys; from nbflow.catalog import Registry; '
+                        'r = Registry(sys.argv[1]); r.create_volume("main.default.other"); '
+                        'r.create_volume("main.default.gone"); r.drop_volume("main.default.gone")', project], check=True)
+        # NEXT
+        out["other"] = refused('/Volumes/main/default/other/o.txt')
+        out["from_child"] = refused('/Volumes/main/default/from_child/p.txt')
+        out["gone"] = refused('/Volumes/main/default/gone/g.txt')
+        subprocess.run([sys.executable, '-c', 'import sys; from nbflow.catalog import Registry; '
+                        'Registry(sys.argv[1]).drop_volume("main.default.other")', project], check=True)
+        spark.sql('DROP VOLUME main.default.from_child')
+        out["dropped_here"] = refused('/Volumes/main/default/from_child/q.txt')
+        # NEXT
+        out["dropped_elsewhere"] = refused('/Volumes/main/default/other/o2.txt')
+        dbutils.notebook.exit(json.dumps(out))
+        """)
+    out = _exit_value(cli("run", str(notebook), "--json", timeout=300))
+    assert out == {"may_mount": True, "before": "EROFS", "never_created": "EROFS", "beside_volumes": "EROFS",
+                   "child": "ok", "other": "written", "from_child": "written", "gone": "EROFS",
+                   "dropped_here": "EROFS", "dropped_elsewhere": "EROFS"}
+    volumes = volumes_root(project) / "main" / "default"
+    assert (volumes / "v" / "open.txt").read_text() == "open"
+    assert (volumes / "v" / "frame.csv").read_text().splitlines() == ["x", "1", "2"]
+    assert (volumes / "v" / "sh.txt").read_text() == "shell\n"
+    assert int((volumes / "v" / "rc_mkdir.txt").read_text()) != 0
+    assert int((volumes / "v" / "rc.txt").read_text()) != 0
+    # Nothing but the one volume left (the dropped ones' folders went, the refused writes made none).
+    assert sorted(p.name for p in volumes.iterdir()) == ["v"]
+    assert set(Registry(project).volumes()) == {"main.default.v"}
+
+
+def test_a_kernel_that_cannot_bind_volumes_gets_a_sandbox_of_its_own(tmp_path: Path, sandboxed: None) -> None:
+    # A non-root kernel's children lose their capabilities at exec; a kernel among them (started
+    # by dbutils.notebook.run) must still make the volumes created meanwhile writable. Dropping
+    # CAP_SYS_ADMIN with setpriv stands for the non-root user (as root the capabilities stay).
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    script = textwrap.dedent("""
+        import subprocess, sys
+        from pathlib import Path
+        from nbflow import sandbox
+        from nbflow.catalog import Registry
+        project = Path(sys.argv[1])
+        registry = Registry(project)
+        if sys.argv[2] == "parent":
+            assert sandbox.enter(sandbox.layout(project)) is None
+            sys.exit(subprocess.run(["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin",
+                                     sys.executable, __file__, sys.argv[1], "child"]).returncode)
+        assert not sandbox._may_mount()
+        assert sandbox.enter(sandbox.layout(project)) is None
+        registry.create_volume("main.default.n")
+        problems = sandbox.refresh_volumes(registry.volumes_root, {n: v.location for n, v in registry.volumes().items()})
+        assert problems == [], problems
+        open("/Volumes/main/default/n/x.txt", "w").write("from the child")
+        """)
+    (tmp_path / "nest.py").write_text(script, encoding="utf-8")
+    project = tmp_path / "nested"
+    project.mkdir()
+    done = subprocess.run([sys.executable, str(tmp_path / "nest.py"), str(project), "parent"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (volumes_root(project) / "main" / "default" / "n" / "x.txt").read_text() == "from the child"
 
 
 def test_without_the_sandbox_one_warning_line_for_the_run_and_its_children(project: Path, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import sandbox
 from ..catalog import DEFAULT_CATALOG, Registry, TableEntry, normalize, qualify, split_name
 from ..errors import CatalogObjectError, ClusterDied, NotebookRuntimeError
 from .read_files import replace_read_files
@@ -81,6 +82,7 @@ class Lakehouse:
         self._lock = threading.RLock()
         self._registry = Registry(session.context.project_dir)
         self._generation = -1
+        self._volumes_generation = -1  # the registry's generation /Volumes last followed
         self._known: dict[str, TableEntry] = {}  # tables this session has, by catalog.schema.table
         self._created: set[str] = set()  # ... of which this session created these
         self._schemas: set[str] = set()  # registered schemas (catalog.schema) this session has
@@ -272,6 +274,7 @@ class Lakehouse:
         """Follow what other notebooks changed since the last look: a table this session has that
         was dropped or re-created elsewhere is let go. Tables are attached when a statement or
         call names them (:meth:`need`), so a session pays only for the tables it uses."""
+        self.follow_volumes()
         if self._spark is None or (not force and self._registry.generation() == self._generation):
             return
         with self._lock:
@@ -288,6 +291,16 @@ class Lakehouse:
                     self._sql(f"DROP TABLE IF EXISTS {self.engine_key(name)}", quiet=True)
                     del self._known[name]
             self._schemas &= set(self._registry.schemas())
+
+    def follow_volumes(self) -> None:
+        """In the sandbox, the volumes created (here or by any process) since the last look
+        become writable at /Volumes, and those dropped stop being so (:func:`sandbox.refresh_volumes`)."""
+        if not sandbox.inside() or self._registry.generation() == self._volumes_generation:
+            return
+        self._volumes_generation = self._registry.generation()
+        volumes = {name: entry.location for name, entry in self._registry.volumes().items()}
+        for problem in sandbox.refresh_volumes(self._registry.volumes_root, volumes):
+            print(f"nbflow: warning: {problem}", file=sys.stderr, flush=True)
 
     def need(self, keys: Iterable[str], schemas: Iterable[str] = ()) -> None:
         """Attach the registered tables ``keys`` (registry names) and make sure the registered

@@ -427,6 +427,7 @@ class UnityCatalog:
         catalog = canonical_catalog(one_name(match["name"]))
         dropped = self._registry.drop_catalog(catalog, bool(match["ie"]), (match["mode"] or "").upper() == "CASCADE")
         self._dropped(dropped)
+        self._lakehouse.follow_volumes()  # its volumes went with it
         if self.catalog == catalog:
             self._use(DEFAULT_CATALOG, DEFAULT_SCHEMA)
         return self._empty()
@@ -476,6 +477,7 @@ class UnityCatalog:
         dropped = self._registry.drop_schema(f"{catalog}.{schema}", bool(match["ie"]),
                                              (match["mode"] or "").upper() == "CASCADE")
         self._dropped(dropped)
+        self._lakehouse.follow_volumes()  # its volumes went with it
         if schema != DEFAULT_SCHEMA:
             self._lakehouse._sql(f"DROP SCHEMA IF EXISTS {quote(self.engine_catalog(catalog))}.{quote(schema)} CASCADE",
                                  quiet=True)
@@ -502,10 +504,12 @@ class UnityCatalog:
             location = self._lakehouse.local_location(location)
         self._registry.create_volume(name, location, clause(match["rest"], "COMMENT") or "", bool(match["ine"]),
                                      self.catalog, self.schema)
+        self._lakehouse.follow_volumes()  # writable at /Volumes from the next statement on
         return self._empty()
 
     def _drop_volume(self, match: re.Match[str]) -> Any:
         self._registry.drop_volume(one_name(match["name"]), bool(match["ie"]), self.catalog, self.schema)
+        self._lakehouse.follow_volumes()
         return self._empty()
 
     def _show_volumes(self, match: re.Match[str]) -> Any:
