@@ -164,13 +164,14 @@ def test_only_volumes_that_exist_take_python_and_sh_writes(project: Path, tmp_pa
         # MAGIC %sh
         # MAGIC echo shell > /Volumes/main/default/v/sh.txt
         # MAGIC mkdir -p /Volumes/main/default/never_created 2>/dev/null; echo $? > /Volumes/main/default/v/rc_mkdir.txt
-        # MAGIC (echo shell > /Volumes/main/default/never_created.txt) 2>/dev/null; echo $? > /Volumes/main/default/v/rc.txt
+        # MAGIC (echo shell > /Volumes/main/default/never.txt) 2>/dev/null; echo $? > /Volumes/main/default/v/rc.txt
         # NEXT
         out["child"] = dbutils.notebook.run('./child', 60)
         project = os.environ['NBFLOW_PROJECT_DIR']
         subprocess.run([sys.executable, '-c', 'import sys; from nbflow.catalog import Registry; '
                         'r = Registry(sys.argv[1]); r.create_volume("main.default.other"); '
-                        'r.create_volume("main.default.gone"); r.drop_volume("main.default.gone")', project], check=True)
+                        'r.create_volume("main.default.gone"); r.drop_volume("main.default.gone")', project],
+                       check=True)
         # NEXT
         out["other"] = refused('/Volumes/main/default/other/o.txt')
         out["from_child"] = refused('/Volumes/main/default/from_child/p.txt')
@@ -220,7 +221,8 @@ def test_a_kernel_that_cannot_bind_volumes_gets_a_sandbox_of_its_own(tmp_path: P
         assert not sandbox._may_mount()
         assert sandbox.enter(sandbox.layout(project)) is None
         registry.create_volume("main.default.n")
-        problems = sandbox.refresh_volumes(registry.volumes_root, {n: v.location for n, v in registry.volumes().items()})
+        volumes = {n: v.location for n, v in registry.volumes().items()}
+        problems = sandbox.refresh_volumes(registry.volumes_root, volumes)
         assert problems == [], problems
         open("/Volumes/main/default/n/x.txt", "w").write("from the child")
         """)
