@@ -158,6 +158,9 @@ def test_only_volumes_that_exist_take_python_and_sh_writes(project: Path, tmp_pa
         spark.sql('CREATE VOLUME main.default.v')
         open('/Volumes/main/default/v/open.txt', 'w').write('open')
         pd.DataFrame({'x': [1, 2]}).to_csv('/Volumes/main/default/v/frame.csv', index=False)
+        external = os.path.join(os.environ['NBFLOW_PROJECT_DIR'], 'external_data')
+        spark.sql(f"CREATE EXTERNAL VOLUME main.default.ext LOCATION 'file:{external}'")
+        open('/Volumes/main/default/ext/e.txt', 'w').write('external')
         out["never_created"] = refused('/Volumes/main/default/never_created/x.txt')
         out["beside_volumes"] = refused('/Volumes/main/default/stray.txt')
         # NEXT
@@ -194,9 +197,14 @@ def test_only_volumes_that_exist_take_python_and_sh_writes(project: Path, tmp_pa
     assert (volumes / "v" / "sh.txt").read_text() == "shell\n"
     assert int((volumes / "v" / "rc_mkdir.txt").read_text()) != 0
     assert int((volumes / "v" / "rc.txt").read_text()) != 0
-    # Nothing but the one volume left (the dropped ones' folders went, the refused writes made none).
-    assert sorted(p.name for p in volumes.iterdir()) == ["v"]
-    assert set(Registry(project).volumes()) == {"main.default.v"}
+    assert (project / "external_data" / "e.txt").read_text() == "external"
+    assert list((volumes / "ext").iterdir()) == []  # the external volume's mount point, empty
+    # Nothing but the volumes left (the dropped ones' folders went, the refused writes made none).
+    assert sorted(p.name for p in volumes.iterdir()) == ["ext", "v"]
+    assert set(Registry(project).volumes()) == {"main.default.v", "main.default.ext"}
+    Registry(project).drop_volume("main.default.ext")
+    assert sorted(p.name for p in volumes.iterdir()) == ["v"]  # its mount point goes, its files stay
+    assert (project / "external_data" / "e.txt").read_text() == "external"
 
 
 def test_a_kernel_that_cannot_bind_volumes_gets_a_sandbox_of_its_own(tmp_path: Path, sandboxed: None) -> None:
