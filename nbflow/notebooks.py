@@ -260,6 +260,8 @@ def adapt_databricks_ipynb(nb: NotebookNode, name: str = "<notebook>") -> None:
     for cell in nb.cells:
         if cell.cell_type != "code" or not isinstance(cell.source, str) or not cell.source.strip():
             continue
+        if {"injected-parameters", WIDGETS_TAG} & set(cell.metadata.get("tags", [])):
+            continue  # Python that papermill or nbflow wrote, whatever the notebook's language
         cell_meta = cell.metadata.get(DATABRICKS_CELL)
         language = str((cell_meta or {}).get("language") or default).lower() if isinstance(cell_meta, dict) \
             else default
