@@ -21,7 +21,7 @@ import re
 import uuid
 import warnings
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import nbformat
 from nbformat import NotebookNode
@@ -284,7 +284,8 @@ def _widget_declaration(entry: object) -> str | None:
     info = entry.get("widgetInfo") if isinstance(entry.get("widgetInfo"), dict) else entry.get("typedWidgetInfo")
     if not isinstance(info, dict) or not isinstance(info.get("name"), str):
         return None
-    options = info.get("options") if isinstance(info.get("options"), dict) else {}
+    found = info.get("options")
+    options: dict[str, Any] = found if isinstance(found, dict) else {}
     kind = str(info.get("widgetType") or options.get("widgetType") or options.get("widgetDisplayType") or "text")
     kind = kind.lower() if kind.lower() in ("text", "dropdown", "combobox", "multiselect") else "text"
     default = info.get("defaultValue")

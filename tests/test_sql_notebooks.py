@@ -54,13 +54,13 @@ declare or replace variable catalog_nm string = 'demo';
 
 -- COMMAND ----------
 
--- MAGIC %md 
+-- MAGIC %md<SP>
 -- MAGIC ## Querying CSV
 
 -- COMMAND ----------
 
 
-"""
+""".replace("<SP>", " ")
 
 
 def test_sql_source_cells_as_databricks_exports_them() -> None:
@@ -68,7 +68,8 @@ def test_sql_source_cells_as_databricks_exports_them() -> None:
     assert [(c.cell_type, c.source) for c in nb.cells] == [
         ("markdown", "<div>Bookstore</div>"),
         ("code", "%run ../Includes/Copy-Datasets"),
-        ("code", "%sql\n/*\nManually update the following\n*/\ndeclare or replace variable catalog_nm string = 'demo';"),
+        ("code", "%sql\n/*\nManually update the following\n*/\n"
+                 "declare or replace variable catalog_nm string = 'demo';"),
         ("code", '%python # Arbitrary comment after magic command\nfiles = dbutils.fs.ls("/")'),
         ("code", "%sql\n--SELECT * FROM books_csv"),
         ("markdown", "## Querying CSV"),
@@ -224,3 +225,13 @@ def test_papermill_runs_a_sql_source_notebook(tmp_path: Path) -> None:
     payload = nbformat.read(out, as_version=4).metadata["nbflow"]
     assert payload["status"] == "SUCCESS"
     assert json.loads(payload["exit_value"])[0]["total"] == 20
+
+
+def test_declare_variable_on_sail_fails_in_one_line_naming_what_works() -> None:
+    # Sail (the default engine) has no SQL session variables; the JVM engine parses them itself.
+    result = run_notebook(SQLNB / "declare.sql")
+    assert result.status == "FAILED"
+    assert result.error is not None
+    assert result.error.evalue.startswith("DECLARE: the engine has no SQL session variables")
+    assert "SET name = value with ${name}" in result.error.evalue
+    assert "\n" not in result.error.evalue

@@ -199,6 +199,7 @@ _REMOVE_WIDGET = re.compile(rf"REMOVE\s+WIDGET\s+(?P<name>{_NAME})", re.IGNORECA
 _SET_VARIABLE = re.compile(
     r"SET\s+(?P<ns>hivevar:|hiveconf:)?(?P<key>(?!spark\.)(?!VAR(?:IABLE)?\s)[A-Za-z_][\w.]*)\s*"
     r"(?:=\s*(?P<value>.*))?", re.IGNORECASE | re.DOTALL)
+_SESSION_VARIABLES = re.compile(r"(?:DECLARE|SET\s+VAR(?:IABLE)?|EXECUTE\s+IMMEDIATE)\b", re.IGNORECASE)
 _CHOICE_LIST = re.compile(rf"\(\s*(?:{_LITERAL}|[^,()'\"]+)(?:\s*,\s*(?:{_LITERAL}|[^,()'\"]+))*\s*\)", re.DOTALL)
 _CHOICE = re.compile(rf"{_LITERAL}|[^,()'\"\s]+")
 
@@ -236,6 +237,19 @@ class SqlCell:
         if set_match is not None:
             return self._set(set_match)
         statement = replace_get_argument(statement, self.widgets)
+        try:
+            return self._engine(statement)
+        except Exception as exc:
+            kind = _SESSION_VARIABLES.match(statement)
+            if kind is None or "PARSE_SYNTAX_ERROR" not in str(exc):
+                raise
+            word = " ".join(kind[0].split()).upper()
+            raise NotebookRuntimeError(
+                f"{word}: the engine has no SQL session variables (Sail does not parse DECLARE VARIABLE, "
+                "SET VAR or EXECUTE IMMEDIATE); use SET name = value with ${name}, or a widget with :name"
+            ) from None
+
+    def _engine(self, statement: str) -> Any:
         spark = self.session.lakehouse.spark()
         markers = parameter_markers(statement)
         if not markers:
