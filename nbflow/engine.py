@@ -454,6 +454,11 @@ class NbflowEngine:
     ) -> NotebookNode:
         """papermill's engine entry: wrap the notebook in its execution manager, then run it."""
         context = kwargs.get("nbflow_context")
+        if context is None:
+            # Plain papermill read the .ipynb itself: honour a Databricks export's metadata here.
+            from .notebooks import adapt_databricks_ipynb
+
+            adapt_databricks_ipynb(nb, str(kwargs.get("input_path") or "<notebook>"))
         meta = nb.metadata.get("papermill", {})
         if context is not None and not isinstance(meta.get("input_path"), (str, type(None))):
             # papermill records its input as given; ours is a parsed notebook, not a path.

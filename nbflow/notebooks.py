@@ -1,14 +1,18 @@
 """Reading notebooks: Jupyter ``.ipynb`` files and Databricks source files, into nbformat.
 
 A Databricks source notebook is a ``.py`` file whose first line is exactly
-``# Databricks notebook source``; cells are separated by ``# COMMAND ----------`` lines, cells
-in another language carry ``# MAGIC `` on every line (the first one naming the magic, e.g.
-``# MAGIC %md``), and ``# DBTITLE 0,Title`` lines give a cell its title.
+``# Databricks notebook source`` (``-- Databricks notebook source`` in a ``.sql`` file, the
+same with ``//`` in ``.scala`` and ``#`` in ``.r``); cells are separated by
+``# COMMAND ----------`` lines, cells in another language carry ``# MAGIC `` on every line (the
+first one naming the magic, e.g. ``# MAGIC %md``), and ``# DBTITLE 0,Title`` lines give a cell
+its title. In a SQL notebook each of those lines starts with ``--`` instead of ``#``.
 
 Magic cells are kept in Databricks' own syntax (``%sql`` on the first line, then the body) so
 the same cell text runs whether it came from a source file or from an ``.ipynb`` exported by
 Databricks: the kernel runtime (:mod:`nbflow.runtime.magics`) turns that syntax into IPython
-magics. Only ``%md`` cells become markdown cells, because they are not code.
+magics. Only ``%md`` cells become markdown cells, because they are not code. The kernel runs
+Python, so a SQL notebook's own cells become ``%sql`` cells; Scala and R notebooks are refused
+before any kernel starts.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import re
 import uuid
 import warnings
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import nbformat
 from nbformat import NotebookNode
@@ -28,19 +32,36 @@ SOURCE_HEADER = "# Databricks notebook source"
 CELL_SEPARATOR = "# COMMAND ----------"
 MAGIC_PREFIX = "# MAGIC"
 TITLE_PREFIX = "# DBTITLE"
-NOTEBOOK_SUFFIXES = (".ipynb", ".py")
+# A workspace path has no extension: ``./child`` is the first of these that exists.
+NOTEBOOK_SUFFIXES = (".ipynb", ".py", ".sql", ".scala", ".r", ".R")
+# The comment a source notebook's marker lines start with, by file extension.
+SOURCE_COMMENTS = {".py": "#", ".sql": "--", ".scala": "//", ".r": "#"}
+LANGUAGE_NAMES = {".py": "python", ".sql": "sql", ".scala": "scala", ".r": "r"}
+# Languages nbflow's Python kernel cannot run; a notebook in one of them is refused up front.
+FOREIGN_LANGUAGES = {"scala": "Scala", "r": "R"}
+DATABRICKS_NOTEBOOK = "application/vnd.databricks.v1+notebook"
+DATABRICKS_CELL = "application/vnd.databricks.v1+cell"
+WIDGETS_TAG = "nbflow-widgets"  # the cell that declares an .ipynb export's saved widgets
 
 # What marks a notebook that uses Spark: its warm kernel gets a session attached ahead of time.
 SPARK_HINT = re.compile(r"\bspark\b|^\s*%sql\b|\bDeltaTable\b|\b_sqldf\b", re.MULTILINE)
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
+def source_header(suffix: str) -> str | None:
+    """The first line of a Databricks source notebook with this file extension, if it can be one."""
+    comment = SOURCE_COMMENTS.get(suffix.lower())
+    return None if comment is None else f"{comment} Databricks notebook source"
+
+
 def is_source_notebook(path: Path) -> bool:
-    """True when ``path`` is a ``.py`` file starting with the Databricks source header."""
-    if path.suffix.lower() != ".py" or not path.is_file():
+    """True when ``path`` is a ``.py``, ``.sql``, ``.scala`` or ``.r`` file starting with the
+    Databricks source header of its language."""
+    header = source_header(path.suffix)
+    if header is None or not path.is_file():
         return False
     with path.open("r", encoding="utf-8", errors="replace") as f:
-        return f.readline().rstrip("\r\n").rstrip() == SOURCE_HEADER
+        return f.readline().lstrip("\ufeff").rstrip("\r\n").rstrip() == header
 
 
 def resolve_notebook(reference: str | Path, base_dir: Path | None = None) -> Path:
@@ -72,14 +93,18 @@ def read_notebook(path: str | Path) -> NotebookNode:
     if path.is_dir():
         raise NotebookFormatError(f"{path}: is a directory, not a notebook")
     suffix = path.suffix.lower()
+    header = source_header(suffix)
     if suffix == ".ipynb":
         nb = _read_ipynb(path)
-    elif suffix == ".py":
+        adapt_databricks_ipynb(nb, str(path))
+    elif header is not None:
         if not is_source_notebook(path):
+            kind = {".py": "Python scripts", ".sql": "SQL scripts", ".scala": "Scala files", ".r": "R scripts"}[suffix]
             raise NotebookFormatError(
-                f"{path}: a .py notebook must start with the line '{SOURCE_HEADER}' "
-                "(a Databricks source notebook); plain Python scripts are not notebooks"
+                f"{path}: a {suffix} notebook must start with the line '{header}' "
+                f"(a Databricks source notebook); plain {kind} are not notebooks"
             )
+        _refuse_language(LANGUAGE_NAMES[suffix], path)
         raw = path.read_bytes()
         try:
             text = raw.decode("utf-8")
@@ -88,10 +113,10 @@ def read_notebook(path: str | Path) -> NotebookNode:
                 f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}): "
                 "a Databricks source notebook is UTF-8"
             ) from None
-        nb = parse_source(text, str(path))
+        nb = parse_source(text, str(path), LANGUAGE_NAMES[suffix])
     else:
         raise NotebookFormatError(
-            f"{path}: not a notebook (expected .ipynb or a Databricks source .py file)"
+            f"{path}: not a notebook (expected .ipynb or a Databricks source .py or .sql file)"
         )
     nb.metadata.setdefault("kernelspec", dict(KERNELSPEC))
     nb.metadata.setdefault("language_info", {"name": "python"})
@@ -123,44 +148,69 @@ def _add_cell_ids(nb: NotebookNode) -> None:
             cell["id"] = uuid.uuid4().hex[:8]
 
 
-def parse_source(text: str, name: str = "<source>") -> NotebookNode:
-    """Parse the text of a Databricks source notebook (``.py``) into a notebook."""
-    lines = text.splitlines()
-    if not lines or lines[0].rstrip() != SOURCE_HEADER:
-        raise NotebookFormatError(f"{name}: first line must be '{SOURCE_HEADER}'")
+def parse_source(text: str, name: str = "<source>", language: str = "python") -> NotebookNode:
+    """Parse the text of a Databricks source notebook (``.py``, or ``.sql`` with
+    ``language="sql"``) into a notebook. A SQL notebook's own cells become ``%sql`` cells."""
+    comment = "--" if language == "sql" else "//" if language == "scala" else "#"
+    header = f"{comment} Databricks notebook source"
+    lines = text.lstrip("\ufeff").splitlines()
+    if not lines or lines[0].rstrip() != header:
+        raise NotebookFormatError(f"{name}: first line must be '{header}'")
+    separator, magic, title = f"{comment} COMMAND ----------", f"{comment} MAGIC", f"{comment} DBTITLE"
     nb: NotebookNode = nbformat.v4.new_notebook()
     chunks: list[list[str]] = [[]]
     for line in lines[1:]:
-        if line.strip().startswith(CELL_SEPARATOR):
+        if line.strip().startswith(separator):
             chunks.append([])
         else:
             chunks[-1].append(line)
     for number, chunk in enumerate(chunks, start=1):
-        cell = _source_cell(chunk, name, number)
-        if cell is not None:
-            nb.cells.append(cell)
+        cell = _source_cell(chunk, name, number, magic, title)
+        if cell is None:
+            continue
+        if language == "sql" and cell.cell_type == "code" and not _magic_of(cell.source):
+            cell.source = "%sql\n" + cell.source
+        nb.cells.append(cell)
+    if language != "python":
+        nb.metadata[DATABRICKS_NOTEBOOK] = {"language": language, "notebookName": Path(name).stem}
     return nb
 
 
-def _source_cell(chunk: list[str], name: str, number: int) -> NotebookNode | None:
+def _magic_of(source: str) -> str | None:
+    """The Databricks magic (``%sql``, ``%python``...) a code cell's first non-blank line starts with."""
+    for line in source.splitlines():
+        if line.strip():
+            word = line.strip().split(None, 1)[0]
+            return word if word.startswith("%") else None
+    return None
+
+
+def _source_cell(chunk: list[str], name: str, number: int, magic_prefix: str = MAGIC_PREFIX,
+                 title_prefix: str = TITLE_PREFIX) -> NotebookNode | None:
     title = None
     body = _trim_blank(chunk)
-    if body and body[0].startswith(TITLE_PREFIX):
+    if body and body[0].startswith(title_prefix):
         # "# DBTITLE 1,Load the data": the digit says whether the title is shown.
         _, _, rest = body[0].partition(" ")
         title = rest.partition(",")[2].strip() or None
         body = _trim_blank(body[1:])
     if not body:
         return None
-    magic_lines = [line for line in body if line.startswith(MAGIC_PREFIX)]
-    if magic_lines and len(magic_lines) != len(body):
-        bad = next(i for i, line in enumerate(body) if not line.startswith(MAGIC_PREFIX))
+    magic_lines = [line for line in body if line.startswith(magic_prefix)]
+    # A blank line inside a MAGIC cell is a blank line of the cell (some exports drop the prefix there).
+    if magic_lines and len(magic_lines) != len([line for line in body if line.strip()]):
+        bad = next(i for i, line in enumerate(body) if line.strip() and not line.startswith(magic_prefix))
         raise NotebookFormatError(
-            f"{name}: cell {number}: line {bad + 1} of a MAGIC cell lacks the '{MAGIC_PREFIX} ' prefix: "
+            f"{name}: cell {number}: line {bad + 1} of a MAGIC cell lacks the '{magic_prefix} ' prefix: "
             f"{body[bad][:60]!r}"
         )
     if magic_lines:
-        body = [_strip_magic(line) for line in body]
+        body = [_strip_magic(line, magic_prefix) for line in body]
+        # Some exports start a magic cell with empty "# MAGIC" lines before the magic itself.
+        while body and not body[0].strip():
+            body = body[1:]
+        if not body:
+            return None
         first = body[0].strip()
         if not first.startswith("%"):
             raise NotebookFormatError(
@@ -179,9 +229,72 @@ def _source_cell(chunk: list[str], name: str, number: int) -> NotebookNode | Non
     return cast(NotebookNode, cell)
 
 
-def _strip_magic(line: str) -> str:
-    rest = line[len(MAGIC_PREFIX):]
+def _strip_magic(line: str, prefix: str = MAGIC_PREFIX) -> str:
+    rest = line[len(prefix):]
     return rest[1:] if rest.startswith(" ") else rest
+
+
+def _refuse_language(language: str, path: Path | str) -> None:
+    """A notebook in a language the Python kernel cannot run: one line naming it, before any kernel."""
+    shown = FOREIGN_LANGUAGES.get(language.lower())
+    if shown is not None:
+        raise NotebookFormatError(
+            f"{path}: {'an' if shown == 'R' else 'a'} {shown} notebook: nbflow runs Python and SQL notebooks only "
+            f"(its kernel is Python; run {shown} notebooks on Databricks)"
+        )
+
+
+def adapt_databricks_ipynb(nb: NotebookNode, name: str = "<notebook>") -> None:
+    """Honour what a Databricks ``.ipynb`` export keeps in its metadata, in place (idempotent).
+
+    The notebook's ``language`` (and a cell's own, where the export has one) says what a cell
+    without a magic is: in a SQL notebook such a cell becomes a ``%sql`` cell. The widgets saved
+    with the notebook are declared, with their defaults, by a cell put before the first one
+    (tagged ``nbflow-widgets``, not counted among the notebook's cells); arguments still win.
+    """
+    meta = nb.metadata.get(DATABRICKS_NOTEBOOK)
+    if not isinstance(meta, dict):
+        return
+    default = str(meta.get("language") or "python").lower()
+    _refuse_language(default, name)
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not isinstance(cell.source, str) or not cell.source.strip():
+            continue
+        if {"injected-parameters", WIDGETS_TAG} & set(cell.metadata.get("tags", [])):
+            continue  # Python that papermill or nbflow wrote, whatever the notebook's language
+        cell_meta = cell.metadata.get(DATABRICKS_CELL)
+        language = str((cell_meta or {}).get("language") or default).lower() if isinstance(cell_meta, dict) \
+            else default
+        if language in ("sql", "scala", "r") and _magic_of(cell.source) is None:
+            cell.source = f"%{language}\n{cell.source}"  # %scala and %r cells fail when run, naming the language
+    widgets = meta.get("widgets")
+    if not isinstance(widgets, dict) or not widgets or any(WIDGETS_TAG in c.metadata.get("tags", []) for c in nb.cells):
+        return
+    lines = [line for entry in widgets.values() if (line := _widget_declaration(entry)) is not None]
+    if lines:
+        cell = nbformat.v4.new_code_cell("\n".join(lines))
+        cell.metadata["tags"] = [WIDGETS_TAG]
+        nb.cells.insert(0, cell)
+
+
+def _widget_declaration(entry: object) -> str | None:
+    """The ``dbutils.widgets`` call that declares one widget saved in an export's metadata."""
+    if not isinstance(entry, dict):
+        return None
+    info = entry.get("widgetInfo") if isinstance(entry.get("widgetInfo"), dict) else entry.get("typedWidgetInfo")
+    if not isinstance(info, dict) or not isinstance(info.get("name"), str):
+        return None
+    found = info.get("options")
+    options: dict[str, Any] = found if isinstance(found, dict) else {}
+    kind = str(info.get("widgetType") or options.get("widgetType") or options.get("widgetDisplayType") or "text")
+    kind = kind.lower() if kind.lower() in ("text", "dropdown", "combobox", "multiselect") else "text"
+    default = info.get("defaultValue")
+    default = "" if default is None else str(default)
+    choices = [str(c) for c in options.get("choices") or [] if c is not None]
+    label = info.get("label") if isinstance(info.get("label"), str) else None
+    if kind == "text" or not choices:
+        return f"dbutils.widgets.text({info['name']!r}, {default!r}, {label!r})"
+    return f"dbutils.widgets.{kind}({info['name']!r}, {default!r}, {choices!r}, {label!r})"
 
 
 def _trim_blank(lines: list[str]) -> list[str]:

@@ -20,7 +20,9 @@ from .errors import NotebookFormatError, NotebookNotFound
 PAYLOAD_KEY = "nbflow"
 PAYLOAD_VERSION = 1
 # Cells that nbflow or papermill add to an executed notebook; user cell indexes skip them.
-ADDED_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag")
+# Cells papermill or nbflow adds to the executed notebook: "nbflow-widgets" declares the widgets
+# saved in a Databricks .ipynb export (see nbflow.notebooks.adapt_databricks_ipynb).
+ADDED_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag", "nbflow-widgets")
 
 SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
 RUNNING = "RUNNING"  # recorded when a run starts; still there if the run was killed outright

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotebookRuntimeError
+from .sql_cells import SqlCell, split_sql
+
+__all__ = ["CELL_MAGICS", "databricks_cells", "include", "parse_run_line", "register", "split_sql"]
 
 if TYPE_CHECKING:
     from .session import Session
@@ -39,40 +42,6 @@ def databricks_cells(lines: list[str]) -> list[str]:
         return lines
     body = ([rest + "\n"] if rest.strip() else []) + lines[index + 1:]
     return [f"%%{magic}\n", *body]
-
-
-def split_sql(text: str) -> list[str]:
-    """Split SQL text on ``;`` outside quotes and comments; empty statements are dropped."""
-    statements, current, quote, i = [], [], "", 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            current.append(ch)
-            if ch == "\\" and quote != "`" and i + 1 < len(text):
-                current.append(text[i + 1])  # an escaped character, quote included
-                i += 2
-                continue
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"`":
-            quote = ch
-            current.append(ch)
-        elif text.startswith("--", i):
-            end = text.find("\n", i)
-            i = len(text) if end < 0 else end
-            continue
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = len(text) if end < 0 else end + 2
-            continue
-        elif ch == ";":
-            statements.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-        i += 1
-    statements.append("".join(current))
-    return [s.strip() for s in statements if s.strip()]
 
 
 def parse_run_line(line: str) -> tuple[str, dict[str, str]]:
@@ -114,19 +83,18 @@ def register(shell: Any, session: Session) -> None:
             return method(*positional, recurse=True)
         return method(*positional)
 
+    sql_cells = SqlCell(session)
+
     def sql(line: str, cell: str) -> Any:
-        """%sql: run the cell's statements; the last result is displayed and kept as ``_sqldf``."""
+        """%sql: run the cell's statements (widgets and variables substituted or bound, see
+        :mod:`nbflow.runtime.sql_cells`); the last result is displayed and kept as ``_sqldf``."""
         from . import display
 
-        statements = split_sql(cell)
-        if not statements:
+        result = sql_cells.run(cell)
+        if result is None:
             return None
-        spark = session.lakehouse.spark()
-        result = None
-        for statement in statements:
-            result = spark.sql(statement)
         shell.user_ns["_sqldf"] = result
-        if result is not None and len(result.columns) > 0:
+        if len(result.columns) > 0:
             display(result)
         return None
 

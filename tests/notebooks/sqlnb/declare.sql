@@ -1,0 +1,3 @@
+-- Databricks notebook source
+DECLARE OR REPLACE VARIABLE schema_nm STRING DEFAULT 'clinical';
+SELECT schema_nm
