@@ -590,9 +590,12 @@ def _record(
         if name not in params:
             params[name] = {"value": widget["value"], "source": "widget default"}
     declared = parameters_cell_names(nb)
+    # Only a notebook that ran every cell can tell that nothing reads a parameter: one that failed
+    # or exited early may read it in a cell it never reached.
+    ran_to_end = outcome.status == SUCCESS and outcome.stopped_at in (None, len(nb.cells) - 1)
     warnings = [
         f"parameter {name!r} was passed but the notebook has no widget or parameter of that name"
-        for name in state.get("unused_arguments") or []
+        for name in (state.get("unused_arguments") or [] if ran_to_end else [])
         if name not in declared
     ] + outcome.warnings
     children_dir = None
