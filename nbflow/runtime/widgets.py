@@ -31,6 +31,7 @@ def _require_str(value: object, what: str) -> str:
 
 
 class WidgetsUtils:
+    _INTERNAL = ("bound", "snapshot", "unused_arguments")  # the runtime's, not listed by help()
     """The widget registry of one notebook (shared by notebooks it includes with ``%run``)."""
 
     def __init__(self, arguments: Mapping[str, str]) -> None:
@@ -144,7 +145,7 @@ class WidgetsUtils:
     def unused_arguments(self) -> list[str]:
         return sorted(name for name in self._layers[0] if name not in self.used)
 
-    def help(self) -> None:
-        print(
-            "dbutils.widgets: text, dropdown, combobox, multiselect, get, getAll, getArgument, remove, removeAll"
-        )
+    def help(self, method: str = "") -> None:
+        from .help import show
+
+        show("dbutils.widgets", self, method)
