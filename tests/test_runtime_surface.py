@@ -216,3 +216,88 @@ def test_restart_python_resets_the_namespace_and_keeps_widgets(project: Path) ->
     assert "restarting" in text and "never printed" not in text
     assert "Restarting Python" in text
     assert restart_cell["metadata"]["papermill"]["status"] == "completed"
+
+
+FAKE_DATABRICKS_CONNECT = '''
+class _Builder:
+    def profile(self, name):
+        return self
+
+    def serverless(self, enabled=True):
+        return self
+
+    def validateSession(self):
+        return self
+
+    def getOrCreate(self):
+        raise RuntimeError("databricks-connect would ask a workspace for credentials here")
+
+    create = getOrCreate
+
+
+class _BuilderProperty:
+    def __get__(self, obj, cls):
+        return cls.Builder()
+
+
+class DatabricksSession:
+    Builder = _Builder
+    builder = _BuilderProperty()
+'''
+
+
+def test_every_session_entry_point_gives_the_kernels_session(project: Path) -> None:
+    # databricks-connect cannot be installed beside pyspark (it ships its own pyspark): a small
+    # package with its DatabricksSession API stands for it.
+    fake = project / "fake" / "databricks" / "connect"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(FAKE_DATABRICKS_CONNECT)
+    nb = notebook(project / "sessions.py", """
+        import json
+        from pyspark.sql import SparkSession, functions as F
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+        from IPython.utils.capture import capture_output
+        plus_one = F.udf(lambda x: x + 1, "int")  # before `spark` was used: needs the session
+        active = SparkSession.getActiveSession()
+        built = SparkSession.builder.appName("mine").config("spark.sql.shuffle.partitions", "3").getOrCreate()
+        rows = [r.x for r in spark.range(3).select(plus_one("id").alias("x")).collect()]
+        with capture_output() as cap:
+            spark.range(2).display()
+        outcome = {
+            "same": [active is spark, built is spark, SparkSession.active() is spark,
+                     SparkSession.builder.getOrCreate() is spark, ConnectSession.builder.getOrCreate() is spark],
+            "rows": rows,
+            "partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+            "cluster": spark.conf.get("spark.databricks.clusterUsageTags.clusterName"),
+            "path": spark.conf.get("spark.databricks.notebook.path"),
+            "tags": [t["key"] for t in json.loads(spark.conf.get("spark.databricks.clusterUsageTags.clusterAllTags"))],
+            "display": [sorted(o.data) for o in cap.outputs],
+        }
+    """, """
+        import os, pkgutil, sys
+        sys.path.insert(0, os.path.abspath("fake"))
+        import databricks
+        databricks.__path__ = pkgutil.extend_path(databricks.__path__, "databricks")
+        from databricks.connect import DatabricksSession
+        from databricks.sdk.runtime import *
+        remote = DatabricksSession.builder.profile("DEFAULT").serverless(True).validateSession().getOrCreate()
+        outcome["databricks_connect"] = remote is spark
+        x = 1
+        also_spark = SparkSession.getActiveSession()
+        dbutils.notebook.exit(json.dumps(outcome))
+    """)
+    result = run(nb)
+    outcome = exit_json(result)
+    assert outcome["same"] == [True] * 5
+    assert outcome["rows"] == [1, 2, 3]
+    assert outcome["partitions"] == "3"  # builder options reach the session, as Spark Connect applies them
+    assert outcome["cluster"] == "nbflow-local"
+    assert outcome["path"] == f"/Users/{getpass.getuser()}/project/sessions"
+    assert outcome["tags"] == ["ClusterId", "ClusterName", "Creator", "Vendor"]
+    assert outcome["display"] and "text/html" in outcome["display"][0]
+    assert outcome["databricks_connect"] is True
+    # The runtime's names are never user variables, also once `spark` is the attached session,
+    # imported again from databricks.sdk.runtime, or held under another name.
+    assert {"rows", "x", "outcome"} <= set(result.variables)
+    assert not set(result.variables) & {"spark", "dbutils", "display", "displayHTML", "sc", "sqlContext", "sql",
+                                        "table", "udf", "getArgument", "active", "built", "also_spark", "remote"}
