@@ -301,3 +301,29 @@ def test_every_session_entry_point_gives_the_kernels_session(project: Path) -> N
     assert {"rows", "x", "outcome"} <= set(result.variables)
     assert not set(result.variables) & {"spark", "dbutils", "display", "displayHTML", "sc", "sqlContext", "sql",
                                         "table", "udf", "getArgument", "active", "built", "also_spark", "remote"}
+
+
+def test_restart_python_in_a_plan_task_with_spark(project: Path) -> None:
+    from .conftest import cli
+
+    notebook(project / "a.py", """
+        dbutils.widgets.text("w", "x")
+        dbutils.jobs.taskValues.set("k", spark.range(5).count())
+    """, "dbutils.library.restartPython()", """
+        dbutils.jobs.taskValues.set("w", dbutils.widgets.get("w"))
+        dbutils.jobs.taskValues.set("rows", spark.range(3).count())
+    """)
+    notebook(project / "b.py", """
+        get = dbutils.jobs.taskValues.get
+        dbutils.notebook.exit(f"{get('a', 'k')}/{get('a', 'w')}/{get('a', 'rows')}")
+    """)
+    (project / "plan.yaml").write_text(textwrap.dedent("""
+        name: restart
+        tasks:
+          - {task_key: a, notebook: a.py, parameters: {w: fromplan}}
+          - {task_key: b, notebook: b.py, depends_on: [a]}
+    """))
+    done = cli("run", str(project / "plan.yaml"), "--json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    tasks = {t["task_key"]: t for t in json.loads(done.stdout)["tasks"]}
+    assert tasks["b"]["exit_value"] == "5/fromplan/3"

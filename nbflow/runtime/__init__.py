@@ -58,6 +58,8 @@ def install(context_json: str) -> None:
         os.environ.pop(name, None)
     session = Session(context)
     _session = session
+    if context.carried:
+        session.restore(context.carried)
     folder = os.path.dirname(session.context.notebook_path)
     if folder and os.path.isdir(folder):
         os.chdir(folder)  # a notebook runs in its own folder (a warm kernel started elsewhere)
@@ -192,6 +194,16 @@ def spark_call(spark: Any, method: str) -> Any:
     call.__name__ = method
     call.__doc__ = f"spark.{method}(...) of the notebook's session."
     return call
+
+
+def restart_json() -> str:
+    """The context for this notebook's next Python process after ``restartPython()``: the same
+    run, with what Databricks keeps across the restart (see :meth:`Session.carried`)."""
+    from dataclasses import replace
+
+    session = current()
+    context = replace(session.context, carried=session.carried(), redact_values=session.redactor.values())
+    return context.to_json()
 
 
 def state_json() -> str:

@@ -94,6 +94,29 @@ class Session:
             objects.append(self.lakehouse.spark())
         return {id(o) for o in objects} | self.namespace_objects
 
+    def carried(self) -> dict[str, Any]:
+        """What ``dbutils.library.restartPython()`` keeps, as on Databricks where widgets and
+        task values live outside the Python process: the widgets, the task values set, and which
+        arguments were read (for the unused-parameter warning)."""
+        widgets = self.dbutils.widgets
+        return {
+            "widgets": [{"kind": w.kind, "name": w.name, "default": w.default, "choices": list(w.choices),
+                         "label": w.label} for w in widgets.live()],
+            "task_values": self.dbutils.jobs.taskValues.values,
+            "used": sorted(widgets.used),
+        }
+
+    def restore(self, carried: dict[str, Any]) -> None:
+        """Take over what the process before ``restartPython()`` kept (see :meth:`carried`)."""
+        widgets = self.dbutils.widgets
+        for w in carried.get("widgets") or []:
+            if w["kind"] == "text":
+                widgets.text(w["name"], w["default"], w["label"])
+            else:
+                getattr(widgets, w["kind"])(w["name"], w["default"], w["choices"], w["label"])
+        widgets.used = set(carried.get("used") or [])
+        self.dbutils.jobs.taskValues.values.update(carried.get("task_values") or {})
+
     def state(self, namespace: dict[str, Any], hidden: dict[str, Any]) -> dict[str, Any]:
         """What the engine records in the executed notebook at the end of the run."""
         from .capture import capture_variables

@@ -31,8 +31,9 @@ def _require_str(value: object, what: str) -> str:
 
 
 class WidgetsUtils:
-    _INTERNAL = ("bound", "snapshot", "unused_arguments")  # the runtime's, not listed by help()
     """The widget registry of one notebook (shared by notebooks it includes with ``%run``)."""
+
+    _INTERNAL = ("bound", "snapshot", "unused_arguments", "live")  # the runtime's, not listed by help()
 
     def __init__(self, arguments: Mapping[str, str]) -> None:
         self._layers: list[dict[str, str]] = [dict(arguments)]
@@ -141,6 +142,10 @@ class WidgetsUtils:
                 "source": "argument" if bound is not None else "widget default",
             }
         return out
+
+    def live(self) -> list[Widget]:
+        """The widgets declared and not removed (``restartPython`` declares them again)."""
+        return list(self._widgets.values())
 
     def unused_arguments(self) -> list[str]:
         return sorted(name for name in self._layers[0] if name not in self.used)
