@@ -211,7 +211,7 @@ def test_restart_python_resets_the_namespace_and_keeps_widgets(project: Path) ->
     assert result.task_values == {"before": 1}  # set before the restart, kept as on Databricks
     assert set(result.parameters) == {"w", "d"}
     cells = json.loads(Path(result.output).read_text())["cells"]
-    restart_cell = [c for c in cells if "restartPython" in "".join(c["source"])][0]
+    restart_cell = next(c for c in cells if "restartPython" in "".join(c["source"]))
     text = "".join("".join(o.get("text", "")) + "".join(o.get("traceback", [])) for o in restart_cell["outputs"])
     assert "restarting" in text and "never printed" not in text
     assert "Restarting Python" in text
