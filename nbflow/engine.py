@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -339,8 +339,8 @@ class NbflowNotebookClient(NotebookClient):
                                    f"{result.get('ename')}: {result.get('evalue')}")
         context_json = ast.literal_eval(result["data"]["text/plain"])
         # The same kernel manager and connection: the client (nbclient's) talks to the new process.
-        await self.km.restart_kernel()
-        await self.kc.wait_for_ready(timeout=RESTART_TIMEOUT_S)
+        await ensure_async(self.km.restart_kernel())  # nbclient types its manager as the blocking one
+        await self.kc.wait_for_ready(timeout=RESTART_TIMEOUT_S)  # type: ignore[attr-defined]
         await self._bootstrap(context_json)
 
     async def _state(self, timeout: float) -> dict[str, Any]:
