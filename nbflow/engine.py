@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from jupyter_core.utils import run_sync
+from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -74,6 +74,9 @@ STATE_TIMEOUT_S = 30.0
 STOPPED_STATE_TIMEOUT_S = 3.0
 BOOTSTRAP = "__import__('nbflow.runtime', fromlist=['install']).install({context!r})"
 STATE_EXPRESSION = "__import__('nbflow.runtime', fromlist=['state_json']).state_json()"
+RESTART_EXPRESSION = "__import__('nbflow.runtime', fromlist=['restart_json']).restart_json()"
+RESTART_ENAME = "RestartPython"  # nbflow.runtime.library.RestartPython: dbutils.library.restartPython()
+RESTART_TIMEOUT_S = 60
 
 
 @dataclass
@@ -311,9 +314,10 @@ class NbflowNotebookClient(NotebookClient):
             if reply.get("parent_header", {}).get("msg_id") == msg_id:
                 return reply
 
-    async def _bootstrap(self) -> None:
+    async def _bootstrap(self, context_json: str | None = None) -> None:
+        context_json = context_json or self.context.to_json()
         try:
-            reply = await self._silent(BOOTSTRAP.format(context=self.context.to_json()), timeout=60)
+            reply = await self._silent(BOOTSTRAP.format(context=context_json), timeout=60)
         except queue.Empty:
             raise KernelStartError(f"the kernel ({kernel_python()}) did not answer within 60 s") from None
         content = reply["content"]
@@ -322,6 +326,22 @@ class NbflowNotebookClient(NotebookClient):
                 f"nbflow's runtime failed to load in the kernel ({kernel_python()}): "
                 f"{content.get('ename')}: {content.get('evalue')}"
             )
+
+    async def _restart_python(self) -> None:
+        """``dbutils.library.restartPython()``: the rest of the notebook runs in a new Python
+        process, as on Databricks: the namespace starts empty, and the run's context, widgets and
+        task values are taken over (``nbflow.runtime.restart_json``)."""
+        assert self.km is not None and self.kc is not None
+        reply = await self._silent("", RESTART_TIMEOUT_S, user_expressions={"context": RESTART_EXPRESSION})
+        result = reply["content"].get("user_expressions", {}).get("context", {})
+        if result.get("status") != "ok":
+            raise KernelStartError(f"restartPython: the runtime could not hand over its state: "
+                                   f"{result.get('ename')}: {result.get('evalue')}")
+        context_json = ast.literal_eval(result["data"]["text/plain"])
+        # The same kernel manager and connection: the client (nbclient's) talks to the new process.
+        await ensure_async(self.km.restart_kernel())  # nbclient types its manager as the blocking one
+        await self.kc.wait_for_ready(timeout=RESTART_TIMEOUT_S)  # type: ignore[attr-defined]
+        await self._bootstrap(context_json)
 
     async def _state(self, timeout: float) -> dict[str, Any]:
         for _attempt in range(5):
@@ -369,6 +389,10 @@ class NbflowNotebookClient(NotebookClient):
                 if exc.ename == EXIT_ENAME:
                     _show_exit(cells[index])
                     outcome = Outcome(SUCCESS, stopped_at=index)
+                elif exc.ename == RESTART_ENAME:
+                    _show_exit(cells[index], RESTART_ENAME)
+                    self._run(self._restart_python)  # then on with the next cell
+                    continue
                 else:
                     self.nb_man.cell_exception(cells[index], cell_index=index, exception=exc)
                     outcome = Outcome(
@@ -412,11 +436,12 @@ class NbflowNotebookClient(NotebookClient):
         return f" (exit code {code})" if code is not None else ""
 
 
-def _show_exit(cell: NotebookNode) -> None:
-    """Replace the NotebookExit error output by the "Notebook exited: ..." line Databricks shows."""
+def _show_exit(cell: NotebookNode, ename: str = EXIT_ENAME) -> None:
+    """Replace the NotebookExit error output by the "Notebook exited: ..." line Databricks shows
+    (and the RestartPython one by its "Restarting Python" line): neither is an error."""
     outputs = []
     for output in cell.get("outputs", []):
-        if output.get("output_type") == "error" and output.get("ename") == EXIT_ENAME:
+        if output.get("output_type") == "error" and output.get("ename") == ename:
             text = "\n".join(output.get("traceback") or [])
             output = NotebookNode(output_type="stream", name="stdout", text=text + "\n")
         outputs.append(output)
@@ -595,9 +620,12 @@ def _record(
         if name not in params:
             params[name] = {"value": widget["value"], "source": "widget default"}
     declared = parameters_cell_names(nb)
+    # Only a notebook that ran every cell can tell that nothing reads a parameter: one that failed
+    # or exited early may read it in a cell it never reached.
+    ran_to_end = outcome.status == SUCCESS and outcome.stopped_at in (None, len(nb.cells) - 1)
     warnings = [
         f"parameter {name!r} was passed but the notebook has no widget or parameter of that name"
-        for name in state.get("unused_arguments") or []
+        for name in (state.get("unused_arguments") or [] if ran_to_end else [])
         if name not in declared
     ] + outcome.warnings
     children_dir = None

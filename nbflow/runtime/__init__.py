@@ -58,24 +58,36 @@ def install(context_json: str) -> None:
         os.environ.pop(name, None)
     session = Session(context)
     _session = session
+    if context.carried:
+        session.restore(context.carried)
     folder = os.path.dirname(session.context.notebook_path)
     if folder and os.path.isdir(folder):
         os.chdir(folder)  # a notebook runs in its own folder (a warm kernel started elsewhere)
-    from .lakehouse import LazySpark, NoSparkContext
+    from .lakehouse import LazySpark, NoSparkContext, SqlContext
 
+    spark = LazySpark(session.lakehouse, shell.user_ns)
+    # What Databricks puts in a notebook's namespace (the names databricks.sdk.runtime exports).
     names = {
         "dbutils": session.dbutils,
         "display": display,
         "displayHTML": displayHTML,
         "getArgument": session.dbutils.widgets.getArgument,
-        "spark": LazySpark(session.lakehouse, shell.user_ns),
+        "spark": spark,
         "sc": NoSparkContext(),
+        "sqlContext": SqlContext(spark),
+        "sql": spark_call(spark, "sql"),
+        "table": spark_call(spark, "table"),
+        "udf": udf,
     }
+    from . import modules
+
+    modules.install(session, names)
     from . import fabric
 
     names.update(fabric.install(session, shell.user_ns))
     shell.user_ns.update(names)
     shell.user_ns_hidden.update(names)
+    session.namespace_objects = {id(value) for value in names.values()}
     from . import magics
 
     magics.register(shell, session)
@@ -110,23 +122,47 @@ def _redact_outputs(shell: Any, session: Session) -> None:
 
 
 DISPLAY_ROWS = 1000
+# display()'s keyword arguments that mean something to IPython; Databricks' own (streamName,
+# trigger, checkpointLocation, chart settings...) are accepted and ignored (README).
+IPYTHON_DISPLAY_KWARGS = {"include", "exclude", "metadata", "transient", "display_id", "raw", "clear"}
 
 
 def display(*objs: Any, **kwargs: Any) -> None:
-    """Databricks' ``display``: a table for a DataFrame (first 1000 rows), rich output otherwise."""
+    """Databricks' ``display``: a table for a Spark or pandas DataFrame (first 1000 rows), a PNG
+    for a matplotlib figure, rich output otherwise; ``display()`` shows nothing."""
     from IPython.display import display as ipython_display
 
+    options = {k: v for k, v in kwargs.items() if k in IPYTHON_DISPLAY_KWARGS}
     for obj in objs:
         if _is_spark_dataframe(obj):
-            import pandas as pd
+            _show_table(obj.limit(DISPLAY_ROWS + 1).toPandas(), options)
+        elif _is_a(obj, "pandas.core.frame", "DataFrame"):
+            _show_table(obj, options)
+        elif _is_a(obj, "matplotlib.figure", "Figure"):
+            import io
 
-            frame = obj.limit(DISPLAY_ROWS + 1).toPandas()
-            with pd.option_context("display.max_rows", DISPLAY_ROWS, "display.min_rows", DISPLAY_ROWS):
-                ipython_display(frame.head(DISPLAY_ROWS), **kwargs)
-            if len(frame) > DISPLAY_ROWS:
-                print(f"(showing the first {DISPLAY_ROWS} rows)")
+            from IPython.display import Image
+
+            png = io.BytesIO()
+            obj.savefig(png, format="png", bbox_inches="tight")
+            ipython_display(Image(data=png.getvalue(), format="png"), **options)
         else:
-            ipython_display(obj, **kwargs)
+            ipython_display(obj, **options)
+
+
+def _show_table(frame: Any, options: dict[str, Any]) -> None:
+    import pandas as pd
+    from IPython.display import display as ipython_display
+
+    with pd.option_context("display.max_rows", DISPLAY_ROWS, "display.min_rows", DISPLAY_ROWS):
+        ipython_display(frame.head(DISPLAY_ROWS), **options)
+    if len(frame) > DISPLAY_ROWS:
+        print(f"(showing the first {DISPLAY_ROWS} rows)")
+
+
+def _is_a(obj: Any, module: str, name: str) -> bool:
+    """Whether ``obj`` is an instance of ``module.name`` (or a subclass), without importing it."""
+    return any(k.__name__ == name and k.__module__ == module for k in type(obj).__mro__)
 
 
 def _is_spark_dataframe(obj: Any) -> bool:
@@ -140,6 +176,34 @@ def displayHTML(html: str) -> None:
     from IPython.display import display as ipython_display
 
     ipython_display(HTML(html))
+
+
+def udf(*args: Any, **kwargs: Any) -> Any:
+    """``udf`` in a Databricks notebook: pyspark's (imported on first use: pyspark is heavy)."""
+    from pyspark.sql.functions import udf as pyspark_udf
+
+    return pyspark_udf(*args, **kwargs)
+
+
+def spark_call(spark: Any, method: str) -> Any:
+    """``sql``/``table`` in a Databricks notebook: the session's method, without attaching the
+    session before it is called."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(spark, method)(*args, **kwargs)
+
+    call.__name__ = method
+    call.__doc__ = f"spark.{method}(...) of the notebook's session."
+    return call
+
+
+def restart_json() -> str:
+    """The context for this notebook's next Python process after ``restartPython()``: the same
+    run, with what Databricks keeps across the restart (see :meth:`Session.carried`)."""
+    from dataclasses import replace
+
+    session = current()
+    context = replace(session.context, carried=session.carried(), redact_values=session.redactor.values())
+    return context.to_json()
 
 
 def state_json() -> str:

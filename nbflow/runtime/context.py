@@ -31,6 +31,9 @@ class RunContext:
     # memory only: the kernel's environment does not carry them, so `os.environ`, `%sh env` and
     # the processes a notebook starts do not see them. None: read the kernel's own environment.
     secret_env: dict[str, str] | None = None
+    # What survives dbutils.library.restartPython() into the new process (Session.carried()):
+    # widgets, task values, the argument names already read. None for a fresh start.
+    carried: dict[str, Any] | None = None
     # What a dbutils.notebook.run child takes over from its caller.
     INHERITED: ClassVar[tuple[str, ...]] = (
         "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth", "engine",

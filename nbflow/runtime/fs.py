@@ -31,6 +31,7 @@ class FileInfo(NamedTuple):
 
 
 class FsUtils:
+    _INTERNAL = ("local_path", "local_path_for_spark")  # the runtime's, not listed by help()
     def __init__(self, dbfs_root: str, paths: DatabricksPaths | None = None) -> None:
         self._root = Path(dbfs_root).resolve()
         self._paths = paths
@@ -157,5 +158,9 @@ class FsUtils:
             local.unlink()
         return True
 
-    def help(self) -> None:
-        print("dbutils.fs: ls, mkdirs, put, head, cp, mv, rm  (dbfs:/ is " + str(self._root) + ")")
+    def help(self, method: str = "") -> None:
+        from .help import show
+
+        show("dbutils.fs", self, method)
+        if not method:
+            print(f"  (dbfs:/ is {self._root})")

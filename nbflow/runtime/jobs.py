@@ -60,8 +60,10 @@ class TaskValues:
             return default
         raise TaskValueError(f"Task {taskKey!r} set no task value named {key!r}")
 
-    def help(self) -> None:
-        print("dbutils.jobs.taskValues: set(key, value), get(taskKey, key, default=None, debugValue=None)")
+    def help(self, method: str = "") -> None:
+        from .help import show
+
+        show("dbutils.jobs.taskValues", self, method)
 
 
 class JobsUtils:
@@ -69,5 +71,6 @@ class JobsUtils:
                  redact: Callable[[Any], Any] | None = None) -> None:
         self.taskValues = TaskValues(upstream, redact)
 
-    def help(self) -> None:
-        self.taskValues.help()
+    def help(self, method: str = "") -> None:
+        print("dbutils.jobs (nbflow local runtime): taskValues")
+        self.taskValues.help(method)

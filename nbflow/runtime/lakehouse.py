@@ -143,6 +143,10 @@ class Lakehouse:
         if getattr(self.state, "delta", True):  # a JVM engine without Delta's jars keeps Parquet
             with contextlib.suppress(Exception):  # an external cluster may refuse; its own default stands
                 spark.conf.set("spark.sql.sources.default", "delta")
+        from .entry_point import spark_conf
+
+        with contextlib.suppress(Exception):  # an external cluster may refuse them: notebooks then see its own
+            spark.conf._set_all(configs=spark_conf(self._session), silent=True)  # one round trip
         self._raw_sql = spark.sql  # the engine's own, for nbflow's bookkeeping statements
         engine_catalogs = self._sql("SHOW CATALOGS", quiet=True) or []
         self.catalogs = CatalogMap.from_engine([str(row[0]) for row in engine_catalogs])
@@ -757,3 +761,24 @@ class NoSparkContext:
 
     def __repr__(self) -> str:
         return "<sc: not available through Spark Connect>"
+
+
+class SqlContext:
+    """``sqlContext``: the legacy entry point, answered by the notebook's session (``sql``,
+    ``table``, ``createDataFrame``, ``read``, ``udf``... have the same names there), since Spark
+    Connect has no SQLContext of its own."""
+
+    def __init__(self, spark: Any) -> None:
+        self._spark = spark
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._spark, name)
+
+    def setConf(self, key: str, value: Any) -> None:
+        self._spark.conf.set(key, value)
+
+    def getConf(self, key: str, defaultValue: Any = None) -> Any:
+        return self._spark.conf.get(key, defaultValue)
+
+    def __repr__(self) -> str:
+        return "<sqlContext: the notebook's Spark session (nbflow)>"

@@ -58,10 +58,24 @@ def truncate_exit(value: str) -> tuple[str, bool]:
 
 
 class NotebookUtils:
+    """Run other notebooks and end this one with a value."""
+
     def __init__(self, session: Session) -> None:
+        from .entry_point import EntryPoint
+
         self._session = session
         self._lock = threading.Lock()
         self._count = 0
+        # getDbutils().notebook().getContext(): the notebook's path, user, run ids (entry_point.py).
+        self.entry_point = EntryPoint(session)
+
+    def help(self, method: str = "") -> None:
+        from .help import show
+
+        show("dbutils.notebook", self, method)
+        if not method:
+            print("  entry_point.getDbutils().notebook().getContext(): notebookPath(), tags(), userName(), "
+                  "currentRunId(), ... (see the README)")
 
     def exit(self, value: str) -> None:
         """End this notebook successfully; ``value`` is its exit value (returned by ``run``)."""

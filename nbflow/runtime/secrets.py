@@ -169,5 +169,7 @@ class SecretsUtils:
         scopes |= {s.lower() for (s, _k) in self._env() if s not in known}
         return [SecretScope(s) for s in sorted(scopes)]
 
-    def help(self) -> None:
-        print("dbutils.secrets: get(scope, key), getBytes(scope, key), list(scope), listScopes()")
+    def help(self, method: str = "") -> None:
+        from .help import show
+
+        show("dbutils.secrets", self, method)

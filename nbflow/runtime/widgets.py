@@ -33,6 +33,8 @@ def _require_str(value: object, what: str) -> str:
 class WidgetsUtils:
     """The widget registry of one notebook (shared by notebooks it includes with ``%run``)."""
 
+    _INTERNAL = ("bound", "snapshot", "unused_arguments", "live")  # the runtime's, not listed by help()
+
     def __init__(self, arguments: Mapping[str, str]) -> None:
         self._layers: list[dict[str, str]] = [dict(arguments)]
         self._widgets: dict[str, Widget] = {}
@@ -141,10 +143,14 @@ class WidgetsUtils:
             }
         return out
 
+    def live(self) -> list[Widget]:
+        """The widgets declared and not removed (``restartPython`` declares them again)."""
+        return list(self._widgets.values())
+
     def unused_arguments(self) -> list[str]:
         return sorted(name for name in self._layers[0] if name not in self.used)
 
-    def help(self) -> None:
-        print(
-            "dbutils.widgets: text, dropdown, combobox, multiselect, get, getAll, getArgument, remove, removeAll"
-        )
+    def help(self, method: str = "") -> None:
+        from .help import show
+
+        show("dbutils.widgets", self, method)
