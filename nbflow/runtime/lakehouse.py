@@ -334,18 +334,16 @@ class Lakehouse:
         if not chains:
             return
         keys, schemas = set(), set()
+        catalog, schema = self.unity.catalog, self.unity.schema
         for parts in chains:
-            for size in (3, 2):  # c.s.t[.column] / s.t or t.column / c.s as a schema
-                if len(parts) >= size:
-                    with contextlib.suppress(CatalogObjectError):
-                        keys.add(normalize(".".join(quote(p) for p in parts[:size][-3:]), self.unity.catalog,
-                                           self.unity.schema))
-            if len(parts) == 1:
-                keys.add(".".join((self.unity.catalog, self.unity.schema, parts[0].lower())))
-            if len(parts) >= 2:
-                schemas.add(".".join((self.unity.catalog, parts[0].lower())))
-                schemas.add(".".join(p.lower() for p in parts[:2]).replace("spark_catalog.", "hive_metastore.", 1))
-            schemas.update(k.rsplit(".", 1)[0] for k in keys)
+            with contextlib.suppress(CatalogObjectError):
+                # `t`, `s.t`, `c.s.t` (and `t.column`, `c.s.t.column`): each prefix may be a table.
+                for size in range(1, min(len(parts), 3) + 1):
+                    keys.add(normalize(".".join(quote(p) for p in parts[:size]), catalog, schema))
+                if len(parts) >= 2:  # `s.t` names a schema of the current catalog; `c.s` a catalog's
+                    schemas.add(f"{catalog}.{parts[0].lower()}")
+                    schemas.add(".".join(qualify(".".join(quote(p) for p in parts[:2]), catalog, levels=2)))
+        schemas.update(k.rsplit(".", 1)[0] for k in keys)
         self.need(keys, schemas)
 
     def _ensure_schema(self, schema: str) -> None:
