@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from nbflow import cluster
 from nbflow.catalog import Registry
 
@@ -96,3 +98,14 @@ def test_an_engine_with_one_catalog_serves_unity_catalog_names(project: Path) ->
     assert out["catalogs"] == ["dev", "hive_metastore", "main", "system"]
     assert out["rows"] == [4, 4, 2]
     assert {"dev.silver.t", "main.default.u"} <= set(Registry(project).tables())
+
+
+def test_the_default_catalog_can_be_the_legacy_one_for_a_project_of_an_earlier_nbflow(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run("spark/writer.py", {"table": "hive_metastore.default.legacy_t", "rows": "3"}).ok
+    monkeypatch.setenv("NBFLOW_DEFAULT_CATALOG", "hive_metastore")
+    assert run("uc/default_catalog.py").exit_value == "hive_metastore:3"
+    monkeypatch.setenv("NBFLOW_DEFAULT_CATALOG", "nowhere")
+    failed = run("uc/default_catalog.py")
+    assert failed.status == "FAILED" and failed.error is not None
+    assert "[NO_SUCH_CATALOG_EXCEPTION] Catalog 'nowhere' was not found: NBFLOW_DEFAULT_CATALOG" in failed.error.evalue

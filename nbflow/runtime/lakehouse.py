@@ -129,11 +129,18 @@ class Lakehouse:
                 ctx = self._session.context
                 warm, _preattached = _preattached, None
                 if warm is not None and warm[0] == (ctx.project_dir, ctx.engine):
-                    self.state, self._spark = warm[1], warm[2]
+                    self.state, spark = warm[1], warm[2]
                 else:
                     self.state = cluster.ensure_running(Path(ctx.project_dir), ctx.engine)
-                    self._spark = cluster.attach(self.state)
-                self._prepare(self._spark)
+                    spark = cluster.attach(self.state)
+                try:
+                    self._prepare(spark)
+                except BaseException:
+                    # A session that could not be prepared is never handed out half-made.
+                    with contextlib.suppress(Exception):
+                        spark.stop()
+                    raise
+                self._spark = spark
                 atexit.register(self._release)
                 self.pull()
             return self._spark

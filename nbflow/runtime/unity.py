@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from .lakehouse import Lakehouse
 
 ENGINE_LEGACY = "spark_catalog"
+DEFAULT_CATALOG_ENV = "NBFLOW_DEFAULT_CATALOG"
 
 _TOKEN = re.compile(
     r"""(?P<space>\s+)
@@ -343,8 +345,16 @@ class UnityCatalog:
         return self._lakehouse.catalogs
 
     def start(self) -> None:
-        """On a freshly attached session: the engine's current catalog is the default one."""
-        self.catalog, self.schema = DEFAULT_CATALOG, DEFAULT_SCHEMA
+        """On a freshly attached session: the current catalog is the default one (``main``, or
+        the catalog ``NBFLOW_DEFAULT_CATALOG`` names, e.g. ``hive_metastore`` for a project whose
+        tables were written before catalogs existed)."""
+        catalog = canonical_catalog(os.environ.get(DEFAULT_CATALOG_ENV) or DEFAULT_CATALOG)
+        if catalog not in self._registry.catalogs():
+            raise CatalogObjectError(
+                "NO_SUCH_CATALOG_EXCEPTION",
+                f"Catalog '{catalog}' was not found: {DEFAULT_CATALOG_ENV} names it as the default catalog "
+                "(create it first, or unset the variable)")
+        self.catalog, self.schema = catalog, DEFAULT_SCHEMA
         self._engine_catalog_switch(self.engine_catalog(self.catalog), quiet=True)
 
     def _engine_catalog_switch(self, engine: str, quiet: bool = False) -> None:
