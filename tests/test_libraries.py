@@ -114,6 +114,7 @@ def test_a_notebook_outside_any_repository_has_only_its_folder(project: Path) ->
 def test_pip_installs_into_the_runs_environment_seen_by_children_and_restarts(project: Path) -> None:
     folder = project / "nbs"
     wheel(folder / "wheels")
+    wheel(folder / "wheels", "shpkg", "1.0", 3)
     before = nbflow_site_packages()
     notebook(folder / "child.py", """
         import tinypkg
@@ -122,14 +123,17 @@ def test_pip_installs_into_the_runs_environment_seen_by_children_and_restarts(pr
     nb = notebook(folder / "uses_pip.py", """
         %pip install --no-index ./wheels/tinypkg-1.0-py3-none-any.whl
     """, """
+        %sh pip install --no-index ./wheels/shpkg-1.0-py3-none-any.whl
+    """, """
         import importlib.util, json, subprocess, sys
-        import tinypkg
+        import shpkg, tinypkg
         from IPython.utils.capture import capture_output
         with capture_output() as listed:
             get_ipython().run_line_magic("pip", "list")
         shell = subprocess.run(["python", "-c", "import tinypkg, sys; print(tinypkg.VALUE, sys.prefix)"],
                                capture_output=True, text=True)
         first = {"value": tinypkg.VALUE, "file": tinypkg.__file__, "listed": "tinypkg" in listed.stdout,
+                 "sh_pip": shpkg.__file__,
                  "sh": shell.stdout.split(), "child": dbutils.notebook.run("./child", 60)}
         dbutils.jobs.taskValues.set("first", first)
     """, """
@@ -152,6 +156,7 @@ def test_pip_installs_into_the_runs_environment_seen_by_children_and_restarts(pr
     env_root = project / ".nbflow" / "python"
     assert first["value"] == 42 and first["listed"] is True and first["child"] == "42"
     assert first["file"].startswith(str(env_root))
+    assert first["sh_pip"].startswith(str(env_root))  # %sh pip: the run's environment too
     assert first["sh"][0] == "42" and first["sh"][1].startswith(str(env_root))  # %sh python: the run's env
     assert outcome == {"after_restart": 42, "after_uninstall": True}
     assert nbflow_site_packages() == before  # nbflow's own environment was not written
@@ -236,3 +241,51 @@ def test_ipynb_environment_metadata_and_a_missing_dependency(project: Path, monk
     assert result.status == "FAILED" and result.error.cell_index is None
     assert "nbflow-no-such-package-xyz" in result.error.evalue and "network" in result.error.evalue
 
+
+
+def test_mlflow_logs_to_the_project_and_registers_unity_catalog_models_locally(project: Path) -> None:
+    import pytest
+
+    mlflow = pytest.importorskip("mlflow", reason="MLflow is the optional extra nbflow[ml]")
+    nb = notebook(project / "train.py", """
+        import json, os
+        import mlflow
+        from mlflow import MlflowClient
+        mlflow.set_tracking_uri("databricks")  # what real notebooks write: the local store here
+        experiment = mlflow.set_experiment("/Users/someone@example.com/churn")
+
+        class Doubler(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input):
+                return [2 * x for x in model_input]
+
+        with mlflow.start_run() as run:
+            mlflow.log_param("depth", 3)
+            mlflow.log_metric("auc", 0.91)
+            logged = mlflow.pyfunc.log_model(name="model", python_model=Doubler())
+        mlflow.set_registry_uri("databricks-uc")
+        version = mlflow.register_model(logged.model_uri, "main.default.churn")
+        MlflowClient().set_registered_model_alias("main.default.churn", "champion", version.version)
+        loaded = mlflow.pyfunc.load_model("models:/main.default.churn@champion")
+        dbutils.notebook.exit(json.dumps({
+            "uri": os.environ["MLFLOW_TRACKING_URI"], "run": run.info.run_id,
+            "version": version.version, "predicted": list(loaded.predict([1, 2])),
+        }))
+    """)
+    outcome = exit_json(run(nb))
+    store = project / ".nbflow" / "mlflow"
+    assert outcome["uri"] == store.as_uri()
+    assert str(outcome["version"]) == "1" and outcome["predicted"] == [2, 4]
+    # The store is MLflow's own: a client outside the kernel (as `mlflow ui` would) reads it.
+    import os
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = mlflow.MlflowClient(tracking_uri=store.as_uri(), registry_uri=store.as_uri())
+    experiment = client.get_experiment_by_name("/Users/someone@example.com/churn")
+    assert experiment is not None
+    logged_run = client.get_run(outcome["run"])
+    assert logged_run.data.params == {"depth": "3"} and logged_run.data.metrics == {"auc": 0.91}
+    assert str(client.get_model_version_by_alias("main.default.churn", "champion").version) == "1"
+    # MLflow's "is this a Databricks cluster?" at start_run did not start the local Spark cluster.
+    from nbflow import cluster
+
+    assert not cluster.state_path(project).exists()

@@ -66,6 +66,9 @@ def install(context_json: str) -> None:
         os.chdir(folder)  # a notebook runs in its own folder (a warm kernel started elsewhere)
     # Its folder and its Git folder's root first on sys.path, then its run's %pip libraries.
     session.libraries.activate()
+    from . import mlflow_local
+
+    mlflow_local.configure(context.project_dir)
     from .lakehouse import LazySpark, NoSparkContext, SqlContext
 
     spark = LazySpark(session.lakehouse, shell.user_ns)

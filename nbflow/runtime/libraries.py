@@ -107,6 +107,13 @@ def create(env: Path) -> None:
         ours.append(site.getusersitepackages())
     lines = "".join(f"import site; site.addsitedir({p!r})\n" for p in ours)
     (site_packages(env) / BASE_PTH).write_text(lines, encoding="utf-8")
+    if sys.platform != "win32":
+        # `%sh pip ...` once the environment exists: this environment's pip, not nbflow's.
+        for name in ("pip", "pip3"):
+            script = env_python(env).parent / name
+            script.write_text(f"#!{env_python(env)}\nimport sys\nfrom pip._internal.cli.main import main\n"
+                              "sys.exit(main())\n", encoding="utf-8")
+            script.chmod(0o755)
 
 
 def arrange_path(front: list[str], env: str) -> None:
