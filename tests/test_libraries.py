@@ -132,8 +132,11 @@ def test_pip_installs_into_the_runs_environment_seen_by_children_and_restarts(pr
             get_ipython().run_line_magic("pip", "list")
         shell = subprocess.run(["python", "-c", "import tinypkg, sys; print(tinypkg.VALUE, sys.prefix)"],
                                capture_output=True, text=True)
+        import sysconfig
+        env_at = next(i for i, p in enumerate(sys.path) if "/.nbflow/python/" in p)
+        order = [sys.path.index(sysconfig.get_path("stdlib")), env_at, sys.path.index(sysconfig.get_path("purelib"))]
         first = {"value": tinypkg.VALUE, "file": tinypkg.__file__, "listed": "tinypkg" in listed.stdout,
-                 "sh_pip": shpkg.__file__,
+                 "sh_pip": shpkg.__file__, "order": order,
                  "sh": shell.stdout.split(), "child": dbutils.notebook.run("./child", 60)}
         dbutils.jobs.taskValues.set("first", first)
     """, """
@@ -157,6 +160,7 @@ def test_pip_installs_into_the_runs_environment_seen_by_children_and_restarts(pr
     assert first["value"] == 42 and first["listed"] is True and first["child"] == "42"
     assert first["file"].startswith(str(env_root))
     assert first["sh_pip"].startswith(str(env_root))  # %sh pip: the run's environment too
+    assert first["order"] == sorted(first["order"])  # after the standard library, before nbflow's packages
     assert first["sh"][0] == "42" and first["sh"][1].startswith(str(env_root))  # %sh python: the run's env
     assert outcome == {"after_restart": 42, "after_uninstall": True}
     assert nbflow_site_packages() == before  # nbflow's own environment was not written

@@ -117,22 +117,24 @@ def create(env: Path) -> None:
 
 
 def arrange_path(front: list[str], env: str) -> None:
-    """Put ``front`` (the notebook's folder and Git folder's root) first on ``sys.path``, then the
-    run's environment's ``site-packages`` (with its ``.pth`` files) if it exists, then the rest."""
-    entries = list(front)
+    """Put ``front`` (the notebook's folder and Git folder's root) first on ``sys.path``, and the
+    run's environment's ``site-packages`` (with its ``.pth`` files), if it exists, just before
+    nbflow's own: after the standard library, which a backport installed by pip must not shadow."""
+    libraries: list[str] = []
     if env and site_packages(Path(env)).is_dir():
         sp = str(site_packages(Path(env)))
         before = set(sys.path)
         site.addsitedir(sp)  # runs the .pth files of what was installed (editable installs...)
-        added = [p for p in sys.path if p not in before and p != sp]
-        entries += [sp, *added]
+        libraries = [sp, *(p for p in sys.path if p not in before and p != sp)]
         bin_dir = str(env_python(Path(env)).parent)
-        # %sh python, %sh <console script> and the processes a notebook starts see the libraries too.
+        # %sh python, %sh pip, console scripts and the processes a notebook starts see them too.
         path = os.environ.get("PATH", "")
         if bin_dir not in path.split(os.pathsep):
             os.environ["PATH"] = bin_dir + (os.pathsep + path if path else "")
-    rest = [p for p in sys.path if p not in entries]
-    sys.path[:] = [*entries, *rest]
+    rest = [p for p in sys.path if p not in front and p not in libraries]
+    ours = {os.path.realpath(p) for p in site.getsitepackages()}
+    at = next((i for i, p in enumerate(rest) if os.path.realpath(p) in ours), len(rest))
+    sys.path[:] = [*front, *rest[:at], *libraries, *rest[at:]]
     importlib.invalidate_caches()
 
 
