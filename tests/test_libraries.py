@@ -197,18 +197,20 @@ def test_pip_requirements_file_and_a_package_that_cannot_be_found(project: Path)
 def test_environment_cell_installs_its_dependencies_before_the_first_cell(project: Path) -> None:
     folder = project / "serverless"
     wheel(folder, "envpkg", "1.0", 5)
+    wheel(folder, "basepkg", "1.0", 1)
+    (folder / "base.yaml").write_text('environment_version: "2"\ndependencies:\n  - ./basepkg-1.0-py3-none-any.whl\n')
     nb = notebook(folder / "nb.py", """
-        import envpkg
-        value = envpkg.VALUE
+        import basepkg, envpkg
+        value = envpkg.VALUE + basepkg.VALUE
     """, """
         dbutils.notebook.exit(str(value))
     """, """
         %environment
         "client": "1"
         "dependencies": ["./envpkg-1.0-py3-none-any.whl"]
-        "base_environment": ""
+        "base_environment": "./base.yaml"
     """)
-    assert exit_json(run(nb)) == 5
+    assert exit_json(run(nb)) == 6
     # The %environment cell itself ran too (after the rest, here): the spec was already installed.
     plain = notebook(folder / "ui_only.py", """
         dbutils.notebook.exit("ok")
@@ -293,3 +295,22 @@ def test_mlflow_logs_to_the_project_and_registers_unity_catalog_models_locally(p
     from nbflow import cluster
 
     assert not cluster.state_path(project).exists()
+
+
+def test_environment_specs_are_read_from_cells_and_metadata_and_bad_ones_refused() -> None:
+    import pytest
+
+    from nbflow.errors import NotebookFormatError
+    from nbflow.notebooks import DATABRICKS_NOTEBOOK, environment_specs, parse_source
+
+    ui_only = parse_source('# Databricks notebook source\nx = 1\n\n# COMMAND ----------\n\n'
+                           '# MAGIC %environment\n# MAGIC "client": "1"\n# MAGIC "base_environment": ""\n')
+    assert environment_specs(ui_only) == []  # what the UI writes installs nothing
+    spec = parse_source('# Databricks notebook source\n# MAGIC %environment\n# MAGIC "client": "1"\n'
+                        '# MAGIC "dependencies": ["a==1", "-r /Workspace/req.txt"]\n')
+    spec.metadata[DATABRICKS_NOTEBOOK] = {"environmentMetadata": {"base_environment": "/Workspace/env.yaml"}}
+    assert environment_specs(spec) == [{"base_environment": "/Workspace/env.yaml"},
+                                       {"client": "1", "dependencies": ["a==1", "-r /Workspace/req.txt"]}]
+    bad = parse_source('# Databricks notebook source\n# MAGIC %environment\n# MAGIC "dependencies": 5\n')
+    with pytest.raises(NotebookFormatError, match='"dependencies" must be a list'):
+        environment_specs(bad, "nb.py")
