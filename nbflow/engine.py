@@ -75,6 +75,8 @@ STOPPED_STATE_TIMEOUT_S = 3.0
 BOOTSTRAP = "__import__('nbflow.runtime', fromlist=['install']).install({context!r})"
 STATE_EXPRESSION = "__import__('nbflow.runtime', fromlist=['state_json']).state_json()"
 RESTART_EXPRESSION = "__import__('nbflow.runtime', fromlist=['restart_json']).restart_json()"
+PREPARE_ENVIRONMENT = "__import__('nbflow.runtime', fromlist=['prepare_environment']).prepare_environment({specs!r})"
+ENVIRONMENT_TIMEOUT_S = 3600.0  # installing an environment spec's dependencies, without a notebook timeout
 RESTART_ENAME = "RestartPython"  # nbflow.runtime.library.RestartPython: dbutils.library.restartPython()
 RESTART_TIMEOUT_S = 60
 
@@ -189,8 +191,11 @@ class NbflowNotebookClient(NotebookClient):
         deadline: float | None,
         kernel_log: IO[str] | None,
         warm: WarmKernel | None = None,
+        environment: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
+        # The notebook's serverless environment specs, installed before its first cell.
+        self.environment = environment or []
         # A warm kernel is already running, and its owner stops it; otherwise one private folder
         # holds this run's kernel sockets and connection file: one thing to remove.
         self.warm = warm
@@ -236,7 +241,8 @@ class NbflowNotebookClient(NotebookClient):
             raise KernelStartError(message) from exc
         try:
             self._run(self._bootstrap)
-            self.outcome = self._execute_cells()
+            failed = self._run(self._prepare_environment) if self.environment else None
+            self.outcome = failed or self._execute_cells()
             self.outcome.state = self._collect_state()
         except KernelStartError as exc:
             self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", str(exc)))
@@ -326,6 +332,21 @@ class NbflowNotebookClient(NotebookClient):
                 f"nbflow's runtime failed to load in the kernel ({kernel_python()}): "
                 f"{content.get('ename')}: {content.get('evalue')}"
             )
+
+    async def _prepare_environment(self) -> Outcome | None:
+        """Install the notebook's environment specs' dependencies in its run's environment; the
+        failed outcome (no cell ran) if that fails."""
+        code = PREPARE_ENVIRONMENT.format(specs=json.dumps(self.environment))
+        remaining = self._remaining()
+        try:
+            reply = await self._silent(code, float(remaining) if remaining is not None else ENVIRONMENT_TIMEOUT_S)
+        except queue.Empty:
+            return Outcome(TIMEDOUT, CellError(None, "TimeoutError", "the notebook's timeout expired while its "
+                                                                     "environment's dependencies were installed"))
+        content = reply["content"]
+        if content.get("status") == "ok":
+            return None
+        return Outcome(FAILED, CellError(None, str(content.get("ename")), str(content.get("evalue"))))
 
     async def _restart_python(self) -> None:
         """``dbutils.library.restartPython()``: the rest of the notebook runs in a new Python
@@ -538,6 +559,20 @@ class NbflowEngine:
             )
         if nbflow_parameters is None:
             nbflow_parameters = {k: {"value": v, "source": "papermill"} for k, v in passed.items()}
+        from .notebooks import environment_specs
+
+        environment = environment_specs(nb, nbflow_context.notebook_path or "<notebook>")
+        owned_env = None
+        if not nbflow_context.python_env:
+            # The run's notebook-scoped libraries go here (made on the first install); its
+            # dbutils.notebook.run children share it, and it goes when the run ends.
+            import uuid
+            from dataclasses import replace
+
+            from .project import python_envs_root
+
+            owned_env = python_envs_root(Path(nbflow_context.project_dir)) / uuid.uuid4().hex[:12]
+            nbflow_context = replace(nbflow_context, python_env=str(owned_env))
         timeout = nbflow_timeout if nbflow_timeout is not None else execution_timeout
         deadline = time.monotonic() + timeout if timeout else None
         started = dt.datetime.now(dt.timezone.utc)
@@ -554,10 +589,13 @@ class NbflowEngine:
             log=_client_log,
             stream_file=stdout_file if stdout_file is not None else (sys.stderr if log_output else None),
             warm=nbflow_warm_kernel,
+            environment=environment,
         )
         try:
             client.execute()
         finally:
+            if owned_env is not None:
+                shutil.rmtree(owned_env, ignore_errors=True)
             if log_file is not None:
                 log_file.close()
                 if nbflow_warm_kernel is not None:  # the warm kernel wrote to its own log

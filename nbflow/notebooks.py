@@ -324,6 +324,44 @@ def parameters_cell_names(nb: NotebookNode) -> set[str]:
     return names
 
 
+def environment_specs(nb: NotebookNode, name: str = "<notebook>") -> list[dict[str, Any]]:
+    """The notebook's serverless environment specs: an ``.ipynb`` export's ``environmentMetadata``
+    and each ``%environment`` cell's body (``"key": value`` lines, YAML), in that order. Only the
+    ones that carry ``dependencies`` or a ``base_environment`` file matter; the others (what the
+    UI writes: ``"client": "1"``, ``"base_environment": ""``) are left out."""
+    import yaml
+
+    specs: list[dict[str, Any]] = []
+    meta = nb.metadata.get(DATABRICKS_NOTEBOOK)
+    found = meta.get("environmentMetadata") if isinstance(meta, dict) else None
+    if isinstance(found, dict):
+        specs.append(dict(found))
+    for number, cell in enumerate(nb.cells, start=1):
+        if cell.cell_type != "code" or _magic_of(cell.source) != "%environment":
+            continue
+        body = cell.source.strip().split("\n", 1)[1] if "\n" in cell.source.strip() else ""
+        try:
+            spec = yaml.safe_load(body) if body.strip() else None
+        except yaml.YAMLError as exc:
+            raise NotebookFormatError(f"{name}: cell {number}: not a valid %environment spec: "
+                                      f"{str(exc).splitlines()[0]}") from None
+        if spec is None:
+            continue
+        if not isinstance(spec, dict):
+            raise NotebookFormatError(f"{name}: cell {number}: an %environment spec is \"key\": value lines")
+        specs.append(spec)
+    wanted = []
+    for spec in specs:
+        deps, base = spec.get("dependencies"), spec.get("base_environment")
+        if deps is not None and not (isinstance(deps, str) or (
+                isinstance(deps, list) and all(isinstance(d, (str, int, float)) for d in deps))):
+            raise NotebookFormatError(f"{name}: environment spec: \"dependencies\" must be a list of pip "
+                                      "requirement lines")
+        if deps or (isinstance(base, str) and base.strip().endswith((".yaml", ".yml"))):
+            wanted.append(spec)
+    return wanted
+
+
 def has_parameters_cell(nb: NotebookNode) -> bool:
     return any(
         cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []) for cell in nb.cells

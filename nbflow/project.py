@@ -43,3 +43,8 @@ def secrets_file(project: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def python_envs_root(project: Path) -> Path:
+    """Where runs keep their notebook-scoped Python environments (``%pip install``), one folder a run."""
+    return (project / STATE_DIR / "python").resolve()

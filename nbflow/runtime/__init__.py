@@ -17,7 +17,8 @@ from .context import RunContext
 from .notebook import NotebookExit
 from .session import Session
 
-__all__ = ["NotebookExit", "RunContext", "Session", "current", "install", "preload", "state_json"]
+__all__ = ["NotebookExit", "RunContext", "Session", "current", "install", "preload", "prepare_environment",
+           "state_json"]
 
 _session: Session | None = None
 
@@ -63,6 +64,11 @@ def install(context_json: str) -> None:
     folder = os.path.dirname(session.context.notebook_path)
     if folder and os.path.isdir(folder):
         os.chdir(folder)  # a notebook runs in its own folder (a warm kernel started elsewhere)
+    # Its folder and its Git folder's root first on sys.path, then its run's %pip libraries.
+    session.libraries.activate()
+    from . import mlflow_local
+
+    mlflow_local.configure(context.project_dir)
     from .lakehouse import LazySpark, NoSparkContext, SqlContext
 
     spark = LazySpark(session.lakehouse, shell.user_ns)
@@ -194,6 +200,30 @@ def spark_call(spark: Any, method: str) -> Any:
     call.__name__ = method
     call.__doc__ = f"spark.{method}(...) of the notebook's session."
     return call
+
+
+def prepare_environment(specs_json: str) -> None:
+    """Install the dependencies of the notebook's environment specs (its ``%environment`` cells,
+    an ``.ipynb`` export's ``environmentMetadata``) before its first cell, as Databricks builds a
+    serverless notebook's environment before running it."""
+    session = current()
+    for spec in json.loads(specs_json):
+        session.libraries.environment(environment_dependencies(session, spec))
+
+
+def environment_dependencies(session: Session, spec: dict[str, Any]) -> list[str]:
+    """An environment spec's pip requirement lines, its ``base_environment`` file's first."""
+    from pathlib import Path
+
+    from .libraries import dependencies_of
+
+    base = spec.get("base_environment")
+    base_file = None
+    if isinstance(base, str) and base.strip().endswith((".yaml", ".yml")):
+        base_file = Path(base.strip())
+        if not base_file.exists():  # /Workspace/... or /Volumes/... outside a sandbox
+            base_file = session.dbutils.fs.local_path(base.strip())
+    return dependencies_of(spec, base_file=base_file)
 
 
 def restart_json() -> str:

@@ -34,10 +34,13 @@ class RunContext:
     # What survives dbutils.library.restartPython() into the new process (Session.carried()):
     # widgets, task values, the argument names already read. None for a fresh start.
     carried: dict[str, Any] | None = None
+    # The run's notebook-scoped Python environment (nbflow.runtime.libraries): made on the first
+    # %pip install, shared with dbutils.notebook.run children, removed when the run ends.
+    python_env: str = ""
     # What a dbutils.notebook.run child takes over from its caller.
     INHERITED: ClassVar[tuple[str, ...]] = (
         "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth", "engine",
-        "redact_values", "secret_env",
+        "redact_values", "secret_env", "python_env",
     )
 
     def for_child(self, redact_values: list[str]) -> dict[str, Any]:

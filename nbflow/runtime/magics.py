@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from .session import Session
 
 # Magics that take the whole cell on Databricks, mapped to the IPython cell magic that runs it.
-CELL_MAGICS = {"%md": "md", "%md-sandbox": "md", "%sh": "sh", "%sql": "sql", "%scala": "scala", "%r": "r"}
+CELL_MAGICS = {"%md": "md", "%md-sandbox": "md", "%sh": "sh", "%sql": "sql", "%scala": "scala", "%r": "r",
+               "%environment": "environment"}
 _ARG = re.compile(r"""\$(?P<name>[A-Za-z_][\w.\-]*)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>\S*))""")
 
 
@@ -106,7 +107,23 @@ def register(shell: Any, session: Session) -> None:
             )
         return magic
 
+    def pip(line: str) -> None:
+        """%pip install|uninstall|list|show|freeze ...: pip on the run's own environment
+        (notebook-scoped libraries; see nbflow.runtime.libraries), never nbflow's."""
+        session.libraries.pip(line)
+
+    def environment(line: str, cell: str) -> None:
+        """%environment: a serverless environment spec. Its dependencies were installed before the
+        first cell (see nbflow.runtime.prepare_environment); a spec seen only now (a %run
+        include's) is installed now."""
+        from . import environment_dependencies
+        from .libraries import parse_environment
+
+        session.libraries.environment(environment_dependencies(session, parse_environment(cell)))
+
     shell.register_magic_function(run, "line", "run")
+    shell.register_magic_function(pip, "line", "pip")
+    shell.register_magic_function(environment, "cell", "environment")
     shell.register_magic_function(fs, "line", "fs")
     shell.register_magic_function(md, "cell", "md")
     shell.register_magic_function(sql, "cell", "sql")

@@ -32,6 +32,8 @@ import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import mlflow_local
+
 if TYPE_CHECKING:
     from .session import Session
 
@@ -198,6 +200,10 @@ _AFTER: dict[str, Callable[[types.ModuleType], None]] = {
     "pyspark.sql.session": _patch_classic_session,
     "pyspark.sql.dataframe": _patch_dataframe,
     "databricks.connect": _patch_databricks_connect,
+    # MLflow's "databricks" and "databricks-uc" stores are the project's local one (mlflow_local).
+    "mlflow.utils._spark_utils": lambda m: mlflow_local.patch_spark_utils(m),
+    "mlflow.tracking._tracking_service.utils": lambda m: mlflow_local.patch_tracking(m),
+    "mlflow.tracking._model_registry.utils": lambda m: mlflow_local.patch_registry(m),
 }
 
 

@@ -13,6 +13,7 @@ from .fs import FsUtils
 from .help import methods
 from .jobs import JobsUtils
 from .lakehouse import Lakehouse
+from .libraries import Libraries
 from .library import LibraryUtils
 from .notebook import NotebookUtils
 from .paths import DatabricksPaths
@@ -65,6 +66,7 @@ class Session:
         self._includes: list[str] = []
         self.dbutils = DBUtils(self)
         self.lakehouse = Lakehouse(self)
+        self.libraries = Libraries(context.notebook_path, context.project_dir, context.python_env)
         # The objects the runtime put in the notebook's namespace (set by nbflow.runtime.install).
         self.namespace_objects: set[int] = set()
 
@@ -104,6 +106,7 @@ class Session:
                          "label": w.label} for w in widgets.live()],
             "task_values": self.dbutils.jobs.taskValues.values,
             "used": sorted(widgets.used),
+            "environments": self.libraries.environments,
         }
 
     def restore(self, carried: dict[str, Any]) -> None:
@@ -116,6 +119,7 @@ class Session:
                 getattr(widgets, w["kind"])(w["name"], w["default"], w["choices"], w["label"])
         widgets.used = set(carried.get("used") or [])
         self.dbutils.jobs.taskValues.values.update(carried.get("task_values") or {})
+        self.libraries.environments = list(carried.get("environments") or [])
 
     def state(self, namespace: dict[str, Any], hidden: dict[str, Any]) -> dict[str, Any]:
         """What the engine records in the executed notebook at the end of the run."""
