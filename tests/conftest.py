@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,10 +91,19 @@ def gate_available() -> bool:
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60).returncode == 0
 
 
-def run(name: str, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+def run(name: str | Path, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """Run a notebook: ``name`` relative to tests/notebooks, or an absolute path."""
     from nbflow import run_notebook
 
     return run_notebook(NOTEBOOKS / name, parameters, **kwargs)
+
+
+def source_notebook(path: Path, *cells: str) -> Path:
+    """Write a Databricks source notebook of ``cells`` (each dedented) at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    separator = "\n\n# COMMAND ----------\n\n"
+    path.write_text("# Databricks notebook source\n" + separator.join(textwrap.dedent(c).strip() for c in cells) + "\n")
+    return path
 
 
 def exit_json(result: Any) -> Any:

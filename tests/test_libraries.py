@@ -8,27 +8,12 @@ import base64
 import hashlib
 import json
 import sysconfig
-import textwrap
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from .conftest import exit_json
-
-HEADER = "# Databricks notebook source\n"
-SEP = "\n\n# COMMAND ----------\n\n"
-
-
-def notebook(path: Path, *cells: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HEADER + SEP.join(textwrap.dedent(c).strip() for c in cells) + "\n")
-    return path
-
-
-def run(path: Path, parameters: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    from nbflow import run_notebook
-
-    return run_notebook(path, parameters, **kwargs)
+from .conftest import exit_json, run
+from .conftest import source_notebook as notebook
 
 
 def wheel(folder: Path, name: str = "tinypkg", version: str = "1.0", value: int = 42) -> Path:
