@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test test-fast lint typecheck pytest bench clean
 
 $(BIN)/nbflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ typecheck: $(BIN)/nbflow
 
 pytest: $(BIN)/nbflow
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fast lane for the edit loop: no kernels, no servers, no JVM (under a minute on 2 cores).
+test-fast: $(BIN)/nbflow
+	$(BIN)/pytest -q -m "not kernel and not spark and not serve and not jvm" $(PYTEST_ARGS)
 
 bench: $(BIN)/nbflow
 	$(BIN)/python bench/bench_cold_run.py
