@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .documents import read_document  # the same guards as a plan's: size, encoding, aliases, depth
 from .errors import ParameterError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -113,8 +114,6 @@ class CliParam(Param):
 
 def load_params_file(path: str | Path) -> dict[str, Param]:
     """Read a YAML or JSON mapping of parameter names to values."""
-    from .plan import read_document  # the same guards as a plan's: size, encoding, aliases, depth
-
     path = Path(path)
     if not path.exists():
         raise ParameterError(f"parameters file not found: {path}")

@@ -11,12 +11,9 @@ task and job timeouts stop kernels; the job's result comes from its leaf tasks.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import heapq
-import json
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,7 +24,8 @@ from typing import Any
 from .errors import InputError
 from .notebooks import uses_spark
 from .params import widget_string
-from .plan import REFERENCE, Plan, Task
+from .plan import Plan, Task
+from .plan.references import resolve
 from .pool import Worker, WorkerPool
 from .project import project_dir
 from .results import NotebookResult, read_result
@@ -124,47 +122,6 @@ def job_result(tasks: Mapping[str, TaskRun], deps: Mapping[str, list[str]]) -> s
     if any(tasks[k].status == TIMEDOUT for k in leaves) and not any(tasks[k].status == FAILED for k in leaves):
         return TIMEDOUT
     return FAILED
-
-
-# -- references ----------------------------------------------------------------------------------
-def resolve(value: Any, run: PlanRun) -> Any:
-    """Replace ``{{job.*}}`` and ``{{tasks.*}}`` references by their values (strings)."""
-    if not isinstance(value, str):
-        return value
-    start = dt.datetime.fromtimestamp(run.start_ms / 1000, dt.timezone.utc)
-
-    def one(match: re.Match[str]) -> str:
-        parts = match.group(1).split(".")
-        if parts[0] == "job":
-            if parts[1:2] == ["parameters"]:
-                return run.job_parameters[parts[2]]
-            if parts[1] == "start_time":
-                return _start_time(start, parts[2])
-            return {"id": "", "name": run.plan.name, "run_id": run.run_id, "repair_count": "0"}[parts[1]]
-        if parts[0] == "tasks":
-            attempt = run.tasks[parts[1]].last
-            result = attempt.result if attempt else None
-            if result is None:
-                raise InputError(f"{match.group(0)}: task {parts[1]!r} has no result in this run")
-            if parts[2] == "exit_value":
-                return result.exit_value or ""
-            if parts[3] not in result.task_values:
-                raise InputError(f"{match.group(0)}: task {parts[1]!r} set no task value {parts[3]!r}")
-            found = result.task_values[parts[3]]
-            return found if isinstance(found, str) else json.dumps(found)
-        return match.group(0)
-
-    return REFERENCE.sub(one, value)
-
-
-def _start_time(start: dt.datetime, name: str) -> str:
-    values = {
-        "iso_date": start.date().isoformat(), "iso_datetime": start.isoformat(timespec="seconds"),
-        "year": str(start.year), "month": str(start.month), "day": str(start.day), "hour": str(start.hour),
-        "minute": str(start.minute), "second": str(start.second),
-        "timestamp_ms": str(int(start.timestamp() * 1000)), "is_weekday": str(start.weekday() < 5).lower(),
-    }
-    return values[name]
 
 
 # -- the loop ------------------------------------------------------------------------------------

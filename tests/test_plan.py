@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nbflow.plan import PlanError, load_plan, quartz_problem, reference_problems
+from nbflow.plan import PlanError, load_plan
 
 from .conftest import cli
 
@@ -89,25 +89,6 @@ def test_jobs_api_errors_name_the_original_fields(tmp_path: Path) -> None:
         bad.unlink()
     assert f":{line}: tasks[0].notebook_task.notebook_path: notebook not found: /Workspace/nowhere/ghost" in str(
         info.value)
-
-
-@pytest.mark.parametrize(
-    ("expression", "ok"),
-    [("0 15 22 * * ?", True), ("0 0/5 * ? * MON-FRI", True), ("0 0 12 L * ?", True), ("0 0 12 ? * 6#3", True),
-     ("0 0 12 * * ? 2030", True), ("0 0 12 * * *", False), ("0 0 25 * * ?", False), ("* * * *", False),
-     ("0 0 12 ? JAN-DEC SUN", True), ("0 0 12 ? FOO *", False)],
-)
-def test_quartz_cron(expression: str, ok: bool) -> None:
-    assert (quartz_problem(expression) is None) == ok
-
-
-def test_references() -> None:
-    assert reference_problems("{{job.run_id}}-{{job.start_time.iso_date}}", set(), set(), set()) == []
-    assert reference_problems("{{tasks.a.exit_value}}", set(), {"a", "b"}, {"b"}) == [
-        "{{tasks.a.exit_value}}: task 'a' is not upstream of this task (add it to depends_on)"
-    ]
-    assert reference_problems("{{tasks.a.values}}", set(), {"a"}, {"a"})[0].endswith("or {{tasks.<key>.exit_value}}")
-    assert reference_problems("{{other.thing}} {{workspace.id}}", set(), set(), set()) == []
 
 
 def test_validate_and_schema_commands() -> None:

@@ -1,50 +1,20 @@
 """Quartz cron schedules of the local workspace's jobs, fired while ``nbflow serve`` runs.
 
-Quartz expressions (``sec min hour day-of-month month day-of-week [year]``, ``?``, ``L``, ``#``)
-are evaluated with croniter; Quartz numbers the days of the week 1 (Sunday) to 7, cron 0 to 6,
-so numeric days are shifted. As on Databricks, a job is not started twice within 10 seconds.
+Quartz expressions are evaluated by :mod:`nbflow.quartz`, the module that checks them in plans
+and jobs. As on Databricks, a job is not started twice within 10 seconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 import threading
-import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
-from croniter import croniter
+from .. import quartz
 
 MIN_INTERVAL = dt.timedelta(seconds=10)
-
-
-def to_cron(quartz: str) -> tuple[str, str]:
-    """A Quartz expression as croniter's six fields (seconds first), and its year field."""
-    fields = quartz.split()
-    if len(fields) not in (6, 7):
-        raise ValueError(f"a Quartz expression has 6 or 7 fields, not {len(fields)}: {quartz!r}")
-    year = fields[6] if len(fields) == 7 else "*"
-    fields[5] = ",".join(_shift_day(part) for part in fields[5].split(","))
-    return " ".join(fields[:6]), year
-
-
-def _shift_day(part: str) -> str:
-    """Quartz's day-of-week numbers 1-7 to cron's 0-6, in ``a``, ``a-b``, ``a/n``, ``a#n``, ``aL``."""
-    found = re.search(r"[/#]", part)
-    head, tail = (part[:found.start()], part[found.start():]) if found else (part, "")
-    # The step of a/n and the occurrence of a#n are counts, not days: only the head shifts.
-    return re.sub(r"\d+", lambda m: str(int(m.group()) - 1), head) + tail
-
-
-def year_matches(field: str, year: int) -> bool:
-    if field in ("*", "?"):
-        return True
-    for part in field.split(","):
-        low, _, high = part.partition("-")
-        if low.isdigit() and (int(low) <= year <= int(high or low)):
-            return True
-    return False
+NEVER = dt.datetime.max.replace(tzinfo=dt.timezone.utc)  # a schedule with no time left
 
 
 class ScheduleRunner:
@@ -93,11 +63,6 @@ class ScheduleRunner:
 
 def _next_time(key: tuple[str, str], after: dt.datetime) -> dt.datetime:
     expression, zone = key
-    cron, year = to_cron(expression)
-    local = after.astimezone(zoneinfo.ZoneInfo(zone))
-    it = croniter(cron, local, second_at_beginning=True)
-    for _ in range(1000):
-        fire: dt.datetime = it.get_next(dt.datetime)
-        if year_matches(year, fire.year):
-            return fire.astimezone(dt.timezone.utc)
-    return dt.datetime.max.replace(tzinfo=dt.timezone.utc)  # no year left: never
+    if quartz.problem(expression) or quartz.zone_problem(zone):
+        return NEVER  # the jobs API stores settings unchecked: one bad schedule must not stop the others
+    return quartz.next_fire(expression, zone, after) or NEVER
