@@ -3,7 +3,7 @@
 A plan has ``name``, ``parameters``, ``timeout_seconds``, ``max_concurrent_runs``, ``schedule``
 and ``tasks`` with ``task_key``, ``depends_on``, ``run_if``, retries and timeouts, so that the
 same plan can be sent to a workspace. The models check each field; the checks that need the
-whole plan (keys, dependencies, notebooks, references) are :mod:`nbflow.plan.checks`'.
+whole plan (keys, dependencies, notebooks, references) are in :mod:`nbflow.plan.checks`.
 """
 
 from __future__ import annotations
