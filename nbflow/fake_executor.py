@@ -50,7 +50,9 @@ class Script:
     task_values: Mapping[str, Any] = field(default_factory=dict)  # dbutils.jobs.taskValues.set's
     error: str = "scripted failure"  # the error's message when the status is not SUCCESS
     hang: bool = False  # runs until its timeout, an interrupt or a kill, whatever ``seconds`` says
-    ignores_interrupt: bool = False  # only a kill (or its timeout) ends it
+    # A notebook stuck where an interrupt does not reach: neither its timeout (which interrupts
+    # its kernel) nor an interrupt ends it, only a kill.
+    ignores_interrupt: bool = False
     raises: Exception | None = None  # the attempt's future raises this (a defect in an executor)
 
 
@@ -162,7 +164,7 @@ class FakeExecutor:
             attempt.start_ms = _now_ms()
             self.starts.append((attempt.request["task_key"], time.monotonic()))
             script, timeout = attempt.script, attempt.request.get("timeout")
-            if timeout is not None and (script.hang or script.seconds > timeout):
+            if timeout is not None and (script.hang or script.seconds > timeout) and not script.ignores_interrupt:
                 self._at(timeout, partial(self._end, attempt, TIMEDOUT, "TimeoutError", "the task's timeout expired"))
             elif not script.hang:
                 self._at(script.seconds, partial(self._end, attempt, script.status, "Exception", script.error, True))

@@ -277,6 +277,10 @@ class Scheduler:
         except KeyboardInterrupt:
             self._stop_all(CANCELED, f"the run was cancelled ({interruption()})")
             self._drain()
+            with self._lock:
+                for task_run in self.run.tasks.values():
+                    if task_run.status == "RUNNING":  # claimed when the interrupt came, not yet handed over
+                        task_run.status = CANCELED
             raise
         finally:
             done = _now_ms()
