@@ -270,6 +270,17 @@ def test_cancel_from_another_thread_interrupts_running_tasks_and_cancels_the_res
     assert run.tasks["after"].reason == run.tasks["a"].reason == "the run was cancelled (runs/cancel)"
 
 
+def test_a_cancel_kills_what_ignores_it_after_the_grace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler_mod, "STOP_GRACE_S", 0.05)
+    with FakeExecutor({"stuck": Script(hang=True, ignores_interrupt=True)}) as fake:
+        sched = scheduler(plan(task("stuck")), fake, tmp_path)
+        thread = cancel_when_started(sched, fake, 1)
+        run = execute_bounded(sched)
+        thread.join()
+    assert fake.interrupted == fake.killed == ["stuck"]
+    assert states(run) == {"stuck": "CANCELED"} and run.result_state == "CANCELED"
+
+
 def test_cancel_during_a_retry_wait_ends_the_run_at_once(tmp_path: Path) -> None:
     with FakeExecutor({"flaky": Script("FAILED")}) as fake:
         sched = scheduler(plan(task("flaky", max_retries=1, min_retry_interval_millis=60_000)), fake, tmp_path)
