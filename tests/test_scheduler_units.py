@@ -234,6 +234,16 @@ def test_fail_fast_starts_nothing_new_and_lets_running_tasks_finish(tmp_path: Pa
     assert run.tasks["after_slow"].reason == "--fail-fast: task bad ended FAILED"
 
 
+def test_fail_fast_does_not_turn_a_cancelled_run_into_a_failed_one(tmp_path: Path) -> None:
+    with FakeExecutor({"a": Script(hang=True), "b": Script(hang=True)}) as fake:
+        sched = scheduler(plan(task("a"), task("b")), fake, tmp_path, mode="parallel", max_workers=2,
+                          fail_fast=True)
+        thread = cancel_when_started(sched, fake, 2)
+        run = execute_bounded(sched)
+        thread.join()
+    assert states(run) == {"a": "CANCELED", "b": "CANCELED"} and run.result_state == "CANCELED"
+
+
 def test_without_fail_fast_the_rest_runs(tmp_path: Path) -> None:
     with FakeExecutor({"bad": Script("FAILED")}) as fake:
         run = execute(plan(task("bad"), task("other"), task("after", "other")), fake, tmp_path)
