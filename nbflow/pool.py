@@ -236,7 +236,9 @@ class WorkerPool:
             with self._changed:
                 while True:
                     while self._queue and self._queue[0].future.cancelled():
-                        self._jobs.pop(self._queue.popleft().future, None)
+                        dropped = self._queue.popleft().future
+                        dropped.set_running_or_notify_cancel()  # acknowledges the withdrawal to its waiters
+                        self._jobs.pop(dropped, None)
                     if self._closing:
                         return
                     if self._queue and self._ready:

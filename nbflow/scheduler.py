@@ -17,7 +17,6 @@ the job's deadline, or a retry's interval.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import datetime as dt
 import heapq
@@ -483,22 +482,27 @@ class Scheduler:
             self._due_retries()  # the stop ends the waiting retries
             with self._lock:
                 flights = list(self._flights)
+            for future in flights:
+                if future.done():  # resolved, or withdrawn before it started (done() counts that)
+                    self._ended(future)
+            with self._lock:
+                flights = list(self._flights)
             if not flights:
                 return
-            done, _ = concurrent.futures.wait(flights, timeout=max(deadline - time.monotonic(), 0),
-                                              return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                self._ended(future)
-            if time.monotonic() < deadline:
+            now = time.monotonic()
+            if now < deadline:
+                # Woken by a future's callback (a withdrawal runs it too): concurrent.futures.wait
+                # would not see a withdrawal until the executor acknowledged it.
+                with contextlib.suppress(queue.Empty):
+                    self._events.get(timeout=deadline - now)
                 continue
             if killed:
                 for future in flights:
-                    self._ended(future, abandoned=not future.done())
+                    self._ended(future, abandoned=True)
                 return
             assert self.executor is not None
             for future in flights:
-                if not future.done():
-                    self.executor.kill(future)
+                self.executor.kill(future)
             deadline, killed = time.monotonic() + KILL_GRACE_S, True
 
     def cancel(self, reason: str = "the run was cancelled") -> None:

@@ -20,7 +20,7 @@ from nbflow.plan import Plan, Task
 from nbflow.results import NotebookResult
 from nbflow.scheduler import Attempt, PlanRun, Scheduler, TaskRun
 
-BOUND_S = 10  # "stops within ... rather than hanging": far above the milliseconds these take
+BOUND_S = 10.0  # "stops within ... rather than hanging": far above the milliseconds these take
 
 
 def task(key: str, *depends_on: str, **fields: Any) -> Task:
@@ -196,6 +196,16 @@ def test_the_job_timeout_withdraws_an_attempt_waiting_for_a_worker(tmp_path: Pat
     queued = run.tasks["queued"].last
     assert queued is not None and queued.status == "CANCELED"
     assert states(run) == {"nap": "TIMEDOUT", "queued": "TIMEDOUT"} and run.result_state == "TIMEDOUT"
+
+
+def test_the_job_timeout_ends_the_run_at_once_when_no_worker_became_free(tmp_path: Path) -> None:
+    # No worker ever frees up (kernels slow to warm on a busy machine): the waiting attempt is
+    # withdrawn at the deadline, and the run ends then, not after the interrupt's grace.
+    with FakeExecutor(workers=0) as fake:
+        started = time.monotonic()
+        run = execute(plan(task("nap"), task("later", "nap"), timeout_seconds=0.1), fake, tmp_path)
+    assert time.monotonic() - started < scheduler_mod.STOP_GRACE_S / 2
+    assert states(run) == {"nap": "TIMEDOUT", "later": "CANCELED"} and fake.starts == []
 
 
 def test_the_job_timeout_cuts_a_retry_wait_short(tmp_path: Path) -> None:
