@@ -8,6 +8,12 @@ starts another in its place. :meth:`WorkerPool.close` ends every worker, politel
 Each worker holds a lifeline to this process and a tree tag (see :mod:`nbflow.lifecycle`): if
 this process dies, however, the workers cancel their tasks and end their kernels; if a worker
 is killed, the pool ends what its kernels had started.
+
+The pool is the scheduler's :class:`nbflow.executor.Executor`: :meth:`WorkerPool.submit` queues
+an attempt; one dispatcher thread hands queued attempts to workers as their kernels become warm;
+each worker's reader thread (which follows its process's events) resolves the attempt's future
+when the worker says it is done, or dies. So nothing waits per task: a thread per worker, one
+per pool.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
@@ -23,13 +28,35 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import lifecycle, sandbox
+from . import cluster, lifecycle, sandbox
+from .errors import InputError
+from .executor import Outcome, Request
+from .results import read_result
 
 CLOSE_GRACE_S = 10.0  # how long idle workers get to stop their kernels before they are killed
+FAILED = "FAILED"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(eq=False)
+class _Job:
+    """An attempt submitted to the pool: queued, then on a worker, then resolved."""
+
+    request: Request
+    future: Future[Outcome]
+    submitted_ms: int
+    worker: Worker | None = None
+    acquired_ms: int = 0
 
 
 class Worker:
@@ -53,11 +80,12 @@ class Worker:
             raise
         finally:
             os.close(read)
-        self.replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        # Changed under the pool's lock: the process runs; its kernel is warm; a task holds it.
+        # Changed under the pool's lock: the process runs; its kernel is warm; a task holds it
+        # (``job``: the attempt it runs, when the pool's dispatcher handed it one).
         self.alive = True
         self.warm = False
         self.held = False
+        self.job: _Job | None = None
         self.cluster: dict[str, Any] | None = None  # the server its warm kernel attached to, if any
         self.kernel_dir: str | None = None  # its warm kernel's folder (sockets, connection file, log)
 
@@ -75,18 +103,16 @@ class Worker:
             return False
         return True
 
-    def wait(self) -> dict[str, Any] | None:
-        """The task's summary once done, or None if the worker died before saying so."""
-        return self.replies.get()
-
     def death(self) -> str:
         """Why the worker ended: its exit code or signal, and the last line it wrote to stderr."""
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
         code = self.proc.returncode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        self.log.seek(0)
-        lines = self.log.read().decode("utf-8", "replace").strip().splitlines()
+        lines: list[str] = []
+        with contextlib.suppress(ValueError):  # the log is closed once the pool has ended the worker
+            self.log.seek(0)
+            lines = self.log.read().decode("utf-8", "replace").strip().splitlines()
         return f"the worker process died ({how})" + (f": {lines[-1]}" if lines else "")
 
     def interrupt(self) -> None:
@@ -118,19 +144,27 @@ class Worker:
 
 
 class WorkerPool:
-    """``size`` workers, each with a warm kernel; :meth:`acquire` hands out a ready one."""
+    """``size`` workers, each with a warm kernel. The scheduler's executor (:meth:`submit`,
+    :meth:`interrupt`, :meth:`kill`, :meth:`close`); :meth:`acquire` and :meth:`release` hand
+    out a worker directly."""
 
     def __init__(self, size: int, options: dict[str, Any]) -> None:
         self.options = options
         # Decided here, once, before any worker starts: the workers inherit the decision, and a
         # "no sandbox" warning is said once on this process's stderr, not lost in the workers'.
         sandbox.decide(sandbox.layout(Path(options["project"])))
-        self._ready: queue.Queue[Worker] = queue.Queue()
         self._lock = threading.Lock()
+        # Notified when a worker becomes ready, an attempt is queued or withdrawn, or the pool closes.
+        self._changed = threading.Condition(self._lock)
+        self._ready: deque[Worker] = deque()
         self._workers: list[Worker] = []
+        self._queue: deque[_Job] = deque()  # submitted attempts waiting for a warm worker
+        self._jobs: dict[Future[Outcome], _Job] = {}  # every attempt not yet resolved
         self._closing = False
         for _ in range(max(size, 1)):
             self._start()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="nbflow-pool-dispatch", daemon=True)
+        self._dispatcher.start()
 
     def _start(self) -> None:
         with self._lock:
@@ -141,7 +175,7 @@ class WorkerPool:
         threading.Thread(target=self._read, args=(worker,), daemon=True).start()
 
     def _read(self, worker: Worker) -> None:
-        """Follow a worker's events until it ends."""
+        """Follow a worker's events until it ends; resolve the attempt it runs when it is done."""
         assert worker.proc.stdout is not None
         for line in worker.proc.stdout:
             try:
@@ -149,19 +183,22 @@ class WorkerPool:
             except ValueError:
                 continue
             if message.get("event") == "ready":
-                with self._lock:
+                with self._changed:
                     worker.cluster = message.get("cluster")
                     worker.kernel_dir = message.get("kernel_dir")
                     worker.warm = True
                     if not worker.held:
-                        self._ready.put(worker)
-            elif message.get("event") == "done":
-                worker.replies.put(message.get("summary") or {})
-        worker.replies.put(None)  # wakes a task waiting on this worker
+                        self._ready.append(worker)
+                        self._changed.notify_all()
+            elif message.get("event") == "done" and worker.job is not None:
+                self._finish(worker, message.get("summary") or {})
         with self._lock:
             worker.alive = False
-            replace = not worker.held  # else the task holding it replaces it on release
-        if replace:
+            running = worker.job is not None
+            replace = not worker.held  # else whoever holds it replaces it on release
+        if running:
+            self._finish(worker, None)  # it died mid-attempt
+        elif replace:
             self._replace(worker)
 
     def _replace(self, worker: Worker) -> None:
@@ -173,13 +210,109 @@ class WorkerPool:
         worker.ended()
         self._start()
 
+    # -- the executor ------------------------------------------------------------------------
+    def submit(self, request: Request) -> Future[Outcome]:
+        """Queue an attempt; it starts on the next worker whose kernel is warm."""
+        future: Future[Outcome] = Future()
+        job = _Job(request, future, _now_ms())
+        future.add_done_callback(self._wake)  # a withdrawn attempt must leave the queue
+        with self._changed:
+            closing = self._closing
+            if not closing:
+                self._jobs[future] = job
+                self._queue.append(job)
+                self._changed.notify_all()
+        if closing:
+            future.cancel()
+        return future
+
+    def _wake(self, _future: Future[Outcome]) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _dispatch(self) -> None:
+        """The pool's one dispatcher: hands each queued attempt to the next warm worker."""
+        while True:
+            with self._changed:
+                while True:
+                    while self._queue and self._queue[0].future.cancelled():
+                        dropped = self._queue.popleft().future
+                        dropped.set_running_or_notify_cancel()  # acknowledges the withdrawal to its waiters
+                        self._jobs.pop(dropped, None)
+                    if self._closing:
+                        return
+                    if self._queue and self._ready:
+                        break
+                    self._changed.wait()
+                worker = self._ready.popleft()
+            if not self._attached_to_live_cluster(worker):  # outside the lock: it reads the state file
+                continue
+            with self._changed:
+                if not (worker.alive and worker.warm and not worker.held):
+                    continue
+                job = None
+                while self._queue and job is None:
+                    queued = self._queue.popleft()
+                    if queued.future.set_running_or_notify_cancel():  # not withdrawn meanwhile
+                        job = queued
+                    else:
+                        self._jobs.pop(queued.future, None)
+                if job is None:
+                    self._ready.appendleft(worker)  # still warm, for the next attempt
+                    continue
+                worker.held, worker.warm, worker.job = True, False, job
+                job.worker, job.acquired_ms = worker, _now_ms()
+            # A worker that is gone cannot read it; its reader resolves the attempt at its end.
+            worker.send(job.request)
+
+    def _finish(self, worker: Worker, reply: dict[str, Any] | None) -> None:
+        """The attempt ``worker`` ran is over: it said it was done (``reply``), or died (None)."""
+        with self._lock:
+            job = worker.job
+        assert job is not None
+        try:
+            died = worker.death() if reply is None else None
+            self.release(worker)
+            outcome = _outcome(job, reply, died)
+        except Exception as exc:  # a defect must fail this attempt, never leave it unresolved
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(outcome)
+        finally:
+            with self._lock:
+                self._jobs.pop(job.future, None)
+
+    def _holder(self, future: Future[Outcome]) -> Worker | None:
+        """The worker running the attempt of ``future``; None (and the attempt withdrawn) if it
+        has not started, or if it is over."""
+        with self._lock:
+            job = self._jobs.get(future)
+        if job is None or future.cancel():
+            return None
+        with self._lock:
+            return job.worker if job.worker is not None and job.worker.job is job else None
+
+    def interrupt(self, future: Future[Outcome]) -> None:
+        """Cancel the attempt's notebook: the worker saves it, stops its kernel and exits."""
+        worker = self._holder(future)
+        if worker is not None:
+            worker.interrupt()
+
+    def kill(self, future: Future[Outcome]) -> None:
+        """Kill the worker running the attempt (it ignored the interrupt); the pool replaces it."""
+        worker = self._holder(future)
+        if worker is not None:
+            worker.kill()
+
+    # -- workers handed out directly -----------------------------------------------------------
     def acquire(self, cancelled: Callable[[], bool]) -> Worker | None:
         """A worker whose kernel is warm; None if ``cancelled()`` turns true while waiting."""
         while not cancelled():
-            try:
-                worker = self._ready.get(timeout=0.1)
-            except queue.Empty:
-                continue
+            with self._changed:
+                if not self._ready:
+                    self._changed.wait(0.1)  # ``cancelled`` cannot wake this wait: asked again each 0.1 s
+                    continue
+                worker = self._ready.popleft()
             if not self._attached_to_live_cluster(worker):
                 continue
             with self._lock:
@@ -193,8 +326,6 @@ class WorkerPool:
         task would fail at its first Spark call. Such a worker is stopped (and so replaced)."""
         if worker.cluster is None:
             return True
-        from . import cluster
-
         if cluster.is_live(Path(self.options["project"]), worker.cluster):
             return True
         with self._lock:
@@ -205,22 +336,31 @@ class WorkerPool:
     def release(self, worker: Worker, used: bool = True) -> None:
         """After a task: a worker that ended is replaced; a live one is handed out again once warm
         (at once if it was given no task: its kernel is still the warm one)."""
-        with self._lock:
+        with self._changed:
             worker.held = False
+            worker.job = None
             if not used:
                 worker.warm = True
             replace = not worker.alive
             if worker.alive and worker.warm:
-                self._ready.put(worker)
+                self._ready.append(worker)
+                self._changed.notify_all()
         if replace:
             self._replace(worker)
 
     def close(self) -> None:
         """End every worker now: a kernel still warming is not waited for. Workers that do not
-        stop their kernels and exit within CLOSE_GRACE_S are killed."""
-        with self._lock:
+        stop their kernels and exit within CLOSE_GRACE_S are killed. Queued attempts are withdrawn;
+        running ones end as their workers do."""
+        with self._changed:
             self._closing = True
             workers = list(self._workers)
+            queued = list(self._queue)
+            self._queue.clear()
+            self._changed.notify_all()
+        for job in queued:
+            job.future.cancel()
+        self._dispatcher.join(5)
         for worker in workers:
             with contextlib.suppress(OSError, ValueError):
                 assert worker.proc.stdin is not None
@@ -234,3 +374,20 @@ class WorkerPool:
                 worker.kill()
                 worker.proc.wait()
             worker.ended()
+
+
+def _outcome(job: _Job, reply: dict[str, Any] | None, died: str | None) -> Outcome:
+    """An attempt's outcome from the notebook it wrote, else from the worker's reply or death."""
+    acquired, end = job.acquired_ms, _now_ms()
+    setup = acquired - job.submitted_ms
+    output = Path(job.request["output_path"])
+    try:
+        result = read_result(output)
+    except InputError:
+        error = (reply or {}).get("error") or {"cell_index": None, "ename": "WorkerError", "evalue": died}
+        return Outcome(FAILED, acquired, end, None, error=error, setup_ms=setup)
+    error = None if result.error is None else result.error.summary()
+    if result.status == "RUNNING" and died:  # the worker died mid-notebook
+        error = {"cell_index": None, "ename": "WorkerError", "evalue": died}
+    status = result.status if result.status != "RUNNING" else FAILED
+    return Outcome(status, acquired, end, str(output), result, error, setup_ms=setup)
