@@ -20,110 +20,45 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from .errors import InputError
+from .lifecycle import interruption
 from .notebooks import uses_spark
-from .params import widget_string
+from .params import Param, widget_string
 from .plan import REFERENCE, Plan, Task
 from .pool import Worker, WorkerPool
 from .project import project_dir
-from .results import NotebookResult, read_result
+from .results import read_result
+from .runner import run_context
+from .runs import (
+    CANCELED,
+    EXCLUDED,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    SUCCESS,
+    TIMEDOUT,
+    Attempt,
+    CellError,
+    PlanRun,
+    ResultState,
+    TaskRun,
+    TaskState,
+    decide,
+    job_result,
+)
+from .task_spec import TaskSpec
 
-SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
-UPSTREAM_FAILED, UPSTREAM_CANCELED, EXCLUDED = "UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED"
-SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
-SUCCEEDED = {SUCCESS, EXCLUDED}  # "Excluded tasks are skipped and treated as successful."
-FAILED_STATES = {FAILED, TIMEDOUT, UPSTREAM_FAILED}
-CANCELED_STATES = {CANCELED, UPSTREAM_CANCELED}
-FAILURE_HANDLERS = {"ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED"}
 STOP_GRACE_S = 30.0  # how long interrupted workers get to save and stop before they are killed
 KERNEL_MEMORY = 300 * 2**20  # about what a kernel with Spark Connect attached takes
 
 
-@dataclass
-class Attempt:
-    number: int
-    status: str
-    start_ms: int
-    end_ms: int
-    output: str | None
-    result: NotebookResult | None = None
-    error: dict[str, Any] | None = None
-    setup_ms: int = 0  # waiting for a worker with a warm kernel
-
-
-@dataclass
-class TaskRun:
-    task: Task
-    run_id: int
-    status: str = "PENDING"
-    attempts: list[Attempt] = field(default_factory=list)
-    reason: str = ""  # why a task did not run (run_if, disabled, cancelled)
-
-    @property
-    def last(self) -> Attempt | None:
-        return self.attempts[-1] if self.attempts else None
-
-
-@dataclass
-class PlanRun:
-    plan: Plan
-    run_id: str
-    output_dir: Path
-    mode: str
-    tasks: dict[str, TaskRun]
-    start_ms: int = 0
-    end_ms: int = 0
-    result_state: str = ""
-    job_parameters: dict[str, str] = field(default_factory=dict)
-    resume_from: list[str] = field(default_factory=list)
-    cleanup_ms: int = 0  # stopping the worker pool after the last task
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-# -- run_if --------------------------------------------------------------------------------------
-def decide(run_if: str, deps: list[str]) -> tuple[bool, str]:
-    """Whether a task runs given its dependencies' final states; else the state it takes."""
-    if deps and all(d == EXCLUDED for d in deps):
-        return False, EXCLUDED  # "If all task dependencies are excluded, the task is also excluded"
-    if any(d in CANCELED_STATES for d in deps) and run_if not in FAILURE_HANDLERS:
-        return False, UPSTREAM_CANCELED
-    succeeded = sum(d in SUCCEEDED for d in deps)
-    failed = sum(d in FAILED_STATES for d in deps)
-    executed = sum(d == SUCCESS for d in deps)
-    rules = {
-        "ALL_SUCCESS": (succeeded == len(deps), UPSTREAM_FAILED),
-        "AT_LEAST_ONE_SUCCESS": (succeeded > 0, UPSTREAM_FAILED),
-        "NONE_FAILED": (failed == 0 and executed > 0, UPSTREAM_FAILED),
-        "ALL_DONE": (True, ""),
-        "AT_LEAST_ONE_FAILED": (failed > 0, EXCLUDED),
-        "ALL_FAILED": (failed == len(deps), EXCLUDED),
-    }
-    run, otherwise = rules[run_if]
-    return (True, "") if (run or not deps) else (False, otherwise)
-
-
-def job_result(tasks: Mapping[str, TaskRun], deps: Mapping[str, list[str]]) -> str:
-    """SUCCESS, SUCCESS_WITH_FAILURES or FAILED, decided by the leaf tasks (Jobs API rule)."""
-    downstream = {d for ds in deps.values() for d in ds}
-    leaves = [k for k in tasks if k not in downstream]
-    if all(t.status in SUCCEEDED for t in tasks.values()):
-        return SUCCESS
-    if any(tasks[k].status in CANCELED_STATES for k in leaves) and not any(
-        tasks[k].status in FAILED_STATES for k in leaves
-    ):
-        return CANCELED
-    if all(tasks[k].status in SUCCEEDED for k in leaves):
-        return SUCCESS_WITH_FAILURES
-    if any(tasks[k].status == TIMEDOUT for k in leaves) and not any(tasks[k].status == FAILED for k in leaves):
-        return TIMEDOUT
-    return FAILED
 
 
 # -- references ----------------------------------------------------------------------------------
@@ -277,8 +212,6 @@ class Scheduler:
                 running -= 1
                 ended(key)
         except KeyboardInterrupt:
-            from .lifecycle import interruption
-
             self._stop_all(CANCELED, f"the run was cancelled ({interruption()})")
             self._wait_for(threads)
             raise
@@ -300,7 +233,7 @@ class Scheduler:
             stopped = self._cancelled or task_run.status != "PENDING"
             go = not stopped and not task_run.task.disabled and decide(task_run.task.run_if, dep_states)[0]
             if go:
-                task_run.status = "RUNNING"  # claimed under the lock a stop takes too
+                task_run.status = RUNNING  # claimed under the lock a stop takes too
         if go:
             return True
         if stopped:
@@ -309,10 +242,12 @@ class Scheduler:
         elif task_run.task.disabled:
             self._skip(task_run, EXCLUDED, "disabled")
         else:
-            self._skip(task_run, decide(task_run.task.run_if, dep_states)[1], f"run_if {task_run.task.run_if} not met")
+            _, state = decide(task_run.task.run_if, dep_states)
+            assert state, "decide names the state of a task that does not run"
+            self._skip(task_run, state, f"run_if {task_run.task.run_if} not met")
         return False
 
-    def _skip(self, task_run: TaskRun, status: str, reason: str) -> None:
+    def _skip(self, task_run: TaskRun, status: TaskState, reason: str) -> None:
         task_run.status, task_run.reason = status, reason
         self.on_event("skipped", task_run)
 
@@ -332,7 +267,7 @@ class Scheduler:
         """Stop the run from another thread: running tasks are interrupted, the rest CANCELED."""
         self._stop_all(CANCELED, reason)
 
-    def _stop_all(self, status: str, reason: str, interrupt: bool = True) -> None:
+    def _stop_all(self, status: ResultState, reason: str, interrupt: bool = True) -> None:
         with self._lock:
             self._cancelled = True
             self.run.result_state = status
@@ -359,7 +294,7 @@ class Scheduler:
                 attempt = self._attempt(task_run, number, job_deadline)
             except Exception as exc:  # a defect must fail this task, never hang the run
                 attempt = Attempt(number, FAILED, _now_ms(), _now_ms(), None,
-                                  error={"cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)})
+                                  error=CellError(None, type(exc).__name__, str(exc)))
             task_run.attempts.append(attempt)
             retryable = attempt.status == FAILED or (attempt.status == TIMEDOUT and task.retry_on_timeout)
             retries_left = task.max_retries == -1 or number < task.max_retries
@@ -394,12 +329,12 @@ class Scheduler:
         start = _now_ms()
         output.unlink(missing_ok=True)  # an earlier run's notebook must not pass for this one
         try:
-            parameters = {name: [resolve(v, self.run), "task parameter"] for name, v in task.parameters.items()}
+            parameters = {name: Param(resolve(v, self.run), "task parameter") for name, v in task.parameters.items()}
         except (InputError, KeyError, IndexError) as exc:
             return Attempt(number, FAILED, start, _now_ms(), None,
-                           error={"cell_index": None, "ename": "ParameterError", "evalue": str(exc)})
+                           error=CellError(None, "ParameterError", str(exc)))
         # Job parameters are pushed down to every task and win over task parameters.
-        parameters.update({name: [v, "job parameter"] for name, v in self.run.job_parameters.items()})
+        parameters.update({name: Param(v, "job parameter") for name, v in self.run.job_parameters.items()})
         # Every upstream task, by the runtime's contract (taskValues.get tells "not upstream" from
         # "set no such value"): the walk covers the upstream tasks, not the whole plan.
         values = {k: (t.last.result.task_values if t.last and t.last.result else {})
@@ -409,22 +344,19 @@ class Scheduler:
         worker = self._pool.acquire(lambda: self._cancelled)
         if worker is None:
             return Attempt(number, CANCELED, start, _now_ms(), None,
-                           error={"cell_index": None, "ename": "Cancelled", "evalue": "the run stopped"})
+                           error=CellError(None, "Cancelled", "the run stopped"))
         acquired = _now_ms()
         timeout: float | None = task.timeout_seconds or None
         if job_deadline is not None:
             left = max(job_deadline - time.monotonic(), 0.1)
             timeout = min(timeout, left) if timeout else left
-        request = {
-            "notebook": str(self.notebooks[task.task_key]), "task_key": task.task_key, "parameters": parameters,
-            "timeout": timeout, "output_path": str(output), "output_log": str(output.with_suffix(".log")),
-            "context": {**self.context, "run_id": self.run.run_id, "job_task_values": values},
-        }
+        spec = _task_spec(task, self.notebooks[task.task_key], parameters, timeout, output,
+                          {**self.context, "run_id": self.run.run_id, "job_task_values": values})
         with self._lock:
             self._running[task.task_key] = worker
             stopping = self._cancelled and self.run.result_state != FAILED  # a stop that interrupts
         try:
-            reply = None if stopping or not worker.send(request) else worker.wait()
+            reply = None if stopping or not worker.send(spec.to_json()) else worker.wait()
             died = worker.death() if reply is None and not stopping else None
         finally:
             with self._lock:
@@ -433,23 +365,31 @@ class Scheduler:
         end = _now_ms()
         if stopping:
             return Attempt(number, CANCELED, acquired, end, None, setup_ms=acquired - start,
-                           error={"cell_index": None, "ename": "Cancelled", "evalue": "the run stopped"})
+                           error=CellError(None, "Cancelled", "the run stopped"))
         try:
             result = read_result(output)
         except InputError:
-            error = (reply or {}).get("error") or {"cell_index": None, "ename": "WorkerError", "evalue": died}
-            return Attempt(number, FAILED, acquired, end, None, error=error, setup_ms=acquired - start)
-        error = None if result.error is None else result.error.summary()
-        if result.status == "RUNNING" and died:  # the worker died mid-notebook
-            error = {"cell_index": None, "ename": "WorkerError", "evalue": died}
-        status = result.status if result.status != "RUNNING" else FAILED
+            sent = (reply or {}).get("error")
+            failure = CellError.from_json(sent) if sent else CellError(None, "WorkerError", str(died))
+            return Attempt(number, FAILED, acquired, end, None, error=failure, setup_ms=acquired - start)
+        error = result.error
+        if result.status == RUNNING and died:  # the worker died mid-notebook
+            error = CellError(None, "WorkerError", died)
+        status = result.status if result.status != RUNNING else FAILED
         return Attempt(number, status, acquired, end, str(output), result, error, setup_ms=acquired - start)
+
+
+def _task_spec(task: Task, notebook: Path, parameters: dict[str, Param], timeout: float | None, output: Path,
+               inherited: Mapping[str, Any]) -> TaskSpec:
+    """The spec of one attempt of a task: its notebook and its printed output beside it, in the
+    plan run's context (``inherited``: the run's id and upstream task values, the caller's)."""
+    return TaskSpec(notebook=str(notebook), task_key=task.task_key, parameters=parameters, timeout=timeout,
+                    output_path=str(output), output_log=str(output.with_suffix(".log")),
+                    context=run_context(inherited=inherited))
 
 
 def default_workers(tasks: int) -> int:
     """Every ready task at once, capped for the machine: kernels mostly wait (on Spark, on I/O),
     so four per core, and no more than the free memory holds."""
-    import psutil
-
     by_memory = max(int(psutil.virtual_memory().available // KERNEL_MEMORY), 1)
     return max(1, min(tasks, 4 * (os.cpu_count() or 2), by_memory))
