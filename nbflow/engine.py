@@ -28,8 +28,9 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,7 +42,9 @@ from nbformat import NotebookNode
 from . import sandbox
 from .errors import KernelStartError
 from .kernels import KERNEL_NAME, WarmKernel, kernel_manager, kernel_python
-from .notebooks import parameters_cell_names
+from .notebooks import adapt_databricks_ipynb, environment_specs, parameters_cell_names
+from .params import widget_string
+from .project import dbfs_root, project_dir, python_envs_root, secrets_file
 from .results import PAYLOAD_KEY, cell_timings, child_results, to_payload, user_cells
 from .runs import CANCELED, FAILED, RUNNING, SUCCESS, TIMEDOUT, CellError, NotebookResult, TaskState
 from .runtime.context import RunContext
@@ -492,8 +495,6 @@ class NbflowEngine:
         task = kwargs.get("nbflow_task")
         if task is None:
             # Plain papermill read the .ipynb itself: honour a Databricks export's metadata here.
-            from .notebooks import adapt_databricks_ipynb
-
             adapt_databricks_ipynb(nb, str(kwargs.get("input_path") or "<notebook>"))
         meta = nb.metadata.get("papermill", {})
         if task is not None and not isinstance(meta.get("input_path"), (str, type(None))):
@@ -532,9 +533,6 @@ class NbflowEngine:
         passed = nb.metadata.get("papermill", {}).get("parameters") or {}
         if nbflow_task is None:
             # Plain papermill: the notebook's papermill parameters are its widget values too.
-            from .params import widget_string
-            from .project import dbfs_root, project_dir, secrets_file
-
             project = project_dir()
             secrets = secrets_file(project)
             nbflow_context = RunContext(
@@ -555,18 +553,11 @@ class NbflowEngine:
             nbflow_parameters = nbflow_task.recorded_parameters()
             timeout = nbflow_task.timeout if nbflow_task.timeout is not None else execution_timeout
             kernel_log_path = nbflow_task.kernel_log
-        from .notebooks import environment_specs
-
         environment = environment_specs(nb, nbflow_context.notebook_path or "<notebook>")
         owned_env = None
         if not nbflow_context.python_env:
             # The run's notebook-scoped libraries go here (made on the first install); its
             # dbutils.notebook.run children share it, and it goes when the run ends.
-            import uuid
-            from dataclasses import replace
-
-            from .project import python_envs_root
-
             owned_env = python_envs_root(Path(nbflow_context.project_dir)) / uuid.uuid4().hex[:12]
             nbflow_context = replace(nbflow_context, python_env=str(owned_env))
         deadline = time.monotonic() + timeout if timeout else None
@@ -702,9 +693,9 @@ def execute(
 
     A failing notebook is not an error here: its outcome is in the written notebook's metadata.
     """
-    import papermill
-    from papermill.engines import papermill_engines
-    from papermill.exceptions import PapermillExecutionError
+    import papermill  # lazy: papermill loads its engines' entry points, this module's included
+    from papermill.engines import papermill_engines  # lazy: as papermill
+    from papermill.exceptions import PapermillExecutionError  # lazy: as papermill
 
     # The entry point registers the engine when nbflow is installed; this covers a source tree.
     papermill_engines.register("nbflow", NbflowEngine)

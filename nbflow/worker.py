@@ -91,8 +91,8 @@ def main() -> int:
         # While the kernel process imports, this one imports what runs a task (papermill: ~0.3 s).
         import papermill  # noqa: F401  # lazy: imported while the first kernel starts, not before
 
-        from . import engine  # noqa: F401  # lazy: as papermill
-        from .task_process import handle  # lazy: as papermill (the runner, nbformat)
+        from . import engine  # noqa: F401  # lazy: as papermill, while the kernel starts
+        from .task_process import handle  # lazy: the runner and nbformat, while the kernel starts
 
         kernel = ready(launched)
         for line in sys.stdin:
