@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 from .errors import NbflowError
 
 if TYPE_CHECKING:
-    from .results import NotebookResult, read_result
+    from .results import read_result
     from .runner import run_notebook
+    from .runs import NotebookResult
 
 __version__ = "0.1.0"
 
 __all__ = ["NbflowError", "NotebookResult", "__version__", "read_result", "run_notebook"]
 
-_LAZY = {"NotebookResult": "results", "read_result": "results", "run_notebook": "runner"}
+_LAZY = {"NotebookResult": "runs", "read_result": "results", "run_notebook": "runner"}
 
 
 def __getattr__(name: str) -> Any:

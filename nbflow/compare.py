@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import Registry
-from .scheduler import PlanRun
+from .runs import PlanRun
 
 
 @dataclass(frozen=True)

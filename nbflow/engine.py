@@ -28,8 +28,9 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,22 +42,14 @@ from nbformat import NotebookNode
 from . import sandbox
 from .errors import KernelStartError
 from .kernels import KERNEL_NAME, WarmKernel, kernel_manager, kernel_python
-from .notebooks import parameters_cell_names
-from .results import (
-    CANCELED,
-    FAILED,
-    PAYLOAD_KEY,
-    RUNNING,
-    SUCCESS,
-    TIMEDOUT,
-    CellError,
-    NotebookResult,
-    cell_timings,
-    child_results,
-    user_cells,
-)
+from .notebooks import adapt_databricks_ipynb, environment_specs, parameters_cell_names
+from .params import widget_string
+from .project import dbfs_root, project_dir, python_envs_root, secrets_file
+from .results import PAYLOAD_KEY, cell_timings, child_results, to_payload, user_cells
+from .runs import CANCELED, FAILED, RUNNING, SUCCESS, TIMEDOUT, CellError, NotebookResult, TaskState
 from .runtime.context import RunContext
 from .runtime.secrets import secret_env
+from .task_spec import TaskSpec
 
 log = logging.getLogger("nbflow")
 # nbclient logs timeouts and dead kernels as errors; the run's outcome already reports them,
@@ -83,7 +76,7 @@ RESTART_TIMEOUT_S = 60
 
 @dataclass
 class Outcome:
-    status: str = SUCCESS
+    status: TaskState = SUCCESS
     error: CellError | None = None
     stopped_at: int | None = None  # notebook cell index where execution stopped
     state: dict[str, Any] = field(default_factory=dict)
@@ -444,7 +437,7 @@ class NbflowNotebookClient(NotebookClient):
                 cell.metadata.papermill["status"] = "skipped"
         return outcome
 
-    def _stop(self, status: str, index: int, ename: str, evalue: str, user_index: dict[int, int]) -> Outcome:
+    def _stop(self, status: TaskState, index: int, ename: str, evalue: str, user_index: dict[int, int]) -> Outcome:
         cell = self.nb.cells[index]
         self.nb_man.cell_exception(cell, cell_index=index)
         return Outcome(status, CellError(user_index.get(id(cell)), ename, evalue), index)
@@ -469,11 +462,11 @@ def _show_exit(cell: NotebookNode, ename: str = EXIT_ENAME) -> None:
     cell.outputs = outputs
 
 
-def _traceback(cell: NotebookNode) -> list[str]:
+def _traceback(cell: NotebookNode) -> tuple[str, ...]:
     for output in cell.get("outputs", []):
         if output.get("output_type") == "error":
-            return list(output.get("traceback") or [])
-    return []
+            return tuple(output.get("traceback") or [])
+    return ()
 
 
 class NbflowEngine:
@@ -499,16 +492,14 @@ class NbflowEngine:
         **kwargs: Any,
     ) -> NotebookNode:
         """papermill's engine entry: wrap the notebook in its execution manager, then run it."""
-        context = kwargs.get("nbflow_context")
-        if context is None:
+        task = kwargs.get("nbflow_task")
+        if task is None:
             # Plain papermill read the .ipynb itself: honour a Databricks export's metadata here.
-            from .notebooks import adapt_databricks_ipynb
-
             adapt_databricks_ipynb(nb, str(kwargs.get("input_path") or "<notebook>"))
         meta = nb.metadata.get("papermill", {})
-        if context is not None and not isinstance(meta.get("input_path"), (str, type(None))):
+        if task is not None and not isinstance(meta.get("input_path"), (str, type(None))):
             # papermill records its input as given; ours is a parsed notebook, not a path.
-            meta["input_path"] = context.notebook_path
+            meta["input_path"] = task.context.notebook_path
         nb_man = _manager(nb, output_path, save_interval(), progress_bar=progress_bar, log_output=log_output,
                           autosave_cell_every=autosave_cell_every)
         nb_man.notebook_start()
@@ -531,20 +522,17 @@ class NbflowEngine:
         start_timeout: int = 60,
         execution_timeout: float | None = None,
         input_path: Any = None,
-        nbflow_context: RunContext | None = None,
-        nbflow_timeout: float | None = None,
-        nbflow_parameters: dict[str, dict[str, Any]] | None = None,
-        nbflow_kernel_log: str | None = None,
+        nbflow_task: TaskSpec | None = None,
         nbflow_warm_kernel: WarmKernel | None = None,
         **kwargs: Any,
     ) -> NotebookNode:
+        # nbflow's own runs pass their TaskSpec (completed by nbflow.runner.run_task); the warm
+        # kernel, a live process with open sockets, cannot be part of a JSON spec, so it is a
+        # keyword of its own. Plain `papermill --engine nbflow` passes neither.
         nb: NotebookNode = nb_man.nb
         passed = nb.metadata.get("papermill", {}).get("parameters") or {}
-        if nbflow_context is None:
+        if nbflow_task is None:
             # Plain papermill: the notebook's papermill parameters are its widget values too.
-            from .params import widget_string
-            from .project import dbfs_root, project_dir, secrets_file
-
             project = project_dir()
             secrets = secrets_file(project)
             nbflow_context = RunContext(
@@ -557,29 +545,27 @@ class NbflowEngine:
                 secrets_file=None if secrets is None else str(secrets),
                 secret_env=secret_env(),
             )
-        if nbflow_parameters is None:
             nbflow_parameters = {k: {"value": v, "source": "papermill"} for k, v in passed.items()}
-        from .notebooks import environment_specs
-
+            timeout = execution_timeout
+            kernel_log_path = None
+        else:
+            nbflow_context = nbflow_task.context
+            nbflow_parameters = nbflow_task.recorded_parameters()
+            timeout = nbflow_task.timeout if nbflow_task.timeout is not None else execution_timeout
+            kernel_log_path = nbflow_task.kernel_log
         environment = environment_specs(nb, nbflow_context.notebook_path or "<notebook>")
         owned_env = None
         if not nbflow_context.python_env:
             # The run's notebook-scoped libraries go here (made on the first install); its
             # dbutils.notebook.run children share it, and it goes when the run ends.
-            import uuid
-            from dataclasses import replace
-
-            from .project import python_envs_root
-
             owned_env = python_envs_root(Path(nbflow_context.project_dir)) / uuid.uuid4().hex[:12]
             nbflow_context = replace(nbflow_context, python_env=str(owned_env))
-        timeout = nbflow_timeout if nbflow_timeout is not None else execution_timeout
         deadline = time.monotonic() + timeout if timeout else None
         started = dt.datetime.now(dt.timezone.utc)
         # Recorded now, and written at once, so that a run killed outright still says what it was.
         _record(nb, Outcome(RUNNING), nbflow_context, nbflow_parameters, started, None)
         getattr(nb_man, "write", nb_man.save)()
-        log_file = open(nbflow_kernel_log, "w", encoding="utf-8") if nbflow_kernel_log else None  # noqa: SIM115
+        log_file = open(kernel_log_path, "w", encoding="utf-8") if kernel_log_path else None  # noqa: SIM115
         client = NbflowNotebookClient(
             nb_man,
             context=nbflow_context,
@@ -689,30 +675,27 @@ def _record(
         end_time=None if ended is None else ended.isoformat(),
         duration_s=None if ended is None else (ended - started).total_seconds(),
     )
-    nb.metadata[PAYLOAD_KEY] = result.to_payload()
+    nb.metadata[PAYLOAD_KEY] = to_payload(result)
 
 
 def execute(
     nb: NotebookNode,
-    output_path: Path,
-    context: RunContext,
+    task: TaskSpec,
     inject: dict[str, Any] | None,
-    parameters: dict[str, dict[str, Any]],
-    timeout: float | None,
-    kernel_log: Path | None,
     stream: IO[str] | None = None,
     warm: WarmKernel | None = None,
 ) -> None:
-    """Run a notebook through papermill with this engine, writing it to ``output_path``.
+    """Run a notebook through papermill with this engine, as the completed ``task`` says
+    (:func:`nbflow.runner.run_task`), writing it to the task's output path.
 
     ``stream`` receives the notebook's stdout and stderr as the cells print them. A ``warm``
     kernel runs the notebook instead of a new one; its owner stops it afterwards.
 
     A failing notebook is not an error here: its outcome is in the written notebook's metadata.
     """
-    import papermill
-    from papermill.engines import papermill_engines
-    from papermill.exceptions import PapermillExecutionError
+    import papermill  # lazy: papermill loads its engines' entry points, this module's included
+    from papermill.engines import papermill_engines  # lazy: as papermill
+    from papermill.exceptions import PapermillExecutionError  # lazy: as papermill
 
     # The entry point registers the engine when nbflow is installed; this covers a source tree.
     papermill_engines.register("nbflow", NbflowEngine)
@@ -721,16 +704,13 @@ def execute(
     with contextlib.suppress(PapermillExecutionError), terminate_as_interrupt():
         papermill.execute_notebook(
             nb,
-            str(output_path),
+            task.output_path,
             parameters=inject or None,
             engine_name="nbflow",
             kernel_name=KERNEL_NAME,
             language="python",
             progress_bar=False,
             stdout_file=stream,
-            nbflow_context=context,
-            nbflow_timeout=timeout,
-            nbflow_parameters=parameters,
-            nbflow_kernel_log=str(kernel_log) if kernel_log else None,
+            nbflow_task=task,
             nbflow_warm_kernel=warm,
         )

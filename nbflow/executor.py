@@ -24,25 +24,25 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from .results import NotebookResult
+from .runs import CellError, NotebookResult, TaskState
+from .task_spec import TaskSpec
 
-# A task attempt as the worker reads it (notebook, task_key, parameters, timeout, output_path,
-# output_log, context); built in one place, Scheduler._request.
-Request = dict[str, Any]
+# A task attempt as the worker reads it; built in one place, Scheduler._request.
+Request = TaskSpec
 
 
 @dataclass(frozen=True)
 class Outcome:
     """How one attempt ended; the scheduler numbers it and records it as an Attempt."""
 
-    status: str
+    status: TaskState
     start_ms: int  # when it got a kernel (after ``setup_ms`` waiting for one)
     end_ms: int
     output: str | None = None  # the executed notebook, if one was written
     result: NotebookResult | None = None
-    error: dict[str, Any] | None = None
+    error: CellError | None = None
     setup_ms: int = 0
 
 

@@ -35,9 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from .executor import Outcome, Request
-from .results import CellError, NotebookResult
-
-SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
+from .runs import CANCELED, FAILED, SUCCESS, TIMEDOUT, CellError, NotebookResult, TaskState, task_state
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,7 @@ class FakeExecutor:
     # -- the executor ------------------------------------------------------------------------
     def submit(self, request: Request) -> Future[Outcome]:
         future: Future[Outcome] = Future()
-        key = request["task_key"]
+        key = _key(request)
         with self._lock:
             scripts = self.script.get(key) or [Script()]
             attempt = _Attempt(request, future, scripts[min(self._counts[key], len(scripts) - 1)], _now_ms())
@@ -126,7 +124,7 @@ class FakeExecutor:
             attempt = self._attempts.get(future)
         if attempt is None or future.cancel():
             return
-        self.interrupted.append(attempt.request["task_key"])
+        self.interrupted.append(_key(attempt.request))
         if not attempt.script.ignores_interrupt:
             self._end(attempt, CANCELED, "Cancelled", "the attempt was interrupted")
 
@@ -135,7 +133,7 @@ class FakeExecutor:
             attempt = self._attempts.get(future)
         if attempt is None or future.cancel():
             return
-        self.killed.append(attempt.request["task_key"])
+        self.killed.append(_key(attempt.request))
         self._end(attempt, FAILED, "WorkerError", "the worker process died (killed by signal 9)")
 
     def close(self) -> None:
@@ -162,12 +160,13 @@ class FakeExecutor:
             self._running += 1
             self.max_running = max(self.max_running, self._running)
             attempt.start_ms = _now_ms()
-            self.starts.append((attempt.request["task_key"], time.monotonic()))
-            script, timeout = attempt.script, attempt.request.get("timeout")
+            self.starts.append((_key(attempt.request), time.monotonic()))
+            script, timeout = attempt.script, attempt.request.timeout
             if timeout is not None and (script.hang or script.seconds > timeout) and not script.ignores_interrupt:
                 self._at(timeout, partial(self._end, attempt, TIMEDOUT, "TimeoutError", "the task's timeout expired"))
             elif not script.hang:
-                self._at(script.seconds, partial(self._end, attempt, script.status, "Exception", script.error, True))
+                status = task_state(script.status)
+                self._at(script.seconds, partial(self._end, attempt, status, "Exception", script.error, True))
 
     def _at(self, seconds: float, action: Callable[[], None]) -> None:
         """Run ``action`` on the timer thread in ``seconds``. Under the lock."""
@@ -184,7 +183,7 @@ class FakeExecutor:
                 _, _, action = heapq.heappop(self._timers)
             action()  # outside the lock: resolving a future runs the scheduler's callbacks
 
-    def _end(self, attempt: _Attempt, status: str, ename: str, evalue: str, scripted: bool = False) -> None:
+    def _end(self, attempt: _Attempt, status: TaskState, ename: str, evalue: str, scripted: bool = False) -> None:
         """Resolve a running attempt (once), as scripted or as stopped, and start the next queued
         one on its worker."""
         with self._lock:
@@ -201,11 +200,16 @@ class FakeExecutor:
         error = None if status == SUCCESS else CellError(None, ename, evalue)
         ran = scripted  # it ran to its end: its exit and task values were set
         result = NotebookResult(
-            notebook=attempt.request["notebook"], output=None, status=status,
+            notebook=attempt.request.notebook, output=None, status=status,
             exit_value=script.exit_value if ran else None, task_values=dict(script.task_values) if ran else {},
-            error=error, task_key=attempt.request["task_key"],
+            error=error, task_key=_key(attempt.request),
         )
         attempt.future.set_result(Outcome(
-            status, attempt.start_ms, end, None, result, None if error is None else error.summary(),
+            status, attempt.start_ms, end, None, result, error,
             setup_ms=attempt.start_ms - attempt.submitted_ms,
         ))
+
+
+def _key(request: Request) -> str:
+    """The task an attempt belongs to (a spec without a task key is named by its notebook)."""
+    return request.task_key or request.notebook

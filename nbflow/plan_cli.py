@@ -15,7 +15,7 @@ import click
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from .scheduler import PlanRun, TaskRun
+    from .runs import PlanRun, TaskRun
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,10 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
     from .plan import load_plan
     from .project import project_dir
     from .report import event_line, live_table, summary, write_run_json
+    from .report_html import write_report
     from .runner import new_run_id
-    from .scheduler import SUCCEEDED, Scheduler
-    from .timeline import write_report
+    from .runs import SUCCEEDED
+    from .scheduler import Scheduler
 
     params, parameters_file, output_dir = options.params, options.parameters_file, options.output_dir
     mode, only, from_, as_json = options.mode, options.only, options.from_, options.as_json
@@ -181,7 +182,7 @@ def local_comparison(path: Path, modes: Sequence[str], repeat: int, max_workers:
 def emit_comparison(plan_name: str, folder: Path, runs: list[PlanRun], rows: list[dict[str, Any]], title: str,
                     as_json: bool) -> None:
     """Write a comparison's report.html and compare.json, and print its table (or JSON)."""
-    from .timeline import write_report
+    from .report_html import write_report
 
     folder.mkdir(parents=True, exist_ok=True)
     report = write_report(runs, folder, title, rows)

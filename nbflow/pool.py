@@ -39,9 +39,9 @@ from . import cluster, lifecycle, sandbox
 from .errors import InputError
 from .executor import Outcome, Request
 from .results import read_result
+from .runs import FAILED, RUNNING, CellError
 
 CLOSE_GRACE_S = 10.0  # how long idle workers get to stop their kernels before they are killed
-FAILED = "FAILED"
 
 
 def _now_ms() -> int:
@@ -263,7 +263,7 @@ class WorkerPool:
                 worker.held, worker.warm, worker.job = True, False, job
                 job.worker, job.acquired_ms = worker, _now_ms()
             # A worker that is gone cannot read it; its reader resolves the attempt at its end.
-            worker.send(job.request)
+            worker.send(job.request.to_json())
 
     def _finish(self, worker: Worker, reply: dict[str, Any] | None) -> None:
         """The attempt ``worker`` ran is over: it said it was done (``reply``), or died (None)."""
@@ -380,14 +380,15 @@ def _outcome(job: _Job, reply: dict[str, Any] | None, died: str | None) -> Outco
     """An attempt's outcome from the notebook it wrote, else from the worker's reply or death."""
     acquired, end = job.acquired_ms, _now_ms()
     setup = acquired - job.submitted_ms
-    output = Path(job.request["output_path"])
+    output = Path(job.request.output_path or "")
     try:
         result = read_result(output)
     except InputError:
-        error = (reply or {}).get("error") or {"cell_index": None, "ename": "WorkerError", "evalue": died}
-        return Outcome(FAILED, acquired, end, None, error=error, setup_ms=setup)
-    error = None if result.error is None else result.error.summary()
-    if result.status == "RUNNING" and died:  # the worker died mid-notebook
-        error = {"cell_index": None, "ename": "WorkerError", "evalue": died}
-    status = result.status if result.status != "RUNNING" else FAILED
+        sent = (reply or {}).get("error")
+        failure = CellError.from_json(sent) if sent else CellError(None, "WorkerError", str(died))
+        return Outcome(FAILED, acquired, end, None, error=failure, setup_ms=setup)
+    error = result.error
+    if result.status == RUNNING and died:  # the worker died mid-notebook
+        error = CellError(None, "WorkerError", died)
+    status = result.status if result.status != RUNNING else FAILED
     return Outcome(status, acquired, end, str(output), result, error, setup_ms=setup)

@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from .errors import InputError
 from .plan import Plan
 from .results import read_result
-from .scheduler import SUCCEEDED, Attempt, PlanRun, TaskRun
+from .runs import RUNNING, SUCCEEDED, Attempt, CellError, PlanRun, TaskRun, TaskState, task_state
 
 
 def task_summary(task_run: TaskRun) -> dict[str, Any]:
@@ -23,11 +25,11 @@ def task_summary(task_run: TaskRun) -> dict[str, Any]:
     return {
         "task_key": task_run.task.task_key,
         "notebook": task_run.task.notebook,
-        "status": task_run.status,
+        "status": task_run.status.value,
         "exit_value": result.exit_value if result else None,
         "output": last.output if last else None,
         "duration_s": round((last.end_ms - last.start_ms) / 1000, 3) if last else None,
-        "error": error,
+        "error": None if error is None else error.summary(),
         "attempts": len(task_run.attempts),
         "reason": task_run.reason or None,
     }
@@ -36,7 +38,7 @@ def task_summary(task_run: TaskRun) -> dict[str, Any]:
 def summary(run: PlanRun) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
-        "status": run.result_state,
+        "status": str(run.result_state),
         "output_dir": str(run.output_dir),
         "mode": run.mode,
         "duration_s": round((run.end_ms - run.start_ms) / 1000, 3),
@@ -78,8 +80,9 @@ def _task_run_json(task_run: TaskRun, run: PlanRun) -> dict[str, Any]:
         "notebook_task": {"notebook_path": task_run.task.notebook, "base_parameters": dict(task_run.task.parameters)},
         "setup_duration": last.setup_ms if last else 0,  # waiting for a worker with a warm kernel
         "cleanup_duration": 0,
-        "attempts": [{"attempt_number": a.number, "result_state": a.status, "start_time": a.start_ms,
-                      "end_time": a.end_ms, "setup_duration": a.setup_ms, "output": a.output, "error": a.error}
+        "attempts": [{"attempt_number": a.number, "result_state": a.status.value, "start_time": a.start_ms,
+                      "end_time": a.end_ms, "setup_duration": a.setup_ms, "output": a.output,
+                      "error": None if a.error is None else a.error.summary()}
                      for a in task_run.attempts],
     }
     if last is None:  # never ran: skipped by run_if, disabled, or cancelled before it started
@@ -87,7 +90,7 @@ def _task_run_json(task_run: TaskRun, run: PlanRun) -> dict[str, Any]:
                 "start_time": 0, "end_time": 0, "execution_duration": 0, "run_duration": 0,
                 "notebook_output": {}, "task_values": {}}
     result = last.result
-    message = task_run.reason or (last.error or {}).get("evalue", "")
+    message = task_run.reason or (last.error.evalue if last.error else "")
     return {
         **entry,
         "attempt_number": last.number,
@@ -126,15 +129,16 @@ def read_prior_run(run_dir: Path, plan: Plan) -> tuple[dict[str, TaskRun], dict[
             if a.get("output"):
                 with contextlib.suppress(InputError):  # moved or deleted: the task is kept, not its values
                     result = read_result(a["output"])
-            attempts.append(Attempt(a["attempt_number"], a["result_state"], a["start_time"], a["end_time"],
-                                    a.get("output"), result, a.get("error")))
-        kept[task.task_key] = TaskRun(task, entry["run_id"], status, attempts, "kept from the repaired run")
+            error = CellError.from_json(a["error"]) if a.get("error") else None
+            attempts.append(Attempt(a["attempt_number"], task_state(a["result_state"]), a["start_time"],
+                                    a["end_time"], a.get("output"), result, error))
+        kept[task.task_key] = TaskRun(task, entry["run_id"], task_state(status), attempts, "kept from the repaired run")
     return kept, parameters
 
 
-def _state(result_state: str, message: str) -> dict[str, Any]:
+def _state(result_state: TaskState | str, message: str) -> dict[str, Any]:
     # Every task of a finished run is TERMINATED; why one did not run is in its result_state.
-    return {"life_cycle_state": "TERMINATED", "result_state": result_state, "state_message": message or ""}
+    return {"life_cycle_state": "TERMINATED", "result_state": str(result_state), "state_message": message or ""}
 
 
 def write_run_json(run: PlanRun) -> Path:
@@ -158,28 +162,26 @@ def event_line(event: str, task_run: TaskRun) -> str:
     seconds = f" in {(last.end_ms - last.start_ms) / 1000:.1f} s" if last else ""
     detail = ""
     if last and last.error:
-        cell = "" if last.error.get("cell_index") is None else f" at cell {last.error['cell_index']}"
-        detail = f"{cell}: {last.error.get('ename')}: {str(last.error.get('evalue'))[:160]}"
+        cell = "" if last.error.cell_index is None else f" at cell {last.error.cell_index}"
+        detail = f"{cell}: {last.error.ename}: {last.error.evalue[:160]}"
     return f"{clock} {key}: {task_run.status}{seconds}{detail}"
 
 
 def live_table(run: PlanRun) -> Any:
     """The live view of a plan run in a terminal: each task's state, attempt and elapsed time."""
-    from rich.table import Table
-
     now = int(time.time() * 1000)
     table = Table("task", "state", "attempt", "seconds", "detail", title=f"{run.plan.name} ({run.mode})")
     colours = {"SUCCESS": "green", "FAILED": "red", "TIMEDOUT": "yellow", "RUNNING": "cyan"}
     for task_run in run.tasks.values():
         last = task_run.last
-        attempt = len(task_run.attempts) + (1 if task_run.status == "RUNNING" else 0)
-        if task_run.status == "RUNNING":
+        attempt = len(task_run.attempts) + (1 if task_run.status == RUNNING else 0)
+        if task_run.status == RUNNING:
             start = last.end_ms if last else (run.start_ms or now)
             seconds = f"{(now - start) / 1000:.1f}"
         else:
             seconds = f"{(last.end_ms - last.start_ms) / 1000:.1f}" if last else ""
-        error = (last.error or {}) if last else {}
-        detail = task_run.reason or (f"{error.get('ename')}: {str(error.get('evalue'))[:60]}" if error else "")
+        error = last.error if last else None
+        detail = task_run.reason or (f"{error.ename}: {error.evalue[:60]}" if error else "")
         colour = colours.get(task_run.status, "white")
         table.add_row(task_run.task.task_key, f"[{colour}]{task_run.status}[/{colour}]",
                       str(attempt or ""), seconds, detail)

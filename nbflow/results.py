@@ -8,7 +8,6 @@ values and variables out of ``processed/`` later.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from .errors import NotebookFormatError, NotebookNotFound
+from .runs import CellError, NotebookResult, task_state
 
 PAYLOAD_KEY = "nbflow"
 PAYLOAD_VERSION = 1
@@ -24,72 +24,13 @@ PAYLOAD_VERSION = 1
 # saved in a Databricks .ipynb export (see nbflow.notebooks.adapt_databricks_ipynb).
 ADDED_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag", "nbflow-widgets")
 
-SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
-RUNNING = "RUNNING"  # recorded when a run starts; still there if the run was killed outright
 
-
-@dataclass
-class CellError:
-    """Where and why a notebook stopped: the user cell index (0-based), error name and message."""
-
-    cell_index: int | None
-    ename: str
-    evalue: str
-    traceback: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        return {"cell_index": self.cell_index, "ename": self.ename, "evalue": self.evalue}
-
-
-@dataclass
-class NotebookResult:
-    """What one notebook run produced."""
-
-    notebook: str
-    output: str | None
-    status: str
-    exit_value: str | None = None
-    exit_truncated: bool = False
-    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
-    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
-    task_values: dict[str, Any] = field(default_factory=dict)
-    error: CellError | None = None
-    cells: list[dict[str, Any]] = field(default_factory=list)
-    children: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    run_id: str = ""
-    task_key: str = ""
-    start_time: str | None = None
-    end_time: str | None = None
-    duration_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == SUCCESS
-
-    def variable(self, name: str) -> Any:
-        """The JSON value of a captured variable (KeyError if absent or not JSON)."""
-        entry = self.variables[name]
-        if "value" not in entry:
-            raise KeyError(f"variable {name!r} ({entry['type']}) has no JSON value; its repr is {entry['repr']!r}")
-        return entry["value"]
-
-    def task_summary(self) -> dict[str, Any]:
-        """One entry of the ``tasks`` list of the ``--json`` summary."""
-        return {
-            "task_key": self.task_key,
-            "notebook": self.notebook,
-            "status": self.status,
-            "exit_value": self.exit_value,
-            "output": self.output,
-            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
-            "error": None if self.error is None else self.error.summary(),
-        }
-
-    def to_payload(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("output")
-        return {"version": PAYLOAD_VERSION, **data}
+def to_payload(result: NotebookResult) -> dict[str, Any]:
+    """The ``nbflow`` metadata of an executed notebook: the result, versioned, without ``output``
+    (the notebook the payload is written in; :func:`read_result` sets it from where it reads)."""
+    data = result.to_json()
+    data.pop("output")
+    return {"version": PAYLOAD_VERSION, **data}
 
 
 def user_cells(nb: NotebookNode) -> list[tuple[int, NotebookNode]]:
@@ -126,8 +67,9 @@ def result_from_notebook(nb: NotebookNode, output: str | None) -> NotebookResult
         raise NotebookFormatError(f"{output}: nbflow metadata version {version} is not supported (expected 1)")
     fields = {k: v for k, v in payload.items() if k in NotebookResult.__dataclass_fields__}
     error = fields.pop("error", None)
-    result = NotebookResult(**{**fields, "output": output})
-    result.error = CellError(**error) if error else None
+    status = task_state(str(fields.pop("status", "")))
+    result = NotebookResult(**{**fields, "output": output, "status": status})
+    result.error = CellError.from_json(error) if error else None
     # Timings are read from the cells themselves so they survive an interrupted run.
     result.cells = cell_timings(nb)
     return result
@@ -160,7 +102,7 @@ def child_results(children_dir: Path) -> list[dict[str, Any]]:
             {
                 "notebook": child.notebook,
                 "output": str(path),
-                "status": child.status,
+                "status": child.status.value,
                 "exit_value": child.exit_value,
                 "duration_s": child.duration_s,
                 "parameters": {k: v.get("value") for k, v in child.parameters.items()},

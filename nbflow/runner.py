@@ -10,19 +10,19 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import params as params_mod
+from . import sandbox
 from .errors import InputError
+from .kernels import WarmKernel, kernel_python
 from .notebooks import has_parameters_cell, read_notebook
-from .params import Param
 from .project import dbfs_root, project_dir, secrets_file
-from .results import NotebookResult, read_result
+from .results import read_result
+from .runs import NotebookResult
 from .runtime.context import RunContext
 from .runtime.secrets import secret_env
-
-if TYPE_CHECKING:
-    from .kernels import WarmKernel
+from .task_spec import TaskSpec
 
 DEFAULT_OUTPUT_ROOT = "processed"
 
@@ -60,51 +60,97 @@ def run_notebook(
     ``kernel`` (see :mod:`nbflow.kernels`) runs the notebook instead of a new one; the caller
     stops it.
     """
-    from . import sandbox
-    from .kernels import kernel_python
+    spec = task_spec(path, parameters, output_dir=output_dir, output_path=output_path, timeout=timeout,
+                     run_id=run_id, task_key=task_key, context=context, engine_name=engine_name,
+                     output_log=output_log)
+    return run_task(spec, log_output=log_output, kernel=kernel)
 
-    cluster_engine = engine_name
-    source = Path(path)
-    nb = read_notebook(source)
-    run_id = run_id or new_run_id()
+
+def run_context(engine_name: str = "auto", inherited: Mapping[str, Any] | None = None) -> RunContext:
+    """The context of a run started from this process: its project's folders and secrets, the
+    kernels' interpreter, the cluster engine; ``inherited`` fields (those a caller passes on, see
+    ``RunContext.INHERITED``: a plan run's id and upstream task values...) win."""
     project = project_dir()
-    if output_path is None:
-        folder = Path(output_dir) if output_dir is not None else project / DEFAULT_OUTPUT_ROOT / run_id
-        output_path = folder / (source.stem + ".ipynb")
-    output = _prepare_output(Path(output_path).resolve(), source.resolve())
-    passed: dict[str, Param] = params_mod.from_mapping(parameters, "api")
-    inject = None
-    if has_parameters_cell(nb):
-        inject = {name: p.value for name, p in passed.items() if params_mod.injectable(name)}
     ctx = RunContext(
-        notebook_path=str(source.resolve()),
-        output_path=str(output),
-        run_id=run_id,
-        task_key=task_key or source.stem,
-        arguments={name: p.widget_value for name, p in passed.items()},
         project_dir=str(project),
         dbfs_root=str(dbfs_root(project)),
         secrets_file=None if (found := secrets_file(project)) is None else str(found),
         python=kernel_python(),
-        engine=cluster_engine,
+        engine=engine_name,
         secret_env=secret_env(),
     )
-    if context:
-        # A dbutils.notebook.run child inherits its caller's project, DBFS, secrets and job.
-        ctx = dataclasses.replace(ctx, **{k: v for k, v in context.items() if k in RunContext.INHERITED})
+    if inherited:
+        ctx = dataclasses.replace(ctx, **{k: v for k, v in inherited.items() if k in RunContext.INHERITED})
+    return ctx
+
+
+def task_spec(
+    path: str | Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    output_dir: str | Path | None = None,
+    output_path: str | Path | None = None,
+    timeout: float | None = None,
+    run_id: str | None = None,
+    task_key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    engine_name: str = "auto",
+    output_log: str | Path | None = None,
+) -> TaskSpec:
+    """The spec of a notebook run as :func:`run_notebook`'s arguments describe it (see there);
+    ``context`` holds fields of a caller's :class:`RunContext` that the run inherits."""
+    source = Path(path)
+    run_id = run_id or new_run_id()
+    if output_path is None:
+        folder = Path(output_dir) if output_dir is not None else project_dir() / DEFAULT_OUTPUT_ROOT / run_id
+        output_path = folder / (source.stem + ".ipynb")
+    return TaskSpec(
+        notebook=str(source),
+        context=run_context(engine_name, {"run_id": run_id, **(context or {})}),
+        task_key=task_key,
+        parameters=params_mod.from_mapping(parameters, "api"),
+        timeout=timeout,
+        output_path=str(output_path),
+        output_log=None if output_log is None else str(output_log),
+    )
+
+
+def run_task(spec: TaskSpec, *, log_output: bool = False, kernel: WarmKernel | None = None) -> NotebookResult:
+    """Run the notebook ``spec`` describes and return its result (see :func:`run_notebook`).
+
+    Here the spec is completed, once, where the notebook runs: the output path's default, the
+    context's notebook fields (resolved paths, task key, widget values), the kernel log's place.
+    """
+    source = Path(spec.notebook)
+    nb = read_notebook(source)
+    ctx = spec.context
+    output_path = spec.output_path
+    if output_path is None:
+        output_path = str(Path(ctx.project_dir) / DEFAULT_OUTPUT_ROOT / (ctx.run_id or new_run_id()) /
+                          (source.stem + ".ipynb"))
+    output = _prepare_output(Path(output_path).resolve(), source.resolve())
+    inject = None
+    if has_parameters_cell(nb):
+        inject = {name: p.value for name, p in spec.parameters.items() if params_mod.injectable(name)}
+    ctx = dataclasses.replace(
+        ctx,
+        notebook_path=str(source.resolve()),
+        output_path=str(output),
+        task_key=spec.task_key or source.stem,
+        arguments={name: p.widget_value for name, p in spec.parameters.items()},
+    )
+    spec = dataclasses.replace(spec, context=ctx, output_path=str(output),
+                               kernel_log=spec.kernel_log or str(output.with_suffix(".kernel.log")))
     # Decided before papermill is imported (its numpy starts threads): the probe is then a fork.
     project_of_run = Path(ctx.project_dir)
     sandbox.decide(sandbox.layout(project_of_run, project_of_run / ctx.dbfs_root))
-    from . import engine  # heavy (papermill); imported only when something runs
+    from . import engine  # lazy: papermill (numpy starts threads) must come after sandbox.decide
 
-    recorded = {name: {"value": p.value, "source": p.source} for name, p in passed.items()}
-    kernel_log = output.with_suffix(".kernel.log")
-    if output_log is not None:
-        with open(output_log, "w", encoding="utf-8") as stream:
-            engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, stream, kernel)
+    if spec.output_log is not None:
+        with open(spec.output_log, "w", encoding="utf-8") as stream:
+            engine.execute(nb, spec, inject, stream, kernel)
     else:
-        engine.execute(nb, output, ctx, inject, recorded, timeout, kernel_log, sys.stderr if log_output else None,
-                       kernel)
+        engine.execute(nb, spec, inject, sys.stderr if log_output else None, kernel)
     return read_result(output)
 
 
@@ -131,7 +177,7 @@ def write_run_json(result: NotebookResult, output_dir: Path) -> Path:
 def summary(result: NotebookResult, output_dir: Path) -> dict[str, Any]:
     return {
         "run_id": result.run_id,
-        "status": result.status,
+        "status": result.status.value,
         "output_dir": str(output_dir),
         "start_time": result.start_time,
         "end_time": result.end_time,

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Any
@@ -36,106 +36,40 @@ from .errors import InputError
 from .executor import Executor, Outcome, Request
 from .lifecycle import interruption
 from .notebooks import uses_spark
-from .params import widget_string
+from .params import Param, widget_string
 from .plan import Plan, Task
 from .plan.references import resolve
 from .pool import WorkerPool
 from .project import project_dir
-from .results import NotebookResult
+from .runner import run_context
+from .runs import (
+    CANCELED,
+    EXCLUDED,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    SUCCESS,
+    TIMEDOUT,
+    Attempt,
+    CellError,
+    PlanRun,
+    ResultState,
+    TaskRun,
+    TaskState,
+    decide,
+    job_result,
+)
+from .task_spec import TaskSpec
 
-SUCCESS, FAILED, TIMEDOUT, CANCELED = "SUCCESS", "FAILED", "TIMEDOUT", "CANCELED"
-UPSTREAM_FAILED, UPSTREAM_CANCELED, EXCLUDED = "UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED"
-SUCCESS_WITH_FAILURES = "SUCCESS_WITH_FAILURES"
-SUCCEEDED = {SUCCESS, EXCLUDED}  # "Excluded tasks are skipped and treated as successful."
-FAILED_STATES = {FAILED, TIMEDOUT, UPSTREAM_FAILED}
-CANCELED_STATES = {CANCELED, UPSTREAM_CANCELED}
-FAILURE_HANDLERS = {"ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED"}
 STOP_GRACE_S = 30.0  # how long interrupted attempts get to save and stop before they are killed
 KILL_GRACE_S = 5.0  # how long a killed attempt gets to be reported before the run gives up on it
 KERNEL_MEMORY = 300 * 2**20  # about what a kernel with Spark Connect attached takes
-
-
-@dataclass
-class Attempt:
-    number: int
-    status: str
-    start_ms: int
-    end_ms: int
-    output: str | None
-    result: NotebookResult | None = None
-    error: dict[str, Any] | None = None
-    setup_ms: int = 0  # waiting for a worker with a warm kernel
-
-
-@dataclass
-class TaskRun:
-    task: Task
-    run_id: int
-    status: str = "PENDING"
-    attempts: list[Attempt] = field(default_factory=list)
-    reason: str = ""  # why a task did not run (run_if, disabled, cancelled)
-
-    @property
-    def last(self) -> Attempt | None:
-        return self.attempts[-1] if self.attempts else None
-
-
-@dataclass
-class PlanRun:
-    plan: Plan
-    run_id: str
-    output_dir: Path
-    mode: str
-    tasks: dict[str, TaskRun]
-    start_ms: int = 0
-    end_ms: int = 0
-    result_state: str = ""
-    job_parameters: dict[str, str] = field(default_factory=dict)
-    resume_from: list[str] = field(default_factory=list)
-    cleanup_ms: int = 0  # stopping the worker pool after the last task
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-# -- run_if --------------------------------------------------------------------------------------
-def decide(run_if: str, deps: list[str]) -> tuple[bool, str]:
-    """Whether a task runs given its dependencies' final states; else the state it takes."""
-    if deps and all(d == EXCLUDED for d in deps):
-        return False, EXCLUDED  # "If all task dependencies are excluded, the task is also excluded"
-    if any(d in CANCELED_STATES for d in deps) and run_if not in FAILURE_HANDLERS:
-        return False, UPSTREAM_CANCELED
-    succeeded = sum(d in SUCCEEDED for d in deps)
-    failed = sum(d in FAILED_STATES for d in deps)
-    executed = sum(d == SUCCESS for d in deps)
-    rules = {
-        "ALL_SUCCESS": (succeeded == len(deps), UPSTREAM_FAILED),
-        "AT_LEAST_ONE_SUCCESS": (succeeded > 0, UPSTREAM_FAILED),
-        "NONE_FAILED": (failed == 0 and executed > 0, UPSTREAM_FAILED),
-        "ALL_DONE": (True, ""),
-        "AT_LEAST_ONE_FAILED": (failed > 0, EXCLUDED),
-        "ALL_FAILED": (failed == len(deps), EXCLUDED),
-    }
-    run, otherwise = rules[run_if]
-    return (True, "") if (run or not deps) else (False, otherwise)
-
-
-def job_result(tasks: Mapping[str, TaskRun], deps: Mapping[str, list[str]]) -> str:
-    """SUCCESS, SUCCESS_WITH_FAILURES or FAILED, decided by the leaf tasks (Jobs API rule)."""
-    downstream = {d for ds in deps.values() for d in ds}
-    leaves = [k for k in tasks if k not in downstream]
-    if all(t.status in SUCCEEDED for t in tasks.values()):
-        return SUCCESS
-    if any(tasks[k].status in CANCELED_STATES for k in leaves) and not any(
-        tasks[k].status in FAILED_STATES for k in leaves
-    ):
-        return CANCELED
-    if all(tasks[k].status in SUCCEEDED for k in leaves):
-        return SUCCESS_WITH_FAILURES
-    if any(tasks[k].status == TIMEDOUT for k in leaves) and not any(tasks[k].status == FAILED for k in leaves):
-        return TIMEDOUT
-    return FAILED
 
 
 # -- the loop ------------------------------------------------------------------------------------
@@ -235,7 +169,7 @@ class Scheduler:
             self._drain()
             with self._lock:
                 for task_run in self.run.tasks.values():
-                    if task_run.status == "RUNNING":  # claimed when the interrupt came, not yet handed over
+                    if task_run.status == RUNNING:  # claimed when the interrupt came, not yet handed over
                         task_run.status = CANCELED
             raise
         finally:
@@ -296,7 +230,7 @@ class Scheduler:
             stopped = self._cancelled or task_run.status != "PENDING"
             go = not stopped and not task_run.task.disabled and decide(task_run.task.run_if, dep_states)[0]
             if go:
-                task_run.status = "RUNNING"  # claimed under the lock a stop takes too
+                task_run.status = RUNNING  # claimed under the lock a stop takes too
         if go:
             return True
         if stopped:
@@ -305,10 +239,12 @@ class Scheduler:
         elif task_run.task.disabled:
             self._skip(task_run, EXCLUDED, "disabled")
         else:
-            self._skip(task_run, decide(task_run.task.run_if, dep_states)[1], f"run_if {task_run.task.run_if} not met")
+            _, state = decide(task_run.task.run_if, dep_states)
+            assert state, "decide names the state of a task that does not run"
+            self._skip(task_run, state, f"run_if {task_run.task.run_if} not met")
         return False
 
-    def _skip(self, task_run: TaskRun, status: str, reason: str) -> None:
+    def _skip(self, task_run: TaskRun, status: TaskState, reason: str) -> None:
         task_run.status, task_run.reason = status, reason
         self._event("skipped", task_run)
 
@@ -321,8 +257,8 @@ class Scheduler:
             try:
                 request = self._request(task_run, number)
             except (InputError, KeyError, IndexError) as exc:
-                self._attempted(task_run, Attempt(number, FAILED, start, _now_ms(), None, error={
-                    "cell_index": None, "ename": "ParameterError", "evalue": str(exc)}))
+                self._attempted(task_run, Attempt(number, FAILED, start, _now_ms(), None,
+                                                  error=CellError(None, "ParameterError", str(exc))))
                 return
             self._event("started", task_run)
             assert self.executor is not None  # a task to run means a pool was started
@@ -331,12 +267,12 @@ class Scheduler:
                 if future is not None:
                     self._flights[future] = _Flight(task_run, number, start)
         except Exception as exc:  # a defect must fail this task, never hang the run
-            self._attempted(task_run, Attempt(number, FAILED, start, _now_ms(), None, error={
-                "cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)}))
+            self._attempted(task_run, Attempt(number, FAILED, start, _now_ms(), None,
+                                              error=CellError(None, type(exc).__name__, str(exc))))
             return
         if future is None:
-            self._attempted(task_run, Attempt(number, CANCELED, start, _now_ms(), None, error={
-                "cell_index": None, "ename": "Cancelled", "evalue": "the run stopped"}))
+            self._attempted(task_run, Attempt(number, CANCELED, start, _now_ms(), None,
+                                              error=CellError(None, "Cancelled", "the run stopped")))
             return
         future.add_done_callback(self._events.put)  # at once if it is already resolved
 
@@ -349,9 +285,9 @@ class Scheduler:
         IndexError) for a parameter whose ``{{...}}`` reference cannot be resolved."""
         task = task_run.task
         output = self._output(task.task_key, number)
-        parameters = {name: [resolve(v, self.run), "task parameter"] for name, v in task.parameters.items()}
+        parameters = {name: Param(resolve(v, self.run), "task parameter") for name, v in task.parameters.items()}
         # Job parameters are pushed down to every task and win over task parameters.
-        parameters.update({name: [v, "job parameter"] for name, v in self.run.job_parameters.items()})
+        parameters.update({name: Param(v, "job parameter") for name, v in self.run.job_parameters.items()})
         # Every upstream task, by the runtime's contract (taskValues.get tells "not upstream" from
         # "set no such value"): the walk covers the upstream tasks, not the whole plan.
         values = {k: (t.last.result.task_values if t.last and t.last.result else {})
@@ -360,11 +296,8 @@ class Scheduler:
         if self._deadline is not None:
             left = max(self._deadline - time.monotonic(), 0.1)
             timeout = min(timeout, left) if timeout else left
-        return {
-            "notebook": str(self.notebooks[task.task_key]), "task_key": task.task_key, "parameters": parameters,
-            "timeout": timeout, "output_path": str(output), "output_log": str(output.with_suffix(".log")),
-            "context": {**self.context, "run_id": self.run.run_id, "job_task_values": values},
-        }
+        return _task_spec(task, self.notebooks[task.task_key], parameters, timeout, output,
+                          {**self.context, "run_id": self.run.run_id, "job_task_values": values})
 
     def _ended(self, future: Future[Outcome], abandoned: bool = False) -> None:
         """An attempt's future resolved (or, ``abandoned``, never will): record the attempt."""
@@ -376,10 +309,10 @@ class Scheduler:
         if abandoned or future.cancelled():  # withdrawn before it started, or killed and silent
             evalue = "the attempt did not stop when killed" if abandoned else "the run stopped"
             attempt = Attempt(number, CANCELED, start, _now_ms(), None,
-                              error={"cell_index": None, "ename": "Cancelled", "evalue": evalue})
+                              error=CellError(None, "Cancelled", evalue))
         elif (exc := future.exception()) is not None:  # a defect must fail this task, never hang the run
             attempt = Attempt(number, FAILED, start, _now_ms(), None,
-                              error={"cell_index": None, "ename": type(exc).__name__, "evalue": str(exc)})
+                              error=CellError(None, type(exc).__name__, str(exc)))
         else:
             o = future.result()
             attempt = Attempt(number, o.status, o.start_ms, o.end_ms, o.output, o.result, o.error, o.setup_ms)
@@ -466,7 +399,7 @@ class Scheduler:
         """Stop the run from another thread: running tasks are interrupted, the rest CANCELED."""
         self._stop_all(CANCELED, reason)
 
-    def _stop_all(self, status: str, reason: str, interrupt: bool = True) -> None:
+    def _stop_all(self, status: ResultState, reason: str, interrupt: bool = True) -> None:
         with self._lock:
             self._cancelled = True
             self._interrupting = self._interrupting or interrupt
@@ -474,7 +407,7 @@ class Scheduler:
             for task_run in self.run.tasks.values():
                 if task_run.status == "PENDING":
                     task_run.status, task_run.reason = CANCELED, reason
-                elif task_run.status == "RUNNING":
+                elif task_run.status == RUNNING:
                     task_run.reason = reason
             flights = list(self._flights)
         for future in flights:
@@ -488,6 +421,15 @@ class Scheduler:
     def _event(self, event: str, task_run: TaskRun) -> None:
         with contextlib.suppress(Exception):  # a closed console (| head) must not stop the run
             self.on_event(event, task_run)
+
+
+def _task_spec(task: Task, notebook: Path, parameters: dict[str, Param], timeout: float | None, output: Path,
+               inherited: Mapping[str, Any]) -> TaskSpec:
+    """The spec of one attempt of a task: its notebook and its printed output beside it, in the
+    plan run's context (``inherited``: the run's id and upstream task values, the caller's)."""
+    return TaskSpec(notebook=str(notebook), task_key=task.task_key, parameters=parameters, timeout=timeout,
+                    output_path=str(output), output_log=str(output.with_suffix(".log")),
+                    context=run_context(inherited=inherited))
 
 
 def default_workers(tasks: int) -> int:

@@ -1,13 +1,13 @@
 """A plan's worker process: ``python -m nbflow.worker OPTIONS_JSON``.
 
 The worker keeps one warm kernel (:class:`nbflow.kernels.WarmKernel`) ready, says so, and runs
-the task requests it reads on stdin one at a time, each in the kernel that was warm, which is then
-stopped while the next one warms up. It speaks JSON lines on its original stdout: ``{"event":
-"ready"}`` when a kernel is warm, ``{"event": "done", "summary": ...}`` after each task; anything
-else written to stdout goes to stderr. It exits at the end of its input, after a cancelled task,
-or when the process that started it dies (its lifeline ends, see :mod:`nbflow.lifecycle`): the
-running notebook is then cancelled, never reported as a success, and its kernel stopped. Its
-kernels are stopped in every case.
+the tasks it reads on stdin (a :class:`nbflow.task_spec.TaskSpec` as JSON on each line) one at a
+time, each in the kernel that was warm, which is then stopped while the next one warms up. It
+speaks JSON lines on its original stdout: ``{"event": "ready"}`` when a kernel is warm,
+``{"event": "done", "summary": ...}`` after each task; anything else written to stdout goes to
+stderr. It exits at the end of its input, after a cancelled task, or when the process that
+started it dies (its lifeline ends, see :mod:`nbflow.lifecycle`): the running notebook is then
+cancelled, never reported as a success, and its kernel stopped. Its kernels are stopped in every case.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import threading
 from typing import IO, Any
 
 from . import lifecycle
-from .child import handle
 from .kernels import WarmKernel
+from .task_spec import TaskSpec
 
 Warming = tuple[WarmKernel | None, str | None]  # a kernel, or None and why there is none
 
@@ -89,15 +89,16 @@ def main() -> int:
     try:
         launched = _launch(options, live)
         # While the kernel process imports, this one imports what runs a task (papermill: ~0.3 s).
-        import papermill  # noqa: F401
+        import papermill  # noqa: F401  # lazy: imported while the first kernel starts, not before
 
-        from . import engine, runner  # noqa: F401
+        from . import engine  # noqa: F401  # lazy: as papermill, while the kernel starts
+        from .task_process import handle  # lazy: the runner and nbformat, while the kernel starts
 
         kernel = ready(launched)
         for line in sys.stdin:
             if not line.strip():
                 continue
-            summary, _ok = handle(json.loads(line), kernel)
+            summary, _ok = handle(TaskSpec.from_json(json.loads(line)), kernel)
             if orphaned.is_set():
                 return 1  # nobody is listening; the notebook was cancelled
             _say(protocol, {"event": "done", "summary": summary})

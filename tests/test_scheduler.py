@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from nbflow.scheduler import decide
+from nbflow.runs import decide
 
 from .conftest import as_from_a_terminal, cli
 

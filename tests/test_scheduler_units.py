@@ -16,8 +16,9 @@ import pytest
 
 from nbflow import scheduler as scheduler_mod
 from nbflow.fake_executor import FakeExecutor, Script
+from nbflow.params import Param
 from nbflow.plan import Plan, Task
-from nbflow.results import NotebookResult
+from nbflow.runs import CellError, NotebookResult
 from nbflow.scheduler import Attempt, PlanRun, Scheduler, TaskRun
 
 BOUND_S = 10.0  # "stops within ... rather than hanging": far above the milliseconds these take
@@ -58,7 +59,7 @@ def states(run: PlanRun) -> dict[str, str]:
 
 
 def submitted(executor: FakeExecutor) -> list[str]:
-    return [r["task_key"] for r in executor.requests]
+    return [r.task_key or r.notebook for r in executor.requests]
 
 
 # -- run_if --------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def test_retries_wait_their_interval_from_the_failed_attempts_start(tmp_path: Pa
         assert after - before >= 0.15 - 0.005  # the clocks differ by rounding to milliseconds
     assert events == [("started", "flaky"), ("retry", "flaky")] * 2 + [("started", "flaky"), ("finished", "flaky")]
     # Each attempt writes its own notebook: the first keeps the task's name.
-    outputs = [Path(r["output_path"]).name for r in fake.requests]
+    outputs = [Path(r.output_path or "").name for r in fake.requests]
     assert outputs == ["flaky.ipynb", "flaky.attempt-1.ipynb", "flaky.attempt-2.ipynb"]
 
 
@@ -170,9 +171,9 @@ def test_a_task_timeout_times_the_task_out_and_fails_its_dependents(tmp_path: Pa
     with FakeExecutor({"slow": Script(seconds=5)}) as fake:
         run = execute(plan(task("slow", timeout_seconds=0.05), task("next", "slow")), fake, tmp_path)
     assert states(run) == {"slow": "TIMEDOUT", "next": "UPSTREAM_FAILED"}
-    assert fake.requests[0]["timeout"] == 0.05  # the executor is told, and enforces it
+    assert fake.requests[0].timeout == 0.05  # the executor is told, and enforces it
     attempt = run.tasks["slow"].last
-    assert attempt is not None and attempt.error is not None and attempt.error["ename"] == "TimeoutError"
+    assert attempt is not None and attempt.error is not None and attempt.error.ename == "TimeoutError"
 
 
 def test_the_job_timeout_stops_running_attempts_and_cancels_the_rest(tmp_path: Path) -> None:
@@ -181,7 +182,7 @@ def test_the_job_timeout_stops_running_attempts_and_cancels_the_rest(tmp_path: P
     assert states(run) == {"nap": "TIMEDOUT", "later": "CANCELED"}
     assert run.result_state == "TIMEDOUT"
     assert run.tasks["later"].reason == "the job's timeout expired"
-    assert 0 < fake.requests[0]["timeout"] <= 0.1  # an attempt gets no more than the job has left
+    assert 0 < fake.requests[0].timeout <= 0.1  # an attempt gets no more than the job has left
     assert run.resume_from == ["nap", "later"]
 
 
@@ -223,7 +224,7 @@ def test_an_attempt_that_ignores_the_interrupt_is_killed_after_the_grace(tmp_pat
         run = execute(plan(task("stubborn"), timeout_seconds=0.05), fake, tmp_path)
     assert fake.interrupted == ["stubborn"] and fake.killed == ["stubborn"]
     attempt = run.tasks["stubborn"].last
-    assert attempt is not None and attempt.error is not None and attempt.error["ename"] == "WorkerError"
+    assert attempt is not None and attempt.error is not None and attempt.error.ename == "WorkerError"
     assert states(run) == {"stubborn": "TIMEDOUT"}  # stopped by the job's timeout, not by its own fault
 
 
@@ -238,7 +239,7 @@ def test_fail_fast_starts_nothing_new_and_lets_running_tasks_finish(tmp_path: Pa
         run = execute(the_plan, fake, tmp_path, mode="parallel", max_workers=3, fail_fast=True)
     assert states(run) == {"slow": "SUCCESS", "queued": "CANCELED", "bad": "FAILED", "after_slow": "CANCELED"}
     assert run.tasks["bad"].last is not None and run.tasks["bad"].last.error is not None
-    assert run.tasks["bad"].last.error["ename"] == "ParameterError"
+    assert run.tasks["bad"].last.error.ename == "ParameterError"
     assert [key for key, _ in fake.starts] == ["slow"] and fake.interrupted == []
     assert run.result_state == "FAILED"
     assert run.tasks["after_slow"].reason == "--fail-fast: task bad ended FAILED"
@@ -347,9 +348,9 @@ def test_repair_keeps_the_prior_tasks_and_their_values(tmp_path: Path) -> None:
     assert submitted(fake) == ["consumer"]  # the kept task is not run again; "other" was not asked for
     assert run.tasks["producer"] is kept and set(run.tasks) == {"producer", "consumer"}
     request = fake.requests[0]
-    assert request["parameters"]["rows"] == ["40", "task parameter"]
-    assert request["parameters"]["said"] == ["set", "task parameter"]
-    assert request["context"]["job_task_values"] == {"producer": {"rows": 40}}
+    assert request.parameters["rows"] == Param("40", "task parameter")
+    assert request.parameters["said"] == Param("set", "task parameter")
+    assert request.context.job_task_values == {"producer": {"rows": 40}}
     assert run.result_state == "SUCCESS"
 
 
@@ -368,9 +369,9 @@ def test_job_parameters_win_over_task_parameters_and_upstream_values_flow(tmp_pa
     with FakeExecutor(script) as fake:
         run = execute(the_plan, fake, tmp_path, job_parameters={"env": "prod"})
     consumer = fake.requests[1]
-    assert consumer["parameters"]["env"] == ["prod", "job parameter"]
-    assert consumer["parameters"]["ref"] == ["40/prod/run-1", "task parameter"]
-    assert consumer["context"]["job_task_values"] == {"producer": {"rows": 40}}
+    assert consumer.parameters["env"] == Param("prod", "job parameter")
+    assert consumer.parameters["ref"] == Param("40/prod/run-1", "task parameter")
+    assert consumer.context.job_task_values == {"producer": {"rows": 40}}
     assert run.job_parameters == {"env": "prod"}
 
 
@@ -379,7 +380,7 @@ def test_a_reference_to_a_task_left_out_fails_the_task(fake: FakeExecutor, tmp_p
                                            parameters={"x": "{{tasks.producer.values.rows}}"}))
     run = execute(the_plan, fake, tmp_path, only={"consumer"})
     error = run.tasks["consumer"].last.error if run.tasks["consumer"].last else None
-    assert states(run) == {"consumer": "FAILED"} and error is not None and "producer" in error["evalue"]
+    assert states(run) == {"consumer": "FAILED"} and error is not None and "producer" in error.evalue
     assert submitted(fake) == []  # failed before it reached the executor
 
 
@@ -456,8 +457,7 @@ def test_an_executor_defect_fails_the_task_not_the_run(tmp_path: Path) -> None:
     with FakeExecutor({"broken": Script(raises=RuntimeError("the executor broke"))}) as fake:
         run = execute(plan(task("broken"), task("fine")), fake, tmp_path)
     attempt = run.tasks["broken"].last
-    assert attempt is not None and attempt.error == {"cell_index": None, "ename": "RuntimeError",
-                                                     "evalue": "the executor broke"}
+    assert attempt is not None and attempt.error == CellError(None, "RuntimeError", "the executor broke")
     assert states(run) == {"broken": "FAILED", "fine": "SUCCESS"}
 
 

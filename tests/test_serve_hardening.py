@@ -32,7 +32,7 @@ from databricks.sdk.service.workspace import ImportFormat, Language
 from nbflow.remote.server import MAX_REQUEST_BYTES, WorkspaceServer
 
 TOKEN = "dapi-hardening-token"
-MARKERS = ("nbflow.worker", "ipykernel_launcher", "nbflow.child")
+MARKERS = ("nbflow.worker", "ipykernel_launcher", "nbflow.task_process")
 
 
 @dataclass

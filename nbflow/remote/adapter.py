@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import EnvironmentFailure, InputError
 from ..notebooks import SOURCE_HEADER
 from ..plan import Plan
+from ..runs import Attempt, CellError, LifeCycleState, NotebookResult, PlanRun, TaskRun, TaskState, task_state
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -316,11 +317,8 @@ def follow(w: WorkspaceClient, run_id: int, timeout: float | None, on_change: Ca
         delay = min(delay * 1.5, 10.0)
 
 
-def to_plan_run(w: WorkspaceClient, run: jobs_api.Run, plan: Plan, mode: str, output_dir: Path) -> Any:
+def to_plan_run(w: WorkspaceClient, run: jobs_api.Run, plan: Plan, mode: str, output_dir: Path) -> PlanRun:
     """A finished remote run as a local :class:`PlanRun`, for the same run.json, report and figures."""
-    from ..results import NotebookResult
-    from ..scheduler import Attempt, PlanRun, TaskRun
-
     tasks: dict[str, TaskRun] = {}
     by_key = {t.task_key: t for t in plan.tasks}
     for remote in run.tasks or []:
@@ -332,16 +330,15 @@ def to_plan_run(w: WorkspaceClient, run: jobs_api.Run, plan: Plan, mode: str, ou
             local = Task(task_key=key, notebook=(remote.notebook_task.notebook_path if remote.notebook_task
                                                  else key))
         state = remote.state
-        status = (state.result_state.value if state and state.result_state else
-                  state.life_cycle_state.value if state and state.life_cycle_state else "UNKNOWN")
+        status = _state(state)
         output = None
-        error = None
+        error: CellError | None = None
         if remote.run_id is not None and remote.start_time:
             with api_call(f"jobs runs/get-output {remote.run_id}"):
                 got = w.jobs.get_run_output(remote.run_id)
             output = got.notebook_output.result if got.notebook_output else None
             if got.error:
-                error = {"cell_index": None, "ename": "RemoteError", "evalue": got.error}
+                error = CellError(None, "RemoteError", got.error)
         result = NotebookResult(notebook=local.notebook, output=None, status=status, exit_value=output,
                                 task_key=key)
         task_run = TaskRun(local, remote.run_id or 0, status,
@@ -350,11 +347,19 @@ def to_plan_run(w: WorkspaceClient, run: jobs_api.Run, plan: Plan, mode: str, ou
             task_run.attempts.append(Attempt(remote.attempt_number or 0, status, remote.start_time,
                                              remote.end_time or remote.start_time, None, result, error))
         tasks[key] = task_run
-    result_state = (run.state.result_state.value if run.state and run.state.result_state else
-                    run.state.life_cycle_state.value if run.state and run.state.life_cycle_state else "UNKNOWN")
+    result_state = _state(run.state)
     start = run.start_time or 0
     end = run.end_time or start
     return PlanRun(plan, str(run.run_id), output_dir, mode, tasks, start, end, result_state)
+
+
+def _state(state: jobs_api.RunState | None) -> TaskState:
+    """A remote run's or task's state: its result if it has one, else where it is in its life."""
+    if state is not None and state.result_state is not None:
+        return task_state(state.result_state.value)
+    if state is not None and state.life_cycle_state is not None:
+        return task_state(state.life_cycle_state.value)
+    return LifeCycleState.UNKNOWN
 
 
 def check_orchestrators(form: str, folder: Path) -> None:

@@ -267,7 +267,8 @@ class JobsStore:
 
     def _run(self, run_id: int, settings: dict[str, Any], params: dict[str, str], limit: int) -> None:
         from ..report import runs_get
-        from ..scheduler import CANCELED_STATES, Scheduler, job_result
+        from ..runs import CANCELED_STATES, job_result
+        from ..scheduler import Scheduler
 
         run = self.runs[run_id]
         with self._changed:  # a queued run waits for a slot

@@ -136,7 +136,7 @@ def _report_run(w: Any, run_id: int, plan: Plan, mode: str, project: Path, timeo
                 as_json: bool) -> dict[str, Any]:
     """Follow a remote run to its end; write its run.json and report.html; print its summary."""
     from ..report import summary
-    from ..timeline import write_report
+    from ..report_html import write_report
     from . import adapter
 
     final = adapter.follow(w, run_id, timeout, lambda text: _say(f"run {run_id}: {text}"))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotebookRuntimeError, WorkflowException
+from ..runs import SUCCEEDED
 
 if TYPE_CHECKING:
     from .session import Session
@@ -57,7 +58,7 @@ class FabricNotebook:
 
     def runMultiple(self, dag: Any, config: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
         """Run notebooks, in parallel where their dependencies allow; ``{name: {exitVal, exception}}``."""
-        from ..scheduler import SUCCEEDED, Scheduler
+        from ..scheduler import Scheduler
 
         plan, notebooks, names, concurrency = self._plan(dag)
         ctx = self._session.context
@@ -78,11 +79,12 @@ class FabricNotebook:
             exit_value = (last.result.exit_value if last and last.result else None) or ""
             exception = None
             if task_run.status not in SUCCEEDED:
-                error = (last.error if last else None) or {}
+                error = last.error if last else None
                 exception = WorkflowException(
                     f"NotebookExecutionException: {task_run.status}: {names[key]}"
-                    + (f": {error.get('ename')}: {error.get('evalue')}" if error else f" ({task_run.reason})"),
-                    path=str(notebooks[key]), status=task_run.status, error=error or None,
+                    + (f": {error.ename}: {error.evalue}" if error else f" ({task_run.reason})"),
+                    path=str(notebooks[key]), status=str(task_run.status),
+                    error=None if error is None else error.summary(),
                     output_path=last.output if last else None,
                 )
             result[names[key]] = {"exitVal": exit_value, "exception": exception}

@@ -1,6 +1,7 @@
 """``dbutils.notebook``: ``exit`` ends the notebook with a value, ``run`` runs a child notebook.
 
-``run`` starts the child as a separate process (``python -m nbflow.child``) which runs it in a
+``run`` starts the child as a separate process (``python -m nbflow.task_process``, given a
+:class:`nbflow.task_spec.TaskSpec`) which runs it in a
 fresh kernel, as Databricks starts an ephemeral job: the child shares the machine (files, the
 local cluster) but not the caller's Python namespace. A process per child keeps concurrent
 ``run`` calls from threads independent of the kernel's own event loop.
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkflowException
+from .context import RunContext
 from .jobs import warn_if_redacted
 
 if TYPE_CHECKING:
+    from ..task_spec import TaskSpec
     from .session import Session
 
 EXIT_LIMIT_BYTES = 5 * 1024 * 1024
@@ -102,7 +105,9 @@ class NotebookUtils:
 
         if not isinstance(timeout_seconds, int) or timeout_seconds < 0:
             raise TypeError(f"timeout_seconds must be a non-negative int, got {timeout_seconds!r}")
-        from ..params import widget_string
+        from ..params import Param, widget_string  # lazy: keeps kernel start-up light
+        from ..runs import CellError  # lazy: keeps kernel start-up light
+        from ..task_spec import TaskSpec  # lazy: keeps kernel start-up light
 
         args = {str(k): widget_string(v) for k, v in (arguments or {}).items()}
         ctx = self._session.context
@@ -129,42 +134,44 @@ class NotebookUtils:
         if ctx.output_path:
             out = Path(ctx.output_path)
             output_path = str(out.with_name(out.stem + ".children") / f"{number:03d}-{child.stem}.ipynb")
-        request = {
-            "notebook": str(child),
-            "arguments": args,
-            "timeout": timeout_seconds or None,
-            "output_path": output_path,
-            "context": ctx.for_child(self._session.redactor.values()),
-        }
+        spec = TaskSpec(
+            notebook=str(child),
+            parameters={name: Param(value, "dbutils.notebook.run") for name, value in args.items()},
+            timeout=timeout_seconds or None,
+            output_path=output_path,
+            context=RunContext(**ctx.for_child(self._session.redactor.values())),
+        )
         lakehouse = self._session.lakehouse
         lakehouse.push()  # the child sees the tables this notebook wrote so far
         try:
-            result = _run_child(request, timeout_seconds)
+            result = _run_child(spec, timeout_seconds)
         finally:
             lakehouse.pull()  # and this notebook sees the child's
         status = result.get("status")
         if status == "SUCCESS":
             return str(result.get("exit_value") or "")
-        error = result.get("error") or None
+        error = CellError.from_json(result["error"]) if result.get("error") else None
         where = ""
         if error:
-            where = f" at cell {error.get('cell_index')}: {error.get('ename')}: {error.get('evalue')}"
+            where = f" at cell {error.cell_index}: {error.ename}: {error.evalue}"
         reason = "FAILED" if status != "TIMEDOUT" else f"TIMEDOUT after {timeout_seconds} s"
         raise WorkflowException(
             f"com.databricks.WorkflowException: com.databricks.NotebookExecutionException: {reason}: "
             f"{child.name}{where} (executed notebook: {result.get('output')})",
             path=str(child),
             status=str(status),
-            error=error,
+            error=None if error is None else error.summary(),
             output_path=result.get("output"),
         )
 
 
-def _run_child(request: dict[str, Any], timeout_seconds: int) -> dict[str, Any]:
-    python = request["context"]["python"] or sys.executable
+def _run_child(spec: TaskSpec, timeout_seconds: int) -> dict[str, Any]:
+    from ..runs import CellError  # lazy: keeps kernel start-up light
+
+    python = spec.context.python or sys.executable
     started = time.monotonic()
     proc = subprocess.Popen(
-        [python, "-m", "nbflow.child"],
+        [python, "-m", "nbflow.task_process"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -175,7 +182,7 @@ def _run_child(request: dict[str, Any], timeout_seconds: int) -> dict[str, Any]:
     )
     backstop = timeout_seconds + CHILD_GRACE_S if timeout_seconds else None
     try:
-        out, err = proc.communicate(json.dumps(request), timeout=backstop)
+        out, err = proc.communicate(json.dumps(spec.to_json()), timeout=backstop)
     except BaseException:
         # Timeout backstop, or the caller was interrupted: stop the child, which stops its kernel.
         proc.send_signal(signal.SIGINT)
@@ -185,7 +192,7 @@ def _run_child(request: dict[str, Any], timeout_seconds: int) -> dict[str, Any]:
             proc.kill()
             proc.communicate()
         if time.monotonic() - started >= (backstop or float("inf")):
-            return {"status": "TIMEDOUT", "output": request.get("output_path"), "error": None}
+            return {"status": "TIMEDOUT", "output": spec.output_path, "error": None}
         raise
     lines = [line for line in out.splitlines() if line.strip()]
     try:
@@ -194,7 +201,7 @@ def _run_child(request: dict[str, Any], timeout_seconds: int) -> dict[str, Any]:
         tail = err.strip().splitlines()[-1] if err.strip() else f"exit code {proc.returncode}"
         return {
             "status": "FAILED",
-            "output": request.get("output_path"),
-            "error": {"cell_index": None, "ename": "ChildProcessError", "evalue": tail},
+            "output": spec.output_path,
+            "error": CellError(None, "ChildProcessError", tail).summary(),
         }
     return result

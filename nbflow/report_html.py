@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .report import task_summary
-from .scheduler import PlanRun
+from .runs import PlanRun, TaskState
 
 COLOURS = {"SUCCESS": "#2e7d32", "FAILED": "#c62828", "TIMEDOUT": "#ef6c00", "CANCELED": "#757575",
            "UPSTREAM_FAILED": "#bdbdbd", "UPSTREAM_CANCELED": "#bdbdbd", "EXCLUDED": "#90caf9"}
@@ -16,7 +16,7 @@ ROW, LABEL, WIDTH = 26, 190, 760
 
 def gantt(runs: list[PlanRun]) -> str:
     """An inline SVG: one bar per task attempt, on one time axis for all the given runs."""
-    rows: list[tuple[str, list[tuple[int, int, str]]]] = []
+    rows: list[tuple[str, list[tuple[int, int, TaskState]]]] = []
     for run in runs:
         prefix = f"{run.mode}: " if len(runs) > 1 else ""
         for task_run in run.tasks.values():
