@@ -8,17 +8,13 @@ local cluster) but not the caller's Python namespace. A process per child keeps 
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkflowException
+from . import child_process
 from .jobs import warn_if_redacted
 
 if TYPE_CHECKING:
@@ -161,40 +157,14 @@ class NotebookUtils:
 
 
 def _run_child(request: dict[str, Any], timeout_seconds: int) -> dict[str, Any]:
-    python = request["context"]["python"] or sys.executable
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [python, "-m", "nbflow.child"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # Out of the kernel's process group: an interrupt of the kernel must reach the child
-        # once, through the handler below, not twice (a second SIGINT would cut its clean-up).
-        start_new_session=True,
-    )
     backstop = timeout_seconds + CHILD_GRACE_S if timeout_seconds else None
-    try:
-        out, err = proc.communicate(json.dumps(request), timeout=backstop)
-    except BaseException:
-        # Timeout backstop, or the caller was interrupted: stop the child, which stops its kernel.
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-        if time.monotonic() - started >= (backstop or float("inf")):
-            return {"status": "TIMEDOUT", "output": request.get("output_path"), "error": None}
-        raise
-    lines = [line for line in out.splitlines() if line.strip()]
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        tail = err.strip().splitlines()[-1] if err.strip() else f"exit code {proc.returncode}"
+    outcome = child_process.call("nbflow.child", request, request["context"]["python"], backstop)
+    if outcome.timed_out:
+        return {"status": "TIMEDOUT", "output": request.get("output_path"), "error": None}
+    if outcome.reply is None:
         return {
             "status": "FAILED",
             "output": request.get("output_path"),
-            "error": {"cell_index": None, "ename": "ChildProcessError", "evalue": tail},
+            "error": {"cell_index": None, "ename": "ChildProcessError", "evalue": outcome.stderr_tail},
         }
-    return result
+    return outcome.reply
