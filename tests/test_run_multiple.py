@@ -41,7 +41,8 @@ dbutils.notebook.exit("woke up")
     ({"activities": [{"name": "a", "path": "child", "dependencies": ["b"]}]},
      "runMultiple: activity 'a' depends on unknown ['b']"),
     ({"activities": [{"name": "a", "path": "child", "dependencies": ["b"]},
-                     {"name": "b", "path": "child", "dependencies": ["a"]}]}, "runMultiple: dependency cycle: a -> b -> a"),
+                     {"name": "b", "path": "child", "dependencies": ["a"]}]},
+     "runMultiple: dependency cycle: a -> b -> a"),
     ({"activities": [{"name": "a", "path": "child", "retry": "often"}]}, "runMultiple: activity 'a': invalid literal"),
     ({"activities": [{"name": "a", "path": "child", "timeoutPerCellInSeconds": -1}]},
      "runMultiple: activity 'a': 1 validation error for Task"),
@@ -71,7 +72,7 @@ def test_the_kernel_side_raises_the_error_its_process_reported() -> None:
                                               {"name": "b", "path": "child_echo", "dependencies": ["a"]}]})
     with pytest.raises(NotebookNotFound, match="no_such_notebook"):
         fabric.validateDAG({"activities": [{"name": "a", "path": "no_such_notebook"}]})
-    with pytest.raises(NotebookRuntimeError, match="^runMultiple: duplicate activity names: a$"):
+    with pytest.raises(NotebookRuntimeError, match=r"^runMultiple: duplicate activity names: a$"):
         fabric.validateDAG({"activities": [{"name": "a", "path": "child"}, {"name": "a", "path": "child"}]})
 
 
