@@ -16,11 +16,9 @@ papermill first, both work.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import math
 import queue
@@ -38,9 +36,10 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
-from . import sandbox
+from . import kernel_protocol, sandbox
 from .errors import KernelStartError
-from .kernels import KERNEL_NAME, WarmKernel, kernel_manager, kernel_python
+from .kernel_protocol import kernel_python
+from .kernels import KERNEL_NAME, WarmKernel, kernel_manager
 from .notebooks import parameters_cell_names
 from .results import (
     CANCELED,
@@ -72,13 +71,8 @@ SAVE_INTERVAL_S = 1.0
 SAVE_SHARE = 0.25  # a notebook so large that writing it takes longer waits 4x its write time
 STATE_TIMEOUT_S = 30.0
 STOPPED_STATE_TIMEOUT_S = 3.0
-BOOTSTRAP = "__import__('nbflow.runtime', fromlist=['install']).install({context!r})"
-STATE_EXPRESSION = "__import__('nbflow.runtime', fromlist=['state_json']).state_json()"
-RESTART_EXPRESSION = "__import__('nbflow.runtime', fromlist=['restart_json']).restart_json()"
-PREPARE_ENVIRONMENT = "__import__('nbflow.runtime', fromlist=['prepare_environment']).prepare_environment({specs!r})"
 ENVIRONMENT_TIMEOUT_S = 3600.0  # installing an environment spec's dependencies, without a notebook timeout
 RESTART_ENAME = "RestartPython"  # nbflow.runtime.library.RestartPython: dbutils.library.restartPython()
-RESTART_TIMEOUT_S = 60
 
 
 @dataclass
@@ -306,44 +300,19 @@ class NbflowNotebookClient(NotebookClient):
         """Call an async method from this synchronous client, as nbclient's own wrappers do."""
         return run_sync(func)(*args)
 
-    async def _silent(self, code: str, timeout: float, **kwargs: Any) -> dict[str, Any]:
-        """Run code without touching the notebook, and return the kernel's execute reply.
-
-        Only the shell channel is read: nbclient reads iopub, and the reply carries all we need.
-        """
-        assert self.kc is not None
-        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False, **kwargs)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = max(deadline - time.monotonic(), 0.01)
-            reply: dict[str, Any] = await self.kc.get_shell_msg(timeout=remaining)  # type: ignore[attr-defined]
-            if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                return reply
-
     async def _bootstrap(self, context_json: str | None = None) -> None:
-        context_json = context_json or self.context.to_json()
-        try:
-            reply = await self._silent(BOOTSTRAP.format(context=context_json), timeout=60)
-        except queue.Empty:
-            raise KernelStartError(f"the kernel ({kernel_python()}) did not answer within 60 s") from None
-        content = reply["content"]
-        if content.get("status") != "ok":
-            raise KernelStartError(
-                f"nbflow's runtime failed to load in the kernel ({kernel_python()}): "
-                f"{content.get('ename')}: {content.get('evalue')}"
-            )
+        await kernel_protocol.bootstrap(self.kc, context_json or self.context.to_json())
 
     async def _prepare_environment(self) -> Outcome | None:
         """Install the notebook's environment specs' dependencies in its run's environment; the
         failed outcome (no cell ran) if that fails."""
-        code = PREPARE_ENVIRONMENT.format(specs=json.dumps(self.environment))
         remaining = self._remaining()
+        timeout = float(remaining) if remaining is not None else ENVIRONMENT_TIMEOUT_S
         try:
-            reply = await self._silent(code, float(remaining) if remaining is not None else ENVIRONMENT_TIMEOUT_S)
+            content = await kernel_protocol.prepare_environment(self.kc, self.environment, timeout)
         except queue.Empty:
             return Outcome(TIMEDOUT, CellError(None, "TimeoutError", "the notebook's timeout expired while its "
                                                                      "environment's dependencies were installed"))
-        content = reply["content"]
         if content.get("status") == "ok":
             return None
         return Outcome(FAILED, CellError(None, str(content.get("ename")), str(content.get("evalue"))))
@@ -351,31 +320,13 @@ class NbflowNotebookClient(NotebookClient):
     async def _restart_python(self) -> None:
         """``dbutils.library.restartPython()``: the rest of the notebook runs in a new Python
         process, as on Databricks: the namespace starts empty, and the run's context, widgets and
-        task values are taken over (``nbflow.runtime.restart_json``)."""
+        task values are taken over (``nbflow.runtime.kernel.restart_json``)."""
         assert self.km is not None and self.kc is not None
-        reply = await self._silent("", RESTART_TIMEOUT_S, user_expressions={"context": RESTART_EXPRESSION})
-        result = reply["content"].get("user_expressions", {}).get("context", {})
-        if result.get("status") != "ok":
-            raise KernelStartError(f"restartPython: the runtime could not hand over its state: "
-                                   f"{result.get('ename')}: {result.get('evalue')}")
-        context_json = ast.literal_eval(result["data"]["text/plain"])
+        context_json = await kernel_protocol.restart_context(self.kc)
         # The same kernel manager and connection: the client (nbclient's) talks to the new process.
         await ensure_async(self.km.restart_kernel())  # nbclient types its manager as the blocking one
-        await self.kc.wait_for_ready(timeout=RESTART_TIMEOUT_S)  # type: ignore[attr-defined]
+        await self.kc.wait_for_ready(timeout=kernel_protocol.RESTART_TIMEOUT_S)  # type: ignore[attr-defined]
         await self._bootstrap(context_json)
-
-    async def _state(self, timeout: float) -> dict[str, Any]:
-        for _attempt in range(5):
-            reply = await self._silent("", timeout, user_expressions={"state": STATE_EXPRESSION})
-            # After an interrupt the kernel aborts requests queued behind the stopped cell.
-            if reply["content"].get("status") != "aborted":
-                break
-            await asyncio.sleep(0.1)
-        result = reply["content"].get("user_expressions", {}).get("state", {})
-        if result.get("status") != "ok":
-            raise RuntimeError(f"{result.get('ename')}: {result.get('evalue')}")
-        state: dict[str, Any] = json.loads(ast.literal_eval(result["data"]["text/plain"]))
-        return state
 
     def _collect_state(self) -> dict[str, Any]:
         """Ask the kernel for exit value, variables and task values; empty if it cannot answer."""
@@ -389,7 +340,7 @@ class NbflowNotebookClient(NotebookClient):
                 timeout = STOPPED_STATE_TIMEOUT_S
             if not self._run(self.km.is_alive):
                 return {}
-            return self._run(self._state, timeout)  # type: ignore[no-any-return]
+            return self._run(kernel_protocol.state, self.kc, timeout)  # type: ignore[no-any-return]
         except Exception as exc:
             reason = "no answer in time" if isinstance(exc, queue.Empty) else str(exc) or type(exc).__name__
             self.outcome.warnings.append(f"could not read the notebook's variables ({reason})")

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkflowException
+from ..params import widget_string
 from . import child_process
+from .entry_point import EntryPoint
+from .help import show
 from .jobs import warn_if_redacted
 
 if TYPE_CHECKING:
@@ -57,8 +60,6 @@ class NotebookUtils:
     """Run other notebooks and end this one with a value."""
 
     def __init__(self, session: Session) -> None:
-        from .entry_point import EntryPoint
-
         self._session = session
         self._lock = threading.Lock()
         self._count = 0
@@ -66,8 +67,6 @@ class NotebookUtils:
         self.entry_point = EntryPoint(session)
 
     def help(self, method: str = "") -> None:
-        from .help import show
-
         show("dbutils.notebook", self, method)
         if not method:
             print("  entry_point.getDbutils().notebook().getContext(): notebookPath(), tags(), userName(), "
@@ -98,8 +97,6 @@ class NotebookUtils:
 
         if not isinstance(timeout_seconds, int) or timeout_seconds < 0:
             raise TypeError(f"timeout_seconds must be a non-negative int, got {timeout_seconds!r}")
-        from ..params import widget_string
-
         args = {str(k): widget_string(v) for k, v in (arguments or {}).items()}
         ctx = self._session.context
         if ctx.depth + 1 > MAX_DEPTH:
