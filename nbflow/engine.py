@@ -21,16 +21,20 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import nbformat
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -40,7 +44,7 @@ from . import kernel_protocol, sandbox
 from .errors import KernelStartError
 from .kernel_protocol import kernel_python
 from .kernels import KERNEL_NAME, WarmKernel, kernel_manager
-from .notebooks import parameters_cell_names
+from .notebooks import adapt_databricks_ipynb, parameters_cell_names
 from .results import (
     CANCELED,
     FAILED,
@@ -86,8 +90,6 @@ class Outcome:
 
 def save_interval() -> float:
     """The time budget between two saves of a running notebook (``NBFLOW_SAVE_INTERVAL``)."""
-    import os
-
     text = os.environ.get("NBFLOW_SAVE_INTERVAL", "")
     try:
         value = float(text) if text else SAVE_INTERVAL_S
@@ -106,7 +108,7 @@ def _manager(nb: NotebookNode, output_path: str | None, interval: float, **kwarg
     at once (a temporary file renamed over it), so a run killed mid-write leaves the last whole
     notebook, not half of one.
     """
-    from papermill.engines import NotebookExecutionManager
+    from papermill.engines import NotebookExecutionManager  # lazy: papermill imports this module (see above)
 
     class BudgetedExecutionManager(NotebookExecutionManager):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -156,10 +158,6 @@ def _manager(nb: NotebookNode, output_path: str | None, interval: float, **kwarg
 
 
 def _write_atomically(nb: NotebookNode, path: Path) -> None:
-    import os
-
-    import nbformat
-
     text = nbformat.writes(nb)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -174,8 +172,14 @@ def _write_atomically(nb: NotebookNode, path: Path) -> None:
 class NbflowNotebookClient(NotebookClient):
     """nbclient's client driven cell by cell through papermill's execution manager.
 
-    Databricks' stop rules apply: ``dbutils.notebook.exit`` ends the run successfully, an error
-    fails it, the notebook's deadline times it out; the runtime is installed before any cell.
+    nbclient's own life cycle: ``setup_kernel`` starts (or adopts) the kernel and stops it,
+    its cell hooks record each cell's start and failure in papermill's execution manager, and
+    ``execute_cell`` runs each cell. The loop over the cells is nbflow's, because Databricks'
+    stop rules are not nbclient's: ``dbutils.notebook.exit`` ends the run successfully,
+    ``restartPython()`` goes on in a new process, an error fails it, the notebook's deadline times
+    it out; the runtime is installed before any cell and the end state read after the last one
+    (:mod:`nbflow.kernel_protocol`). The synchronous ``setup_kernel`` is the one used:
+    ``async_setup_kernel`` takes over SIGINT and SIGTERM, and Ctrl-C must cancel the run.
     """
 
     def __init__(
@@ -204,7 +208,8 @@ class NbflowNotebookClient(NotebookClient):
         self.stream_file: IO[str] | None = kwargs.pop("stream_file", None)
         # The kernel runs in the notebook's folder, as Databricks runs a notebook in its own.
         cwd = str(Path(context.notebook_path).parent) if context.notebook_path else None
-        super().__init__(nb_man.nb, km=km, resources={"metadata": {"path": cwd}}, **kwargs)
+        super().__init__(nb_man.nb, km=km, resources={"metadata": {"path": cwd}}, on_cell_start=self._cell_started,
+                         on_cell_error=self._cell_failed, **kwargs)
         self.nb_man = nb_man
         self.context = context
         self.deadline = deadline
@@ -221,11 +226,38 @@ class NbflowNotebookClient(NotebookClient):
         return max(math.ceil(self.deadline - time.monotonic()), 1)
 
     def execute(self, **kwargs: Any) -> NotebookNode:
+        """Run the notebook in nbclient's ``setup_kernel``: a kernel started for it (stopped at
+        the end, at once unless the run succeeded) or the warm one (its owner stops it)."""
         self.reset_execution_trackers()
-        cm = self.setup_kernel(cleanup_kc=self.warm is None, stdout=self.kernel_log, stderr=self.kernel_log)
+        with contextlib.ExitStack() as stack:
+            if self.warm is None:  # last, once nbclient has stopped the kernel
+                stack.callback(shutil.rmtree, self._socket_dir, ignore_errors=True)
+            self._setup_kernel(stack)
+            stack.callback(self._choose_shutdown)
+            try:
+                self._run(self._bootstrap)
+                failed = self._run(self._prepare_environment) if self.environment else None
+                self.outcome = failed or self._execute_cells()
+                self.outcome.state = self._collect_state()
+            except KernelStartError as exc:
+                self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", str(exc)))
+                raise
+            except KeyboardInterrupt:
+                # Ctrl-C outside a cell (cells catch their own). A run whose cells all finished
+                # keeps its outcome; only its variables are lost.
+                if self.outcome.status == RUNNING:
+                    self.outcome = Outcome(CANCELED, CellError(None, "KeyboardInterrupt", "the run was cancelled"))
+                else:
+                    self.outcome.warnings.append("interrupted while reading the notebook's variables")
+        return self.nb
+
+    def _setup_kernel(self, stack: contextlib.ExitStack) -> None:
+        """Enter nbclient's ``setup_kernel``; a start that fails, or is interrupted, leaves no
+        kernel running and is reported as the run's outcome."""
         try:
-            cm.__enter__()
-        except BaseException as exc:  # Ctrl-C while the kernel starts must not leave it running
+            stack.enter_context(self.setup_kernel(cleanup_kc=self.warm is None, stdout=self.kernel_log,
+                                                  stderr=self.kernel_log))
+        except BaseException as exc:
             self._stop_kernel_now()
             message = f"could not start a Python kernel ({kernel_python()}): {exc}"
             if isinstance(exc, KeyboardInterrupt):
@@ -233,30 +265,22 @@ class NbflowNotebookClient(NotebookClient):
                 raise
             self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", message))
             raise KernelStartError(message) from exc
-        try:
-            self._run(self._bootstrap)
-            failed = self._run(self._prepare_environment) if self.environment else None
-            self.outcome = failed or self._execute_cells()
-            self.outcome.state = self._collect_state()
-        except KernelStartError as exc:
-            self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", str(exc)))
-            raise
-        except KeyboardInterrupt:
-            # Ctrl-C outside a cell (cells catch their own). A run whose cells all finished
-            # keeps its outcome; only its variables are lost.
-            if self.outcome.status == RUNNING:
-                self.outcome = Outcome(CANCELED, CellError(None, "KeyboardInterrupt", "the run was cancelled"))
-            else:
-                self.outcome.warnings.append("interrupted while reading the notebook's variables")
-        finally:
-            if self.outcome.status != SUCCESS:
-                self.shutdown_kernel = "immediate"
-            try:
-                cm.__exit__(None, None, None)
-            finally:
-                if self.warm is None:
-                    shutil.rmtree(self._socket_dir, ignore_errors=True)
-        return self.nb
+
+    def _choose_shutdown(self) -> None:
+        """A run that did not succeed stops its kernel at once: a stopped or failed cell may
+        still be running, and a polite shutdown would wait for it."""
+        if self.outcome.status != SUCCESS:
+            self.shutdown_kernel = "immediate"
+
+    def _cell_started(self, cell: NotebookNode, cell_index: int) -> None:
+        """nbclient's ``on_cell_start`` hook: papermill's start time and status."""
+        self.nb_man.cell_start(cell, cell_index)
+
+    def _cell_failed(self, cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any]) -> None:
+        """nbclient's ``on_cell_error`` hook: a failed cell is recorded (and saved at once), but
+        not ``dbutils.notebook.exit`` or ``restartPython()``, which end the cell on purpose."""
+        if execute_reply["content"].get("ename") not in (EXIT_ENAME, RESTART_ENAME):
+            self.nb_man.cell_exception(cell, cell_index=cell_index)
 
     def _stop_kernel_now(self) -> None:
         """Best effort after a failed or interrupted start: kill what started, remove its files."""
@@ -355,8 +379,7 @@ class NbflowNotebookClient(NotebookClient):
                 outcome = self._stop(TIMEDOUT, index, "TimeoutError", "the notebook's timeout expired", user_index)
                 break
             try:
-                self.nb_man.cell_start(cell, index)
-                self.execute_cell(cell, index)
+                self.execute_cell(cell, index)  # its start and failure recorded by the hooks above
             except CellExecutionError as exc:
                 if exc.ename == EXIT_ENAME:
                     _show_exit(cells[index])
@@ -366,7 +389,6 @@ class NbflowNotebookClient(NotebookClient):
                     self._run(self._restart_python)  # then on with the next cell
                     continue
                 else:
-                    self.nb_man.cell_exception(cells[index], cell_index=index, exception=exc)
                     outcome = Outcome(
                         FAILED,
                         CellError(user_index.get(id(cells[index])), exc.ename, exc.evalue, _traceback(cells[index])),
@@ -453,8 +475,6 @@ class NbflowEngine:
         context = kwargs.get("nbflow_context")
         if context is None:
             # Plain papermill read the .ipynb itself: honour a Databricks export's metadata here.
-            from .notebooks import adapt_databricks_ipynb
-
             adapt_databricks_ipynb(nb, str(kwargs.get("input_path") or "<notebook>"))
         meta = nb.metadata.get("papermill", {})
         if context is not None and not isinstance(meta.get("input_path"), (str, type(None))):
@@ -562,9 +582,6 @@ def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM stops the run as Ctrl-C does (CANCELED, the kernel stopped, the notebook saved)
     instead of killing the process with the notebook half-written. Only where SIGTERM still has
     its default action, and only in the main thread (where Python runs signal handlers)."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
@@ -661,9 +678,9 @@ def execute(
 
     A failing notebook is not an error here: its outcome is in the written notebook's metadata.
     """
-    import papermill
-    from papermill.engines import papermill_engines
-    from papermill.exceptions import PapermillExecutionError
+    import papermill  # lazy: papermill imports this module (see above)
+    from papermill.engines import papermill_engines  # lazy: as above
+    from papermill.exceptions import PapermillExecutionError  # lazy: as above
 
     # The entry point registers the engine when nbflow is installed; this covers a source tree.
     papermill_engines.register("nbflow", NbflowEngine)
