@@ -16,17 +16,18 @@ papermill first, both work.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import math
+import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,14 +35,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+import nbformat
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
-from . import sandbox
+from . import kernel_protocol, sandbox
 from .errors import KernelStartError
-from .kernels import KERNEL_NAME, WarmKernel, kernel_manager, kernel_python
+from .kernel_protocol import kernel_python
+from .kernels import KERNEL_NAME, WarmKernel, kernel_manager
 from .notebooks import adapt_databricks_ipynb, environment_specs, parameters_cell_names
 from .params import widget_string
 from .project import dbfs_root, project_dir, python_envs_root, secrets_file
@@ -65,13 +68,8 @@ SAVE_INTERVAL_S = 1.0
 SAVE_SHARE = 0.25  # a notebook so large that writing it takes longer waits 4x its write time
 STATE_TIMEOUT_S = 30.0
 STOPPED_STATE_TIMEOUT_S = 3.0
-BOOTSTRAP = "__import__('nbflow.runtime', fromlist=['install']).install({context!r})"
-STATE_EXPRESSION = "__import__('nbflow.runtime', fromlist=['state_json']).state_json()"
-RESTART_EXPRESSION = "__import__('nbflow.runtime', fromlist=['restart_json']).restart_json()"
-PREPARE_ENVIRONMENT = "__import__('nbflow.runtime', fromlist=['prepare_environment']).prepare_environment({specs!r})"
 ENVIRONMENT_TIMEOUT_S = 3600.0  # installing an environment spec's dependencies, without a notebook timeout
 RESTART_ENAME = "RestartPython"  # nbflow.runtime.library.RestartPython: dbutils.library.restartPython()
-RESTART_TIMEOUT_S = 60
 
 
 @dataclass
@@ -85,8 +83,6 @@ class Outcome:
 
 def save_interval() -> float:
     """The time budget between two saves of a running notebook (``NBFLOW_SAVE_INTERVAL``)."""
-    import os
-
     text = os.environ.get("NBFLOW_SAVE_INTERVAL", "")
     try:
         value = float(text) if text else SAVE_INTERVAL_S
@@ -105,7 +101,7 @@ def _manager(nb: NotebookNode, output_path: str | None, interval: float, **kwarg
     at once (a temporary file renamed over it), so a run killed mid-write leaves the last whole
     notebook, not half of one.
     """
-    from papermill.engines import NotebookExecutionManager
+    from papermill.engines import NotebookExecutionManager  # lazy: papermill imports this module (see above)
 
     class BudgetedExecutionManager(NotebookExecutionManager):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -155,10 +151,6 @@ def _manager(nb: NotebookNode, output_path: str | None, interval: float, **kwarg
 
 
 def _write_atomically(nb: NotebookNode, path: Path) -> None:
-    import os
-
-    import nbformat
-
     text = nbformat.writes(nb)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -173,8 +165,14 @@ def _write_atomically(nb: NotebookNode, path: Path) -> None:
 class NbflowNotebookClient(NotebookClient):
     """nbclient's client driven cell by cell through papermill's execution manager.
 
-    Databricks' stop rules apply: ``dbutils.notebook.exit`` ends the run successfully, an error
-    fails it, the notebook's deadline times it out; the runtime is installed before any cell.
+    nbclient's own life cycle: ``setup_kernel`` starts (or adopts) the kernel and stops it,
+    its cell hooks record each cell's start and failure in papermill's execution manager, and
+    ``execute_cell`` runs each cell. The loop over the cells is nbflow's, because Databricks'
+    stop rules are not nbclient's: ``dbutils.notebook.exit`` ends the run successfully,
+    ``restartPython()`` goes on in a new process, an error fails it, the notebook's deadline times
+    it out; the runtime is installed before any cell and the end state read after the last one
+    (:mod:`nbflow.kernel_protocol`). The synchronous ``setup_kernel`` is the one used:
+    ``async_setup_kernel`` takes over SIGINT and SIGTERM, and Ctrl-C must cancel the run.
     """
 
     def __init__(
@@ -203,7 +201,8 @@ class NbflowNotebookClient(NotebookClient):
         self.stream_file: IO[str] | None = kwargs.pop("stream_file", None)
         # The kernel runs in the notebook's folder, as Databricks runs a notebook in its own.
         cwd = str(Path(context.notebook_path).parent) if context.notebook_path else None
-        super().__init__(nb_man.nb, km=km, resources={"metadata": {"path": cwd}}, **kwargs)
+        super().__init__(nb_man.nb, km=km, resources={"metadata": {"path": cwd}}, on_cell_start=self._cell_started,
+                         on_cell_error=self._cell_failed, **kwargs)
         self.nb_man = nb_man
         self.context = context
         self.deadline = deadline
@@ -220,11 +219,38 @@ class NbflowNotebookClient(NotebookClient):
         return max(math.ceil(self.deadline - time.monotonic()), 1)
 
     def execute(self, **kwargs: Any) -> NotebookNode:
+        """Run the notebook in nbclient's ``setup_kernel``: a kernel started for it (stopped at
+        the end, at once unless the run succeeded) or the warm one (its owner stops it)."""
         self.reset_execution_trackers()
-        cm = self.setup_kernel(cleanup_kc=self.warm is None, stdout=self.kernel_log, stderr=self.kernel_log)
+        with contextlib.ExitStack() as stack:
+            if self.warm is None:  # last, once nbclient has stopped the kernel
+                stack.callback(shutil.rmtree, self._socket_dir, ignore_errors=True)
+            self._setup_kernel(stack)
+            stack.callback(self._choose_shutdown)
+            try:
+                self._run(self._bootstrap)
+                failed = self._run(self._prepare_environment) if self.environment else None
+                self.outcome = failed or self._execute_cells()
+                self.outcome.state = self._collect_state()
+            except KernelStartError as exc:
+                self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", str(exc)))
+                raise
+            except KeyboardInterrupt:
+                # Ctrl-C outside a cell (cells catch their own). A run whose cells all finished
+                # keeps its outcome; only its variables are lost.
+                if self.outcome.status == RUNNING:
+                    self.outcome = Outcome(CANCELED, CellError(None, "KeyboardInterrupt", "the run was cancelled"))
+                else:
+                    self.outcome.warnings.append("interrupted while reading the notebook's variables")
+        return self.nb
+
+    def _setup_kernel(self, stack: contextlib.ExitStack) -> None:
+        """Enter nbclient's ``setup_kernel``; a start that fails, or is interrupted, leaves no
+        kernel running and is reported as the run's outcome."""
         try:
-            cm.__enter__()
-        except BaseException as exc:  # Ctrl-C while the kernel starts must not leave it running
+            stack.enter_context(self.setup_kernel(cleanup_kc=self.warm is None, stdout=self.kernel_log,
+                                                  stderr=self.kernel_log))
+        except BaseException as exc:
             self._stop_kernel_now()
             message = f"could not start a Python kernel ({kernel_python()}): {exc}"
             if isinstance(exc, KeyboardInterrupt):
@@ -232,30 +258,22 @@ class NbflowNotebookClient(NotebookClient):
                 raise
             self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", message))
             raise KernelStartError(message) from exc
-        try:
-            self._run(self._bootstrap)
-            failed = self._run(self._prepare_environment) if self.environment else None
-            self.outcome = failed or self._execute_cells()
-            self.outcome.state = self._collect_state()
-        except KernelStartError as exc:
-            self.outcome = Outcome(FAILED, CellError(None, "KernelStartError", str(exc)))
-            raise
-        except KeyboardInterrupt:
-            # Ctrl-C outside a cell (cells catch their own). A run whose cells all finished
-            # keeps its outcome; only its variables are lost.
-            if self.outcome.status == RUNNING:
-                self.outcome = Outcome(CANCELED, CellError(None, "KeyboardInterrupt", "the run was cancelled"))
-            else:
-                self.outcome.warnings.append("interrupted while reading the notebook's variables")
-        finally:
-            if self.outcome.status != SUCCESS:
-                self.shutdown_kernel = "immediate"
-            try:
-                cm.__exit__(None, None, None)
-            finally:
-                if self.warm is None:
-                    shutil.rmtree(self._socket_dir, ignore_errors=True)
-        return self.nb
+
+    def _choose_shutdown(self) -> None:
+        """A run that did not succeed stops its kernel at once: a stopped or failed cell may
+        still be running, and a polite shutdown would wait for it."""
+        if self.outcome.status != SUCCESS:
+            self.shutdown_kernel = "immediate"
+
+    def _cell_started(self, cell: NotebookNode, cell_index: int) -> None:
+        """nbclient's ``on_cell_start`` hook: papermill's start time and status."""
+        self.nb_man.cell_start(cell, cell_index)
+
+    def _cell_failed(self, cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any]) -> None:
+        """nbclient's ``on_cell_error`` hook: a failed cell is recorded (and saved at once), but
+        not ``dbutils.notebook.exit`` or ``restartPython()``, which end the cell on purpose."""
+        if execute_reply["content"].get("ename") not in (EXIT_ENAME, RESTART_ENAME):
+            self.nb_man.cell_exception(cell, cell_index=cell_index)
 
     def _stop_kernel_now(self) -> None:
         """Best effort after a failed or interrupted start: kill what started, remove its files."""
@@ -299,44 +317,19 @@ class NbflowNotebookClient(NotebookClient):
         """Call an async method from this synchronous client, as nbclient's own wrappers do."""
         return run_sync(func)(*args)
 
-    async def _silent(self, code: str, timeout: float, **kwargs: Any) -> dict[str, Any]:
-        """Run code without touching the notebook, and return the kernel's execute reply.
-
-        Only the shell channel is read: nbclient reads iopub, and the reply carries all we need.
-        """
-        assert self.kc is not None
-        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False, **kwargs)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = max(deadline - time.monotonic(), 0.01)
-            reply: dict[str, Any] = await self.kc.get_shell_msg(timeout=remaining)  # type: ignore[attr-defined]
-            if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                return reply
-
     async def _bootstrap(self, context_json: str | None = None) -> None:
-        context_json = context_json or self.context.to_json()
-        try:
-            reply = await self._silent(BOOTSTRAP.format(context=context_json), timeout=60)
-        except queue.Empty:
-            raise KernelStartError(f"the kernel ({kernel_python()}) did not answer within 60 s") from None
-        content = reply["content"]
-        if content.get("status") != "ok":
-            raise KernelStartError(
-                f"nbflow's runtime failed to load in the kernel ({kernel_python()}): "
-                f"{content.get('ename')}: {content.get('evalue')}"
-            )
+        await kernel_protocol.bootstrap(self.kc, context_json or self.context.to_json())
 
     async def _prepare_environment(self) -> Outcome | None:
         """Install the notebook's environment specs' dependencies in its run's environment; the
         failed outcome (no cell ran) if that fails."""
-        code = PREPARE_ENVIRONMENT.format(specs=json.dumps(self.environment))
         remaining = self._remaining()
+        timeout = float(remaining) if remaining is not None else ENVIRONMENT_TIMEOUT_S
         try:
-            reply = await self._silent(code, float(remaining) if remaining is not None else ENVIRONMENT_TIMEOUT_S)
+            content = await kernel_protocol.prepare_environment(self.kc, self.environment, timeout)
         except queue.Empty:
             return Outcome(TIMEDOUT, CellError(None, "TimeoutError", "the notebook's timeout expired while its "
                                                                      "environment's dependencies were installed"))
-        content = reply["content"]
         if content.get("status") == "ok":
             return None
         return Outcome(FAILED, CellError(None, str(content.get("ename")), str(content.get("evalue"))))
@@ -344,31 +337,13 @@ class NbflowNotebookClient(NotebookClient):
     async def _restart_python(self) -> None:
         """``dbutils.library.restartPython()``: the rest of the notebook runs in a new Python
         process, as on Databricks: the namespace starts empty, and the run's context, widgets and
-        task values are taken over (``nbflow.runtime.restart_json``)."""
+        task values are taken over (``nbflow.runtime.kernel.restart_json``)."""
         assert self.km is not None and self.kc is not None
-        reply = await self._silent("", RESTART_TIMEOUT_S, user_expressions={"context": RESTART_EXPRESSION})
-        result = reply["content"].get("user_expressions", {}).get("context", {})
-        if result.get("status") != "ok":
-            raise KernelStartError(f"restartPython: the runtime could not hand over its state: "
-                                   f"{result.get('ename')}: {result.get('evalue')}")
-        context_json = ast.literal_eval(result["data"]["text/plain"])
+        context_json = await kernel_protocol.restart_context(self.kc)
         # The same kernel manager and connection: the client (nbclient's) talks to the new process.
         await ensure_async(self.km.restart_kernel())  # nbclient types its manager as the blocking one
-        await self.kc.wait_for_ready(timeout=RESTART_TIMEOUT_S)  # type: ignore[attr-defined]
+        await self.kc.wait_for_ready(timeout=kernel_protocol.RESTART_TIMEOUT_S)  # type: ignore[attr-defined]
         await self._bootstrap(context_json)
-
-    async def _state(self, timeout: float) -> dict[str, Any]:
-        for _attempt in range(5):
-            reply = await self._silent("", timeout, user_expressions={"state": STATE_EXPRESSION})
-            # After an interrupt the kernel aborts requests queued behind the stopped cell.
-            if reply["content"].get("status") != "aborted":
-                break
-            await asyncio.sleep(0.1)
-        result = reply["content"].get("user_expressions", {}).get("state", {})
-        if result.get("status") != "ok":
-            raise RuntimeError(f"{result.get('ename')}: {result.get('evalue')}")
-        state: dict[str, Any] = json.loads(ast.literal_eval(result["data"]["text/plain"]))
-        return state
 
     def _collect_state(self) -> dict[str, Any]:
         """Ask the kernel for exit value, variables and task values; empty if it cannot answer."""
@@ -382,7 +357,7 @@ class NbflowNotebookClient(NotebookClient):
                 timeout = STOPPED_STATE_TIMEOUT_S
             if not self._run(self.km.is_alive):
                 return {}
-            return self._run(self._state, timeout)  # type: ignore[no-any-return]
+            return self._run(kernel_protocol.state, self.kc, timeout)  # type: ignore[no-any-return]
         except Exception as exc:
             reason = "no answer in time" if isinstance(exc, queue.Empty) else str(exc) or type(exc).__name__
             self.outcome.warnings.append(f"could not read the notebook's variables ({reason})")
@@ -397,8 +372,7 @@ class NbflowNotebookClient(NotebookClient):
                 outcome = self._stop(TIMEDOUT, index, "TimeoutError", "the notebook's timeout expired", user_index)
                 break
             try:
-                self.nb_man.cell_start(cell, index)
-                self.execute_cell(cell, index)
+                self.execute_cell(cell, index)  # its start and failure recorded by the hooks above
             except CellExecutionError as exc:
                 if exc.ename == EXIT_ENAME:
                     _show_exit(cells[index])
@@ -408,7 +382,6 @@ class NbflowNotebookClient(NotebookClient):
                     self._run(self._restart_python)  # then on with the next cell
                     continue
                 else:
-                    self.nb_man.cell_exception(cells[index], cell_index=index, exception=exc)
                     outcome = Outcome(
                         FAILED,
                         CellError(user_index.get(id(cells[index])), exc.ename, exc.evalue, _traceback(cells[index])),
@@ -597,9 +570,6 @@ def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM stops the run as Ctrl-C does (CANCELED, the kernel stopped, the notebook saved)
     instead of killing the process with the notebook half-written. Only where SIGTERM still has
     its default action, and only in the main thread (where Python runs signal handlers)."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
@@ -693,9 +663,9 @@ def execute(
 
     A failing notebook is not an error here: its outcome is in the written notebook's metadata.
     """
-    import papermill  # lazy: papermill loads its engines' entry points, this module's included
-    from papermill.engines import papermill_engines  # lazy: as papermill
-    from papermill.exceptions import PapermillExecutionError  # lazy: as papermill
+    import papermill  # lazy: papermill imports this module (see above)
+    from papermill.engines import papermill_engines  # lazy: as above
+    from papermill.exceptions import PapermillExecutionError  # lazy: as above
 
     # The entry point registers the engine when nbflow is installed; this covers a source tree.
     papermill_engines.register("nbflow", NbflowEngine)

@@ -8,13 +8,10 @@ task still starts from a clean namespace, as on Databricks.
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,21 +20,17 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
-from . import lifecycle, sandbox
+from . import kernel_protocol, lifecycle, sandbox
 from .errors import KernelStartError
+from .kernel_protocol import kernel_python
 from .project import project_dir
 from .runtime.secrets import without_secrets
 
 KERNEL_NAME = "nbflow-python"
 # In-memory history, as nbclient gives its kernels: parallel kernels must not share a sqlite file.
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
-PRELOAD = "__import__('nbflow.runtime', fromlist=['preload']).preload({project!r}, {engine!r}, {spark!r})"
-ATTACHED = "__import__('nbflow.cluster', fromlist=['attached']).attached()"
 
-
-def kernel_python() -> str:
-    """The interpreter kernels run on: ``NBFLOW_KERNEL_PYTHON``, else this one."""
-    return os.environ.get("NBFLOW_KERNEL_PYTHON") or sys.executable
+__all__ = ["KERNEL_NAME", "KernelSpecs", "TreeKernelManager", "WarmKernel", "kernel_manager", "kernel_python"]
 
 
 class KernelSpecs(KernelSpecManager):
@@ -175,23 +168,7 @@ class WarmKernel:
             raise KernelStartError(f"could not start a Python kernel ({kernel_python()}): {exc}") from None
         self.kc.allow_stdin = False
         # With Spark attached ahead, the kernel says which server it attached to (see WarmKernel.cluster).
-        expressions = {"cluster": ATTACHED} if spark else {}
-        msg_id = self.kc.execute(PRELOAD.format(project=project, engine=engine, spark=spark), silent=True,
-                                 store_history=False, allow_stdin=False, user_expressions=expressions)
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = await self.kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.01))
-            if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                break
-        content = reply["content"]
-        if content.get("status") != "ok":
-            raise KernelStartError(f"nbflow's runtime failed to load in the kernel ({kernel_python()}): "
-                                   f"{content.get('ename')}: {content.get('evalue')}")
-        attached = (content.get("user_expressions") or {}).get("cluster") or {}
-        if attached.get("status") == "ok":
-            with contextlib.suppress(ValueError, SyntaxError):
-                value = ast.literal_eval(attached.get("data", {}).get("text/plain", "None"))
-                self.cluster = value if isinstance(value, dict) else None
+        self.cluster = await kernel_protocol.preload(self.kc, project, engine, spark, timeout)
 
     def stop(self, now: bool = False) -> None:
         """Stop the kernel (politely unless ``now``) and remove its files. Safe to call twice.

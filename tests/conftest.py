@@ -20,7 +20,8 @@ import pytest
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 # Processes nbflow starts: kernels, dbutils.notebook.run children, plan workers, cluster servers.
-MARKERS = ("ipykernel_launcher", "nbflow.task_process", "nbflow.worker", "pysail spark server", "SparkConnectServer")
+MARKERS = ("ipykernel_launcher", "nbflow.task_process", "nbflow.worker", "nbflow.run_multiple", "pysail spark server",
+           "SparkConnectServer")
 
 
 def nbflow_processes(scope: Path) -> dict[int, str]:

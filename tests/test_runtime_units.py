@@ -178,7 +178,8 @@ def test_split_sql_respects_quotes_escapes_and_comments() -> None:
 
 
 def test_sql_literals_and_identifiers_are_escaped() -> None:
-    from nbflow.runtime.lakehouse import _ident, _string
+    from nbflow.runtime.sql_text import sql_ident as _ident
+    from nbflow.runtime.sql_text import sql_string as _string
 
     assert _string("/p/a'b\\c") == "'/p/a\\'b\\\\c'"
     assert _ident("s`x.t") == "`s``x`.`t`"

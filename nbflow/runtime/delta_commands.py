@@ -55,7 +55,7 @@ from pyspark.sql.types import (
 )
 
 from ..errors import NotebookRuntimeError
-from .lakehouse import _LEADING_COMMENTS, _string, local_path
+from .sql_text import LEADING_COMMENTS, local_path, sql_string
 
 if TYPE_CHECKING:
     from .lakehouse import Lakehouse
@@ -127,7 +127,7 @@ _KEYWORDS = {"DESCRIBE", "DESC", "SHOW", "ALTER", "RESTORE", "OPTIMIZE", "VACUUM
 
 def _body(statement: str) -> str:
     """The statement without leading comments and trailing semicolons."""
-    return statement[_LEADING_COMMENTS.match(statement).end():].strip().rstrip(";").strip()  # type: ignore[union-attr]
+    return statement[LEADING_COMMENTS.match(statement).end():].strip().rstrip(";").strip()  # type: ignore[union-attr]
 
 
 def _unquote(text: str) -> str:
@@ -202,7 +202,7 @@ def _analysis(error_class: str, message: str, parameters: dict[str, str], sql_st
 
 
 def _delta(location: str, version: int | None = None) -> Any:
-    from deltalake import DeltaTable
+    from deltalake import DeltaTable  # lazy: deltalake and pyarrow are heavy (kernel start-up)
 
     table = DeltaTable(location)
     if version is not None:
@@ -212,7 +212,7 @@ def _delta(location: str, version: int | None = None) -> Any:
 
 def _delta_rs(what: str, action: Callable[[], Any]) -> Any:
     """Run a delta-rs operation; its failure becomes one line naming the statement."""
-    from deltalake.exceptions import DeltaError
+    from deltalake.exceptions import DeltaError  # lazy: deltalake and pyarrow are heavy (kernel start-up)
 
     try:
         return action()
@@ -223,7 +223,7 @@ def _delta_rs(what: str, action: Callable[[], Any]) -> Any:
 
 def _files(table: Any) -> dict[str, int]:
     """The table's data files (path -> size in bytes) in its loaded version."""
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: deltalake and pyarrow are heavy (kernel start-up)
 
     actions = pa.table(table.get_add_actions(flatten=True))
     return dict(zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist(), strict=True))
@@ -552,7 +552,7 @@ def _alter_properties(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
         return _empty(lakehouse.spark())
     name = f"nbflow_alter_{uuid.uuid4().hex[:12]}"
     with lakehouse._lock:
-        raw(f"CREATE TABLE `{name}` USING delta LOCATION {_string(target.location)}").collect()
+        raw(f"CREATE TABLE `{name}` USING delta LOCATION {sql_string(target.location)}").collect()
         try:
             raw(f"ALTER TABLE `{name}` {change}").collect()
         finally:
@@ -630,7 +630,7 @@ def _clone(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
     props = {str(k): str(v) for k, v in meta.configuration.items()}
     given = m["properties"]
     if props or given:
-        listed = [f"{_string(k)} = {_string(v)}" for k, v in props.items()]
+        listed = [f"{sql_string(k)} = {sql_string(v)}" for k, v in props.items()]
         if given:
             listed.append(given.strip()[1:-1])
         clauses += " TBLPROPERTIES (" + ", ".join(x for x in listed if x.strip()) + ")"

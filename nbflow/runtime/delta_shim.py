@@ -6,13 +6,13 @@ import importlib.util
 import sys
 import types
 
+from . import delta_tables
+
 
 def install() -> bool:
     """Register nbflow's DeltaTable as ``delta.tables`` unless the real package is installed."""
     if importlib.util.find_spec("delta") is not None:
         return False
-    from . import delta_tables
-
     package = types.ModuleType("delta", "nbflow's stand-in for delta-spark's Python package")
     package.__path__ = []  # a package, so that "delta.tables" imports
     tables = types.ModuleType("delta.tables", delta_tables.__doc__)

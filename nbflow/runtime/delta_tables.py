@@ -25,7 +25,8 @@ from typing import Any
 
 from ..catalog import Registry, TableEntry
 from ..errors import NotebookRuntimeError
-from .lakehouse import _ident, _string, local_path
+from .active import current
+from .sql_text import local_path, sql_ident, sql_string
 
 # Spark Connect's names for operators (pyspark.sql.connect.column) and their SQL.
 _BINARY = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "<=>": "<=>", "+": "+", "-": "-",
@@ -51,7 +52,7 @@ def column_sql(column: Any, qualifiers: dict[int, str] | None = None) -> str:
 
 
 def _expression_sql(e: Any, qualifiers: dict[int, str]) -> str:
-    from pyspark.sql.connect import expressions as x
+    from pyspark.sql.connect import expressions as x  # lazy: pyspark is heavy (kernel start-up)
 
     def sql(child: Any) -> str:
         return _expression_sql(child, qualifiers)
@@ -105,7 +106,7 @@ def _function_sql(name: str, args: list[str], distinct: bool) -> str:
 
 
 def _literal_sql(value: Any, data_type: Any) -> str:
-    from pyspark.sql import types as t
+    from pyspark.sql import types as t  # lazy: pyspark is heavy (kernel start-up)
 
     if value is None:
         return "NULL" if isinstance(data_type, t.NullType) else f"CAST(NULL AS {data_type.simpleString()})"
@@ -120,9 +121,9 @@ def _literal_sql(value: Any, data_type: Any) -> str:
     if isinstance(data_type, t.FloatType | t.DoubleType):
         # A string cast is exact for every value, NaN and infinities included.
         text = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}.get(repr(float(value)), repr(float(value)))
-        return f"CAST({_string(text)} AS {data_type.simpleString()})"
+        return f"CAST({sql_string(text)} AS {data_type.simpleString()})"
     if isinstance(data_type, t.StringType):
-        return _string(str(value))
+        return sql_string(str(value))
     if isinstance(data_type, t.BinaryType):
         return f"X'{bytes(value).hex()}'"
     if isinstance(data_type, t.DateType):
@@ -189,12 +190,10 @@ class DeltaTable:
     @classmethod
     def forName(cls, sparkSession: Any, tableOrViewName: str) -> DeltaTable:
         _ = sparkSession.table(tableOrViewName).schema  # fails clearly if there is no such table
-        from . import current
-
         # The registry's name: against the current catalog and schema, as the engine resolved it.
         name = current().lakehouse.key(tableOrViewName)
         entry = _entry(name)
-        return cls(sparkSession, _ident(name), entry.location if entry else None,
+        return cls(sparkSession, sql_ident(name), entry.location if entry else None,
                    full_name=entry.full_name if entry else None)
 
     @classmethod
@@ -218,13 +217,13 @@ class DeltaTable:
 
     def history(self, limit: int | None = None) -> Any:
         """The table's commits, newest first, as ``DESCRIBE HISTORY`` (from the Delta log, with delta-rs)."""
-        from .delta_commands import history_frame
+        from .delta_commands import history_frame  # lazy: imports pyspark (start-up)
 
         return history_frame(self._spark, self._location(), limit)
 
     def detail(self) -> Any:
         """One row about the table, as ``DESCRIBE DETAIL`` (from delta-rs)."""
-        from .delta_commands import detail_frame
+        from .delta_commands import detail_frame  # lazy: imports pyspark (start-up)
 
         return detail_frame(self._spark, self._location(), self._full_name)
 
@@ -236,15 +235,15 @@ class DeltaTable:
     # -- maintenance (delta-rs, as the SQL statements) ----------------------------------------
     def restoreToVersion(self, version: int) -> Any:
         """A new commit that makes the table as it was at ``version``; the metrics as ``RESTORE``."""
-        from .delta_commands import restore_frame
+        from .delta_commands import restore_frame  # lazy: imports pyspark (start-up)
 
         return restore_frame(self._spark, self._location(), int(version), self._identifier)
 
     def restoreToTimestamp(self, timestamp: str) -> Any:
         """As :meth:`restoreToVersion`, to the last version committed at or before ``timestamp``."""
-        from .delta_commands import restore_frame, timestamp_micros, version_at
+        from .delta_commands import restore_frame, timestamp_micros, version_at  # lazy: imports pyspark (start-up)
 
-        micros = timestamp_micros(self._spark, _string(str(timestamp)))
+        micros = timestamp_micros(self._spark, sql_string(str(timestamp)))
         version = version_at(self._location(), micros, self._identifier)
         return restore_frame(self._spark, self._location(), version, self._identifier)
 
@@ -254,7 +253,7 @@ class DeltaTable:
     def vacuum(self, retentionHours: float | None = None) -> Any:
         """Delete files that no version within the retention period needs (``VACUUM``; a retention
         under the table's, 7 days by default, needs the retention check turned off, as on Databricks)."""
-        from .delta_commands import vacuum_frame
+        from .delta_commands import vacuum_frame  # lazy: imports pyspark (start-up)
 
         hours = None if retentionHours is None else float(retentionHours)
         return vacuum_frame(self._spark, self._location(), self._identifier, hours)
@@ -288,7 +287,7 @@ class DeltaOptimizeBuilder:
         return self
 
     def _run(self, zorder: list[str] | None) -> Any:
-        from .delta_commands import optimize_frame, partition_filters
+        from .delta_commands import optimize_frame, partition_filters  # lazy: imports pyspark (start-up)
 
         table = self._table
         location = table._location()
@@ -386,16 +385,12 @@ def _local(path: str) -> str:
     if path.startswith("file:"):
         return local_path(path)
     if path.startswith("dbfs:"):
-        from . import current
-
         return str(current().dbutils.fs.local_path(path))
     return path
 
 
 def _entry(name: str) -> TableEntry | None:
     """A table's registry entry (``name``: catalog.schema.table), after sharing this session's tables."""
-    from . import current
-
     session = current()
     registry = Registry(session.context.project_dir)
     entry = registry.get(name)

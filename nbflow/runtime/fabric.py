@@ -1,28 +1,30 @@
 """Microsoft Fabric / Synapse ``notebookutils`` (formerly ``mssparkutils``): run, exit, runMultiple.
 
 ``runMultiple`` runs a DAG of notebooks with nbflow's plan scheduler (each notebook in its own
-worker process and kernel), in Fabric's DAG format and with Fabric's return shape. Differences
+worker process and kernel), in Fabric's DAG format and with Fabric's return shape. The DAG is
+checked and run out of the kernel, by ``python -m nbflow.run_multiple``: the kernel imports
+neither the scheduler nor the plan model. Differences
 from Fabric, by necessity or choice (documented in the README): ``timeoutPerCellInSeconds`` bounds
 each notebook as a whole, and arguments reach both the parameters cell and the widgets.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import sys
 import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NotebookRuntimeError, WorkflowException
-from ..runs import SUCCEEDED
+from ..errors import NbflowError, NotebookFormatError, NotebookNotFound, NotebookRuntimeError, WorkflowException
+from . import child_process
+from .notebook import CHILD_GRACE_S
 
 if TYPE_CHECKING:
     from .session import Session
 
 FABRIC_RUN_TIMEOUT_S = 90  # notebookutils.notebook.run's documented default
+DAG_TIMEOUT_S = 43200  # runMultiple's documented default for the whole DAG (12 hours)
 
 
 class RunMultipleFailed(NotebookRuntimeError):
@@ -53,95 +55,75 @@ class FabricNotebook:
 
     def validateDAG(self, dag: Any) -> bool:
         """True for a valid DAG; raises on duplicate names, unknown dependencies or cycles."""
-        self._plan(dag)
+        self._call(dag, validate_only=True)
         return True
 
     def runMultiple(self, dag: Any, config: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
         """Run notebooks, in parallel where their dependencies allow; ``{name: {exitVal, exception}}``."""
-        from ..scheduler import Scheduler
-
-        plan, notebooks, names, concurrency = self._plan(dag)
-        ctx = self._session.context
-        if ctx.output_path:  # next to the caller's executed notebook, as its children are
-            out = Path(ctx.output_path).with_suffix(".runMultiple")
-        else:
-            out = Path(ctx.project_dir) / "processed" / (ctx.run_id or "runMultiple")
         lakehouse = self._session.lakehouse
-        lakehouse.push()
+        lakehouse.push()  # the notebooks see the tables this one wrote so far
         try:
-            run = Scheduler(plan, notebooks, out, ctx.run_id, mode="parallel", max_workers=concurrency,
-                            context=ctx.for_child(self._session.redactor.values())).execute()
+            outcomes = self._call(dag, validate_only=False)["notebooks"]
         finally:
-            lakehouse.pull()
+            lakehouse.pull()  # and this notebook sees theirs
         result: dict[str, dict[str, Any]] = {}
-        for key, task_run in run.tasks.items():
-            last = task_run.last
-            exit_value = (last.result.exit_value if last and last.result else None) or ""
+        for name, outcome in outcomes.items():
             exception = None
-            if task_run.status not in SUCCEEDED:
-                error = last.error if last else None
+            if not outcome["succeeded"]:
+                error = outcome["error"]
                 exception = WorkflowException(
-                    f"NotebookExecutionException: {task_run.status}: {names[key]}"
-                    + (f": {error.ename}: {error.evalue}" if error else f" ({task_run.reason})"),
-                    path=str(notebooks[key]), status=str(task_run.status),
-                    error=None if error is None else error.summary(),
-                    output_path=last.output if last else None,
+                    f"NotebookExecutionException: {outcome['status']}: {name}"
+                    + (f": {error.get('ename')}: {error.get('evalue')}" if error else f" ({outcome['reason']})"),
+                    path=outcome["path"], status=outcome["status"], error=error, output_path=outcome["output"],
                 )
-            result[names[key]] = {"exitVal": exit_value, "exception": exception}
+            result[name] = {"exitVal": outcome["exit_value"], "exception": exception}
         failed = [name for name, r in result.items() if r["exception"] is not None]
         if failed:
             raise RunMultipleFailed(f"runMultiple: {len(failed)} notebook(s) failed: {', '.join(failed)}", result)
         return result
 
-    def _plan(self, dag: Any) -> tuple[Any, dict[str, Path], dict[str, str], int]:
-        from ..notebooks import resolve_notebook
-        from ..plan import Plan, Task
-
-        if isinstance(dag, list):  # a plain list of notebooks: all at once
-            dag = {"activities": [{"name": str(p), "path": str(p)} for p in dag]}
-        if not isinstance(dag, Mapping) or not isinstance(dag.get("activities"), list):
-            raise NotebookRuntimeError("runMultiple expects {'activities': [...]} or a list of notebook paths")
-        activities = dag["activities"]
-        names = [a.get("name") for a in activities]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise NotebookRuntimeError(f"runMultiple: duplicate activity names: {', '.join(map(str, duplicates))}")
-        keys = {name: _key(str(name), i) for i, name in enumerate(names)}
-        caller = Path(self._session.context.notebook_path).parent
-        tasks, notebooks = [], {}
-        timeout = int(dag.get("timeoutInSeconds", 43200))
-        for activity in activities:
-            name = activity["name"]
-            unknown = [d for d in activity.get("dependencies", []) if d not in keys]
-            if unknown:
-                raise NotebookRuntimeError(f"runMultiple: activity {name!r} depends on unknown {unknown}")
-            key = keys[name]
-            notebooks[key] = resolve_notebook(activity["path"], caller)
-            tasks.append(Task(
-                task_key=key, notebook=str(notebooks[key]), parameters=dict(activity.get("args") or {}),
-                depends_on=[keys[d] for d in activity.get("dependencies", [])],
-                # Fabric bounds each cell (90 s by default); nbflow can only bound the notebook,
-                # so only an explicit value applies, to the notebook as a whole.
-                timeout_seconds=int(activity.get("timeoutPerCellInSeconds", 0)),
-                max_retries=int(activity.get("retry", 0)),
-                min_retry_interval_millis=int(activity.get("retryIntervalInSeconds", 0)) * 1000,
-            ))
-        plan = Plan(name="runMultiple", tasks=tasks, timeout_seconds=timeout)
-        try:
-            plan.order()
-        except Exception as exc:  # graphlib.CycleError: name the cycle in activity names
-            reverse = {v: k for k, v in keys.items()}
-            cycle = " -> ".join(str(reverse.get(k, k)) for k in getattr(exc, "args", [None, []])[1])
-            raise NotebookRuntimeError(f"runMultiple: dependency cycle: {cycle}") from None
-        # Fabric's documented default is three times the cores; 0 means no limit.
-        concurrency = int(dag.get("concurrency", 3 * (os.cpu_count() or 1))) or len(tasks)
-        return plan, notebooks, {v: str(k) for k, v in keys.items()}, concurrency
+    def _call(self, dag: Any, validate_only: bool) -> dict[str, Any]:
+        """Hand the DAG to ``python -m nbflow.run_multiple`` (which checks it and runs it on the
+        plan scheduler) and return its reply; a DAG it refuses raises its error here."""
+        ctx = self._session.context
+        if ctx.output_path:  # next to the caller's executed notebook, as its children are
+            out = Path(ctx.output_path).with_suffix(".runMultiple")
+        else:
+            out = Path(ctx.project_dir) / "processed" / (ctx.run_id or "runMultiple")
+        request = {
+            "dag": dag,
+            "caller": str(Path(ctx.notebook_path).parent),
+            "output_dir": str(out),
+            "run_id": ctx.run_id,
+            "context": ctx.for_child(self._session.redactor.values()),
+            "validate_only": validate_only,
+        }
+        timeout = _dag_timeout(dag)
+        backstop = None if validate_only or not timeout else timeout + CHILD_GRACE_S
+        # An interrupted scheduler gives its workers STOP_GRACE_S to save and stop: wait as long.
+        outcome = child_process.call("nbflow.run_multiple", request, ctx.python, backstop, stop_grace=45.0)
+        if outcome.timed_out:
+            raise NotebookRuntimeError(f"runMultiple: still running {CHILD_GRACE_S} s after its timeout: stopped")
+        reply = outcome.reply
+        if reply is None:
+            raise NotebookRuntimeError(f"runMultiple failed: {outcome.stderr_tail}")
+        if "error" in reply:
+            raise ERRORS.get(reply["error"]["type"], NotebookRuntimeError)(reply["error"]["message"])
+        return reply
 
 
-def _key(name: str, index: int) -> str:
-    """A task key for an activity name (Fabric names are free text)."""
-    cleaned = re.sub(r"[^\w\-]", "_", name)[:90] or "activity"
-    return f"{cleaned}_{index}"
+# The errors a DAG can be refused with, raised in the kernel as the process reported them.
+ERRORS: dict[str, type[NbflowError]] = {
+    cls.__name__: cls for cls in (NotebookRuntimeError, NotebookNotFound, NotebookFormatError)
+}
+
+
+def _dag_timeout(dag: Any) -> int:
+    """The DAG's own timeout for the backstop (its process checks the value; 0: none)."""
+    try:
+        return int(dag.get("timeoutInSeconds", DAG_TIMEOUT_S)) if isinstance(dag, Mapping) else DAG_TIMEOUT_S
+    except (TypeError, ValueError):
+        return DAG_TIMEOUT_S
 
 
 class NotebookUtilsModule(types.ModuleType):

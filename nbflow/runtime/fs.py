@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import CatalogObjectError, DbfsError
+from .help import show
 from .paths import DatabricksPaths
 
 
@@ -159,8 +160,6 @@ class FsUtils:
         return True
 
     def help(self, method: str = "") -> None:
-        from .help import show
-
         show("dbutils.fs", self, method)
         if not method:
             print(f"  (dbfs:/ is {self._root})")

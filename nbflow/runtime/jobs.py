@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import TaskValueError
+from .help import show
 
 TASK_VALUE_LIMIT_BYTES = 48 * 1024
 _OUTSIDE_JOB = "Must pass debugValue when calling get outside of a job context. debugValue cannot be None."
@@ -61,8 +62,6 @@ class TaskValues:
         raise TaskValueError(f"Task {taskKey!r} set no task value named {key!r}")
 
     def help(self, method: str = "") -> None:
-        from .help import show
-
         show("dbutils.jobs.taskValues", self, method)
 
 

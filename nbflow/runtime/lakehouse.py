@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 from .. import sandbox
 from ..catalog import DEFAULT_CATALOG, Registry, TableEntry, normalize, qualify, split_name
 from ..errors import CatalogObjectError, ClusterDied, NotebookRuntimeError
+from .entry_point import spark_conf
 from .read_files import replace_read_files
-from .unity import CatalogMap, UnityCatalog, name_chains, patch_catalog_api, quote
+from .sql_text import LEADING_COMMENTS, local_path, quote, sql_string
+from .unity import CatalogMap, UnityCatalog, name_chains, object_error, patch_catalog_api
 
 if TYPE_CHECKING:
     from .session import Session
@@ -56,7 +58,7 @@ def preattach(project_dir: str, engine: str) -> None:
     A failure is not reported here: the notebook that uses ``spark`` attaches again and reports it.
     """
     global _preattached
-    from .. import cluster
+    from .. import cluster  # lazy: heavy, and rare in a kernel (start-up)
 
     try:
         state = cluster.ensure_running(Path(project_dir), engine)
@@ -110,8 +112,6 @@ class Lakehouse:
         try:
             return self._session.dbutils.fs.local_path_for_spark(path, writing)
         except CatalogObjectError as exc:
-            from .unity import object_error
-
             raise object_error(exc) from None
 
     def local_location(self, location: str) -> str:
@@ -124,7 +124,7 @@ class Lakehouse:
         global _preattached
         with self._lock:
             if self._spark is None:
-                from .. import cluster
+                from .. import cluster  # lazy: heavy, and rare in a kernel (start-up)
 
                 ctx = self._session.context
                 warm, _preattached = _preattached, None
@@ -150,8 +150,6 @@ class Lakehouse:
         if getattr(self.state, "delta", True):  # a JVM engine without Delta's jars keeps Parquet
             with contextlib.suppress(Exception):  # an external cluster may refuse; its own default stands
                 spark.conf.set("spark.sql.sources.default", "delta")
-        from .entry_point import spark_conf
-
         with contextlib.suppress(Exception):  # an external cluster may refuse them: notebooks then see its own
             spark.conf._set_all(configs=spark_conf(self._session), silent=True)  # one round trip
         self._raw_sql = spark.sql  # the engine's own, for nbflow's bookkeeping statements
@@ -161,7 +159,7 @@ class Lakehouse:
         _retry_conflicting_commits(spark)
         retrying = spark.sql
 
-        from . import delta_commands  # here: it imports this module
+        from . import delta_commands  # lazy: imports pyspark (start-up)
 
         def sql(sqlQuery: str, *args: Any, **kwargs: Any) -> Any:
             answered = self.unity.answer(sqlQuery)  # catalogs, schemas, volumes: the registry's
@@ -219,8 +217,6 @@ class Lakehouse:
         try:
             return normalize(name, self.unity.catalog, self.unity.schema)
         except CatalogObjectError as exc:
-            from .unity import object_error
-
             raise object_error(exc) from None
 
     def engine_table(self, name: str) -> str:
@@ -365,7 +361,7 @@ class Lakehouse:
             self._ensure_schema(schema)
         if self._sql(
             f"CREATE TABLE IF NOT EXISTS {self.engine_key(entry.name)} USING {entry.format} "
-            f"LOCATION {_string(entry.location)}",
+            f"LOCATION {sql_string(entry.location)}",
             quiet=True,
         ) is not None:
             self._known[entry.name] = entry
@@ -528,7 +524,6 @@ _CREATE_TABLE = re.compile(
     rf"(?P<name>{_IDENT}(?:\s*\.\s*{_IDENT})*)",
     re.IGNORECASE,
 )
-_LEADING_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
 
 
 _DROP_TABLE = re.compile(rf"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?P<name>{_IDENT}(?:\s*\.\s*{_IDENT})*)",
@@ -543,7 +538,7 @@ _UNTRACKED_DDL = re.compile(r"(?:CREATE|ALTER|DROP|REPLACE|MSCK|REFRESH|RESTORE|
 
 
 def _body(statement: str) -> str:
-    return statement[_LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
+    return statement[LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
 
 
 def renamed_table(statement: str) -> tuple[str, str] | None:
@@ -567,7 +562,7 @@ def untracked_ddl(statement: str) -> bool:
 
 def dropped_table(statement: str) -> str | None:
     """The table a ``DROP TABLE`` statement drops, as written; None for any other statement."""
-    body = statement[_LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
+    body = statement[LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
     match = _DROP_TABLE.match(body)
     return re.sub(r"\s*\.\s*", ".", match["name"]) if match else None
 
@@ -575,7 +570,7 @@ def dropped_table(statement: str) -> str | None:
 def created_table(statement: str) -> str | None:
     """The table a SQL statement creates or replaces (``CREATE [OR REPLACE] TABLE``, CTAS,
     ``REPLACE TABLE``), as written; None for any other statement."""
-    body = statement[_LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
+    body = statement[LEADING_COMMENTS.match(statement).end():]  # type: ignore[union-attr]
     match = _CREATE_TABLE.match(body)
     return re.sub(r"\s*\.\s*", ".", match["name"]) if match else None
 
@@ -597,8 +592,12 @@ def _patch_readers_and_writers() -> None:
     global _patched
     if _patched:
         return
-    from pyspark.sql.connect.catalog import Catalog
-    from pyspark.sql.connect.readwriter import DataFrameReader, DataFrameWriter, DataFrameWriterV2
+    from pyspark.sql.connect.catalog import Catalog  # lazy: pyspark is heavy (kernel start-up)
+    from pyspark.sql.connect.readwriter import (  # lazy: pyspark is heavy (kernel start-up)
+        DataFrameReader,
+        DataFrameWriter,
+        DataFrameWriterV2,
+    )
 
     def creating(method: Callable[..., Any], session_of: Callable[[Any], Any], key: str | None) -> Callable[..., Any]:
         """The method, with the table (argument ``key``, else the V2 writer's own) claimed while it runs."""
@@ -703,7 +702,7 @@ def _require_path(path: str, shown: str | None = None) -> None:
             return
     elif os.path.exists(local):
         return
-    from pyspark.errors.exceptions.connect import AnalysisException
+    from pyspark.errors.exceptions.connect import AnalysisException  # lazy: pyspark is heavy (kernel start-up)
 
     # Named as Databricks names it: a mapped Databricks path as dbfs:/..., a local one as file:/...
     if shown is not None and shown != path and shown.startswith(("dbfs:", "/")):
@@ -716,23 +715,6 @@ def _require_path(path: str, shown: str | None = None) -> None:
         messageParameters={"path": named},
         sql_state="42K03",
     )
-
-
-def local_path(location: str) -> str:
-    """``file:/x`` or ``file:///x`` → ``/x``; other locations unchanged."""
-    if location.startswith("file:"):
-        return "/" + location[len("file:"):].lstrip("/")
-    return location
-
-
-def _string(text: str) -> str:
-    """A SQL string literal (Spark SQL treats backslash as an escape)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _ident(name: str) -> str:
-    """A quoted SQL identifier for ``schema.table`` (backticks inside names are doubled)."""
-    return ".".join("`" + part.replace("`", "``") + "`" for part in name.split("."))
 
 
 class LazySpark:

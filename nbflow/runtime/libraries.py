@@ -33,6 +33,7 @@ import sysconfig
 import tempfile
 import threading
 import venv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +262,7 @@ def requirements_named(args: list[str]) -> list[str]:
 # -- %environment specs ------------------------------------------------------------------------
 def parse_environment(body: str, where: str = "%environment") -> dict[str, Any]:
     """An ``%environment`` cell's body (``"key": value`` lines, YAML) as a mapping."""
-    import yaml
+    import yaml  # lazy: only an environment spec needs it (kernel start-up)
 
     try:
         spec = yaml.safe_load(body) if body.strip() else {}
@@ -281,7 +282,7 @@ def dependencies_of(spec: dict[str, Any], where: str = "%environment",
     (an ``env.yaml`` with ``dependencies:``) when it names one that exists, then its own."""
     found: list[str] = []
     if base_file is not None and base_file.is_file():
-        import yaml
+        import yaml  # lazy: only an environment spec needs it (kernel start-up)
 
         try:
             base = yaml.safe_load(base_file.read_text(encoding="utf-8")) or {}
@@ -290,6 +291,18 @@ def dependencies_of(spec: dict[str, Any], where: str = "%environment",
         if isinstance(base, dict):
             found += _lines(base.get("dependencies"), f"{where} (base environment {base_file})")
     return found + _lines(spec.get("dependencies"), where)
+
+
+def environment_dependencies(spec: dict[str, Any], local_path: Callable[[str], Path]) -> list[str]:
+    """An environment spec's pip requirement lines, its ``base_environment`` file's first;
+    ``local_path`` maps a ``/Workspace/...`` or ``/Volumes/...`` path (``dbutils.fs.local_path``)."""
+    base = spec.get("base_environment")
+    base_file = None
+    if isinstance(base, str) and base.strip().endswith((".yaml", ".yml")):
+        base_file = Path(base.strip())
+        if not base_file.exists():  # /Workspace/... or /Volumes/... outside a sandbox
+            base_file = local_path(base.strip())
+    return dependencies_of(spec, base_file=base_file)
 
 
 def _lines(value: object, where: str) -> list[str]:

@@ -15,7 +15,11 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from IPython.display import Markdown
+
 from ..errors import NotebookRuntimeError
+from .display import display
+from .libraries import environment_dependencies, parse_environment
 from .sql_cells import SqlCell, split_sql
 
 __all__ = ["CELL_MAGICS", "databricks_cells", "include", "parse_run_line", "register", "split_sql"]
@@ -65,8 +69,6 @@ def register(shell: Any, session: Session) -> None:
         include(shell, session, path, args)
 
     def md(line: str, cell: str) -> None:
-        from IPython.display import Markdown, display
-
         display(Markdown(cell))
 
     def fs(line: str) -> Any:
@@ -89,8 +91,6 @@ def register(shell: Any, session: Session) -> None:
     def sql(line: str, cell: str) -> Any:
         """%sql: run the cell's statements (widgets and variables substituted or bound, see
         :mod:`nbflow.runtime.sql_cells`); the last result is displayed and kept as ``_sqldf``."""
-        from . import display
-
         result = sql_cells.run(cell)
         if result is None:
             return None
@@ -114,12 +114,10 @@ def register(shell: Any, session: Session) -> None:
 
     def environment(line: str, cell: str) -> None:
         """%environment: a serverless environment spec. Its dependencies were installed before the
-        first cell (see nbflow.runtime.prepare_environment); a spec seen only now (a %run
+        first cell (see nbflow.runtime.kernel.prepare_environment); a spec seen only now (a %run
         include's) is installed now."""
-        from . import environment_dependencies
-        from .libraries import parse_environment
-
-        session.libraries.environment(environment_dependencies(session, parse_environment(cell)))
+        spec = parse_environment(cell)
+        session.libraries.environment(environment_dependencies(spec, session.dbutils.fs.local_path))
 
     shell.register_magic_function(run, "line", "run")
     shell.register_magic_function(pip, "line", "pip")
@@ -134,7 +132,7 @@ def register(shell: Any, session: Session) -> None:
 
 def include(shell: Any, session: Session, path: str, args: dict[str, str]) -> None:
     """Run the code cells of another notebook in the shell's namespace (Databricks ``%run``)."""
-    from ..notebooks import read_notebook, resolve_notebook
+    from ..notebooks import read_notebook, resolve_notebook  # lazy: nbformat is heavy (kernel start-up)
 
     caller = session.current_notebook()
     target = resolve_notebook(path, Path(caller).parent)

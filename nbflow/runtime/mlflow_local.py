@@ -21,6 +21,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+from .active import installed
+
 LOCAL_URI_ENV = "NBFLOW_MLFLOW_URI"  # the project's local store, whatever MLFLOW_TRACKING_URI says
 WORKSPACE_SCHEMES = ("databricks", "databricks-uc")
 
@@ -54,9 +56,7 @@ def patch_spark_utils(module: types.ModuleType) -> None:
     original = module._get_active_spark_session
 
     def active() -> Any:
-        from . import modules
-
-        session = modules._session
+        session = installed()
         if session is None:
             return original()
         return session.lakehouse.spark() if session.lakehouse.attached else None
@@ -90,7 +90,7 @@ def patch_registry(module: types.ModuleType) -> None:
     start the local cluster for nothing)."""
 
     def tracking(uri: str | None) -> str:
-        from mlflow.tracking._tracking_service.utils import _resolve_tracking_uri
+        from mlflow.tracking._tracking_service.utils import _resolve_tracking_uri  # lazy: mlflow is optional
 
         resolved: str | None = _resolve_tracking_uri(uri)
         return resolved if resolved and not _is_workspace(resolved) else _local_uri()

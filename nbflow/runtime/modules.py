@@ -33,6 +33,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import mlflow_local
+from .active import current
+from .display import display as show
+from .entry_point import NotebookContext
+from .fs import FileInfo
 
 if TYPE_CHECKING:
     from .session import Session
@@ -74,8 +78,6 @@ class _ReplContext:
     """``dbruntime.databricks_repl_context.get_context()``: the notebook's context as attributes."""
 
     def __init__(self, session: Session) -> None:
-        from .entry_point import NotebookContext
-
         ctx = NotebookContext(session)
         self.notebookPath = ctx.notebookPath().getOrElse(None)
         self.userName = ctx.userName().getOrElse(None)
@@ -98,8 +100,6 @@ def _get_context() -> _ReplContext | None:
 
 def _dbutils_factory(spark: Any = None) -> Any:
     """``DBUtils(spark)``: the kernel's ``dbutils`` whatever session is passed."""
-    from . import current
-
     return current().dbutils
 
 
@@ -112,8 +112,6 @@ def _module(name: str, package: bool = False, **attrs: Any) -> types.ModuleType:
 
 
 def _provided() -> dict[str, Callable[[], types.ModuleType]]:
-    from .fs import FileInfo
-
     return {
         "dbruntime": lambda: _module("dbruntime", package=True, UserNamespaceInitializer=_UserNamespaceInitializer),
         "dbruntime.dbutils": lambda: _module("dbruntime.dbutils", FileInfo=FileInfo, DBUtils=_dbutils_factory),
@@ -173,8 +171,6 @@ def _apply_options(spark: Any, options: dict[str, Any]) -> None:
 def _patch_dataframe(module: types.ModuleType) -> None:
     def display(self: Any, *args: Any, **kwargs: Any) -> None:
         """Databricks' ``display(df)`` as a method: the DataFrame as a table."""
-        from . import display as show
-
         show(self, *args, **kwargs)
 
     module.DataFrame.display = display

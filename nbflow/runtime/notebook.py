@@ -9,22 +9,23 @@ local cluster) but not the caller's Python namespace. A process per child keeps 
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import WorkflowException
+from ..params import Param, widget_string
+from ..runs import CellError
+from ..task_spec import TaskSpec
+from . import child_process
 from .context import RunContext
+from .entry_point import EntryPoint
+from .help import show
 from .jobs import warn_if_redacted
 
 if TYPE_CHECKING:
-    from ..task_spec import TaskSpec
     from .session import Session
 
 EXIT_LIMIT_BYTES = 5 * 1024 * 1024
@@ -64,8 +65,6 @@ class NotebookUtils:
     """Run other notebooks and end this one with a value."""
 
     def __init__(self, session: Session) -> None:
-        from .entry_point import EntryPoint
-
         self._session = session
         self._lock = threading.Lock()
         self._count = 0
@@ -73,8 +72,6 @@ class NotebookUtils:
         self.entry_point = EntryPoint(session)
 
     def help(self, method: str = "") -> None:
-        from .help import show
-
         show("dbutils.notebook", self, method)
         if not method:
             print("  entry_point.getDbutils().notebook().getContext(): notebookPath(), tags(), userName(), "
@@ -105,10 +102,6 @@ class NotebookUtils:
 
         if not isinstance(timeout_seconds, int) or timeout_seconds < 0:
             raise TypeError(f"timeout_seconds must be a non-negative int, got {timeout_seconds!r}")
-        from ..params import Param, widget_string  # lazy: keeps kernel start-up light
-        from ..runs import CellError  # lazy: keeps kernel start-up light
-        from ..task_spec import TaskSpec  # lazy: keeps kernel start-up light
-
         args = {str(k): widget_string(v) for k, v in (arguments or {}).items()}
         ctx = self._session.context
         if ctx.depth + 1 > MAX_DEPTH:
@@ -166,42 +159,14 @@ class NotebookUtils:
 
 
 def _run_child(spec: TaskSpec, timeout_seconds: int) -> dict[str, Any]:
-    from ..runs import CellError  # lazy: keeps kernel start-up light
-
-    python = spec.context.python or sys.executable
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [python, "-m", "nbflow.task_process"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # Out of the kernel's process group: an interrupt of the kernel must reach the child
-        # once, through the handler below, not twice (a second SIGINT would cut its clean-up).
-        start_new_session=True,
-    )
     backstop = timeout_seconds + CHILD_GRACE_S if timeout_seconds else None
-    try:
-        out, err = proc.communicate(json.dumps(spec.to_json()), timeout=backstop)
-    except BaseException:
-        # Timeout backstop, or the caller was interrupted: stop the child, which stops its kernel.
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-        if time.monotonic() - started >= (backstop or float("inf")):
-            return {"status": "TIMEDOUT", "output": spec.output_path, "error": None}
-        raise
-    lines = [line for line in out.splitlines() if line.strip()]
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        tail = err.strip().splitlines()[-1] if err.strip() else f"exit code {proc.returncode}"
+    outcome = child_process.call("nbflow.task_process", spec.to_json(), spec.context.python or sys.executable, backstop)
+    if outcome.timed_out:
+        return {"status": "TIMEDOUT", "output": spec.output_path, "error": None}
+    if outcome.reply is None:
         return {
             "status": "FAILED",
             "output": spec.output_path,
-            "error": CellError(None, "ChildProcessError", tail).summary(),
+            "error": CellError(None, "ChildProcessError", outcome.stderr_tail).summary(),
         }
-    return result
+    return outcome.reply

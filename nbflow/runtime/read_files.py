@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ..errors import NotebookRuntimeError
-from .unity import Token, tokenize, unquote_string
+from .sql_text import Token, tokenize, unquote_string
 
 _IGNORED = ("schemahints", "schemaevolutionmode", "rescueddatacolumn", "inferColumnTypes".lower())
 _FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import SecretNotFound
+from .help import show
 
 ENV_PREFIX = "NBFLOW_SECRET__"
 REDACTED = "[REDACTED]"
@@ -113,7 +114,7 @@ class SecretsUtils:
         if self._cache is None:
             store: dict[str, dict[str, str]] = {}
             if self._file is not None and self._file.is_file():
-                import yaml
+                import yaml  # lazy: only a secrets file needs it (kernel start-up)
 
                 data = yaml.safe_load(self._file.read_text(encoding="utf-8")) or {}
                 if not isinstance(data, dict):
@@ -170,6 +171,4 @@ class SecretsUtils:
         return [SecretScope(s) for s in sorted(scopes)]
 
     def help(self, method: str = "") -> None:
-        from .help import show
-
         show("dbutils.secrets", self, method)

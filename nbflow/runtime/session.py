@@ -8,6 +8,7 @@ from typing import Any
 
 from ..catalog import Registry
 from ..errors import NotebookRuntimeError
+from .capture import capture_variables
 from .context import RunContext
 from .fs import FsUtils
 from .help import methods
@@ -123,8 +124,6 @@ class Session:
 
     def state(self, namespace: dict[str, Any], hidden: dict[str, Any]) -> dict[str, Any]:
         """What the engine records in the executed notebook at the end of the run."""
-        from .capture import capture_variables
-
         widgets = self.dbutils.widgets
         return {
             "exit": None if self.exit_value is None else {"value": self.exit_value, "truncated": self.exit_truncated},

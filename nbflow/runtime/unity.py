@@ -46,56 +46,13 @@ from ..catalog import (
     split_name,
 )
 from ..errors import CatalogObjectError
+from .sql_text import Token, quote, strip_comments, tokenize, unquote_string
 
 if TYPE_CHECKING:
     from .lakehouse import Lakehouse
 
 ENGINE_LEGACY = "spark_catalog"
 DEFAULT_CATALOG_ENV = "NBFLOW_DEFAULT_CATALOG"
-
-_TOKEN = re.compile(
-    r"""(?P<space>\s+)
-    | (?P<comment>--[^\n]*|/\*.*?\*/)
-    | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
-    | (?P<quoted>`(?:[^`]|``)*`)
-    | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
-    | (?P<other>.)""",
-    re.DOTALL | re.VERBOSE,
-)
-
-
-@dataclass
-class Token:
-    kind: str  # space, comment, string, quoted, word, other
-    text: str
-
-    @property
-    def name(self) -> str | None:
-        """The identifier this token is (unquoted, lower case), if it is one."""
-        if self.kind == "word":
-            return self.text.lower()
-        if self.kind == "quoted":
-            return self.text[1:-1].replace("``", "`").lower()
-        return None
-
-
-def tokenize(statement: str) -> list[Token]:
-    tokens = []
-    for match in _TOKEN.finditer(statement):
-        kind = match.lastgroup or "other"
-        tokens.append(Token(kind, match.group()))
-    return tokens
-
-
-def strip_comments(statement: str) -> str:
-    """The statement without comments and the trailing semicolon, whitespace collapsed at the ends."""
-    text = "".join(t.text if t.kind != "comment" else " " for t in tokenize(statement)).strip()
-    return text[:-1].rstrip() if text.endswith(";") else text
-
-
-def quote(part: str) -> str:
-    return part if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) else "`" + part.replace("`", "``") + "`"
-
 
 @dataclass
 class CatalogMap:
@@ -281,12 +238,6 @@ def classify(statement: str) -> tuple[str, re.Match[str]] | None:
     return None
 
 
-def unquote_string(text: str) -> str:
-    if len(text) >= 2 and text[0] in "'\"" and text[-1] == text[0]:
-        return re.sub(r"\\(.)", r"\1", text[1:-1])
-    return text
-
-
 def clause(rest: str, keyword: str) -> str | None:
     """The string after ``keyword`` in a statement's tail (``COMMENT 'x'``, ``LOCATION 'y'``)."""
     match = re.search(rf"\b{keyword}\s+({_STRING})", rest, _I)
@@ -321,7 +272,7 @@ def one_name(text: str) -> str:
 
 def object_error(exc: CatalogObjectError) -> Exception:
     """Spark's AnalysisException for a registry error, as a notebook on Databricks would catch it."""
-    from pyspark.errors.exceptions.connect import AnalysisException
+    from pyspark.errors.exceptions.connect import AnalysisException  # lazy: pyspark is heavy (kernel start-up)
 
     return AnalysisException(message=str(exc), errorClass=exc.error_class, messageParameters={})
 
@@ -420,7 +371,7 @@ class UnityCatalog:
             raise object_error(exc) from None
 
     def _empty(self) -> Any:
-        from pyspark.sql.types import StructType
+        from pyspark.sql.types import StructType  # lazy: pyspark is heavy (kernel start-up)
 
         return self._lakehouse.spark().createDataFrame([], StructType([]))
 
@@ -564,8 +515,8 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
     global _catalog_api_patched
     if _catalog_api_patched:
         return
-    from pyspark.sql.catalog import CatalogMetadata, Database, Table
-    from pyspark.sql.connect.catalog import Catalog
+    from pyspark.sql.catalog import CatalogMetadata, Database, Table  # lazy: pyspark is heavy (kernel start-up)
+    from pyspark.sql.connect.catalog import Catalog  # lazy: pyspark is heavy (kernel start-up)
 
     original = {name: getattr(Catalog, name) for name in (
         "currentCatalog", "setCurrentCatalog", "listCatalogs", "currentDatabase", "setCurrentDatabase",

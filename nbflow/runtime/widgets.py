@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import InputWidgetNotDefined
+from .help import show
 
 
 @dataclass
@@ -151,6 +152,4 @@ class WidgetsUtils:
         return sorted(name for name in self._layers[0] if name not in self.used)
 
     def help(self, method: str = "") -> None:
-        from .help import show
-
         show("dbutils.widgets", self, method)
