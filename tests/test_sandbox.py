@@ -354,7 +354,7 @@ def test_a_job_of_the_local_workspace_sees_its_files_at_slash_workspace(project:
     from databricks.sdk.service import jobs
     from databricks.sdk.service.workspace import ImportFormat, Language
 
-    from nbflow.remote.server import WorkspaceServer
+    from nbflow.serve.server import WorkspaceServer
 
     reader = ("# Databricks notebook source\n"
               "text = open('/Workspace/Shared/team/data.txt').read()\n"

@@ -29,7 +29,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service import jobs
 from databricks.sdk.service.workspace import ImportFormat, Language
 
-from nbflow.remote.server import MAX_REQUEST_BYTES, WorkspaceServer
+from nbflow.serve.server import MAX_REQUEST_BYTES, WorkspaceServer
 
 TOKEN = "dapi-hardening-token"
 MARKERS = ("nbflow.worker", "ipykernel_launcher", "nbflow.child")
@@ -475,7 +475,7 @@ def test_a_workspace_saved_in_one_file_is_read_and_its_interrupted_run_closed(pr
 
 def test_a_cancel_that_comes_after_every_task_ended_leaves_the_run_as_its_tasks_say(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nbflow.remote.jobs_store import JobsStore
+    from nbflow.serve.jobs_store import JobsStore
 
     progress = JobsStore._progress
 

@@ -7,7 +7,7 @@ before any of the body is read; bodies are capped (413), and a client that stall
 (408), so a client without the token costs the server its headers only. The workspace's state
 lives under ``<project>/.nbflow/workspace/`` and survives restarts.
 
-This module is the HTTP plumbing and the routes; :mod:`nbflow.remote.workspace_store` keeps the
+This module is the HTTP plumbing and the routes; :mod:`nbflow.serve.workspace_store` keeps the
 objects.
 """
 

@@ -162,7 +162,7 @@ class JobsStore:
             self._save_jobs()
 
     def scheduled(self) -> list[tuple[int, dict[str, Any]]]:
-        """The jobs with a schedule, for :class:`nbflow.remote.schedules.ScheduleRunner`."""
+        """The jobs with a schedule, for :class:`nbflow.serve.schedules.ScheduleRunner`."""
         with self._lock:
             return [(job_id, dict(job["settings"]["schedule"])) for job_id, job in self.jobs.items()
                     if isinstance(job["settings"].get("schedule"), dict)]
