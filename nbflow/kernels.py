@@ -32,7 +32,7 @@ KERNEL_NAME = "nbflow-python"
 # In-memory history, as nbclient gives its kernels: parallel kernels must not share a sqlite file.
 KERNEL_ARGUMENTS = ["--HistoryManager.hist_file=:memory:"]
 PRELOAD = "__import__('nbflow.runtime', fromlist=['preload']).preload({project!r}, {engine!r}, {spark!r})"
-ATTACHED = "__import__('nbflow.cluster', fromlist=['attached']).attached()"
+ATTACHED = "__import__('nbflow.cluster.attach', fromlist=['attached']).attached()"
 
 
 def kernel_python() -> str:
@@ -152,7 +152,7 @@ class WarmKernel:
         self.kc: Any = None
         self.log_path = Path(self.socket_dir) / "kernel.log"
         self._log: IO[str] | None = None
-        # The cluster server its Spark session attached to while warming (nbflow.cluster.attached()).
+        # The cluster server its Spark session attached to while warming (nbflow.cluster.attach.attached()).
         self.cluster: dict[str, Any] | None = None
 
     def launch(self, cwd: str) -> None:

@@ -193,9 +193,9 @@ class WorkerPool:
         task would fail at its first Spark call. Such a worker is stopped (and so replaced)."""
         if worker.cluster is None:
             return True
-        from . import cluster
+        from .cluster import server as cluster_server
 
-        if cluster.is_live(Path(self.options["project"]), worker.cluster):
+        if cluster_server.is_live(Path(self.options["project"]), worker.cluster):
             return True
         with self._lock:
             worker.warm = False

@@ -16,16 +16,13 @@ from . import params as params_mod
 from .errors import InputError
 from .notebooks import has_parameters_cell, read_notebook
 from .params import Param
-from .project import dbfs_root, project_dir, secrets_file
+from .project import dbfs_root, processed_dir, project_dir, secrets_file
 from .results import NotebookResult, read_result
 from .runtime.context import RunContext
 from .runtime.secrets import secret_env
 
 if TYPE_CHECKING:
     from .kernels import WarmKernel
-
-DEFAULT_OUTPUT_ROOT = "processed"
-
 
 def new_run_id() -> str:
     """A sortable, unique run id: UTC time plus random hex."""
@@ -69,7 +66,7 @@ def run_notebook(
     run_id = run_id or new_run_id()
     project = project_dir()
     if output_path is None:
-        folder = Path(output_dir) if output_dir is not None else project / DEFAULT_OUTPUT_ROOT / run_id
+        folder = Path(output_dir) if output_dir is not None else processed_dir(project) / run_id
         output_path = folder / (source.stem + ".ipynb")
     output = _prepare_output(Path(output_path).resolve(), source.resolve())
     passed: dict[str, Param] = params_mod.from_mapping(parameters, "api")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotebookRuntimeError, WorkflowException
+from ..project import processed_dir
 
 if TYPE_CHECKING:
     from .session import Session
@@ -64,7 +65,7 @@ class FabricNotebook:
         if ctx.output_path:  # next to the caller's executed notebook, as its children are
             out = Path(ctx.output_path).with_suffix(".runMultiple")
         else:
-            out = Path(ctx.project_dir) / "processed" / (ctx.run_id or "runMultiple")
+            out = processed_dir(ctx.project_dir) / (ctx.run_id or "runMultiple")
         lakehouse = self._session.lakehouse
         lakehouse.push()
         try:

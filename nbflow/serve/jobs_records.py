@@ -32,7 +32,7 @@ class JobRecords:
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._file = root / "jobs.json"
-        self._runs_dir = root / "runs"
+        self.runs_dir = root / "runs"  # runs/<id>.json, and each run's outputs in runs/<id>/
         self.jobs: dict[int, dict[str, Any]] = {}
         self.runs: dict[int, dict[str, Any]] = {}
         self.tokens: dict[str, int] = {}
@@ -48,7 +48,7 @@ class JobRecords:
             self._next_id = data.get("next_id", 1)
             legacy = data.get("runs") or {}  # written before each run had a file of its own
         self.runs = {int(k): v for k, v in legacy.items()}
-        for path in sorted(self._runs_dir.glob("*.json")) if self._runs_dir.is_dir() else []:
+        for path in sorted(self.runs_dir.glob("*.json")) if self.runs_dir.is_dir() else []:
             run = json.loads(path.read_text(encoding="utf-8"))
             self.runs[int(run["run_id"])] = run
         # Ids are taken from the runs themselves: a run's start need not rewrite jobs.json.
@@ -71,8 +71,8 @@ class JobRecords:
 
     def save_run(self, run_id: int) -> None:
         """One run's record (a task event rewrites this file only)."""
-        self._runs_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(self._runs_dir / f"{run_id}.json", self.runs[run_id])
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(self.runs_dir / f"{run_id}.json", self.runs[run_id])
 
     def new_id(self) -> int:
         """A fresh id for a job, a run or a task run (one sequence, as the API's ids never collide)."""

@@ -31,10 +31,10 @@ STOP_GRACE_S = 5.0
 
 class JobsStore:
     def __init__(self, root: Path, workspace: WorkspaceStore, clusters: ClustersStore, project: Path,
-                 engine: str) -> None:
+                 cluster_engine: str) -> None:
         self.records = JobRecords(root)
         self.queue = RunQueue(self.records)
-        self.executor = RunExecutor(root, self.records, self.queue, workspace, clusters, project, engine)
+        self.executor = RunExecutor(root, self.records, self.queue, workspace, clusters, project, cluster_engine)
 
     # -- jobs -----------------------------------------------------------------------------------
     def create(self, settings: dict[str, Any], api: str) -> int:

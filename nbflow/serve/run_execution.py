@@ -36,10 +36,10 @@ POOL_SIZE = 2 * (os.cpu_count() or 2) + 1
 
 class RunExecutor:
     def __init__(self, root: Path, records: JobRecords, queue: RunQueue, workspace: WorkspaceStore,
-                 clusters: ClustersStore, project: Path, engine: str) -> None:
+                 clusters: ClustersStore, project: Path, cluster_engine: str) -> None:
         self.root, self.records, self.queue = root, records, queue
         self.workspace, self.clusters = workspace, clusters
-        self.project, self.engine = project, engine
+        self.project, self.cluster_engine = project, cluster_engine
         self._pool: WorkerPool | None = None
         self._threads: dict[int, threading.Thread] = {}
         self._schedulers: dict[int, Scheduler] = {}  # the runs on their scheduler, for their progress
@@ -91,7 +91,7 @@ class RunExecutor:
         with records.lock:  # one step, so that a cancel or a stop finds either no scheduler or this one
             if not self.queue.still_to_run(run_id):
                 return
-            scheduler = Scheduler(plan, notebooks, self.root / "runs" / str(run_id), str(run_id), mode="parallel",
+            scheduler = Scheduler(plan, notebooks, records.runs_dir / str(run_id), str(run_id), mode="parallel",
                                   job_parameters=params, on_event=lambda event, task: self._progress(run_id),
                                   pool=self._warm_pool())
             ids = {t["task_key"]: t["run_id"] for t in run["tasks"]}
@@ -164,7 +164,7 @@ class RunExecutor:
         with self.records.lock:
             if self._pool is None:
                 self._pool = WorkerPool(POOL_SIZE, {
-                    "project": str(self.project), "engine": self.engine, "spark": True})
+                    "project": str(self.project), "engine": self.cluster_engine, "spark": True})
             return self._pool
 
     def _locate(self, path: str) -> Path:
