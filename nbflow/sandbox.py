@@ -14,7 +14,7 @@ Elsewhere (not Linux, user namespaces disabled, a container's seccomp profile, `
 the process runs as before, and the process that starts kernels says so in one warning line:
 then only nbflow's own layers (Spark paths, ``dbutils.fs``) map the Databricks paths.
 
-The kernel launcher (:mod:`nbflow.lifecycle`) and the cluster gate (:mod:`nbflow.cluster_gate`)
+The kernel launcher (:mod:`nbflow.lifecycle`) and the cluster gate (:mod:`nbflow.cluster.gate`)
 enter it; this module imports only the standard library and nbflow's own light modules.
 """
 
