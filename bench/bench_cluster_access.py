@@ -8,7 +8,7 @@ Two clusters of the same Sail, in two scratch projects:
 
 For each it measures, over ``--repeat`` rounds (medians, and the 90th percentile for queries):
 
-- attach: ``nbflow.cluster.attach`` up to the answer of a first ``SELECT 1`` (a kernel's first
+- attach: ``nbflow.cluster.attach.attach`` up to the answer of a first ``SELECT 1`` (a kernel's first
   Spark call pays this);
 - small query: ``spark.range(1000).selectExpr('sum(id)').collect()`` (a round trip);
 - transfer: ``spark.range(N).toPandas()`` of ``--rows`` rows (the gate copies every byte).
@@ -27,7 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nbflow import cluster
+from nbflow.cluster import attach as cluster_attach
+from nbflow.cluster import processes
+from nbflow.cluster import server as cluster
+from nbflow.cluster.state import ClusterState
 
 
 def timed(action: Callable[[], Any], rounds: int) -> list[float]:
@@ -39,13 +42,13 @@ def timed(action: Callable[[], Any], rounds: int) -> list[float]:
     return times
 
 
-def measure(state: cluster.ClusterState, repeat: int, rows: int) -> dict[str, list[float]]:
+def measure(state: ClusterState, repeat: int, rows: int) -> dict[str, list[float]]:
     def attach() -> None:
-        spark = cluster.attach(state)
+        spark = cluster_attach.attach(state)
         spark.sql("SELECT 1").collect()
         spark.stop()
 
-    spark = cluster.attach(state)
+    spark = cluster_attach.attach(state)
     spark.sql("SELECT 1").collect()  # warm both paths before timing
     results = {
         "attach": timed(attach, repeat),
@@ -67,7 +70,7 @@ def main() -> int:
             project = Path(scratch) / name
             project.mkdir()
             try:
-                state = cluster.start(project, "sail", port=None if name == "gated" else cluster._free_port())
+                state = cluster.start(project, "sail", port=None if name == "gated" else processes.free_port())
                 print(f"{name}: {state.url} ({state.access.split(';')[0]})", file=sys.stderr)
                 found[name] = measure(state, args.repeat, args.rows)
             finally:

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nbflow import cluster
 from nbflow.catalog import Registry
+from nbflow.cluster import server as cluster
 from nbflow.runtime.context import RunContext
 from nbflow.runtime.session import Session
 

@@ -161,14 +161,14 @@ def main() -> int:
                 env = {**os.environ, "NBFLOW_BENCH_CASE": case, "NBFLOW_PROJECT_DIR": str(project)}
                 url = ""
                 if case == "papermill+Sail":
-                    from nbflow import cluster
+                    from nbflow.cluster import server as cluster
 
                     os.environ["NBFLOW_BENCH_CASE"] = case  # the server's memory counts for this case
                     # Plain pyspark attaches by sc:// URL: a plain TCP port, not nbflow's gated socket.
                     with socket.socket() as probe:
                         probe.bind(("127.0.0.1", 0))
                         free_port = probe.getsockname()[1]
-                    sail = cluster.start(folder / "sail-project", engine="sail", port=free_port)
+                    sail = cluster.start(folder / "sail-project", cluster_engine="sail", port=free_port)
                     url = sail.url
                 for mode in ("sequential", "parallel"):
                     commands = []
@@ -189,7 +189,7 @@ def main() -> int:
                     results[(case, mode)] = (wall, memory.peak / 2**20)
                     print(f"{case:<24}{mode:<12}{wall:8.2f} s  peak {memory.peak / 2**20:7.0f} MB", flush=True)
         finally:
-            from nbflow import cluster
+            from nbflow.cluster import server as cluster
 
             cluster.stop(folder / "sail-project")
             cluster.stop(project)

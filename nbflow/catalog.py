@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CatalogBusy, CatalogDamaged, CatalogObjectError
+from .project import catalog_dir, catalog_file, volumes_root
 
 # Unity Catalog's names, as a new workspace has them: `main` is the current catalog of a new
 # session; `hive_metastore` is the legacy metastore, which Spark calls `spark_catalog` (tables of
@@ -182,10 +183,10 @@ class Registry:
 
     def __init__(self, project: str | Path) -> None:
         self.project = Path(project)
-        self.folder = self.project / ".nbflow" / "catalog"
-        self.path = self.folder / "tables.json"
-        self.backup = self.folder / "tables.json.bak"
-        self.volumes_root = self.project.resolve() / ".nbflow" / "volumes"
+        self.folder = catalog_dir(self.project)
+        self.path = catalog_file(self.project)
+        self.backup = self.path.with_name(self.path.name + ".bak")
+        self.volumes_root = volumes_root(self.project)
         self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     def _read(self) -> dict[str, Any]:

@@ -76,21 +76,21 @@ def run(
 
         run_plan(notebook, PlanRunOptions.from_click(click.get_current_context().params))
         return
-    from .project import project_dir
+    from .project import processed_dir, project_dir
     from .runner import new_run_id, run_notebook, summary, write_run_json
 
     parameters = params_mod.from_command_line(parameters_file, params)
     run_id = new_run_id()
-    folder = (output_dir or project_dir() / "processed" / run_id).resolve()
+    folder = (output_dir or processed_dir(project_dir()) / run_id).resolve()
     if log_output:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         logging.getLogger("papermill").setLevel(logging.WARNING)  # its input/output lines are noise here
     if fresh_cluster:
-        from . import cluster
+        from .cluster import server as cluster_server
 
-        cluster.stop(project_dir())
+        cluster_server.stop(project_dir())
     result = run_notebook(notebook, parameters, output_dir=folder, timeout=timeout, run_id=run_id,
                           log_output=log_output, engine_name=engine)
     write_run_json(result, folder)

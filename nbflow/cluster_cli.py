@@ -47,7 +47,7 @@ def cluster() -> None:
 @handle_errors
 def start(engine: str, port: int | None) -> None:
     """Start the cluster, or show the one already running."""
-    from . import cluster as cluster_mod
+    from .cluster import server as cluster_mod
 
     begun = time.monotonic()
     called_at = datetime.now(timezone.utc)
@@ -65,7 +65,7 @@ def start(engine: str, port: int | None) -> None:
 @handle_errors
 def stop() -> None:
     """Stop the cluster (an external endpoint is only forgotten)."""
-    from . import cluster as cluster_mod
+    from .cluster import server as cluster_mod
 
     project = _project()
     try:
@@ -94,12 +94,13 @@ def stop() -> None:
 @handle_errors
 def status(as_json: bool) -> None:
     """Show whether the cluster is running, its engine, URL and why that engine."""
-    from . import cluster as cluster_mod
+    from .cluster import server as cluster_mod
+    from .cluster.state import ClusterState
 
     state = cluster_mod.status(_project())
     if as_json:
         if state is None:
-            data: dict[str, Any] = dict.fromkeys(field for field in cluster_mod.ClusterState.__dataclass_fields__)
+            data: dict[str, Any] = dict.fromkeys(field for field in ClusterState.__dataclass_fields__)
         else:
             data = state.to_dict()
         click.echo(json.dumps({"running": state is not None, **data}, indent=2))
@@ -117,9 +118,9 @@ def status(as_json: bool) -> None:
 @handle_errors
 def logs(lines: int) -> None:
     """Print the end of the cluster's server log (kept after it stops)."""
-    from . import cluster as cluster_mod
+    from .project import cluster_log_file
 
-    path = cluster_mod.log_path(_project())
+    path = cluster_log_file(_project())
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             tail = deque(handle, maxlen=lines)

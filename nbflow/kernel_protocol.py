@@ -32,8 +32,8 @@ from .errors import KernelStartError
 RUNTIME_MODULE = "nbflow.runtime.kernel"  # the kernel's end of this protocol
 BOOTSTRAP_TIMEOUT_S = 60.0
 RESTART_TIMEOUT_S = 60.0
-# Asked of a warm kernel that attached Spark: which cluster server (nbflow.cluster.attached()).
-ATTACHED = "__import__('nbflow.cluster', fromlist=['attached']).attached()"
+# Asked of a warm kernel that attached Spark: which cluster server (nbflow.cluster.attach.attached()).
+ATTACHED = "__import__('nbflow.cluster.attach', fromlist=['attached']).attached()"
 
 
 def kernel_python() -> str:

@@ -145,7 +145,7 @@ class WarmKernel:
         self.kc: Any = None
         self.log_path = Path(self.socket_dir) / "kernel.log"
         self._log: IO[str] | None = None
-        # The cluster server its Spark session attached to while warming (nbflow.cluster.attached()).
+        # The cluster server its Spark session attached to while warming (nbflow.cluster.attach.attached()).
         self.cluster: dict[str, Any] | None = None
 
     def launch(self, cwd: str) -> None:

@@ -46,6 +46,8 @@ from typing import Any
 
 import psutil
 
+from . import sandbox
+
 TREE_ENV = "NBFLOW_TREE"
 LIFELINE_ENV = "NBFLOW_LIFELINE"  # the fd number of a started process's lifeline (read end)
 OUTLIVES_ENV = "NBFLOW_OUTLIVES_RUN"
@@ -290,8 +292,6 @@ def kernel_main(argv: list[str]) -> None:
 
     On the lifeline's end the kernel ends its tree (what the notebook started) and itself."""
     # First: unshare(CLONE_NEWUSER) refuses a process with threads, and the lifeline's is one.
-    from . import sandbox
-
     sandbox.enter_as_ordered()
     fd = inherited_lifeline()
     # ipykernel polls its parent and exits the moment it is gone, which would cut our clean-up

@@ -44,7 +44,7 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
     from . import params as params_mod
     from .lifecycle import interrupted_exit_code
     from .plan import load_plan
-    from .project import project_dir
+    from .project import processed_dir, project_dir
     from .report import event_line, live_table, summary, write_run_json
     from .report_html import write_report
     from .runner import new_run_id
@@ -76,11 +76,11 @@ def run_plan(path: Path, options: PlanRunOptions) -> None:
         selected = after if selected is None else selected | after
     run_id = new_run_id()
     project = project_dir()
-    folder = (output_dir or project / "processed" / run_id).resolve()
+    folder = (output_dir or processed_dir(project) / run_id).resolve()
     if options.fresh_cluster:
-        from . import cluster
+        from .cluster import server as cluster_server
 
-        cluster.stop(project)
+        cluster_server.stop(project)
 
     terminal = not as_json and sys.stderr.isatty()  # a terminal: one live table instead of event lines
 
@@ -138,11 +138,11 @@ def _repeated_options(options: PlanRunOptions) -> list[str]:
 
 def compare_plan(path: Path, modes: Sequence[str], repeat: int, max_workers: int | None, as_json: bool) -> None:
     """Run a plan in each mode (resetting its tables in between) and print the comparison."""
-    from .project import project_dir
+    from .project import processed_dir, project_dir
     from .runner import new_run_id
 
     compare_id = new_run_id()
-    folder = project_dir() / "processed" / compare_id
+    folder = processed_dir(project_dir()) / compare_id
     name, runs, rows = local_comparison(path, modes, repeat, max_workers, folder, compare_id)
     emit_comparison(name, folder, runs, rows, f"{name}: sequential against parallel", as_json)
 
@@ -151,10 +151,9 @@ def local_comparison(path: Path, modes: Sequence[str], repeat: int, max_workers:
                      compare_id: str) -> tuple[str, list[PlanRun], list[dict[str, Any]]]:
     """The plan run locally in each mode, ``repeat`` times, its tables reset between runs:
     (plan name, runs, figures)."""
-    from . import cluster
     from .compare import figures, reset, snapshot
     from .plan import load_plan
-    from .project import project_dir
+    from .project import project_dir, warehouse_dir
     from .scheduler import Scheduler
 
     plan, notebooks = load_plan(path)
@@ -166,7 +165,7 @@ def local_comparison(path: Path, modes: Sequence[str], repeat: int, max_workers:
     for mode in modes:
         for n in range(repeat):
             if runs:
-                for line in reset(project, before, cluster.warehouse_dir(project)):
+                for line in reset(project, before, warehouse_dir(project)):
                     click.echo(f"reset: {line}", err=True)
             scheduler = Scheduler(plan, notebooks, folder / f"{mode}-{n + 1}", f"{compare_id}-{mode}-{n + 1}",
                                   mode=mode, max_workers=max_workers)

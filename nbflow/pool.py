@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import cluster, lifecycle, sandbox
+from . import lifecycle, sandbox
+from .cluster import server as cluster_server
 from .errors import InputError
 from .executor import Outcome, Request
 from .results import read_result
@@ -326,7 +327,7 @@ class WorkerPool:
         task would fail at its first Spark call. Such a worker is stopped (and so replaced)."""
         if worker.cluster is None:
             return True
-        if cluster.is_live(Path(self.options["project"]), worker.cluster):
+        if cluster_server.is_live(Path(self.options["project"]), worker.cluster):
             return True
         with self._lock:
             worker.warm = False

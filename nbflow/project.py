@@ -1,8 +1,23 @@
-"""Where a project keeps its things: processed runs, DBFS, secrets, cluster state.
+"""Where a project keeps its things: every path under the project folder, defined here once.
 
 The project folder is ``NBFLOW_PROJECT_DIR``, else the current directory. Both the runner and
 the papermill engine (``papermill --engine nbflow``) resolve paths here, so the two ways of
-running a notebook see the same DBFS root and secrets.
+running a notebook see the same DBFS root and secrets. The layout::
+
+    processed/<run-id>/        runs' executed notebooks, run.json and report.html
+    .nbflow/dbfs/              what notebooks call dbfs:/ (unless NBFLOW_DBFS_ROOT names another)
+    .nbflow/volumes/c/s/v/     the managed volume c.s.v (/Volumes/c/s/v)
+    .nbflow/catalog/           the catalog of record (tables.json)
+    .nbflow/warehouse/         spark.sql.warehouse.dir of the local cluster
+    .nbflow/cluster/           the local cluster: state.json, token, lock, server.log, sc.sock
+    .nbflow/workspace/         nbflow serve's state; its tree/ is what notebooks call /Workspace
+    .nbflow/remote/            what `nbflow remote deploy` made, one file a plan
+    .nbflow/python/            notebook-scoped Python environments (%pip), one a run
+    .nbflow/mlflow/            the MLflow tracking store
+    .nbflow/sandbox/           the kernels' sandbox root (a mount point)
+    .nbflow/secrets.yaml       secrets (or .yml/.json; NBFLOW_SECRETS_FILE names another)
+
+This module imports only the standard library: notebook kernels import it.
 """
 
 from __future__ import annotations
@@ -11,27 +26,115 @@ import os
 from pathlib import Path
 
 STATE_DIR = ".nbflow"
+PROCESSED = "processed"
+# The default DBFS root, relative to the project (what a context without a project uses).
+DBFS = Path(STATE_DIR, "dbfs")
 
 
 def project_dir() -> Path:
     return Path(os.environ.get("NBFLOW_PROJECT_DIR") or os.getcwd()).resolve()
 
 
+def _state(project: str | Path, *parts: str) -> Path:
+    return Path(project).joinpath(STATE_DIR, *parts).resolve()
+
+
+def processed_dir(project: str | Path) -> Path:
+    """Where runs write their outputs by default, one folder a run (``processed/<run-id>``)."""
+    return Path(project).resolve() / PROCESSED
+
+
 def dbfs_root(project: Path) -> Path:
-    return Path(os.environ.get("NBFLOW_DBFS_ROOT") or project / STATE_DIR / "dbfs").resolve()
+    return Path(os.environ.get("NBFLOW_DBFS_ROOT") or project / DBFS).resolve()
 
 
-def volumes_root(project: Path) -> Path:
+def volumes_root(project: str | Path) -> Path:
     """What a notebook calls ``/Volumes``: the volume ``c.s.v`` is the folder ``c/s/v`` here."""
-    return (project / STATE_DIR / "volumes").resolve()
+    return _state(project, "volumes")
 
 
-def workspace_root(project: Path) -> Path:
+def catalog_dir(project: str | Path) -> Path:
+    """The catalog of record (:class:`nbflow.catalog.Registry`): ``tables.json`` and its backup."""
+    return _state(project, "catalog")
+
+
+def catalog_file(project: str | Path) -> Path:
+    """The catalog of record itself (its last good copy is beside it, ``.bak``)."""
+    return catalog_dir(project) / "tables.json"
+
+
+def warehouse_dir(project: str | Path) -> Path:
+    """The local cluster's ``spark.sql.warehouse.dir``."""
+    return _state(project, "warehouse")
+
+
+def cluster_dir(project: str | Path) -> Path:
+    """The local cluster's own folder (mode 0700): its state, token, lock, log and socket."""
+    return _state(project, "cluster")
+
+
+def cluster_state_file(project: str | Path) -> Path:
+    return cluster_dir(project) / "state.json"
+
+
+def cluster_log_file(project: str | Path) -> Path:
+    return cluster_dir(project) / "server.log"
+
+
+def project_of_cluster_log(log: str | Path) -> Path:
+    """The project whose cluster log ``log`` is (the inverse of :func:`cluster_log_file`)."""
+    return Path(log).parents[2]
+
+
+def cluster_token_file(project: str | Path) -> Path:
+    return cluster_dir(project) / "token"
+
+
+def cluster_lock_file(project: str | Path) -> Path:
+    return cluster_dir(project) / "lock"
+
+
+def cluster_socket_file(project: str | Path) -> Path:
+    """The gated Sail cluster's Unix socket, where the path is short enough for one."""
+    return cluster_dir(project) / "sc.sock"
+
+
+def cluster_sandbox_dir(project: str | Path) -> Path:
+    """The gated Sail server's sandbox root (a mount point)."""
+    return cluster_dir(project) / "sandbox"
+
+
+def workspace_dir(project: str | Path) -> Path:
+    """``nbflow serve``'s state: objects, clusters, jobs and runs (see :func:`workspace_root`)."""
+    return _state(project, "workspace")
+
+
+def workspace_root(project: str | Path) -> Path:
     """What a notebook calls ``/Workspace``: the tree of the project's local workspace (``nbflow
     serve`` keeps its imported notebooks and files there, by workspace path, beside its own state
-    in ``.nbflow/workspace``), so a notebook sees the workspace's files at ``/Workspace/...`` as on
+    in :func:`workspace_dir`), so a notebook sees the workspace's files at ``/Workspace/...`` as on
     Databricks, and cannot reach the server's state through it."""
-    return (project / STATE_DIR / "workspace" / "tree").resolve()
+    return workspace_dir(project) / "tree"
+
+
+def deployments_dir(project: str | Path) -> Path:
+    """What ``nbflow remote deploy`` made, one JSON file a plan."""
+    return _state(project, "remote")
+
+
+def python_envs_root(project: str | Path) -> Path:
+    """Where runs keep their notebook-scoped Python environments (``%pip install``), one folder a run."""
+    return _state(project, "python")
+
+
+def mlflow_dir(project: str | Path) -> Path:
+    """The project's MLflow tracking store (MLflow's file store)."""
+    return _state(project, "mlflow")
+
+
+def sandbox_dir(project: str | Path) -> Path:
+    """The kernels' sandbox root (a mount point; see :mod:`nbflow.sandbox`)."""
+    return _state(project, "sandbox")
 
 
 def secrets_file(project: Path) -> Path | None:
@@ -43,8 +146,3 @@ def secrets_file(project: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def python_envs_root(project: Path) -> Path:
-    """Where runs keep their notebook-scoped Python environments (``%pip install``), one folder a run."""
-    return (project / STATE_DIR / "python").resolve()

@@ -17,14 +17,12 @@ from . import sandbox
 from .errors import InputError
 from .kernels import WarmKernel, kernel_python
 from .notebooks import has_parameters_cell, read_notebook
-from .project import dbfs_root, project_dir, secrets_file
+from .project import dbfs_root, processed_dir, project_dir, secrets_file
 from .results import read_result
 from .runs import NotebookResult
 from .runtime.context import RunContext
 from .runtime.secrets import secret_env
 from .task_spec import TaskSpec
-
-DEFAULT_OUTPUT_ROOT = "processed"
 
 
 def new_run_id() -> str:
@@ -102,7 +100,7 @@ def task_spec(
     source = Path(path)
     run_id = run_id or new_run_id()
     if output_path is None:
-        folder = Path(output_dir) if output_dir is not None else project_dir() / DEFAULT_OUTPUT_ROOT / run_id
+        folder = Path(output_dir) if output_dir is not None else processed_dir(project_dir()) / run_id
         output_path = folder / (source.stem + ".ipynb")
     return TaskSpec(
         notebook=str(source),
@@ -126,7 +124,7 @@ def run_task(spec: TaskSpec, *, log_output: bool = False, kernel: WarmKernel | N
     ctx = spec.context
     output_path = spec.output_path
     if output_path is None:
-        output_path = str(Path(ctx.project_dir) / DEFAULT_OUTPUT_ROOT / (ctx.run_id or new_run_id()) /
+        output_path = str(processed_dir(Path(ctx.project_dir)) / (ctx.run_id or new_run_id()) /
                           (source.stem + ".ipynb"))
     output = _prepare_output(Path(output_path).resolve(), source.resolve())
     inject = None

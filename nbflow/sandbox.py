@@ -14,7 +14,7 @@ Elsewhere (not Linux, user namespaces disabled, a container's seccomp profile, `
 the process runs as before, and the process that starts kernels says so in one warning line:
 then only nbflow's own layers (Spark paths, ``dbutils.fs``) map the Databricks paths.
 
-The kernel launcher (:mod:`nbflow.lifecycle`) and the cluster gate (:mod:`nbflow.cluster_gate`)
+The kernel launcher (:mod:`nbflow.lifecycle`) and the cluster gate (:mod:`nbflow.cluster.gate`)
 enter it; this module imports only the standard library and nbflow's own light modules.
 """
 
@@ -30,11 +30,12 @@ import posixpath
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .project import STATE_DIR, dbfs_root, project_dir, volumes_root, workspace_root
+from .project import dbfs_root, project_dir, sandbox_dir, volumes_root, workspace_root
 
 VOLUMES, DBFS, WORKSPACE = "/Volumes", "/dbfs", "/Workspace"
 MOUNT_POINTS = (VOLUMES, DBFS, WORKSPACE)
@@ -93,7 +94,7 @@ def layout(project: Path, dbfs: Path | None = None, scratch: Path | None = None)
     project = project.resolve()
     mounts = {VOLUMES: volumes_root(project), DBFS: (dbfs or dbfs_root(project)).resolve(),
               WORKSPACE: workspace_root(project)}
-    root = scratch or project / STATE_DIR / "sandbox"
+    root = scratch or sandbox_dir(project)
     return Layout(tuple(sorted((k, str(v)) for k, v in mounts.items())), str(root), volumes_read_only=True)
 
 
@@ -522,8 +523,6 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("--probe", "--time"):
         print("usage: python -m nbflow.sandbox --probe|--time LAYOUT_JSON", file=sys.stderr)
         return 2
-    import time
-
     os.environ.pop(INSIDE_ENV, None)  # a probe answers for this layout, wherever it runs from
     started = time.perf_counter()
     reason = enter(Layout.from_json(argv[1]))

@@ -80,8 +80,7 @@ def show(name: str, limit: int, history: bool, as_json: bool) -> None:
 @handle_errors
 def rebuild() -> None:
     """Rebuild a damaged table registry from its last good copy and the warehouse's Delta tables."""
-    from .cluster import warehouse_dir
-    from .project import project_dir
+    from .project import project_dir, warehouse_dir
 
     tables, notes = Registry(project_dir()).rebuild(warehouse_dir(project_dir()))
     for note in notes:

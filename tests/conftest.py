@@ -64,7 +64,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     A cluster that a notebook of the test started (it outlives notebooks by design) is stopped
     at the end of the test.
     """
-    from nbflow import cluster
+    from nbflow.cluster import server as cluster
 
     root = tmp_path / "project"
     root.mkdir()
@@ -88,7 +88,7 @@ def gate_available() -> bool:
     """Whether this machine lets nbflow's cluster gate isolate Sail (unprivileged user and network
     namespaces). Where it cannot (a container's seccomp profile, a kernel setting), Sail runs on
     plain TCP and says so; the tests check whichever of the two the machine gives."""
-    probe = "from nbflow import cluster_gate; cluster_gate.isolate()"
+    probe = "from nbflow.cluster import gate; gate.isolate()"
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60).returncode == 0
 
 

@@ -17,7 +17,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nbflow import cluster
+from nbflow import project as paths
+from nbflow.cluster import attach as cluster_attach
+from nbflow.cluster import commands as cluster_commands
+from nbflow.cluster import engines, processes
+from nbflow.cluster import server as cluster
+from nbflow.cluster import state as cluster_state
 from nbflow.errors import EnvironmentFailure, InputError
 
 from .conftest import cli, gate_available
@@ -60,14 +65,14 @@ def write_state(project: Path, **changes: object) -> Path:
         "access": "open: test", "socket": None,
     }
     state.update(changes)
-    path = cluster.state_path(project)
+    path = paths.cluster_state_file(project)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cluster._write_state(project, cluster.ClusterState.from_dict(state))
+    cluster_state.write_state(project, cluster_state.ClusterState.from_dict(state))
     return path
 
 
-def run_sql_and_temp_view(state: cluster.ClusterState) -> None:
-    spark = cluster.attach(state)
+def run_sql_and_temp_view(state: cluster_state.ClusterState) -> None:
+    spark = cluster_attach.attach(state)
     try:
         assert spark.sql("SELECT 1 AS x").collect()[0]["x"] == 1
         spark.range(5).createOrReplaceTempView("numbers")
@@ -91,12 +96,12 @@ def test_sail_start_attach_query_stop(stopped_after: Path) -> None:
         assert Path(state.socket).stat().st_mode & 0o777 == 0o600
     else:  # no namespaces here: plain TCP on 127.0.0.1, and the state says why
         assert state.access.startswith("open: ") and state.url == f"sc://127.0.0.1:{state.port}"
-    assert cluster.cluster_dir(project).stat().st_mode & 0o777 == 0o700
-    assert cluster.token_path(project).stat().st_mode & 0o777 == 0o600
+    assert paths.cluster_dir(project).stat().st_mode & 0o777 == 0o700
+    assert paths.cluster_token_file(project).stat().st_mode & 0o777 == 0o600
     assert state.warehouse == str(project / ".nbflow" / "warehouse") and Path(state.warehouse).is_dir()
     assert state.log == str(project / ".nbflow" / "cluster" / "server.log")
-    recorded = json.loads(cluster.state_path(project).read_text())
-    assert recorded["version"] == cluster.STATE_VERSION and recorded["state"] == state.to_dict()
+    recorded = json.loads(paths.cluster_state_file(project).read_text())
+    assert recorded["version"] == cluster_state.STATE_VERSION and recorded["state"] == state.to_dict()
     assert recorded["checksum"].startswith("sha256:")
     assert cluster.status(project) == state
     assert [p.pid for p in servers_of(project)] == [state.pid]
@@ -107,14 +112,14 @@ def test_sail_start_attach_query_stop(stopped_after: Path) -> None:
 
     assert cluster.stop(project) is True
     assert cluster.status(project) is None
-    assert not cluster.state_path(project).exists()
+    assert not paths.cluster_state_file(project).exists()
     assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
-    assert not Path(state.socket).exists() and not cluster.token_path(project).exists()
+    assert not Path(state.socket).exists() and not paths.cluster_token_file(project).exists()
     assert cluster.stop(project) is False
 
 
 def test_sail_with_a_port_is_plain_tcp_on_loopback_and_says_it_is_open(stopped_after: Path) -> None:
-    port = cluster._free_port()
+    port = processes.free_port()
     state = cluster.start(stopped_after, "sail", port=port)
     assert (state.url, state.port, state.socket) == (f"sc://127.0.0.1:{port}", port, None)
     assert state.access.startswith("open: --port") and "any local process can reach it" in state.access
@@ -125,7 +130,7 @@ def test_sail_with_a_port_is_plain_tcp_on_loopback_and_says_it_is_open(stopped_a
 
 def test_sail_tables_use_the_project_warehouse(stopped_after: Path) -> None:
     state = cluster.start(stopped_after, "sail")
-    spark = cluster.attach(state)
+    spark = cluster_attach.attach(state)
     try:
         spark.sql("CREATE TABLE t USING delta AS SELECT 1 AS a")
         assert spark.table("t").collect()[0]["a"] == 1
@@ -155,7 +160,7 @@ def test_a_different_engine_or_port_than_the_running_one_is_refused(stopped_afte
 
 
 def test_concurrent_starts_start_one_server(stopped_after: Path) -> None:
-    results: list[cluster.ClusterState] = []
+    results: list[cluster_state.ClusterState] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
 
@@ -177,7 +182,7 @@ def test_concurrent_starts_start_one_server(stopped_after: Path) -> None:
 
 
 def test_concurrent_starts_from_separate_processes_start_one_server(stopped_after: Path) -> None:
-    code = "import sys; from nbflow import cluster; print(cluster.start(sys.argv[1], 'sail').pid)"
+    code = "import sys; from nbflow.cluster import server; print(server.start(sys.argv[1], 'sail').pid)"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(stopped_after)], stdout=subprocess.PIPE, text=True)
              for _ in range(3)]
     pids = {int(proc.communicate(timeout=60)[0]) for proc in procs}
@@ -224,7 +229,7 @@ def test_a_server_killed_with_sigkill_is_not_running(stopped_after: Path) -> Non
     while cluster.status(stopped_after) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert cluster.status(stopped_after) is None
-    assert not cluster.state_path(stopped_after).exists()
+    assert not paths.cluster_state_file(stopped_after).exists()
     restarted = cluster.start(stopped_after, "sail")
     assert restarted.pid != state.pid
 
@@ -232,11 +237,11 @@ def test_a_server_killed_with_sigkill_is_not_running(stopped_after: Path) -> Non
 def test_a_server_that_dies_while_starting_is_reported_with_its_last_log_line(
     stopped_after: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing(choice: cluster.EngineChoice, port: int, project: Path) -> tuple[list[str], dict[str, str]]:
+    def failing(choice: engines.EngineChoice, port: int, project: Path) -> tuple[list[str], dict[str, str]]:
         script = "import sys; print('starting'); print('boom: cannot bind'); sys.exit(7)"
         return [sys.executable, "-c", script], dict(os.environ)
 
-    monkeypatch.setattr(cluster, "_server_command", failing)
+    monkeypatch.setattr(cluster_commands, "server_command", failing)
     with pytest.raises(EnvironmentFailure, match=r"exited while starting \(exit code 7\): boom: cannot bind"):
         cluster.start(stopped_after, "sail")
     assert cluster.status(stopped_after) is None
@@ -256,8 +261,8 @@ def test_external_endpoint_is_recorded_not_started(stopped_after: Path) -> None:
 
 
 def test_session_url_gets_its_own_session_id() -> None:
-    assert cluster.session_url("sc://127.0.0.1:5", "abc") == "sc://127.0.0.1:5/;session_id=abc"
-    assert cluster.session_url("sc://h:5/;token=t", "abc") == "sc://h:5/;token=t;session_id=abc"
+    assert cluster_attach.session_url("sc://127.0.0.1:5", "abc") == "sc://127.0.0.1:5/;session_id=abc"
+    assert cluster_attach.session_url("sc://h:5/;token=t", "abc") == "sc://h:5/;token=t;session_id=abc"
 
 
 # --- JVM Spark -----------------------------------------------------------------------------
@@ -272,7 +277,7 @@ def test_jvm_spark_engine_starts_attaches_and_stops(stopped_after: Path, monkeyp
     assert cluster.start(stopped_after) == state
     # Spark Connect's token authentication: a client without the cluster's token is refused.
     assert state.access.startswith("token:")
-    token = cluster.token_path(stopped_after).read_text()
+    token = paths.cluster_token_file(stopped_after).read_text()
     assert not any(token in arg for arg in psutil.Process(state.pid).cmdline())  # ps shows command lines to all
     from pyspark.sql.connect.session import SparkSession
 
@@ -308,62 +313,62 @@ def conf_values(args: list[str]) -> list[str]:
 def test_delta_spark_args_from_a_jar_directory(tmp_path: Path) -> None:
     jars = make_jars(tmp_path / "jars", *DELTA_JARS, "delta-connect-common_2.13-4.0.0.jar", "unrelated-1.0.jar",
                      "delta-spark_2.13-3.3.0.jar")
-    args = cluster.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
+    args = engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
     assert args[0] == "--jars"
     assert args[1].split(",") == [str(jars / name) for name in (*DELTA_JARS, "delta-connect-common_2.13-4.0.0.jar")]
-    assert conf_values(args) == list(cluster.DELTA_CONFS)
+    assert conf_values(args) == list(engines.DELTA_CONFS)
     assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args
     assert "spark.connect.extensions.relation.classes=org.apache.spark.sql.connect.delta.DeltaRelationPlugin" in args
 
 
 def test_delta_spark_args_pick_the_newest_complete_version(tmp_path: Path) -> None:
     jars = make_jars(tmp_path / "jars", *DELTA_JARS, "delta-spark_2.13-4.1.0.jar", "delta-storage-4.1.0.jar")
-    args = cluster.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
+    args = engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
     assert args[1].split(",") == [str(jars / name) for name in DELTA_JARS]  # 4.1.0 has no connect server
 
 
 def test_delta_spark_args_from_the_ivy_cache(tmp_path: Path) -> None:
     ivy = make_jars(tmp_path / ".ivy2.5.2" / "jars", *(f"io.delta_{name}" for name in DELTA_JARS))
-    args = cluster.delta_spark_args({}, home=tmp_path)
+    args = engines.delta_spark_args({}, home=tmp_path)
     assert args[1].split(",") == [str(ivy / f"io.delta_{name}") for name in DELTA_JARS]
     make_jars(tmp_path / ".ivy2" / "jars", *DELTA_JARS)
     (ivy / f"io.delta_{DELTA_JARS[2]}").unlink()
-    assert cluster.delta_spark_args({}, home=tmp_path)[1].startswith(str(tmp_path / ".ivy2" / "jars"))
+    assert engines.delta_spark_args({}, home=tmp_path)[1].startswith(str(tmp_path / ".ivy2" / "jars"))
 
 
 def test_delta_spark_args_empty_without_a_complete_set(tmp_path: Path) -> None:
     jars = make_jars(tmp_path / "jars", *DELTA_JARS[:2])
-    assert cluster.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path) == []
-    assert cluster.delta_spark_args({}, home=tmp_path) == []
+    assert engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path) == []
+    assert engines.delta_spark_args({}, home=tmp_path) == []
     # A named directory is the only place looked at, even with a full Ivy cache.
     make_jars(tmp_path / ".ivy2" / "jars", *DELTA_JARS)
-    assert cluster.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path) == []
+    assert engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path) == []
 
 
 def test_delta_spark_args_from_maven(tmp_path: Path) -> None:
-    args = cluster.delta_spark_args({"NBFLOW_DELTA_MAVEN": "1", "NBFLOW_DELTA_VERSION": "4.9.9"}, home=tmp_path)
+    args = engines.delta_spark_args({"NBFLOW_DELTA_MAVEN": "1", "NBFLOW_DELTA_VERSION": "4.9.9"}, home=tmp_path)
     assert args[:2] == ["--packages", "io.delta:delta-spark_2.13:4.9.9,io.delta:delta-connect-server_2.13:4.9.9"]
-    assert conf_values(args) == list(cluster.DELTA_CONFS)
-    default = cluster.delta_spark_args({"NBFLOW_DELTA_MAVEN": "1"}, home=tmp_path)
-    assert default[1].endswith(f":{cluster.DELTA_MAVEN_VERSION}")
+    assert conf_values(args) == list(engines.DELTA_CONFS)
+    default = engines.delta_spark_args({"NBFLOW_DELTA_MAVEN": "1"}, home=tmp_path)
+    assert default[1].endswith(f":{engines.DELTA_MAVEN_VERSION}")
 
 
 def test_auto_picks_spark_with_delta_jars_else_sail_instantly(tmp_path: Path) -> None:
     began = time.monotonic()
-    none = cluster.choose_engine("auto", {}, home=tmp_path)
-    assert (none.engine, none.delta, none.spark_args) == ("sail", True, ())
+    none = engines.choose_engine("auto", {}, home=tmp_path)
+    assert (none.cluster_engine, none.delta, none.spark_args) == ("sail", True, ())
     assert none.reason.startswith("auto: no Delta jars") and "sail" in none.reason
 
     jars = make_jars(tmp_path / "jars", *DELTA_JARS)
-    found = cluster.choose_engine("auto", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
-    assert (found.engine, found.delta) == ("spark", True)
+    found = engines.choose_engine("auto", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
+    assert (found.cluster_engine, found.delta) == ("spark", True)
     assert str(jars) in found.reason and found.spark_args[0] == "--jars"
 
-    plain = cluster.choose_engine("spark", {}, home=tmp_path)
-    assert (plain.engine, plain.delta, plain.spark_args) == ("spark", False, ())
-    assert cluster.choose_engine("sail", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path).engine == "sail"
-    maven = cluster.choose_engine("auto", {"NBFLOW_DELTA_MAVEN": "1"}, home=tmp_path)
-    assert (maven.engine, maven.delta, maven.spark_args[0]) == ("spark", True, "--packages")
+    plain = engines.choose_engine("spark", {}, home=tmp_path)
+    assert (plain.cluster_engine, plain.delta, plain.spark_args) == ("spark", False, ())
+    assert engines.choose_engine("sail", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path).cluster_engine == "sail"
+    maven = engines.choose_engine("auto", {"NBFLOW_DELTA_MAVEN": "1"}, home=tmp_path)
+    assert (maven.cluster_engine, maven.delta, maven.spark_args[0]) == ("spark", True, "--packages")
     assert "NBFLOW_DELTA_MAVEN=1" in maven.reason
     assert time.monotonic() - began < 1.0
 
@@ -381,7 +386,7 @@ def test_cli_start_status_logs_stop(stopped_after: Path) -> None:
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
     assert data["running"] is True and data["engine"] == "sail"
-    assert set(data) == {"running", *cluster.ClusterState.__dataclass_fields__}
+    assert set(data) == {"running", *cluster_state.ClusterState.__dataclass_fields__}
     # The server outlived the command that started it.
     assert [p.pid for p in servers_of(stopped_after)] == [data["pid"]]
 
@@ -419,14 +424,14 @@ def test_cli_errors_are_one_line_with_exit_codes(stopped_after: Path) -> None:
 
 
 def test_stop_kills_a_server_that_ignores_sigterm(stopped_after: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def stubborn(choice: cluster.EngineChoice, port: int, project: Path) -> tuple[list[str], dict[str, str]]:
+    def stubborn(choice: engines.EngineChoice, port: int, project: Path) -> tuple[list[str], dict[str, str]]:
         script = ("import signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                   f"s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(120)")
         return [sys.executable, "-c", script], dict(os.environ)
 
-    monkeypatch.setattr(cluster, "_server_command", stubborn)
-    monkeypatch.setattr(cluster, "_is_ours", lambda cmdline, state, project: "SIG_IGN" in " ".join(cmdline))
-    monkeypatch.setattr(cluster, "STOP_TIMEOUT", 1.0)
+    monkeypatch.setattr(cluster_commands, "server_command", stubborn)
+    monkeypatch.setattr(processes, "is_ours", lambda cmdline, state, project: "SIG_IGN" in " ".join(cmdline))
+    monkeypatch.setattr(processes, "STOP_TIMEOUT", 1.0)
     state = cluster.start(stopped_after, "sail")
     assert state.pid is not None
     began = time.monotonic()

@@ -18,7 +18,12 @@ import pytest
 from pyspark.sql.connect.client import DefaultChannelBuilder
 from pyspark.sql.connect.session import SparkSession
 
-from nbflow import cluster, cluster_gate
+from nbflow import project as paths
+from nbflow.cluster import attach as cluster_attach
+from nbflow.cluster import commands as cluster_commands
+from nbflow.cluster import gate as cluster_gate
+from nbflow.cluster import server as cluster
+from nbflow.cluster import state as cluster_state
 from nbflow.errors import ClusterDied, ClusterStateDamaged
 from nbflow.pool import WorkerPool
 
@@ -28,7 +33,7 @@ from .test_cluster import servers_of
 PLANS = Path(__file__).parent / "plans"
 
 
-def kill_server(state: cluster.ClusterState) -> None:
+def kill_server(state: cluster_state.ClusterState) -> None:
     """SIGKILL the server, and return once it is dead (signal delivery takes a moment)."""
     assert state.pid is not None
     os.kill(state.pid, signal.SIGKILL)
@@ -51,7 +56,7 @@ def test_a_session_on_a_dead_cluster_fails_in_seconds_with_one_line_and_the_next
 ) -> None:
     state = cluster.start(project, "sail")
     assert state.pid is not None
-    spark = cluster.attach(state)
+    spark = cluster_attach.attach(state)
     assert spark.range(10).count() == 10
     if victim == "gate":
         kill_server(state)
@@ -70,7 +75,7 @@ def test_a_session_on_a_dead_cluster_fails_in_seconds_with_one_line_and_the_next
 
     restarted = cluster.ensure_running(project, "sail")
     assert restarted.pid != state.pid and [p.pid for p in servers_of(project)] == [restarted.pid]
-    again = cluster.attach(restarted)
+    again = cluster_attach.attach(restarted)
     assert again.range(3).count() == 3
     log = Path(state.log).read_text()
     assert f"the sail server (pid {state.pid}) started at {state.started_at} was found dead" in log
@@ -103,7 +108,7 @@ def test_a_dead_cluster_fails_running_tasks_at_once_their_retry_restarts_it_and_
         first, second = task["attempts"]
         assert (first["result_state"], second["result_state"]) == ("FAILED", "SUCCESS"), task["task_key"]
         assert first["error"]["ename"] == "ClusterDied"
-        assert first["error"]["evalue"] == cluster.died_message(state)
+        assert first["error"]["evalue"] == cluster_attach.died_message(state)
     restarted = cluster.status(project)
     assert restarted is not None and restarted.pid != state.pid
     assert [p.pid for p in servers_of(project)] == [restarted.pid]  # restarted once, by one of the retries
@@ -163,12 +168,12 @@ def damage(path: Path, how: str) -> None:
 @pytest.mark.parametrize("how", list(GARBAGE))
 def test_a_damaged_state_file_never_starts_a_second_server(project: Path, how: str) -> None:
     state = cluster.start(project, "sail")
-    damage(cluster.state_path(project), how)
+    damage(paths.cluster_state_file(project), how)
 
     with pytest.raises(ClusterStateDamaged) as info:
         cluster.status(project)
     message = str(info.value)
-    assert message.startswith(f"the cluster state file {cluster.state_path(project)} is damaged: ")
+    assert message.startswith(f"the cluster state file {paths.cluster_state_file(project)} is damaged: ")
     assert f"a server of this project still runs (pid {state.pid})" in message
     assert "repair: `nbflow cluster stop`" in message and "\n" not in message
 
@@ -177,13 +182,13 @@ def test_a_damaged_state_file_never_starts_a_second_server(project: Path, how: s
     assert adopted.reason.startswith(f"adopted: found running (pid {state.pid}) when the state file")
     assert [p.pid for p in servers_of(project)] == [state.pid]
     assert cluster.status(project) == adopted  # the file is whole again
-    spark = cluster.attach(adopted)
+    spark = cluster_attach.attach(adopted)
     assert spark.range(4).count() == 4
 
 
 def test_cluster_status_names_the_damage_and_stop_stops_the_server_it_no_longer_names(project: Path) -> None:
     state = cluster.start(project, "sail")
-    path = cluster.state_path(project)
+    path = paths.cluster_state_file(project)
     path.write_text(path.read_text()[:40])
 
     status = cli("cluster", "status")
@@ -203,7 +208,7 @@ def test_cluster_status_names_the_damage_and_stop_stops_the_server_it_no_longer_
 
 def test_an_orphan_server_is_adopted_rather_than_doubled_when_the_state_file_is_lost(project: Path) -> None:
     state = cluster.start(project, "sail")
-    cluster.state_path(project).unlink()
+    paths.cluster_state_file(project).unlink()
     assert cluster.status(project) is None
     assert cluster.ensure_running(project).pid == state.pid
     assert [p.pid for p in servers_of(project)] == [state.pid]
@@ -226,12 +231,13 @@ def test_the_state_file_is_replaced_whole(project: Path) -> None:
     thread.start()
     try:
         for n in range(300):
-            cluster._write_state(project, cluster.ClusterState.from_dict({**state.to_dict(), "reason": "x" * n}))
+            again = cluster_state.ClusterState.from_dict({**state.to_dict(), "reason": "x" * n})
+            cluster_state.write_state(project, again)
     finally:
         stop.set()
         thread.join()
     assert problems == []
-    assert oct(cluster.state_path(project).stat().st_mode & 0o777) == oct(0o600)
+    assert oct(paths.cluster_state_file(project).stat().st_mode & 0o777) == oct(0o600)
 
 
 # --- Who may reach the endpoint -----------------------------------------------------------------
@@ -268,7 +274,7 @@ def test_only_clients_with_the_cluster_token_reach_sail(project: Path) -> None:
         plain.client.set_retry_policies([])
         plain.sql("SELECT 1").collect()
     # nbflow's sessions present the token.
-    assert cluster.attach(state).read.text("/etc/hostname").count() >= 1
+    assert cluster_attach.attach(state).read.text("/etc/hostname").count() >= 1
 
 
 def test_where_namespaces_are_not_available_sail_runs_on_plain_tcp_and_says_so(
@@ -280,12 +286,12 @@ def test_where_namespaces_are_not_available_sail_runs_on_plain_tcp_and_says_so(
                   f"raise SystemExit({cluster_gate.CANNOT_ISOLATE})")
         return [sys.executable, "-c", script]
 
-    monkeypatch.setattr(cluster, "_gate_command", refusing_gate)
+    monkeypatch.setattr(cluster_commands, "gate_command", refusing_gate)
     state = cluster.start(project, "sail")
     assert state.socket is None and state.url == f"sc://127.0.0.1:{state.port}"
     assert state.access == ("open: unshare(CLONE_NEWUSER|CLONE_NEWNET) failed: EPERM; any local process can "
                             "reach it (Sail has no authentication)")
-    assert cluster.attach(state).range(2).count() == 2
+    assert cluster_attach.attach(state).range(2).count() == 2
     status = cli("cluster", "status")
     assert "access: open: unshare(CLONE_NEWUSER|CLONE_NEWNET) failed: EPERM" in status.stdout
 

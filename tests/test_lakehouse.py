@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nbflow import cluster
+from nbflow.cluster import engines
+from nbflow.cluster import server as cluster
 
 from .conftest import NOTEBOOKS, cli, exit_json, run
 
@@ -117,7 +118,7 @@ def test_sample_workers_upsert_instead_of_duplicating(project: Path, name: str) 
     assert second == {**first, "rows_inserted": 0, "rows_updated": first["rows_inserted"]}
 
 
-_JARS, _JARS_REASON = cluster.find_delta_jars()
+_JARS, _JARS_REASON = engines.find_delta_jars()
 
 
 @pytest.mark.skipif(_JARS is None, reason=f"Delta on the JVM engine needs delta-spark's jars: {_JARS_REASON}")

@@ -277,9 +277,9 @@ def test_mlflow_logs_to_the_project_and_registers_unity_catalog_models_locally(p
     assert logged_run.data.params == {"depth": "3"} and logged_run.data.metrics == {"auc": 0.91}
     assert str(client.get_model_version_by_alias("main.default.churn", "champion").version) == "1"
     # MLflow's "is this a Databricks cluster?" at start_run did not start the local Spark cluster.
-    from nbflow import cluster
+    from nbflow import project as paths
 
-    assert not cluster.state_path(project).exists()
+    assert not paths.cluster_state_file(project).exists()
 
 
 def test_environment_specs_are_read_from_cells_and_metadata_and_bad_ones_refused() -> None:

@@ -11,7 +11,7 @@ import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service import jobs
 
-from nbflow.remote.server import WorkspaceServer
+from nbflow.serve.server import WorkspaceServer
 
 from .conftest import cli
 

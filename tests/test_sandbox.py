@@ -324,9 +324,11 @@ def test_a_run_with_the_switch_off_does_not_turn_the_sandbox_off_for_later_runs(
 @pytest.mark.skipif("not gate_available()", reason="no unprivileged user and network namespaces here: no gate")
 def test_a_gate_whose_sandbox_fails_still_guards_the_cluster_and_says_so_once(
         project: Path, monkeypatch: pytest.MonkeyPatch, machine_untouched: None) -> None:
-    from nbflow import cluster
+    from nbflow.cluster import attach as cluster_attach
+    from nbflow.cluster import commands as cluster_commands
+    from nbflow.cluster import server as cluster
 
-    real = cluster._gate_command
+    real = cluster_commands.gate_command
 
     def refused_folders(project: Path, socket_file: Path, engine_command: list[str]) -> list[str]:
         # The volumes' folder under the machine's /Workspace: the gate's mount part refuses it.
@@ -334,10 +336,10 @@ def test_a_gate_whose_sandbox_fails_still_guards_the_cluster_and_says_so_once(
         command[command.index("--volumes") + 1] = "/Workspace/elsewhere/volumes"
         return command
 
-    monkeypatch.setattr(cluster, "_gate_command", refused_folders)
+    monkeypatch.setattr(cluster_commands, "gate_command", refused_folders)
     state = cluster.start(project, "sail")
     assert state.socket is not None and state.access.startswith("gate:")
-    assert cluster.attach(state).range(3).count() == 3
+    assert cluster_attach.attach(state).range(3).count() == 3
     log = Path(state.log).read_text(encoding="utf-8").splitlines()
     warnings = [line for line in log if "warning" in line]
     assert warnings == ["nbflow-gate: warning: no sandbox for the sail server (the folder for /Volumes "
@@ -354,7 +356,7 @@ def test_a_job_of_the_local_workspace_sees_its_files_at_slash_workspace(project:
     from databricks.sdk.service import jobs
     from databricks.sdk.service.workspace import ImportFormat, Language
 
-    from nbflow.remote.server import WorkspaceServer
+    from nbflow.serve.server import WorkspaceServer
 
     reader = ("# Databricks notebook source\n"
               "text = open('/Workspace/Shared/team/data.txt').read()\n"

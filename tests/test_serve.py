@@ -21,7 +21,7 @@ from databricks.sdk.service import jobs
 from databricks.sdk.service.compute import State
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
 
-from nbflow.remote.server import WorkspaceServer
+from nbflow.serve.server import WorkspaceServer
 
 SAMPLES = Path(__file__).parent.parent / "sample_notebooks"
 TOKEN = "dapi-test-token"
@@ -206,7 +206,7 @@ def test_runs_can_be_cancelled_and_concurrent_runs_are_skipped(server: Workspace
     ("0 0 9 1 * ? 2028", "2026-11-22T06:00:00+00:00", "2028-01-01T08:00:00+00:00"),  # a year field
 ])
 def test_quartz_schedules_fire_at_their_time(quartz: str, after: str, expected: str) -> None:
-    from nbflow.remote.schedules import _next_time
+    from nbflow.serve.schedules import _next_time
 
     fire = _next_time((quartz, "Europe/Paris"), datetime.datetime.fromisoformat(after))
     assert fire == datetime.datetime.fromisoformat(expected)

@@ -29,7 +29,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service import jobs
 from databricks.sdk.service.workspace import ImportFormat, Language
 
-from nbflow.remote.server import MAX_REQUEST_BYTES, WorkspaceServer
+from nbflow.serve.server import MAX_REQUEST_BYTES, WorkspaceServer
 
 TOKEN = "dapi-hardening-token"
 MARKERS = ("nbflow.worker", "ipykernel_launcher", "nbflow.task_process")
@@ -475,19 +475,19 @@ def test_a_workspace_saved_in_one_file_is_read_and_its_interrupted_run_closed(pr
 
 def test_a_cancel_that_comes_after_every_task_ended_leaves_the_run_as_its_tasks_say(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nbflow.remote.jobs_store import JobsStore
+    from nbflow.serve.run_execution import RunExecutor
 
-    progress = JobsStore._progress
+    progress = RunExecutor._progress
 
-    def cancel_once_done(store: JobsStore, run_id: int) -> None:
+    def cancel_once_done(executor: RunExecutor, run_id: int) -> None:
         """runs/cancel arriving just as the last task ended, before the run did."""
-        progress(store, run_id)
-        run = store.runs[run_id]
+        progress(executor, run_id)
+        run = executor.records.runs[run_id]
         ended = all(t["state"].get("result_state") for t in run["tasks"])
         if ended and run["state"].get("life_cycle_state") == "RUNNING":
-            store.cancel(run_id)
+            executor.queue.cancel(run)
 
-    monkeypatch.setattr(JobsStore, "_progress", cancel_once_done)
+    monkeypatch.setattr(RunExecutor, "_progress", cancel_once_done)
     srv = WorkspaceServer(project, TOKEN)
     srv.start()
     try:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from nbflow import cluster
 from nbflow.catalog import Registry
+from nbflow.cluster import server as cluster
 
 WRITER = textwrap.dedent(
     """

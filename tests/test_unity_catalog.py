@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nbflow import cluster
 from nbflow.catalog import Registry
+from nbflow.cluster import server as cluster
 
 from .conftest import cli, exit_json, run
 

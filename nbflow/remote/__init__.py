@@ -1,2 +1,2 @@
-"""Databricks workspaces: the remote adapter (official ``databricks-sdk``) and ``nbflow serve``,
-a local workspace that answers the same REST calls."""
+"""Databricks workspaces, client side: the adapter over the official ``databricks-sdk``. The
+local workspace that answers the same REST calls, ``nbflow serve``, is :mod:`nbflow.serve`."""

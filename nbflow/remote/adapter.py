@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import EnvironmentFailure, InputError
 from ..notebooks import SOURCE_HEADER
 from ..plan import Plan
+from ..project import PROCESSED, deployments_dir
 from ..runs import Attempt, CellError, LifeCycleState, NotebookResult, PlanRun, TaskRun, TaskState, task_state
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 MODES = ("sequential", "parallel")
 ORCHESTRATORS = {"sequential": "orchestrate_sequential", "parallel": "orchestrate_parallel"}
 CLUSTER_WAIT = dt.timedelta(minutes=20)
-SKIP_FOLDERS = {"processed", "__pycache__", "node_modules"}
+SKIP_FOLDERS = {PROCESSED, "__pycache__", "node_modules"}
 
 
 class RemoteError(EnvironmentFailure):
@@ -78,7 +79,7 @@ class Deployment:
     @staticmethod
     def path(project: Path, plan_name: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in plan_name)
-        return project / ".nbflow" / "remote" / f"{safe}.json"
+        return deployments_dir(project) / f"{safe}.json"
 
     def save(self, project: Path) -> Path:
         target = self.path(project, self.plan)

@@ -135,12 +135,13 @@ def run_remote(plan_file: Path, mode: str, form: str, wait: bool, timeout: float
 def _report_run(w: Any, run_id: int, plan: Plan, mode: str, project: Path, timeout: float | None,
                 as_json: bool) -> dict[str, Any]:
     """Follow a remote run to its end; write its run.json and report.html; print its summary."""
+    from ..project import processed_dir
     from ..report import summary
     from ..report_html import write_report
     from . import adapter
 
     final = adapter.follow(w, run_id, timeout, lambda text: _say(f"run {run_id}: {text}"))
-    folder = project / "processed" / f"remote-{run_id}"
+    folder = processed_dir(project) / f"remote-{run_id}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "run.json").write_text(json.dumps(final.as_dict(), indent=2), encoding="utf-8")
     plan_run = adapter.to_plan_run(w, final, plan, mode, folder)
@@ -168,7 +169,7 @@ def compare_remote(plan_file: Path, timeout: float | None, with_local: bool, as_
     from ..compare import figures
     from ..plan import load_plan
     from ..plan_cli import emit_comparison, local_comparison
-    from ..project import project_dir
+    from ..project import processed_dir, project_dir
     from ..runner import new_run_id
     from . import adapter
 
@@ -176,7 +177,7 @@ def compare_remote(plan_file: Path, timeout: float | None, with_local: bool, as_
     project = project_dir()
     deployment = adapter.Deployment.load(project, plan.name)
     w = adapter.connect(profile)
-    folder = project / "processed" / f"remote-compare-{new_run_id()}"
+    folder = processed_dir(project) / f"remote-compare-{new_run_id()}"
     runs, rows = [], []
     sequential_wall = None
     for mode in adapter.MODES:

@@ -45,7 +45,7 @@ def serve(host: str, port: int, token: str | None) -> None:
     """Serve a local Databricks workspace: the Workspace, Clusters and Jobs REST APIs, for databricks-sdk."""
     from ..errors import InputError
     from ..project import project_dir
-    from .server import WorkspaceServer
+    from ..serve.server import WorkspaceServer
 
     generated = not token
     token = token or secrets.token_urlsafe(24)

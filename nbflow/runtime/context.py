@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from ..project import DBFS
+
 
 @dataclass
 class RunContext:
@@ -16,7 +18,7 @@ class RunContext:
     # Widget values bound by the caller (job parameters, -p, dbutils.notebook.run arguments).
     arguments: dict[str, str] = field(default_factory=dict)
     project_dir: str = "."
-    dbfs_root: str = ".nbflow/dbfs"
+    dbfs_root: str = str(DBFS)
     secrets_file: str | None = None
     # Task values of upstream tasks, {task_key: {key: value}}; None when not run as a job task.
     job_task_values: dict[str, dict[str, Any]] | None = None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotebookRuntimeError
+from ..project import workspace_root
 
 if TYPE_CHECKING:
     from .session import Session
@@ -34,7 +35,6 @@ CLUSTER_NAME = "nbflow-local"
 # What `nbflow serve` offers as its newest LTS runtime: the Databricks behaviour nbflow follows.
 SPARK_VERSION = "16.4.x-scala2.12"
 CLOUD_PROVIDER = "Local"
-WORKSPACE_TREE = Path(".nbflow") / "workspace" / "tree"
 
 
 class NoSuchElementException(NotebookRuntimeError):
@@ -134,7 +134,7 @@ def workspace_path(notebook: str, project: str) -> str:
     file = Path(notebook).resolve()
     root = Path(project).resolve()
     stem = file.with_suffix("") if file.suffix.lower() in (".py", ".ipynb", ".sql") else file
-    tree = root / WORKSPACE_TREE
+    tree = workspace_root(root)
     if tree in stem.parents:
         return "/" + stem.relative_to(tree).as_posix()
     if root in stem.parents:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NbflowError, NotebookFormatError, NotebookNotFound, NotebookRuntimeError, WorkflowException
+from ..project import processed_dir
 from . import child_process
 from .notebook import CHILD_GRACE_S
 
@@ -89,7 +90,7 @@ class FabricNotebook:
         if ctx.output_path:  # next to the caller's executed notebook, as its children are
             out = Path(ctx.output_path).with_suffix(".runMultiple")
         else:
-            out = Path(ctx.project_dir) / "processed" / (ctx.run_id or "runMultiple")
+            out = processed_dir(ctx.project_dir) / (ctx.run_id or "runMultiple")
         request = {
             "dag": dag,
             "caller": str(Path(ctx.notebook_path).parent),

@@ -58,11 +58,12 @@ def preattach(project_dir: str, engine: str) -> None:
     A failure is not reported here: the notebook that uses ``spark`` attaches again and reports it.
     """
     global _preattached
-    from .. import cluster  # lazy: heavy, and rare in a kernel (start-up)
+    from ..cluster import attach as cluster_attach  # lazy: heavy, and rare in a kernel (start-up)
+    from ..cluster import server as cluster_server  # lazy: heavy, and rare in a kernel (start-up)
 
     try:
-        state = cluster.ensure_running(Path(project_dir), engine)
-        _preattached = ((project_dir, engine), state, cluster.attach(state))
+        state = cluster_server.ensure_running(Path(project_dir), engine)
+        _preattached = ((project_dir, engine), state, cluster_attach.attach(state))
     except Exception:  # reported, if it matters, by the notebook that uses spark
         return
     atexit.register(_release_preattached)
@@ -124,15 +125,16 @@ class Lakehouse:
         global _preattached
         with self._lock:
             if self._spark is None:
-                from .. import cluster  # lazy: heavy, and rare in a kernel (start-up)
+                from ..cluster import attach as cluster_attach  # lazy: heavy, and rare in a kernel (start-up)
+                from ..cluster import server as cluster_server  # lazy: heavy, and rare in a kernel (start-up)
 
                 ctx = self._session.context
                 warm, _preattached = _preattached, None
                 if warm is not None and warm[0] == (ctx.project_dir, ctx.engine):
                     self.state, spark = warm[1], warm[2]
                 else:
-                    self.state = cluster.ensure_running(Path(ctx.project_dir), ctx.engine)
-                    spark = cluster.attach(self.state)
+                    self.state = cluster_server.ensure_running(Path(ctx.project_dir), ctx.engine)
+                    spark = cluster_attach.attach(self.state)
                 try:
                     self._prepare(spark)
                 except BaseException:

@@ -21,6 +21,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from ..project import mlflow_dir
 from .active import installed
 
 LOCAL_URI_ENV = "NBFLOW_MLFLOW_URI"  # the project's local store, whatever MLFLOW_TRACKING_URI says
@@ -29,7 +30,7 @@ WORKSPACE_SCHEMES = ("databricks", "databricks-uc")
 
 def configure(project_dir: str) -> None:
     """Point MLflow at the project's store (unless the user chose one) before it is imported."""
-    local = (Path(project_dir) / ".nbflow" / "mlflow").resolve().as_uri()
+    local = mlflow_dir(project_dir).as_uri()
     os.environ[LOCAL_URI_ENV] = local
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ["MLFLOW_TRACKING_URI"] = local
@@ -46,7 +47,7 @@ def _is_workspace(uri: str | None) -> bool:
 
 
 def _local_uri() -> str:
-    return os.environ.get(LOCAL_URI_ENV) or (Path.cwd() / ".nbflow" / "mlflow").resolve().as_uri()
+    return os.environ.get(LOCAL_URI_ENV) or mlflow_dir(Path.cwd()).as_uri()
 
 
 def patch_spark_utils(module: types.ModuleType) -> None:

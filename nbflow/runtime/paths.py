@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..catalog import Registry
 from ..errors import CatalogObjectError
+from ..project import workspace_root
 
 
 class DatabricksPaths:
@@ -29,7 +30,7 @@ class DatabricksPaths:
         self.project = Path(project).resolve()
         self.dbfs = Path(dbfs_root).resolve()
         # The local workspace's tree (where `nbflow serve` keeps imported notebooks and files).
-        self.workspace = self.project / ".nbflow" / "workspace" / "tree"
+        self.workspace = workspace_root(self.project)
         self._registry = registry
 
     @property

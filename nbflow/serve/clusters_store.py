@@ -40,10 +40,10 @@ ACTIVE = ("PENDING", "RUNNING", "RESTARTING", "RESIZING", "TERMINATING")
 
 
 class ClustersStore:
-    def __init__(self, root: Path, start_engine: Callable[[], None]) -> None:
-        """``start_engine`` starts (or finds) the project's local Spark server, raising if it cannot."""
+    def __init__(self, root: Path, start_cluster: Callable[[], None]) -> None:
+        """``start_cluster`` starts (or finds) the project's local Spark server, raising if it cannot."""
         self._file = root / "clusters.json"
-        self._start_engine = start_engine
+        self._start_cluster = start_cluster
         self._lock = threading.RLock()
         self._clusters: dict[str, dict[str, Any]] = {}
         if self._file.is_file():
@@ -138,7 +138,7 @@ class ClustersStore:
     def _boot(self, cluster_id: str, what: str) -> None:
         def run() -> None:
             try:
-                self._start_engine()
+                self._start_cluster()
             except Exception as exc:  # the cluster shows why, as a failed cluster start does
                 self._set(cluster_id, state="ERROR", state_message=f"{what} failed: {exc}")
                 return

@@ -7,7 +7,7 @@ before any of the body is read; bodies are capped (413), and a client that stall
 (408), so a client without the token costs the server its headers only. The workspace's state
 lives under ``<project>/.nbflow/workspace/`` and survives restarts.
 
-This module is the HTTP plumbing and the routes; :mod:`nbflow.remote.workspace_store` keeps the
+This module is the HTTP plumbing and the routes; :mod:`nbflow.serve.workspace_store` keeps the
 objects.
 """
 
@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ..cluster import server as cluster_server
+from ..project import workspace_dir, workspace_root
 from .api_errors import ApiError
 from .clusters_store import ClustersStore, node_types, spark_versions
 from .jobs_store import JobsStore
@@ -74,13 +76,13 @@ class Raw:
 class Workspace:
     """What the routes work on: the workspace objects, the clusters, the jobs and their runs."""
 
-    def __init__(self, project: Path, engine: str = "auto") -> None:
+    def __init__(self, project: Path, cluster_engine: str = "auto") -> None:
         self.project = project
-        self.engine = engine
-        self.root = project / ".nbflow" / "workspace"
-        self.store = WorkspaceStore(self.root)
-        self.clusters = ClustersStore(self.root, self._start_engine)
-        self.jobs = JobsStore(self.root, self.store, self.clusters, project, engine)
+        self.cluster_engine = cluster_engine
+        self.root = workspace_dir(project)
+        self.store = WorkspaceStore(self.root, workspace_root(project))
+        self.clusters = ClustersStore(self.root, self._start_cluster)
+        self.jobs = JobsStore(self.root, self.store, self.clusters, project, cluster_engine)
         self.schedules = ScheduleRunner(self.jobs.scheduled, self.jobs.fire_schedule)
         self.schedules.start()
 
@@ -89,17 +91,15 @@ class Workspace:
         self.schedules.stop()
         self.jobs.stop()
 
-    def _start_engine(self) -> None:
-        from .. import cluster
-
-        cluster.ensure_running(self.project, self.engine)
+    def _start_cluster(self) -> None:
+        cluster_server.ensure_running(self.project, self.cluster_engine)
 
 
 class WorkspaceServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, project: Path, token: str, host: str = "127.0.0.1", port: int = 0,
-                 engine: str = "auto", request_timeout: float = REQUEST_TIMEOUT_S) -> None:
+                 cluster_engine: str = "auto", request_timeout: float = REQUEST_TIMEOUT_S) -> None:
         if not token:
             raise ValueError("a token is required")
         _forget_token(token)  # before anything is started that would inherit it
@@ -107,7 +107,7 @@ class WorkspaceServer(ThreadingHTTPServer):
         self.request_timeout = request_timeout
         super().__init__((host, port), _Handler)  # first: a port taken starts nothing
         try:
-            self.workspace = Workspace(project, engine)
+            self.workspace = Workspace(project, cluster_engine)
         except BaseException:
             self.server_close()
             raise

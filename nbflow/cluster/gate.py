@@ -1,4 +1,5 @@
-"""The gate of the local Sail cluster: ``python -m nbflow.cluster_gate --cluster-dir D --socket S -- SAIL...``.
+"""The gate of the local Sail cluster: ``python -m nbflow.cluster.gate --cluster-dir D --socket S
+--token-file T [--volumes V --dbfs F --workspace W --sandbox-root R] -- SAIL...``.
 
 Sail's Spark Connect server has no authentication and listens only on TCP, where every local
 process can reach it. The gate closes that door:
@@ -8,20 +9,25 @@ process can reach it. The gate closes that door:
 2. it starts the Sail server there, on that private loopback;
 3. it answers Spark Connect on a Unix socket (mode 0600, in a folder of mode 0700: only this user
    can open it) and forwards each call to Sail, after checking that the call carries the
-   cluster's token (``authorization: Bearer <token>``, the token read from ``D/token``, mode
-   0600). Unix path sockets live in the file system, not the network namespace, so kernels
-   reach it from outside.
+   cluster's token (``authorization: Bearer <token>``, the token read from ``T``, mode 0600).
+   Unix path sockets live in the file system, not the network namespace, so kernels reach it
+   from outside.
 
 The gate is the process nbflow records as the cluster (its process group holds Sail too). It
 exits when Sail does, so a dead Sail is a dead cluster; Sail is killed if the gate is.
 
 Exit status 75 (EX_TEMPFAIL) before ``ready`` means the namespaces are not available here; the
-last line of the log says why, and nbflow then starts Sail without the gate.
+last line of the log says why, and nbflow then starts Sail without the gate. ``D`` (the
+cluster's folder) is the working folder and tells this project's gate from another's.
+
+This module imports only the standard library and :mod:`nbflow.sandbox` before it has isolated
+itself: ``unshare(CLONE_NEWUSER)`` refuses a process that runs threads, and grpc may start some.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
 import errno
@@ -36,6 +42,8 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
+
+from .. import sandbox
 
 if TYPE_CHECKING:
     import grpc
@@ -86,14 +94,12 @@ def isolate() -> None:
         raise CannotIsolate(f"could not set up the private network namespace: {exc}") from None
 
 
-def _enter_sandbox(cluster_dir: str, volumes: str, dbfs: str, workspace: str) -> None:
+def _enter_sandbox(root: str, volumes: str, dbfs: str, workspace: str) -> None:
     """Sail's /Volumes, /dbfs and /Workspace are the project's folders, as in its kernels: a
-    mount namespace in the gate's own user namespace (its new root on ``cluster_dir/sandbox``).
+    mount namespace in the gate's own user namespace (its new root on ``root``).
     Without it the gate still guards the network; the log says what Sail's paths then are."""
-    from . import sandbox
-
     mounts = {sandbox.VOLUMES: volumes, sandbox.DBFS: dbfs, sandbox.WORKSPACE: workspace}
-    plan = sandbox.Layout(tuple(sorted(mounts.items())), os.path.join(cluster_dir, "sandbox"))
+    plan = sandbox.Layout(tuple(sorted(mounts.items())), root)
     reason = sandbox.enter(plan, new_user_namespace=False)
     if reason is not None:
         _say(f"warning: no sandbox for the sail server ({reason}): paths under /Volumes, /dbfs and /Workspace "
@@ -127,7 +133,7 @@ _REQUEST_STREAMS = frozenset({"AddArtifacts"})
 
 def _forwarder(backend: grpc.aio.Channel, token: str) -> grpc.GenericRpcHandler:
     """Every call forwarded as bytes once it shows the cluster's token; refused without it."""
-    import grpc
+    import grpc  # lazy: imported once isolated (see the module doc)
 
     expected = f"Bearer {token}".encode()
 
@@ -195,9 +201,7 @@ def _forwarder(backend: grpc.aio.Channel, token: str) -> grpc.GenericRpcHandler:
 
 async def _serve(socket_file: str, token: str, sail: subprocess.Popen[bytes]) -> int:
     """Answer on the socket until Sail exits; Sail's exit code."""
-    import asyncio
-
-    import grpc
+    import grpc  # lazy: imported once isolated (see the module doc)
 
     backend = grpc.aio.insecure_channel(f"127.0.0.1:{INNER_PORT}", options=_UNLIMITED)
     server = grpc.aio.server(handlers=[_forwarder(backend, token)], options=_UNLIMITED)
@@ -218,13 +222,15 @@ async def _serve(socket_file: str, token: str, sail: subprocess.Popen[bytes]) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nbflow.cluster_gate")
+    parser = argparse.ArgumentParser(prog="python -m nbflow.cluster.gate")
     parser.add_argument("--cluster-dir", required=True)
     parser.add_argument("--socket", required=True)
+    parser.add_argument("--token-file", required=True)
     # The project's folders that are /Volumes, /dbfs and /Workspace for Sail (see nbflow.sandbox).
     parser.add_argument("--volumes")
     parser.add_argument("--dbfs")
     parser.add_argument("--workspace")
+    parser.add_argument("--sandbox-root")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = [arg for arg in args.command if arg != "--"] if args.command[:1] == ["--"] else args.command
@@ -233,9 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CannotIsolate as exc:
         _say(f"cannot isolate: {exc}")
         return CANNOT_ISOLATE
-    if args.volumes and args.dbfs and args.workspace:
-        _enter_sandbox(args.cluster_dir, args.volumes, args.dbfs, args.workspace)
-    with open(os.path.join(args.cluster_dir, "token"), encoding="ascii") as handle:
+    if args.volumes and args.dbfs and args.workspace and args.sandbox_root:
+        _enter_sandbox(args.sandbox_root, args.volumes, args.dbfs, args.workspace)
+    with open(args.token_file, encoding="ascii") as handle:
         token = handle.read().strip()
 
     stopping = False
@@ -255,8 +261,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failed is not None:
         # Sail's own last words are the last line of the log; its exit code is the gate's.
         return 1 if failed < 0 else failed
-
-    import asyncio
 
     code = asyncio.run(_serve(args.socket, token, sail))
     with contextlib.suppress(FileNotFoundError):

@@ -63,9 +63,11 @@ def normalize(path: Any) -> str:
 
 
 class WorkspaceStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, contents: Path) -> None:
+        """The objects' index in ``root``; their contents, by workspace path, in ``contents`` (what
+        notebooks see as /Workspace)."""
         self.root = root
-        self.contents = root / "tree"
+        self.contents = contents
         self.contents.mkdir(parents=True, exist_ok=True)
         self._index_file = root / "index.json"
         self._lock = threading.RLock()
