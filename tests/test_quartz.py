@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from nbflow import quartz
-from nbflow.remote.schedules import NEVER, ScheduleRunner
+from nbflow.serve.schedules import NEVER, ScheduleRunner
 
 UTC = dt.timezone.utc
 AFTER = dt.datetime(2026, 11, 22, 6, 0, tzinfo=UTC)  # a Sunday

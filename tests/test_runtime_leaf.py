@@ -56,9 +56,10 @@ def test_a_kernel_imports_none_of_nbflows_machinery(project: Path) -> None:
 
 
 def test_importing_the_runtime_package_loads_nothing_else() -> None:
-    """The engine and the CLI import nbflow.runtime.context and .secrets: not the kernel's runtime."""
+    """The engine and the CLI import nbflow.runtime.context and .secrets: not the kernel's runtime
+    (nbflow.project, standard library only, names the project's folders)."""
     code = "import sys, nbflow.runtime.context, nbflow.runtime.secrets; print(sorted(sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     loaded = {m for m in eval(done.stdout) if m.startswith("nbflow")}
-    assert loaded == {"nbflow", "nbflow.errors", "nbflow.runtime", "nbflow.runtime.context",
+    assert loaded == {"nbflow", "nbflow.errors", "nbflow.project", "nbflow.runtime", "nbflow.runtime.context",
                       "nbflow.runtime.help", "nbflow.runtime.secrets"}
