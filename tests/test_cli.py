@@ -241,3 +241,28 @@ def test_printed_output_of_a_plan_task_is_kept_per_task(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     folder = Path(json.loads(proc.stdout)["output_dir"])
     assert "from sh" in (folder / "sh.log").read_text()
+
+
+def test_papermill_engine_uses_the_project_secrets(project: Path, tmp_path: Path) -> None:
+    (project / ".nbflow").mkdir()
+    (project / ".nbflow" / "secrets.yaml").write_text("app:\n  token: pm-secret-value\n")
+    out = tmp_path / "out.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'dbutils.notebook.exit(str(len(dbutils.secrets.get("app", "token"))))')])
+    src = tmp_path / "in.ipynb"
+    nbformat.write(nb, src)
+    proc = subprocess.run(
+        [sys.executable, "-m", "papermill", str(src), str(out), "--engine", "nbflow", "--no-progress-bar"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert nbformat.read(out, as_version=4).metadata["nbflow"]["exit_value"] == str(len("pm-secret-value"))
+
+
+def test_old_notebooks_without_cell_ids_run_quietly(tmp_path: Path) -> None:
+    old = tmp_path / "old.ipynb"
+    old.write_text(json.dumps({"cells": [{"cell_type": "code", "source": "x = 1", "metadata": {},
+                                          "outputs": [], "execution_count": None}],
+                               "metadata": {}, "nbformat": 4, "nbformat_minor": 2}))
+    proc = cli("run", str(old), "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 0 and proc.stderr == ""

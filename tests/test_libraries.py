@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .conftest import exit_json, run
+from .conftest import NOTEBOOKS, exit_json, run
 from .conftest import source_notebook as notebook
 
 
@@ -299,3 +299,7 @@ def test_environment_specs_are_read_from_cells_and_metadata_and_bad_ones_refused
     bad = parse_source('# Databricks notebook source\n# MAGIC %environment\n# MAGIC "dependencies": 5\n')
     with pytest.raises(NotebookFormatError, match='"dependencies" must be a list'):
         environment_specs(bad, "nb.py")
+
+
+def test_notebook_runs_in_its_own_folder() -> None:
+    assert run("sub/cwd.py").exit_value == str((NOTEBOOKS / "sub").resolve())

@@ -75,3 +75,12 @@ def test_fabric_notebookutils_run_multiple_validate_run_exit() -> None:
     assert "runMultiple: dependency cycle:" in out["cycle"]
     assert out["run"] == "2"
     assert Path(result.output).with_suffix(".runMultiple").is_dir()
+
+
+def test_rerun_into_the_same_folder_forgets_old_children(tmp_path: Path) -> None:
+    first = run("parent_run.py", output_dir=tmp_path)
+    assert len(first.children) == 3
+    second = run("parent_run.py", output_path=tmp_path / "parent_run.ipynb", parameters={})
+    assert len(second.children) == 3  # the same three, not six
+    other = run("child.py", output_dir=tmp_path)
+    assert other.children == []
