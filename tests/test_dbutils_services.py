@@ -11,6 +11,8 @@ from nbflow import read_result
 
 from .conftest import exit_json, run
 
+pytestmark = pytest.mark.kernel
+
 
 def test_task_values_outside_a_job() -> None:
     result = run("taskvalues.py")

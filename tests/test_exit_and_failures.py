@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from nbflow import read_result
 
 from .conftest import run
+
+pytestmark = pytest.mark.kernel
 
 
 def _outputs_text(path: str, index: int) -> str:

@@ -233,6 +233,7 @@ def test_a_cycle_in_a_long_chain_is_named(tmp_path: Path) -> None:
     assert any(c in p for c in cycles for p in info.value.problems), info.value.problems
 
 
+@pytest.mark.kernel
 def test_running_the_end_of_a_3000_task_chain(tmp_path: Path) -> None:
     # --from walked every task's upstream set (cubic); the scheduler scanned every task per event.
     done = cli("run", str(_chain(tmp_path, 3000, "none")), "--from", "t2998", "--json", timeout=120)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from nbflow import read_result
 
 from .conftest import exit_json, run
+
+pytestmark = pytest.mark.kernel
 
 
 def test_run_returns_the_childs_exit_value_in_a_fresh_namespace() -> None:

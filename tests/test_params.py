@@ -67,6 +67,7 @@ def test_params_file_errors(tmp_path: Path) -> None:
         params.load_params_file(broken)
 
 
+@pytest.mark.kernel
 def test_dates_in_a_parameters_file_become_iso_strings(tmp_path: Path) -> None:
     params = tmp_path / "p.yaml"
     params.write_text("x: 2026-01-31\n")

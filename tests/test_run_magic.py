@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import exit_json, run
+
+pytestmark = pytest.mark.kernel
 
 
 def test_run_includes_share_the_namespace_and_take_widget_arguments() -> None:

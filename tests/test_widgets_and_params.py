@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .conftest import exit_json, run
+
+pytestmark = pytest.mark.kernel
 
 
 def test_every_widget_kind_and_accessor() -> None:
