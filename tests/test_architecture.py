@@ -306,7 +306,7 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> Iterator[Im
                 origin = node.module or ""
             for alias in node.names:
                 # `from pkg import sub` imports the submodule; `from mod import name` the module.
-                submodule = f"{origin}.{alias.name}"
+                submodule = f"{origin}.{alias.name}" if origin else alias.name
                 yield made(node, submodule if submodule in modules else resolve(origin, modules), nested)
             return
         inner = nested or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef))
@@ -387,12 +387,32 @@ def test_finds_a_cycle_and_its_imports() -> None:
     assert a_cycle({"c", "d", "e"}, graph) == ["c", "d", "e", "c"]
 
 
-def test_relative_imports_resolve_to_modules() -> None:
-    # The resolution the graph rests on, on nbflow's own files: `from . import x` to the submodule,
-    # `from .m import name` to the module, a package's __init__ under the package's name.
-    modules = all_modules()
-    runtime = {(i.target, i.source) for i in imports_of("nbflow.runtime", modules["nbflow.runtime"], modules)}
-    assert ("nbflow.runtime.session", "from .session import Session") in runtime
+def test_imports_resolve_to_modules(tmp_path: Path) -> None:
+    # The resolution the graph rests on, on a made-up package: `from . import x` to the submodule,
+    # `from .m import name` to the module, a package's __init__ under the package's name,
+    # TYPE_CHECKING imports left out, and what is nested and what says why.
+    files = {
+        "pkg/__init__.py": "from .a import f\nfrom . import b\n",
+        "pkg/a.py": "import json\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import b\n"
+                    "def f():\n    from .b import g  # noqa: F401  # lazy: a reason\n    import pkg.sub.c\n",
+        "pkg/b.py": "from . import sub\nfrom .sub import c\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/c.py": "from ..a import f\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    modules = {"pkg": tmp_path / "pkg/__init__.py", "pkg.a": tmp_path / "pkg/a.py", "pkg.b": tmp_path / "pkg/b.py",
+               "pkg.sub": tmp_path / "pkg/sub/__init__.py", "pkg.sub.c": tmp_path / "pkg/sub/c.py"}
+    found = {module: [(i.target, i.nested, i.lazy_reason) for i in imports_of(module, path, modules)]
+             for module, path in modules.items()}
+    assert found == {
+        "pkg": [("pkg.a", False, False), ("pkg.b", False, False)],
+        "pkg.a": [("", False, False), ("", False, False), ("pkg.b", True, True), ("pkg.sub.c", True, False)],
+        "pkg.b": [("pkg.sub", False, False), ("pkg.sub.c", False, False)],
+        "pkg.sub": [],
+        "pkg.sub.c": [("pkg.a", False, False)],
+    }
     assert module_name(PACKAGE / "runtime" / "__init__.py") == "nbflow.runtime"
 
 
