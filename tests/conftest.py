@@ -6,10 +6,12 @@ import contextlib
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,128 @@ NOTEBOOKS = Path(__file__).parent / "notebooks"
 # Processes nbflow starts: kernels, dbutils.notebook.run children, plan workers, cluster servers.
 MARKERS = ("ipykernel_launcher", "nbflow.task_process", "nbflow.worker", "nbflow.run_multiple", "pysail spark server",
            "SparkConnectServer")
+
+
+# The test tiers (markers registered in pyproject): what a test starts decides the marker it needs.
+# A command line matching a pattern is a process of that kind; `make test-fast` deselects all four.
+NEEDS: dict[str, re.Pattern[str]] = {
+    "kernel": re.compile(r"ipykernel"),
+    "spark": re.compile(r"pysail"),
+    "jvm": re.compile(r"SparkConnectServer|spark-submit|\bjava\b"),
+    "serve": re.compile(r"-m nbflow serve\b|\bnbflow serve\b"),
+}
+TIERS = frozenset(NEEDS)
+
+
+class Launches:
+    """The processes started while a test runs (its fixtures included), seen two ways: an audit
+    hook in this interpreter catches every launch from it at once, and a watcher thread, started
+    with the first launch, polls this process's descendants for the ones its children start (a
+    CLI's kernel, a worker's kernel, a kernel's cluster). Kernels and servers live for seconds,
+    the watcher looks every 100 ms, so none goes unseen; a look costs ~1 ms, and only tests that
+    start a process at all pay for it.
+
+    An in-process server (``WorkspaceServer`` in a thread) is no process: the serve files carry
+    their marker whole."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.cmdlines: list[str] = []
+        self._before: set[int] = set()
+        self._seen: set[tuple[int, str]] = set()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        self.cmdlines, self._seen = [], set()
+        # Not this test's: what earlier tests' fixtures of a wider scope left running.
+        with contextlib.suppress(psutil.Error):
+            self._before = {child.pid for child in psutil.Process().children(recursive=True)}
+        self._stop.clear()
+        self.active = True
+
+    def end(self) -> None:
+        self.active = False
+        if self._watcher is not None:
+            self._stop.set()
+            self._watcher.join()
+            self._watcher = None
+            self._look()
+
+    def needs(self) -> set[str]:
+        return {tier for tier, pattern in NEEDS.items() if any(pattern.search(c) for c in self.cmdlines)}
+
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        # Called for every audited event of the interpreter (each open, import...): stay cheap.
+        if not self.active or event not in _LAUNCH_EVENTS:
+            return
+        argv = _LAUNCH_EVENTS[event](args)
+        if argv is not None:
+            self.cmdlines.append(argv if isinstance(argv, str) else " ".join(map(str, argv)))
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch, name="launch-watcher", daemon=True)
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.1):
+            self._look()
+
+    def _look(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process().children(recursive=True):
+                if child.pid in self._before:
+                    continue
+                # Read again at each look: caught between fork and exec, a kernel still shows its
+                # parent's command line.
+                with contextlib.suppress(psutil.Error):
+                    seen = (child.pid, " ".join(child.cmdline()))
+                    if seen not in self._seen:
+                        self._seen.add(seen)
+                        self.cmdlines.append(seen[1])
+
+
+_LAUNCH_EVENTS: dict[str, Any] = {
+    "subprocess.Popen": lambda a: a[1],
+    "os.posix_spawn": lambda a: a[1],
+    "os.exec": lambda a: a[1],
+    "os.spawn": lambda a: a[2],
+    "os.system": lambda a: a[0],
+    "os.fork": lambda a: None,
+    "os.forkpty": lambda a: None,
+}
+LAUNCHES = Launches()
+sys.addaudithook(LAUNCHES.audit)
+
+
+@pytest.fixture(autouse=True)
+def launch_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test that starts a kernel, a Sail or JVM cluster or an ``nbflow serve`` process
+    without that tier's marker: `make test-fast` then starts none, and ``-m "kernel and not spark"``
+    means what it says. With ``NBFLOW_TEST_LAUNCH_LOG=<file>`` it fails nothing and writes each
+    test's tiers as a JSON line instead (how to find a new file's marks).
+
+    Named to sort first: autouse fixtures of one conftest set up in name order, so this one sees
+    the other fixtures' launches (and tears down last)."""
+    marked = {mark.name for mark in request.node.iter_markers()} & TIERS
+    LAUNCHES.begin()
+    try:
+        yield
+    finally:
+        LAUNCHES.end()
+    needs = LAUNCHES.needs()
+    record = os.environ.get("NBFLOW_TEST_LAUNCH_LOG")
+    if record:
+        with open(record, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"test": request.node.nodeid, "marked": sorted(marked), "needs": sorted(needs),
+                                  "cmdlines": LAUNCHES.cmdlines}) + "\n")
+        return
+    missing = needs - marked
+    if missing:
+        shown = "\n  ".join(c for c in LAUNCHES.cmdlines if any(NEEDS[t].search(c) for t in missing))
+        pytest.fail(f"this test starts what needs the marker(s) {sorted(missing)} (add "
+                    f"@pytest.mark.<name> or a module pytestmark):\n  {shown}")
 
 
 def nbflow_processes(scope: Path) -> dict[int, str]:

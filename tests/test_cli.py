@@ -16,6 +16,7 @@ import pytest
 from .conftest import NOTEBOOKS, as_from_a_terminal, cli
 
 
+@pytest.mark.kernel
 def test_run_json_summary_is_all_of_stdout(project: Path) -> None:
     proc = cli("run", str(NOTEBOOKS / "child.py"), "-p", "x=4", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -30,6 +31,7 @@ def test_run_json_summary_is_all_of_stdout(project: Path) -> None:
     assert run_json["tasks"] == summary["tasks"]
 
 
+@pytest.mark.kernel
 def test_run_human_output_and_output_dir(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = cli("run", str(NOTEBOOKS / "child.py"), "--output-dir", str(out))
@@ -38,6 +40,7 @@ def test_run_human_output_and_output_dir(tmp_path: Path) -> None:
     assert (out / "child.ipynb").is_file() and (out / "run.json").is_file()
 
 
+@pytest.mark.kernel
 def test_parameters_file_and_cli_precedence(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("n: 2\nlabel: from-file\n")
@@ -50,6 +53,7 @@ def test_parameters_file_and_cli_precedence(tmp_path: Path) -> None:
     assert inspected["parameters"]["label"] == {"value": "from-file", "source": f"file:{params}"}
 
 
+@pytest.mark.kernel
 def test_failed_notebook_exits_1_with_one_line_naming_the_cell() -> None:
     proc = cli("run", str(NOTEBOOKS / "fails.py"))
     assert proc.returncode == 1
@@ -58,6 +62,7 @@ def test_failed_notebook_exits_1_with_one_line_naming_the_cell() -> None:
     assert "executed notebook:" in line
 
 
+@pytest.mark.kernel
 def test_failed_notebook_json_has_the_error() -> None:
     proc = cli("run", str(NOTEBOOKS / "fails.py"), "--json")
     assert proc.returncode == 1
@@ -66,12 +71,14 @@ def test_failed_notebook_json_has_the_error() -> None:
     assert summary["tasks"][0]["error"] == {"cell_index": 2, "ename": "ValueError", "evalue": "boom in cell 2"}
 
 
+@pytest.mark.kernel
 def test_timeout_exits_1() -> None:
     proc = cli("run", str(NOTEBOOKS / "sleeps.py"), "--timeout", "2", "--json")
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["status"] == "TIMEDOUT"
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize(
     ("args", "text"),
     [
@@ -89,6 +96,7 @@ def test_faults_exit_1_with_one_line_and_keep_the_notebook(args: list[str], text
     assert saved.is_file() and nbformat.read(saved, as_version=4).metadata["nbflow"]["status"] in line
 
 
+@pytest.mark.kernel
 def test_log_output_streams_the_notebook_output_to_stderr() -> None:
     proc = cli("run", str(NOTEBOOKS / "magics.py"), "--log-output", "--json")
     assert proc.returncode == 0
@@ -124,6 +132,7 @@ def test_kernel_that_cannot_start_exits_3(project: Path) -> None:
     assert payload["status"] == "FAILED" and payload["error"]["ename"] == "KernelStartError"
 
 
+@pytest.mark.kernel
 def test_unknown_parameter_warns_on_stderr_only() -> None:
     proc = cli("run", str(NOTEBOOKS / "child.py"), "-p", "typo=1", "--json")
     assert proc.returncode == 0
@@ -131,6 +140,7 @@ def test_unknown_parameter_warns_on_stderr_only() -> None:
     assert "warning: parameter 'typo' was passed" in proc.stderr
 
 
+@pytest.mark.kernel
 def test_inspect_json_and_human(project: Path) -> None:
     proc = cli("run", str(NOTEBOOKS / "exit_early.py"), "--json")
     output = json.loads(proc.stdout)["tasks"][0]["output"]
@@ -144,12 +154,14 @@ def test_inspect_json_and_human(project: Path) -> None:
     assert human.returncode == 0 and "done early" in human.stdout and "before" in human.stdout
 
 
+@pytest.mark.kernel
 def test_inspect_failed_run_names_the_cell() -> None:
     output = json.loads(cli("run", str(NOTEBOOKS / "fails.py"), "--json").stdout)["tasks"][0]["output"]
     data = json.loads(cli("inspect", output, "--json").stdout)
     assert data["error"] == {"cell_index": 2, "ename": "ValueError", "evalue": "boom in cell 2"}
 
 
+@pytest.mark.kernel
 def test_papermill_engine_entry_point(tmp_path: Path) -> None:
     out = tmp_path / "out.ipynb"
     proc = subprocess.run(
@@ -166,6 +178,7 @@ def test_papermill_engine_entry_point(tmp_path: Path) -> None:
     assert payload["parameters"]["n"] == {"value": 3, "source": "papermill"}
 
 
+@pytest.mark.kernel
 def test_papermill_engine_reports_failures(tmp_path: Path) -> None:
     source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise ValueError('pm')")])
     src = tmp_path / "in.ipynb"
@@ -178,6 +191,7 @@ def test_papermill_engine_reports_failures(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "ValueError" in proc.stderr
 
 
+@pytest.mark.kernel
 def test_ctrl_c_cancels_saves_and_stops_the_kernel(project: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "nbflow", "run", str(NOTEBOOKS / "sleeps.py"), "--json"],
@@ -211,6 +225,7 @@ def _start_and_wait_for(args: list[str], project: Path, pattern: str) -> subproc
     return proc
 
 
+@pytest.mark.kernel
 def test_ctrl_c_during_a_workflow_stops_the_child_and_its_kernel(project: Path) -> None:
     proc = _start_and_wait_for(
         ["run", str(NOTEBOOKS / "parent_sleeping_child.py"), "--json"], project,
@@ -223,6 +238,7 @@ def test_ctrl_c_during_a_workflow_stops_the_child_and_its_kernel(project: Path) 
     # the autouse no_orphans fixture then checks that both kernels and the child process are gone
 
 
+@pytest.mark.kernel
 def test_killed_runner_leaves_no_kernel_behind(project: Path) -> None:
     proc = _start_and_wait_for(
         ["run", str(NOTEBOOKS / "parent_sleeping_child.py")], project,
@@ -234,6 +250,7 @@ def test_killed_runner_leaves_no_kernel_behind(project: Path) -> None:
     assert nbformat.read(saved, as_version=4).metadata["nbflow"]["status"] == "RUNNING"
 
 
+@pytest.mark.kernel
 def test_printed_output_of_a_plan_task_is_kept_per_task(tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(f"name: p\ntasks:\n  - task_key: sh\n    notebook: {NOTEBOOKS / 'magics.py'}\n")
@@ -241,3 +258,30 @@ def test_printed_output_of_a_plan_task_is_kept_per_task(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     folder = Path(json.loads(proc.stdout)["output_dir"])
     assert "from sh" in (folder / "sh.log").read_text()
+
+
+@pytest.mark.kernel
+def test_papermill_engine_uses_the_project_secrets(project: Path, tmp_path: Path) -> None:
+    (project / ".nbflow").mkdir()
+    (project / ".nbflow" / "secrets.yaml").write_text("app:\n  token: pm-secret-value\n")
+    out = tmp_path / "out.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'dbutils.notebook.exit(str(len(dbutils.secrets.get("app", "token"))))')])
+    src = tmp_path / "in.ipynb"
+    nbformat.write(nb, src)
+    proc = subprocess.run(
+        [sys.executable, "-m", "papermill", str(src), str(out), "--engine", "nbflow", "--no-progress-bar"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert nbformat.read(out, as_version=4).metadata["nbflow"]["exit_value"] == str(len("pm-secret-value"))
+
+
+@pytest.mark.kernel
+def test_old_notebooks_without_cell_ids_run_quietly(tmp_path: Path) -> None:
+    old = tmp_path / "old.ipynb"
+    old.write_text(json.dumps({"cells": [{"cell_type": "code", "source": "x = 1", "metadata": {},
+                                          "outputs": [], "execution_count": None}],
+                               "metadata": {}, "nbformat": 4, "nbformat_minor": 2}))
+    proc = cli("run", str(old), "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 0 and proc.stderr == ""

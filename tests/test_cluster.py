@@ -84,6 +84,7 @@ def run_sql_and_temp_view(state: cluster_state.ClusterState) -> None:
 # --- Sail ----------------------------------------------------------------------------------
 
 
+@pytest.mark.spark
 def test_sail_start_attach_query_stop(stopped_after: Path) -> None:
     project = stopped_after
     state = cluster.start(project, "sail")
@@ -118,6 +119,7 @@ def test_sail_start_attach_query_stop(stopped_after: Path) -> None:
     assert cluster.stop(project) is False
 
 
+@pytest.mark.spark
 def test_sail_with_a_port_is_plain_tcp_on_loopback_and_says_it_is_open(stopped_after: Path) -> None:
     port = processes.free_port()
     state = cluster.start(stopped_after, "sail", port=port)
@@ -128,6 +130,7 @@ def test_sail_with_a_port_is_plain_tcp_on_loopback_and_says_it_is_open(stopped_a
     run_sql_and_temp_view(state)
 
 
+@pytest.mark.spark
 def test_sail_tables_use_the_project_warehouse(stopped_after: Path) -> None:
     state = cluster.start(stopped_after, "sail")
     spark = cluster_attach.attach(state)
@@ -140,6 +143,7 @@ def test_sail_tables_use_the_project_warehouse(stopped_after: Path) -> None:
     assert [p.parent.name.split("-")[0] for p in Path(state.warehouse).glob("*/_delta_log")] == ["t"]
 
 
+@pytest.mark.spark
 def test_start_is_idempotent(stopped_after: Path) -> None:
     first = cluster.start(stopped_after, "sail")
     again = cluster.start(stopped_after)  # auto accepts the running cluster, whatever its engine
@@ -148,6 +152,7 @@ def test_start_is_idempotent(stopped_after: Path) -> None:
     assert len(servers_of(stopped_after)) == 1
 
 
+@pytest.mark.spark
 def test_a_different_engine_or_port_than_the_running_one_is_refused(stopped_after: Path) -> None:
     state = cluster.start(stopped_after, "sail")
     with pytest.raises(InputError, match="already running"):
@@ -159,6 +164,7 @@ def test_a_different_engine_or_port_than_the_running_one_is_refused(stopped_afte
     assert cluster.status(stopped_after) == state
 
 
+@pytest.mark.spark
 def test_concurrent_starts_start_one_server(stopped_after: Path) -> None:
     results: list[cluster_state.ClusterState] = []
     errors: list[BaseException] = []
@@ -181,6 +187,7 @@ def test_concurrent_starts_start_one_server(stopped_after: Path) -> None:
     assert [p.pid for p in servers_of(stopped_after)] == [results[0].pid]
 
 
+@pytest.mark.spark
 def test_concurrent_starts_from_separate_processes_start_one_server(stopped_after: Path) -> None:
     code = "import sys; from nbflow.cluster import server; print(server.start(sys.argv[1], 'sail').pid)"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(stopped_after)], stdout=subprocess.PIPE, text=True)
@@ -190,6 +197,7 @@ def test_concurrent_starts_from_separate_processes_start_one_server(stopped_afte
     assert [p.pid for p in servers_of(stopped_after)] == list(pids)
 
 
+@pytest.mark.spark
 def test_stale_state_with_a_dead_pid_is_cleaned(stopped_after: Path) -> None:
     path = write_state(stopped_after)
     assert cluster.status(stopped_after) is None
@@ -221,6 +229,7 @@ def test_port_taken_by_another_program(stopped_after: Path) -> None:
     assert servers_of(stopped_after) == []
 
 
+@pytest.mark.spark
 def test_a_server_killed_with_sigkill_is_not_running(stopped_after: Path) -> None:
     state = cluster.start(stopped_after, "sail")
     assert state.pid is not None
@@ -268,6 +277,7 @@ def test_session_url_gets_its_own_session_id() -> None:
 # --- JVM Spark -----------------------------------------------------------------------------
 
 
+@pytest.mark.jvm
 def test_jvm_spark_engine_starts_attaches_and_stops(stopped_after: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBFLOW_DELTA_JARS", str(stopped_after / "no-jars-here"))
     state = cluster.start(stopped_after, "spark")
@@ -376,6 +386,7 @@ def test_auto_picks_spark_with_delta_jars_else_sail_instantly(tmp_path: Path) ->
 # --- The command line ------------------------------------------------------------------------
 
 
+@pytest.mark.spark
 def test_cli_start_status_logs_stop(stopped_after: Path) -> None:
     started = cli("cluster", "start", "--engine", "sail")
     assert started.returncode == 0, started.stderr

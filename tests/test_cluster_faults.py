@@ -50,6 +50,7 @@ def kill_server(state: cluster_state.ClusterState) -> None:
 # --- A server that dies under its sessions ------------------------------------------------------
 
 
+@pytest.mark.spark
 @pytest.mark.parametrize("victim", ["gate", "sail"])
 def test_a_session_on_a_dead_cluster_fails_in_seconds_with_one_line_and_the_next_attach_restarts_it(
     project: Path, victim: str
@@ -82,6 +83,8 @@ def test_a_session_on_a_dead_cluster_fails_in_seconds_with_one_line_and_the_next
     assert log.count("starting the sail cluster") == 2  # restarted once, into the same log
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_a_dead_cluster_fails_running_tasks_at_once_their_retry_restarts_it_and_the_next_run_works(
     project: Path,
 ) -> None:
@@ -118,6 +121,8 @@ def test_a_dead_cluster_fails_running_tasks_at_once_their_retry_restarts_it_and_
     assert cluster.status(project) == restarted
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_the_pool_never_hands_out_a_kernel_attached_to_a_dead_server(project: Path) -> None:
     pool = WorkerPool(1, {"project": str(project), "engine": "sail", "spark": True})
     try:
@@ -165,6 +170,7 @@ def damage(path: Path, how: str) -> None:
         path.write_text(json.dumps(json.loads(text)["state"]))
 
 
+@pytest.mark.spark
 @pytest.mark.parametrize("how", list(GARBAGE))
 def test_a_damaged_state_file_never_starts_a_second_server(project: Path, how: str) -> None:
     state = cluster.start(project, "sail")
@@ -186,6 +192,7 @@ def test_a_damaged_state_file_never_starts_a_second_server(project: Path, how: s
     assert spark.range(4).count() == 4
 
 
+@pytest.mark.spark
 def test_cluster_status_names_the_damage_and_stop_stops_the_server_it_no_longer_names(project: Path) -> None:
     state = cluster.start(project, "sail")
     path = paths.cluster_state_file(project)
@@ -206,6 +213,7 @@ def test_cluster_status_names_the_damage_and_stop_stops_the_server_it_no_longer_
     assert cli("cluster", "status").stdout.strip() == "not running"
 
 
+@pytest.mark.spark
 def test_an_orphan_server_is_adopted_rather_than_doubled_when_the_state_file_is_lost(project: Path) -> None:
     state = cluster.start(project, "sail")
     paths.cluster_state_file(project).unlink()
@@ -214,6 +222,7 @@ def test_an_orphan_server_is_adopted_rather_than_doubled_when_the_state_file_is_
     assert [p.pid for p in servers_of(project)] == [state.pid]
 
 
+@pytest.mark.spark
 def test_the_state_file_is_replaced_whole(project: Path) -> None:
     # Readers racing a writer see the old file or the new one, never a part.
     state = cluster.start(project, "sail")
@@ -259,6 +268,7 @@ class PlainChannel(DefaultChannelBuilder):  # type: ignore[misc]
         return self._secure_channel(f"unix:{self.socket_file}", credentials)
 
 
+@pytest.mark.spark
 @pytest.mark.skipif("not gate_available()", reason="no unprivileged user namespaces here: Sail runs on plain TCP")
 def test_only_clients_with_the_cluster_token_reach_sail(project: Path) -> None:
     state = cluster.start(project, "sail")
@@ -277,6 +287,7 @@ def test_only_clients_with_the_cluster_token_reach_sail(project: Path) -> None:
     assert cluster_attach.attach(state).read.text("/etc/hostname").count() >= 1
 
 
+@pytest.mark.spark
 def test_where_namespaces_are_not_available_sail_runs_on_plain_tcp_and_says_so(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from nbflow import read_result
+
 from .conftest import exit_json, run
+
+pytestmark = pytest.mark.kernel
 
 
 def test_task_values_outside_a_job() -> None:
@@ -124,3 +128,25 @@ def test_env_secrets_reach_the_runtime_but_not_the_notebooks_environment(
     # Passing a secret on as a task value says so, where the writer sees it.
     assert "task value 'leaked' contains a secret value; it is passed on as [REDACTED]" in saved
     assert result.task_values == {"leaked": {"key": "[REDACTED]"}}
+
+
+@pytest.fixture
+def secrets(project: Path) -> str:
+    value = 'tok"en\\with\nnewline'
+    (project / ".nbflow").mkdir()
+    (project / ".nbflow" / "secrets.json").write_text(json.dumps({"app": {"token": value}}))
+    return value
+
+
+def test_secret_passed_to_a_child_is_redacted_in_every_record(secrets: str) -> None:
+    result = run("secret_to_child.py")
+    assert result.exit_value == f"length {len(secrets)}"
+    [child] = result.children
+    assert child["parameters"]["token"] == "[REDACTED]"
+    child_result = read_result(child["output"])
+    assert child_result.parameters["token"]["value"] == "[REDACTED]"
+    assert child_result.variables["received"]["repr"] == "'[REDACTED]'"
+    for saved in (Path(result.output), Path(child["output"])):
+        text = saved.read_text()
+        assert "newline" not in text, saved  # neither raw nor escaped spellings of the secret
+    assert "token" in result.variables and "newline" not in result.variables["token"]["repr"]

@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from .conftest import exit_json, run
+
+pytestmark = [pytest.mark.kernel, pytest.mark.spark]
 
 HISTORY_COLUMNS = ["version", "timestamp", "userId", "userName", "operation", "operationParameters", "job",
                    "notebook", "clusterId", "readVersion", "isolationLevel", "isBlindAppend", "operationMetrics",

@@ -17,9 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from nbflow.results import read_result
 
 from .conftest import run
+
+pytestmark = pytest.mark.kernel
 
 HEADER = "# Databricks notebook source\n"
 SEPARATOR = "\n# COMMAND ----------\n"

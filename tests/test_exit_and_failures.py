@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from nbflow import read_result
 
 from .conftest import run
+
+pytestmark = pytest.mark.kernel
 
 
 def _outputs_text(path: str, index: int) -> str:
@@ -77,3 +80,17 @@ def test_display_and_display_html() -> None:
     mimes = [set(o.get("data", {})) for o in nb.cells[0].outputs]
     assert result.status == "SUCCESS"
     assert any("text/html" in m for m in mimes) and any(m == {"text/plain"} for m in mimes)
+
+
+def test_timeout_holds_even_when_a_cell_ignores_interrupts() -> None:
+    result = run("stubborn.py", timeout=2)
+    assert result.status == "TIMEDOUT"
+    assert result.duration_s < 12
+    assert any("could not read the notebook's variables" in w for w in result.warnings)
+
+
+def test_kernel_log_is_kept_only_for_a_dead_kernel(tmp_path: Path) -> None:
+    run("child.py", output_dir=tmp_path)
+    assert not list(tmp_path.glob("*.kernel.log"))
+    dead = run("dies.py", output_dir=tmp_path)
+    assert dead.status == "FAILED"

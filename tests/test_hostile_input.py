@@ -233,6 +233,7 @@ def test_a_cycle_in_a_long_chain_is_named(tmp_path: Path) -> None:
     assert any(c in p for c in cycles for p in info.value.problems), info.value.problems
 
 
+@pytest.mark.kernel
 def test_running_the_end_of_a_3000_task_chain(tmp_path: Path) -> None:
     # --from walked every task's upstream set (cubic); the scheduler scanned every task per event.
     done = cli("run", str(_chain(tmp_path, 3000, "none")), "--from", "t2998", "--json", timeout=120)
@@ -240,3 +241,15 @@ def test_running_the_end_of_a_3000_task_chain(tmp_path: Path) -> None:
     summary = json.loads(done.stdout)
     assert {t["task_key"]: t["status"] for t in summary["tasks"]} == {
         "t2998": "SUCCESS", "t2999": "SUCCESS"}
+
+
+def test_output_problems_are_input_errors(tmp_path: Path) -> None:
+    proc = cli("run", str(NOTEBOOKS / "trivial.ipynb"), "--output-dir", "/proc/nbflow-cannot")
+    assert proc.returncode == 2 and "cannot create the output folder" in proc.stderr
+    proc = cli("run", str(NOTEBOOKS / "trivial.ipynb"), "--output-dir", str(NOTEBOOKS))
+    assert proc.returncode == 2 and "would overwrite its source" in proc.stderr
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text(json.dumps({"cells": [{"cell_type": "code", "source": "1", "metadata": {}}],
+                               "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    proc = cli("run", str(bad))
+    assert proc.returncode == 2 and "not a valid .ipynb" in proc.stderr and len(proc.stderr.splitlines()) == 1

@@ -14,7 +14,10 @@ from nbflow.cluster import server as cluster
 
 from .conftest import NOTEBOOKS, cli, exit_json, run
 
+pytestmark = pytest.mark.kernel
 
+
+@pytest.mark.spark
 def test_spark_sql_temp_views_sql_magic_and_display(project: Path) -> None:
     result = run("spark/basics.py")
     out = exit_json(result)
@@ -34,6 +37,7 @@ def test_a_notebook_without_spark_starts_no_cluster(project: Path) -> None:
     assert cluster.status(project) is None
 
 
+@pytest.mark.spark
 def test_delta_tables_sql_and_time_travel(project: Path) -> None:
     out = exit_json(run("spark/tables.py"))
     assert out["error_mode"] == "raised"
@@ -54,6 +58,7 @@ def test_delta_tables_sql_and_time_travel(project: Path) -> None:
     assert DeltaTable(orders["location"]).to_pandas().shape == (3, 2)
 
 
+@pytest.mark.spark
 def test_tables_are_shared_across_runs_and_survive_a_cluster_restart(project: Path) -> None:
     assert run("spark/writer.py", {"table": "shop_t", "rows": "7"}).ok
     assert run("spark/reader.py", {"table": "shop_t"}).exit_value == "7"
@@ -62,11 +67,13 @@ def test_tables_are_shared_across_runs_and_survive_a_cluster_restart(project: Pa
     assert run("spark/reader.py", {"table": "main.default.shop_t"}).exit_value == "7"
 
 
+@pytest.mark.spark
 def test_parent_and_child_see_each_others_tables_at_once(project: Path) -> None:
     out = exit_json(run("spark/parent_child_tables.py"))
     assert out == {"child_saw": "3", "parent_saw": 5}
 
 
+@pytest.mark.spark
 def test_delta_table_python_api(project: Path) -> None:
     out = exit_json(run("spark/delta_api.py"))
     assert out["is_delta_name_path"] is True
@@ -81,6 +88,7 @@ def test_delta_table_python_api(project: Path) -> None:
     assert "has no SQL form" in out["column_error"]  # a Python UDF; other Columns are written as SQL
 
 
+@pytest.mark.spark
 def test_parallel_writers_and_concurrent_merges_lose_no_rows(project: Path) -> None:
     assert run("spark/writer.py", {"table": "warmup", "rows": "1"}).ok  # start the cluster once
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -96,6 +104,7 @@ def test_parallel_writers_and_concurrent_merges_lose_no_rows(project: Path) -> N
     assert run("spark/reader.py", {"table": "merged"}).exit_value == "4000"
 
 
+@pytest.mark.spark
 def test_table_show_cli(project: Path) -> None:
     assert run("spark/writer.py", {"table": "shown", "rows": "4"}).ok
     data = json.loads(cli("table", "show", "shown", "--limit", "2", "--history", "--json").stdout)
@@ -106,6 +115,7 @@ def test_table_show_cli(project: Path) -> None:
     assert missing.returncode == 2 and "no table named nope" in missing.stderr
 
 
+@pytest.mark.spark
 @pytest.mark.parametrize("name", ["worker_2_customer_ltv.ipynb", "worker_5_big_orders.py"])
 def test_sample_workers_upsert_instead_of_duplicating(project: Path, name: str) -> None:
     samples = NOTEBOOKS.parent.parent / "sample_notebooks"
@@ -121,6 +131,7 @@ def test_sample_workers_upsert_instead_of_duplicating(project: Path, name: str) 
 _JARS, _JARS_REASON = engines.find_delta_jars()
 
 
+@pytest.mark.jvm
 @pytest.mark.skipif(_JARS is None, reason=f"Delta on the JVM engine needs delta-spark's jars: {_JARS_REASON}")
 def test_delta_on_the_jvm_engine(project: Path) -> None:
     from nbflow import run_notebook
@@ -129,6 +140,7 @@ def test_delta_on_the_jvm_engine(project: Path) -> None:
     assert out["orders"] == [[1, 0.0], [2, 99.0], [4, 40.0]]
 
 
+@pytest.mark.jvm
 def test_the_jvm_engine_runs_spark_notebooks_without_delta(project: Path) -> None:
     from nbflow import run_notebook
 
@@ -139,6 +151,7 @@ def test_the_jvm_engine_runs_spark_notebooks_without_delta(project: Path) -> Non
     assert state is not None and state.engine == "spark" and not state.delta
 
 
+@pytest.mark.spark
 def test_fresh_cluster_restarts_it(project: Path) -> None:
     assert run("spark/writer.py", {"table": "kept", "rows": "2"}).ok
     before = cluster.status(project)
@@ -148,6 +161,7 @@ def test_fresh_cluster_restarts_it(project: Path) -> None:
     assert before is not None and after is not None and after.pid != before.pid
 
 
+@pytest.mark.spark
 def test_spark_reads_and_writes_dbfs_paths_in_the_projects_dbfs(project: Path) -> None:
     out = exit_json(run("spark/dbfs_paths.py"))
     assert out["parquet"] == 3 and out["delta"] == 4

@@ -12,7 +12,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .conftest import exit_json, run
+import pytest
+
+from .conftest import NOTEBOOKS, exit_json, run
 from .conftest import source_notebook as notebook
 
 
@@ -44,6 +46,7 @@ def nbflow_site_packages() -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in root.iterdir()}
 
 
+@pytest.mark.kernel
 def test_git_folder_puts_the_notebook_folder_and_repo_root_on_sys_path(project: Path) -> None:
     # databricks/notebook-best-practices' layout: notebooks/ imports covid_analysis/ at the repo root.
     repo = project / "repo"
@@ -85,6 +88,7 @@ def test_git_folder_puts_the_notebook_folder_and_repo_root_on_sys_path(project: 
                                 "f": "filtered"}
 
 
+@pytest.mark.kernel
 def test_a_notebook_outside_any_repository_has_only_its_folder(project: Path) -> None:
     nb = notebook(project / "plain" / "nb.py", """
         import json, os, sys
@@ -96,6 +100,7 @@ def test_a_notebook_outside_any_repository_has_only_its_folder(project: Path) ->
     assert outcome["path"][1] != str(project)  # the project is no git repository: nothing more
 
 
+@pytest.mark.kernel
 def test_pip_installs_into_the_runs_environment_seen_by_children_and_restarts(project: Path) -> None:
     folder = project / "nbs"
     wheel(folder / "wheels")
@@ -152,6 +157,7 @@ def test_pip_installs_into_the_runs_environment_seen_by_children_and_restarts(pr
     assert not list(env_root.iterdir())  # the run's environment went with the run
 
 
+@pytest.mark.kernel
 def test_pip_requirements_file_and_a_package_that_cannot_be_found(project: Path) -> None:
     folder = project / "req"
     wheel(folder / "wheels", "reqpkg", "2.0", 7)
@@ -179,6 +185,7 @@ def test_pip_requirements_file_and_a_package_that_cannot_be_found(project: Path)
     assert "value 7" in printed and "never" not in printed
 
 
+@pytest.mark.kernel
 def test_environment_cell_installs_its_dependencies_before_the_first_cell(project: Path) -> None:
     folder = project / "serverless"
     wheel(folder, "envpkg", "1.0", 5)
@@ -208,6 +215,7 @@ def test_environment_cell_installs_its_dependencies_before_the_first_cell(projec
     assert not (project / ".nbflow" / "python").exists() or not list((project / ".nbflow" / "python").iterdir())
 
 
+@pytest.mark.kernel
 def test_ipynb_environment_metadata_and_a_missing_dependency(project: Path, monkeypatch: Any) -> None:
     import nbformat
 
@@ -234,6 +242,7 @@ def test_ipynb_environment_metadata_and_a_missing_dependency(project: Path, monk
 
 
 
+@pytest.mark.kernel
 def test_mlflow_logs_to_the_project_and_registers_unity_catalog_models_locally(project: Path) -> None:
     import pytest
 
@@ -299,3 +308,8 @@ def test_environment_specs_are_read_from_cells_and_metadata_and_bad_ones_refused
     bad = parse_source('# Databricks notebook source\n# MAGIC %environment\n# MAGIC "dependencies": 5\n')
     with pytest.raises(NotebookFormatError, match='"dependencies" must be a list'):
         environment_specs(bad, "nb.py")
+
+
+@pytest.mark.kernel
+def test_notebook_runs_in_its_own_folder() -> None:
+    assert run("sub/cwd.py").exit_value == str((NOTEBOOKS / "sub").resolve())

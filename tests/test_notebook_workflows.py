@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from nbflow import read_result
 
 from .conftest import exit_json, run
+
+pytestmark = pytest.mark.kernel
 
 
 def test_run_returns_the_childs_exit_value_in_a_fresh_namespace() -> None:
@@ -75,3 +79,12 @@ def test_fabric_notebookutils_run_multiple_validate_run_exit() -> None:
     assert "runMultiple: dependency cycle:" in out["cycle"]
     assert out["run"] == "2"
     assert Path(result.output).with_suffix(".runMultiple").is_dir()
+
+
+def test_rerun_into_the_same_folder_forgets_old_children(tmp_path: Path) -> None:
+    first = run("parent_run.py", output_dir=tmp_path)
+    assert len(first.children) == 3
+    second = run("parent_run.py", output_path=tmp_path / "parent_run.ipynb", parameters={})
+    assert len(second.children) == 3  # the same three, not six
+    other = run("child.py", output_dir=tmp_path)
+    assert other.children == []

@@ -22,6 +22,8 @@ from nbflow.results import read_result
 
 from .conftest import NOTEBOOKS, cli
 
+pytestmark = pytest.mark.kernel
+
 # The six ways spawns.py leaves a process behind (one pid file each).
 CASES = {"fork", "new_session", "ignores_sigterm", "double_fork", "plain", "sh_nohup"}
 GONE_WITHIN_S = 10.0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from nbflow import params
 from nbflow.errors import ParameterError
+
+from .conftest import NOTEBOOKS, cli
 
 
 @pytest.mark.parametrize(
@@ -62,3 +65,20 @@ def test_params_file_errors(tmp_path: Path) -> None:
     broken.write_text("a: [1\n")
     with pytest.raises(ParameterError, match=r"broken\.yaml"):
         params.load_params_file(broken)
+
+
+@pytest.mark.kernel
+def test_dates_in_a_parameters_file_become_iso_strings(tmp_path: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text("x: 2026-01-31\n")
+    proc = cli("run", str(NOTEBOOKS / "child.py"), "-f", str(params), "--json")
+    assert proc.returncode == 1  # child.py does int(x): the date arrived as its ISO string
+    error = json.loads(proc.stdout)["tasks"][0]["error"]
+    assert "invalid literal for int() with base 10: '2026-01-31'" in error["evalue"]
+
+
+def test_non_string_parameter_names_are_refused(tmp_path: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text("1: one\n")
+    proc = cli("run", str(NOTEBOOKS / "child.py"), "-f", str(params))
+    assert proc.returncode == 2 and "must be a string" in proc.stderr

@@ -6,8 +6,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from nbflow.pool import WorkerPool
+
+pytestmark = pytest.mark.kernel
 
 
 def _children(pid: int) -> list[psutil.Process]:

@@ -55,6 +55,9 @@ def workspace(project: Path) -> Iterator[tuple[WorkspaceServer, dict[str, str], 
     server.stop()
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
+@pytest.mark.serve
 def test_deploy_run_compare_schedule_and_destroy(workspace: tuple[WorkspaceServer, dict[str, str], Path]) -> None:
     server, env, plan = workspace
     first = cli("remote", "deploy", str(plan), "--form", "both", env=env, timeout=300)
@@ -111,6 +114,7 @@ def test_deploy_run_compare_schedule_and_destroy(workspace: tuple[WorkspaceServe
         assert TOKEN not in proc.stdout + proc.stderr  # the token is never printed
 
 
+@pytest.mark.serve
 def test_remote_errors_are_one_line(workspace: tuple[WorkspaceServer, dict[str, str], Path]) -> None:
     _, env, plan = workspace
     not_deployed = cli("remote", "run", str(plan), env=env)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import exit_json, run
+
+pytestmark = pytest.mark.kernel
 
 
 def test_run_includes_share_the_namespace_and_take_widget_arguments() -> None:
@@ -26,3 +30,9 @@ def test_failure_inside_an_included_notebook_fails_the_cell() -> None:
 def test_ipynb_exported_from_databricks_runs_its_magics() -> None:
     result = run("databricks_export.ipynb")
     assert result.exit_value == "ok!"
+
+
+def test_run_cycle_is_reported() -> None:
+    result = run("run_cycle_a.py")
+    assert result.status == "FAILED"
+    assert "%run cycle:" in result.error.evalue and "run_cycle_b.py" in result.error.evalue

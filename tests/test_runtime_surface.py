@@ -9,8 +9,12 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from .conftest import exit_json, run
 from .conftest import source_notebook as notebook
+
+pytestmark = pytest.mark.kernel
 
 
 def test_sdk_runtime_and_dbruntime_give_the_kernels_objects(project: Path) -> None:
@@ -231,6 +235,7 @@ class DatabricksSession:
 '''
 
 
+@pytest.mark.spark
 def test_every_session_entry_point_gives_the_kernels_session(project: Path) -> None:
     # databricks-connect cannot be installed beside pyspark (it ships its own pyspark): a small
     # package with its DatabricksSession API stands for it.
@@ -288,6 +293,7 @@ def test_every_session_entry_point_gives_the_kernels_session(project: Path) -> N
                                         "table", "udf", "getArgument", "active", "built", "also_spark", "remote"}
 
 
+@pytest.mark.spark
 def test_restart_python_in_a_plan_task_with_spark(project: Path) -> None:
     from .conftest import cli
 

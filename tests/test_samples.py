@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from nbflow import run_notebook
+
+pytestmark = pytest.mark.kernel
 
 SAMPLES = Path(__file__).parent.parent / "sample_notebooks"
 

@@ -61,6 +61,7 @@ def _exit_value(proc: subprocess.CompletedProcess[str]) -> object:
     return json.loads(task["exit_value"])
 
 
+@pytest.mark.kernel
 def test_python_sh_and_children_write_inside_the_project(project: Path, tmp_path: Path, machine_untouched: None,
                                                          sandboxed: None) -> None:
     _notebook(tmp_path, "child.py", """
@@ -105,6 +106,8 @@ def test_python_sh_and_children_write_inside_the_project(project: Path, tmp_path
     assert (dbfs / "tmp" / "from_child.txt").read_text() == "child"
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 @pytest.mark.skipif("not gate_available()", reason="no unprivileged user and network namespaces here: "
                     "Sail runs without the gate, and so without the sandbox")
 @pytest.mark.parametrize("started_by", ["command line", "notebook"])
@@ -133,6 +136,8 @@ def test_the_sail_server_sees_the_files_python_wrote(project: Path, tmp_path: Pa
     assert any(p.suffix == ".parquet" for p in written.iterdir()), list(written.iterdir())
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_only_volumes_that_exist_take_python_and_sh_writes(project: Path, tmp_path: Path, machine_untouched: None,
                                                            sandboxed: None) -> None:
     # The child creates a volume while the parent kernel runs; the parent also has another
@@ -243,6 +248,7 @@ def test_a_kernel_that_cannot_bind_volumes_gets_a_sandbox_of_its_own(tmp_path: P
     assert (volumes_root(project) / "main" / "default" / "n" / "x.txt").read_text() == "from the child"
 
 
+@pytest.mark.kernel
 def test_without_the_sandbox_one_warning_line_for_the_run_and_its_children(project: Path, tmp_path: Path) -> None:
     # Nothing is written at /: as root these writes would succeed there.
     _notebook(tmp_path, "child.py", """
@@ -261,6 +267,7 @@ def test_without_the_sandbox_one_warning_line_for_the_run_and_its_children(proje
     assert "/Volumes, /dbfs and /Workspace are mapped only in nbflow's own layers" in warnings[0]
 
 
+@pytest.mark.kernel
 def test_without_the_sandbox_a_parallel_plan_warns_once(project: Path, tmp_path: Path) -> None:
     notebook = _notebook(tmp_path, "task.py", "x = 1\n")
     plan = tmp_path / "plan.yaml"
@@ -321,6 +328,7 @@ def test_a_run_with_the_switch_off_does_not_turn_the_sandbox_off_for_later_runs(
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.spark
 @pytest.mark.skipif("not gate_available()", reason="no unprivileged user and network namespaces here: no gate")
 def test_a_gate_whose_sandbox_fails_still_guards_the_cluster_and_says_so_once(
         project: Path, monkeypatch: pytest.MonkeyPatch, machine_untouched: None) -> None:
@@ -347,6 +355,8 @@ def test_a_gate_whose_sandbox_fails_still_guards_the_cluster_and_says_so_once(
                         "/Volumes, /dbfs and /Workspace in its SQL are the machine's own"]
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_a_job_of_the_local_workspace_sees_its_files_at_slash_workspace(project: Path, machine_untouched: None,
                                                                         sandboxed: None) -> None:
     import base64

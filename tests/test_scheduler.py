@@ -57,6 +57,7 @@ def test_run_if(run_if: str, deps: list[str], expected: tuple[bool, str]) -> Non
     assert decide(run_if, deps) == expected
 
 
+@pytest.mark.kernel
 def test_task_values_references_and_job_parameters_flow_downstream(project: Path) -> None:
     code, summary, _ = run_plan("values.yaml", "-p", "env=prod")
     assert code == 0 and summary["status"] == "SUCCESS"
@@ -78,6 +79,7 @@ def test_task_values_references_and_job_parameters_flow_downstream(project: Path
                                         "error"}
 
 
+@pytest.mark.kernel
 def test_retries_wait_their_interval_and_timeouts_are_not_retried_by_default(project: Path) -> None:
     code, summary, _ = run_plan("retries.yaml", "--mode", "parallel")
     assert states(summary) == {"flaky": "SUCCESS", "nap": "TIMEDOUT"}
@@ -92,6 +94,7 @@ def test_retries_wait_their_interval_and_timeouts_are_not_retried_by_default(pro
     assert len(nap["attempts"]) == 1 and nap["execution_duration"] < 15000  # retry_on_timeout is false
 
 
+@pytest.mark.kernel
 def test_a_killed_kernel_fails_its_task_only(project: Path) -> None:
     code, summary, stderr = run_plan("faults.yaml", "--mode", "parallel")
     assert states(summary) == {"die": "FAILED", "independent": "SUCCESS", "after_die": "UPSTREAM_FAILED"}
@@ -102,6 +105,7 @@ def test_a_killed_kernel_fails_its_task_only(project: Path) -> None:
         f" --mode parallel" in stderr
 
 
+@pytest.mark.kernel
 def test_the_job_timeout_stops_the_run(project: Path) -> None:
     started = time.monotonic()
     code, summary, _ = run_plan("jobtimeout.yaml")
@@ -110,6 +114,7 @@ def test_the_job_timeout_stops_the_run(project: Path) -> None:
     assert states(summary) == {"nap": "TIMEDOUT", "later": "CANCELED"}
 
 
+@pytest.mark.kernel
 def test_leaf_results_only_from_and_fail_fast(project: Path) -> None:
     code, summary, _ = run_plan("chain.yaml")
     assert states(summary) == {"a": "SUCCESS", "b": "FAILED", "c": "UPSTREAM_FAILED", "d": "SUCCESS"}
@@ -132,6 +137,7 @@ def test_bad_plan_arguments_exit_2(project: Path) -> None:
     assert code == 2 and "dependency cycle" in stderr
 
 
+@pytest.mark.kernel
 def test_ctrl_c_cancels_the_plan_and_leaves_nothing_running(project: Path, tmp_path: Path) -> None:
     # No job timeout here: on a busy machine it could expire before the interrupt (TIMEDOUT).
     plan = tmp_path / "nap.yaml"
@@ -152,12 +158,15 @@ def test_ctrl_c_cancels_the_plan_and_leaves_nothing_running(project: Path, tmp_p
     assert (Path(summary["output_dir"]) / "run.json").is_file()
 
 
+@pytest.mark.kernel
 def test_report_html_has_the_timeline(project: Path) -> None:
     _, summary, _ = run_plan("chain.yaml")
     page = (Path(summary["output_dir"]) / "report.html").read_text()
     assert "<svg" in page and page.count("<rect") == 3 and "boom" in page and "UPSTREAM_FAILED" in page
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_compare_resets_tables_between_runs(project: Path) -> None:
     from nbflow.catalog import Registry
 
@@ -185,6 +194,7 @@ def test_a_reference_to_a_task_left_out_fails_the_task_instead_of_hanging(projec
     assert "producer" in consumer["error"]["evalue"]
 
 
+@pytest.mark.kernel
 def test_the_job_timeout_cuts_a_retry_wait_short(project: Path) -> None:
     started = time.monotonic()
     code, summary, _ = run_plan("retry_wait.yaml", timeout=60)
@@ -193,6 +203,7 @@ def test_the_job_timeout_cuts_a_retry_wait_short(project: Path) -> None:
     assert summary["tasks"][0]["attempts"] == 1
 
 
+@pytest.mark.kernel
 def test_a_terminal_gets_a_live_table(project: Path) -> None:
     import pty
 
@@ -216,6 +227,7 @@ def test_a_terminal_gets_a_live_table(project: Path) -> None:
     assert "started (attempt" not in screen  # the table replaces the event lines
 
 
+@pytest.mark.kernel
 def test_a_killed_worker_fails_its_task_only_and_is_replaced(project: Path) -> None:
     # Three tasks kill their worker (a sequential pool has two): the last task needs a replacement.
     code, summary, _ = run_plan("worker_faults.yaml")
@@ -227,6 +239,8 @@ def test_a_killed_worker_fails_its_task_only_and_is_replaced(project: Path) -> N
     assert code == 0 and summary["status"] == "SUCCESS_WITH_FAILURES"  # only the leaf decides
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_a_warm_kernel_runs_the_task_in_its_folder_with_spark_attached_ahead(project: Path) -> None:
     code, summary, stderr = run_plan("warm.yaml", timeout=300)
     assert code == 0, stderr
@@ -234,6 +248,7 @@ def test_a_warm_kernel_runs_the_task_in_its_folder_with_spark_attached_ahead(pro
     assert (here, preattached, value, rows) == (str(PLANS / "nb"), "True", "imported", "3")
 
 
+@pytest.mark.kernel
 def test_repair_reruns_what_failed_with_the_kept_tasks_values_and_parameters(project: Path) -> None:
     flag = project / "flag"
     code, first, stderr = run_plan("repair.yaml", "-p", "env=prod", "-p", f"flag={flag}")

@@ -39,6 +39,7 @@ def client(server: WorkspaceServer, token: str = TOKEN) -> WorkspaceClient:
     return WorkspaceClient(host=server.url, token=token, auth_type="pat")
 
 
+@pytest.mark.serve
 def test_upload_list_export_and_delete_notebooks(server: WorkspaceServer) -> None:
     w = client(server)
     w.workspace.mkdirs("/Shared/nbflow/demo")
@@ -68,6 +69,7 @@ def test_upload_list_export_and_delete_notebooks(server: WorkspaceServer) -> Non
         w.workspace.get_status("/Shared/nbflow/demo/setup")
 
 
+@pytest.mark.serve
 def test_state_survives_a_restart_and_paths_stay_inside(project: Path, server: WorkspaceServer) -> None:
     w = client(server)
     w.workspace.mkdirs("/Users/me")
@@ -89,6 +91,7 @@ def test_state_survives_a_restart_and_paths_stay_inside(project: Path, server: W
     assert not list(project.parent.glob("etc*"))
 
 
+@pytest.mark.serve
 def test_a_missing_or_wrong_token_is_refused(server: WorkspaceServer) -> None:
     with pytest.raises(sdk_errors.PermissionDenied, match="Invalid access token"):
         client(server, "wrong").workspace.get_status("/")
@@ -101,6 +104,7 @@ def test_a_missing_or_wrong_token_is_refused(server: WorkspaceServer) -> None:
     assert reply.status_code == 404 and reply.json()["error_code"] == "ENDPOINT_NOT_FOUND"
 
 
+@pytest.mark.serve
 def test_the_serve_command_prints_its_token_once_and_stops_on_kill(project: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "nbflow", "serve", "--port", "0"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
@@ -116,6 +120,8 @@ def test_the_serve_command_prints_its_token_once_and_stops_on_kill(project: Path
     assert found.group(2) not in err and found.group(2) not in out  # printed once, on stdout only
 
 
+@pytest.mark.spark
+@pytest.mark.serve
 def test_clusters_go_pending_running_terminated_on_the_local_engine(server: WorkspaceServer) -> None:
     w = client(server)
     assert "16.4.x-scala2.12" in {v.key for v in w.clusters.spark_versions().versions or []}
@@ -144,6 +150,9 @@ def upload(w: WorkspaceClient, folder: str, *names: str) -> None:
                            language=Language.PYTHON, overwrite=True)
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
+@pytest.mark.serve
 def test_a_job_runs_its_task_graph_with_values_and_outputs(server: WorkspaceServer) -> None:
     w = client(server)
     upload(w, "/Shared/t", "set_value", "use_value", "boom")
@@ -184,6 +193,8 @@ def test_a_job_runs_its_task_graph_with_values_and_outputs(server: WorkspaceServ
     assert not list(w.jobs.list(name="values"))
 
 
+@pytest.mark.kernel
+@pytest.mark.serve
 def test_runs_can_be_cancelled_and_concurrent_runs_are_skipped(server: WorkspaceServer) -> None:
     w = client(server)
     upload(w, "/Shared/t", "nap")
@@ -212,6 +223,7 @@ def test_quartz_schedules_fire_at_their_time(quartz: str, after: str, expected: 
     assert fire == datetime.datetime.fromisoformat(expected)
 
 
+@pytest.mark.serve
 def test_an_unpaused_schedule_starts_runs_and_a_paused_one_does_not(server: WorkspaceServer) -> None:
     w = client(server)
     upload(w, "/Shared/t", "set_value")

@@ -31,6 +31,8 @@ from databricks.sdk.service.workspace import ImportFormat, Language
 
 from nbflow.serve.server import MAX_REQUEST_BYTES, WorkspaceServer
 
+pytestmark = pytest.mark.serve
+
 TOKEN = "dapi-hardening-token"
 MARKERS = ("nbflow.worker", "ipykernel_launcher", "nbflow.task_process")
 
@@ -284,6 +286,8 @@ def wait_run(w: WorkspaceClient, run_id: int, timeout: float = 180) -> jobs.Run:
         time.sleep(0.5)
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 @pytest.mark.parametrize("how", ["env", "option"])
 def test_the_token_reaches_no_kernel_worker_or_state_file(project: Path, how: str) -> None:
     # The user ran the `export DATABRICKS_TOKEN=...` line the server printed, then restarted it.
@@ -354,6 +358,8 @@ def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 @pytest.mark.parametrize("background", [False, True], ids=["foreground", "background &"])
 def test_sigterm_stops_serve_at_once_with_a_run_in_progress(project: Path, tmp_path: Path,
                                                             background: bool) -> None:
@@ -380,6 +386,8 @@ def test_sigterm_stops_serve_at_once_with_a_run_in_progress(project: Path, tmp_p
     assert states == {"sleeps": ("TERMINATED", "CANCELED"), "after": ("TERMINATED", "CANCELED")}, states
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_after_a_crash_no_task_of_an_interrupted_run_is_left_running(project: Path, tmp_path: Path) -> None:
     srv = start_serve()
     w, run_id = start_sleeping_run(srv, tmp_path / "marker")
@@ -418,6 +426,8 @@ def _client_with_ok_task(srv: WorkspaceServer) -> tuple[WorkspaceClient, jobs.Su
     return w, jobs.SubmitTask(task_key="ok", notebook_task=jobs.NotebookTask(notebook_path="/t/ok"))
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_each_run_is_stored_alone_and_a_run_rewrites_only_its_own_record(project: Path) -> None:
     srv = WorkspaceServer(project, TOKEN)
     srv.start()
@@ -473,6 +483,8 @@ def test_a_workspace_saved_in_one_file_is_read_and_its_interrupted_run_closed(pr
     assert json.loads((root / "runs" / "7.json").read_text())["state"]["life_cycle_state"] == "INTERNAL_ERROR"
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_a_cancel_that_comes_after_every_task_ended_leaves_the_run_as_its_tasks_say(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from nbflow.serve.run_execution import RunExecutor

@@ -134,6 +134,8 @@ def test_databricks_ipynb_metadata_declares_widgets_and_marks_sql_cells() -> Non
 # -- real kernels -------------------------------------------------------------------------------------
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_sql_notebook_run_with_parameters_reaching_markers_and_substitution(tmp_path: Path) -> None:
     out = tmp_path / "out"
     # A value with a quote and a semicolon: bound through :region, it stays a value.
@@ -149,6 +151,8 @@ def test_sql_notebook_run_with_parameters_reaching_markers_and_substitution(tmp_
     assert any("text/html" in o.get("data", {}) for o in totals.outputs)  # the last result is displayed
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_sql_notebook_as_a_plan_task_with_plan_parameters() -> None:
     proc = cli("run", str(SQLNB / "plan.yaml"), "--json", timeout=240)
     assert proc.returncode == 0, proc.stderr
@@ -157,6 +161,8 @@ def test_sql_notebook_as_a_plan_task_with_plan_parameters() -> None:
     assert json.loads(task["exit_value"]) == [{"region": "south", "total": 20, "unit": "lb", "label": "it's; fine"}]
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_create_and_remove_widget_and_set_variables() -> None:
     result = run_notebook(SQLNB / "widgets.sql", {"b": "y"})
     assert result.ok, result.error
@@ -165,6 +171,8 @@ def test_create_and_remove_widget_and_set_variables() -> None:
     assert not result.warnings
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_run_includes_a_sql_notebook_and_notebook_run_calls_one() -> None:
     result = run_notebook(SQLNB / "runs_sql.py")
     assert result.ok, result.error
@@ -177,6 +185,8 @@ def test_run_includes_a_sql_notebook_and_notebook_run_calls_one() -> None:
     assert result.children[0]["notebook"].endswith("report.sql")
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_an_unbound_marker_fails_naming_it() -> None:
     result = run_notebook(SQLNB / "unbound.sql")
     assert result.status == "FAILED"
@@ -184,6 +194,8 @@ def test_an_unbound_marker_fails_naming_it() -> None:
     assert "[UNBOUND_SQL_PARAMETER] Found the unbound parameter: nobody" in result.error.evalue
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_databricks_ipynb_export_widgets_and_cell_languages() -> None:
     result = run_notebook(SQLNB / "export_sql.ipynb", {"region": "east"})
     assert result.ok, result.error
@@ -214,6 +226,8 @@ def test_a_plan_naming_a_scala_notebook_is_invalid(tmp_path: Path) -> None:
     assert "Scala notebook" in proc.stderr
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_papermill_runs_a_sql_source_notebook(tmp_path: Path) -> None:
     out = tmp_path / "out.ipynb"
     proc = subprocess.run(
@@ -227,6 +241,8 @@ def test_papermill_runs_a_sql_source_notebook(tmp_path: Path) -> None:
     assert json.loads(payload["exit_value"])[0]["total"] == 20
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_declare_variable_on_sail_fails_in_one_line_naming_what_works() -> None:
     # Sail (the default engine) has no SQL session variables; the JVM engine parses them itself.
     result = run_notebook(SQLNB / "declare.sql")

@@ -52,6 +52,7 @@ def _rows(project: Path, table: str) -> int:
     return int(DeltaTable(entry.location).count())
 
 
+@pytest.mark.spark
 @pytest.mark.timeout(240)
 def test_processes_creating_one_table_at_once_share_it(project: Path) -> None:
     cluster.start(project, "sail")
@@ -100,6 +101,7 @@ def _stop_sessions() -> Iterator[None]:
         _sessions.pop().stop()
 
 
+@pytest.mark.spark
 def test_tables_default_to_delta_and_missing_paths_fail(project: Path, tmp_path: Path) -> None:
     from pyspark.errors.exceptions.connect import AnalysisException
 
@@ -134,6 +136,7 @@ def test_created_table_names_are_recognised() -> None:
     assert created_table("CREATE SCHEMA s") is None
 
 
+@pytest.mark.spark
 def test_registry_damage_is_named_and_rebuilt(project: Path) -> None:
     from nbflow.errors import CatalogDamaged
 
@@ -166,6 +169,7 @@ def test_registry_damage_is_named_and_rebuilt(project: Path) -> None:
         "main.default.kept": 4, "main.sales.orders": 5}
 
 
+@pytest.mark.spark
 def test_rebuild_without_a_good_copy_recovers_the_warehouse(project: Path) -> None:
     spark = _session(project)
     spark.range(7).write.saveAsTable("only_in_warehouse")
@@ -196,6 +200,8 @@ def test_a_merge_that_finds_a_newer_commit_is_retried() -> None:
     assert spark.calls == 2
 
 
+@pytest.mark.kernel
+@pytest.mark.spark
 @pytest.mark.timeout(300)
 def test_a_parallel_plan_creating_one_table_loses_no_rows(project: Path) -> None:
     from .conftest import cli

@@ -12,7 +12,10 @@ from nbflow.cluster import server as cluster
 
 from .conftest import cli, exit_json, run
 
+pytestmark = pytest.mark.kernel
 
+
+@pytest.mark.spark
 def test_catalogs_schemas_and_three_level_names(project: Path) -> None:
     out = exit_json(run("uc/catalogs.py"))
     assert out["start"] == ["main", "main", "default"]  # a new workspace's current catalog
@@ -49,6 +52,7 @@ def test_catalogs_schemas_and_three_level_names(project: Path) -> None:
     assert listed["sales_dev.bronze.orders"] == 3 and listed["main.default.numbers"] == 6
 
 
+@pytest.mark.spark
 def test_parent_child_share_a_catalog_across_a_restart_and_later_runs(project: Path) -> None:
     out = exit_json(run("uc/parent.py"))
     assert out == {"child_saw": "3", "parent_saw": 5, "child_wrote": "team"}
@@ -61,6 +65,7 @@ def test_parent_child_share_a_catalog_across_a_restart_and_later_runs(project: P
     assert run("uc/child_reader.py", {"table": "team.silver.from_child"}).exit_value == "5"
 
 
+@pytest.mark.spark
 def test_volumes_and_dbfs_paths(project: Path) -> None:
     out = exit_json(run("uc/volumes.py"))
     assert out["volumes"] == [["landing", "ext"], ["landing", "raw"]]
@@ -88,6 +93,7 @@ def test_volumes_and_dbfs_paths(project: Path) -> None:
         project / ".nbflow" / "dbfs" / "tables" / "in_dbfs")
 
 
+@pytest.mark.jvm
 def test_an_engine_with_one_catalog_serves_unity_catalog_names(project: Path) -> None:
     from nbflow import run_notebook
 
@@ -100,6 +106,7 @@ def test_an_engine_with_one_catalog_serves_unity_catalog_names(project: Path) ->
     assert {"dev.silver.t", "main.default.u"} <= set(Registry(project).tables())
 
 
+@pytest.mark.spark
 def test_the_default_catalog_can_be_the_legacy_one_for_a_project_of_an_earlier_nbflow(
         project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run("spark/writer.py", {"table": "hive_metastore.default.legacy_t", "rows": "3"}).ok

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from .conftest import exit_json, run
+
+pytestmark = pytest.mark.kernel
 
 
 def test_every_widget_kind_and_accessor() -> None:
@@ -59,3 +65,8 @@ def test_no_parameters_cell_means_no_injected_variables() -> None:
     result = run("child.py", {"x": "3"})
     assert "x" in result.variables and result.variables["x"]["value"] == 3  # set by the notebook itself
     assert "caller" not in result.variables
+
+
+def test_keyword_parameters_are_widgets_only() -> None:
+    result = run("params.ipynb", {"n": 2, "enabled": "no", "class": "x"})
+    assert result.ok and json.loads(result.exit_value)["n"] == 2
