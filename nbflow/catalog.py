@@ -615,7 +615,7 @@ def describe(entry: TableEntry) -> dict[str, Any]:
     facts: dict[str, Any] = {"name": entry.full_name, "location": entry.location, "format": entry.format,
                              "version": None, "rows": None}
     if entry.format == "delta":
-        from deltalake import DeltaTable
+        from deltalake import DeltaTable  # lazy: loads pyarrow (~0.2 s); kernels import this module
 
         table = DeltaTable(entry.location)
         facts["version"] = table.version()

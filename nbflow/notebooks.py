@@ -17,6 +17,7 @@ before any kernel starts.
 
 from __future__ import annotations
 
+import ast
 import re
 import uuid
 import warnings
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import nbformat
+import yaml
 from nbformat import NotebookNode
 
 from .errors import NotebookFormatError, NotebookNotFound
@@ -308,8 +310,6 @@ def _trim_blank(lines: list[str]) -> list[str]:
 
 def parameters_cell_names(nb: NotebookNode) -> set[str]:
     """Names assigned at top level in the cell tagged ``parameters`` (papermill's convention)."""
-    import ast
-
     names: set[str] = set()
     for cell in nb.cells:
         if cell.cell_type != "code" or "parameters" not in cell.metadata.get("tags", []):
@@ -329,7 +329,6 @@ def environment_specs(nb: NotebookNode, name: str = "<notebook>") -> list[dict[s
     and each ``%environment`` cell's body (``"key": value`` lines, YAML), in that order. Only the
     ones that carry ``dependencies`` or a ``base_environment`` file matter; the others (what the
     UI writes: ``"client": "1"``, ``"base_environment": ""``) are left out."""
-    import yaml
 
     specs: list[dict[str, Any]] = []
     meta = nb.metadata.get(DATABRICKS_NOTEBOOK)

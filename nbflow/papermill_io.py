@@ -15,22 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import nbformat
 from papermill.iorw import LocalHandler, papermill_io
+
+from .notebooks import is_source_notebook, read_notebook, source_header
 
 
 class SourceNotebookHandler(LocalHandler):  # type: ignore[misc]
     """papermill's local reader, which also reads Databricks source notebooks."""
 
     def read(self, path: Any) -> Any:
-        from .notebooks import is_source_notebook, source_header
-
         if isinstance(path, str) and "://" not in path and source_header(Path(path).suffix) is not None:
             file = Path(path) if self._cwd is None else Path(self._cwd) / path
             if is_source_notebook(file):
-                import nbformat
-
-                from .notebooks import read_notebook
-
                 return nbformat.writes(read_notebook(file))
         return super().read(path)
 
