@@ -466,6 +466,21 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
     return plan, notebooks
 
 
+def check_plan(plan: Plan, base_dir: Path) -> dict[str, Path]:
+    """The checks of :func:`load_plan` that need the whole plan, for a plan built in code (keys,
+    dependencies, cycles, notebooks relative to ``base_dir``, references); each task's notebook
+    file. Raises PlanError listing every problem by its field path."""
+    problems: list[str] = []
+
+    def report(loc: tuple[Any, ...], message: str) -> None:
+        problems.append(f"plan {plan.name!r}: {_dotted(loc) or '(plan)'}: {message}")
+
+    notebooks = _check(plan, base_dir, report)
+    if problems:
+        raise PlanError(problems)
+    return notebooks
+
+
 def plan_from_job(settings: dict[str, Any], locate: Callable[[str], Path], where: str) -> tuple[Plan, dict[str, Path]]:
     """A Jobs API job (its ``settings``, or a ``runs/submit`` body) as a plan, with each task's
     notebook file found by ``locate`` (a workspace path to a local file; raises InputError).
