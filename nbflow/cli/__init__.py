@@ -1,12 +1,17 @@
 """The ``nbflow`` command line: thin click commands over the library, one module per group.
 
 ``main`` (the group and ``main()``, the console script) loads each command's module when that
-command runs; :mod:`~nbflow.cli.commands` lists them with their one-line help. ``run``
-(``run``, ``validate``, ``schema``), ``inspect``, ``compare``, ``cluster``, ``table``,
-``remote`` and ``serve`` hold the commands: they parse options, call the library
-(:func:`nbflow.run_notebook`, :func:`nbflow.run_plan`, :mod:`nbflow.compare`,
+command runs; :mod:`~nbflow.cli.commands` lists them with their one-line help. ``run``,
+``plan`` (the plan branch of ``run``, ``validate``, ``schema``), ``inspect``, ``compare``,
+``cluster``, ``table``, ``remote`` and ``serve`` hold the commands: they parse options, call the
+library (:func:`nbflow.run_notebook`, :func:`nbflow.run_plan`, :mod:`nbflow.compare`,
 :mod:`nbflow.remote.deploy`...) and print. :mod:`~nbflow.cli.exits` holds the one error handler
 and the one map from a result state to an exit code.
+
+Imports are at module level, but for three marked ``# lazy:``: each command's module is loaded
+when it runs (so ``nbflow --help`` imports none of them), and ``nbflow run NOTEBOOK`` loads
+neither the plan side (pydantic models, the scheduler) nor the cluster module, which a cold
+notebook run would otherwise pay for.
 
 Exit codes, for every command:
 

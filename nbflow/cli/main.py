@@ -22,9 +22,9 @@ class Nbflow(click.Group):
         entry = COMMANDS.get(cmd_name)
         if entry is None:
             return None
-        # lazy: `nbflow --help` and `nbflow cluster status` need not import plans, the scheduler
-        # and the SDK; a command's module is imported when the command runs.
-        module = importlib.import_module(f"{__package__}.{entry.module}")
+        # `nbflow --help` and `nbflow cluster status` need not import plans, the scheduler and the
+        # SDK: a command's module is imported when the command runs.
+        module = importlib.import_module(f"{__package__}.{entry.module}")  # lazy: only the command run
         command: click.Command = getattr(module, cmd_name)
         return command
 

@@ -1,33 +1,23 @@
-"""``nbflow run`` (a notebook, or a plan), ``nbflow validate`` and ``nbflow schema``."""
+"""``nbflow run``: a notebook here, a plan through :mod:`nbflow.cli.plan`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
-from rich.console import Console
-from rich.live import Live
 
-from .. import cluster
 from .. import params as params_mod
 from ..errors import InputError
-from ..plan import Plan, load_plan
-from ..plan_runner import run_plan
 from ..project import project_dir
-from ..report import event_line, live_table, summary
 from ..results import NotebookResult
-from ..runner import DEFAULT_OUTPUT_ROOT, new_run_id, run_notebook, write_run_json
-from ..runner import summary as notebook_summary
-from ..scheduler import PlanRun, TaskRun
+from ..runner import DEFAULT_OUTPUT_ROOT, new_run_id, run_notebook, summary, write_run_json
 from .commands import short_help
-from .exits import exit_code, finish
+from .exits import finish
 
 PLAN_SUFFIXES = (".yaml", ".yml", ".json")
 # Options that mean something for one kind of run only: given to the other, they are refused
@@ -84,10 +74,15 @@ def run(
     _refuse_other_kinds_options(notebook, is_plan)
     parameters = params_mod.from_command_line(parameters_file, params)
     if is_plan:
-        _run_plan(notebook, parameters, output_dir, engine, fresh_cluster, mode, max_workers, only, from_,
-                  fail_fast, repair, as_json)
+        # Plan models (pydantic), the scheduler and rich's live view: a notebook run skips them.
+        from .plan import run_plan_file  # lazy: plans only; a notebook run would pay for them
+
+        run_plan_file(notebook, parameters, output_dir, engine, fresh_cluster, mode, max_workers, only, from_,
+                      fail_fast, repair, as_json)
         return
     if fresh_cluster:
+        from .. import cluster  # lazy: only --fresh-cluster; a run without Spark never loads it
+
         cluster.stop(project_dir())
     _run_notebook(notebook, parameters, output_dir, timeout, log_output, engine, as_json)
 
@@ -123,7 +118,7 @@ def _run_notebook(path: Path, parameters: dict[str, params_mod.Param], output_di
     for warning in result.warnings:
         click.echo(f"nbflow: warning: {warning}", err=True)
     if as_json:
-        click.echo(json.dumps(notebook_summary(result, folder), indent=2))
+        click.echo(json.dumps(summary(result, folder), indent=2))
     else:
         _print_notebook_run(result)
     finish(result.status)
@@ -147,66 +142,3 @@ def _print_notebook_run(result: NotebookResult) -> None:
 def _clip(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _run_plan(path: Path, parameters: dict[str, params_mod.Param], output_dir: Path | None, engine: str,
-              fresh_cluster: bool, mode: str, max_workers: int | None, only: Sequence[str], from_: str | None,
-              fail_fast: bool, repair: Path | None, as_json: bool) -> None:
-    terminal = not as_json and sys.stderr.isatty()  # a terminal: one live table instead of event lines
-
-    def on_event(event: str, task_run: TaskRun) -> None:
-        if not terminal:
-            click.echo(event_line(event, task_run), err=as_json)
-
-    with contextlib.ExitStack() as live:
-
-        def on_start(plan_run: PlanRun) -> None:
-            if fresh_cluster:  # once the plan and the options are known to be good
-                cluster.stop(project_dir())
-            if terminal:
-                live.enter_context(Live(get_renderable=lambda: live_table(plan_run), console=Console(stderr=True),
-                                        refresh_per_second=4))
-
-        plan_run = run_plan(path, mode=mode, max_workers=max_workers, only=only, from_task=from_,
-                            job_parameters=parameters, repair=repair, fail_fast=fail_fast, output_dir=output_dir,
-                            cluster_engine=engine, on_event=on_event, on_start=on_start)
-    if as_json:
-        click.echo(json.dumps(summary(plan_run), indent=2))
-    if plan_run.result_state == "CANCELED":
-        click.echo("nbflow: interrupted: running tasks were cancelled and their notebooks saved", err=True)
-        finish(plan_run.result_state)
-    if not as_json:
-        seconds = (plan_run.end_ms - plan_run.start_ms) / 1000
-        click.echo(f"{plan_run.result_state} plan {plan_run.plan.name!r} ({mode}, {seconds:.1f} s): "
-                   f"{plan_run.output_dir}")
-    if exit_code(plan_run.result_state) and plan_run.resume_from:
-        again = " ".join(shlex.quote(a) for a in _repeated_options(mode, max_workers, engine))
-        click.echo(f"nbflow: to re-run what did not succeed: nbflow run {shlex.quote(str(path))} "
-                   f"--repair {shlex.quote(str(plan_run.output_dir))}{' ' + again if again else ''}", err=True)
-    finish(plan_run.result_state)
-
-
-def _repeated_options(mode: str, max_workers: int | None, engine: str) -> list[str]:
-    """The options of a run that its repair command repeats (job parameters come from run.json)."""
-    found: list[str] = []
-    if mode != "sequential":
-        found += ["--mode", mode]
-    if max_workers:
-        found += ["--max-workers", str(max_workers)]
-    if engine != "auto":
-        found += ["--engine", engine]
-    return found
-
-
-@click.command(short_help=short_help("validate"))
-@click.argument("plan", type=click.Path(path_type=Path))
-def validate(plan: Path) -> None:
-    """Check a PLAN (YAML or JSON) without running it: every problem, with its file and line."""
-    loaded, _notebooks = load_plan(plan)
-    click.echo(f"{plan}: OK: plan {loaded.name!r}, {len(loaded.tasks)} tasks, order {' -> '.join(loaded.order())}")
-
-
-@click.command(short_help=short_help("schema"))
-def schema() -> None:
-    """Print the JSON Schema of a plan file."""
-    click.echo(json.dumps(Plan.model_json_schema(), indent=2))

@@ -1,0 +1,88 @@
+"""Plans on the command line: the plan branch of ``nbflow run``, ``nbflow validate`` and
+``nbflow schema``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.live import Live
+
+from .. import cluster
+from ..params import Param
+from ..plan import Plan, load_plan
+from ..plan_runner import run_plan
+from ..project import project_dir
+from ..report import event_line, live_table, summary
+from ..scheduler import PlanRun, TaskRun
+from .commands import short_help
+from .exits import exit_code, finish
+
+
+def run_plan_file(path: Path, parameters: dict[str, Param], output_dir: Path | None, engine: str,
+              fresh_cluster: bool, mode: str, max_workers: int | None, only: Sequence[str], from_: str | None,
+              fail_fast: bool, repair: Path | None, as_json: bool) -> None:
+    terminal = not as_json and sys.stderr.isatty()  # a terminal: one live table instead of event lines
+
+    def on_event(event: str, task_run: TaskRun) -> None:
+        if not terminal:
+            click.echo(event_line(event, task_run), err=as_json)
+
+    with contextlib.ExitStack() as live:
+
+        def on_start(plan_run: PlanRun) -> None:
+            if fresh_cluster:  # once the plan and the options are known to be good
+                cluster.stop(project_dir())
+            if terminal:
+                live.enter_context(Live(get_renderable=lambda: live_table(plan_run), console=Console(stderr=True),
+                                        refresh_per_second=4))
+
+        plan_run = run_plan(path, mode=mode, max_workers=max_workers, only=only, from_task=from_,
+                            job_parameters=parameters, repair=repair, fail_fast=fail_fast, output_dir=output_dir,
+                            cluster_engine=engine, on_event=on_event, on_start=on_start)
+    if as_json:
+        click.echo(json.dumps(summary(plan_run), indent=2))
+    if plan_run.result_state == "CANCELED":
+        click.echo("nbflow: interrupted: running tasks were cancelled and their notebooks saved", err=True)
+        finish(plan_run.result_state)
+    if not as_json:
+        seconds = (plan_run.end_ms - plan_run.start_ms) / 1000
+        click.echo(f"{plan_run.result_state} plan {plan_run.plan.name!r} ({mode}, {seconds:.1f} s): "
+                   f"{plan_run.output_dir}")
+    if exit_code(plan_run.result_state) and plan_run.resume_from:
+        again = " ".join(shlex.quote(a) for a in _repeated_options(mode, max_workers, engine))
+        click.echo(f"nbflow: to re-run what did not succeed: nbflow run {shlex.quote(str(path))} "
+                   f"--repair {shlex.quote(str(plan_run.output_dir))}{' ' + again if again else ''}", err=True)
+    finish(plan_run.result_state)
+
+
+def _repeated_options(mode: str, max_workers: int | None, engine: str) -> list[str]:
+    """The options of a run that its repair command repeats (job parameters come from run.json)."""
+    found: list[str] = []
+    if mode != "sequential":
+        found += ["--mode", mode]
+    if max_workers:
+        found += ["--max-workers", str(max_workers)]
+    if engine != "auto":
+        found += ["--engine", engine]
+    return found
+
+
+@click.command(short_help=short_help("validate"))
+@click.argument("plan", type=click.Path(path_type=Path))
+def validate(plan: Path) -> None:
+    """Check a PLAN (YAML or JSON) without running it: every problem, with its file and line."""
+    loaded, _notebooks = load_plan(plan)
+    click.echo(f"{plan}: OK: plan {loaded.name!r}, {len(loaded.tasks)} tasks, order {' -> '.join(loaded.order())}")
+
+
+@click.command(short_help=short_help("schema"))
+def schema() -> None:
+    """Print the JSON Schema of a plan file."""
+    click.echo(json.dumps(Plan.model_json_schema(), indent=2))
