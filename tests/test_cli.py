@@ -412,3 +412,26 @@ def test_a_cancelled_remote_run_exits_130_as_a_local_one(project: Path) -> None:
         assert proc.returncode == 130, err
     finally:
         server.stop()
+
+
+def test_table_list_and_show_read_the_registry_without_a_cluster(project: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from nbflow.catalog import Registry
+
+    location = tmp_path / "sales"
+    write_deltalake(str(location), pa.table({"region": ["north", "south", "east"], "amount": [1, 2, 3]}))
+    write_deltalake(str(location), pa.table({"region": ["west"], "amount": [4]}), mode="append")
+    Registry(project).register("main.default.sales", str(location), "delta", managed=False)
+    Registry(project).register("main.default.gone", str(tmp_path / "removed"), "delta", managed=False)
+    listed = {row["name"]: row for row in json.loads(invoke("table", "list", "--json").stdout)}
+    assert listed["main.default.sales"]["rows"] == 4 and listed["main.default.sales"]["version"] == 1
+    assert listed["main.default.gone"]["error"].startswith("cannot read: ")  # listed all the same
+    human = invoke("table", "list")
+    assert human.exit_code == 0 and "main.default.sales" in human.stdout  # a name is never cut (the location folds)
+    shown = json.loads(invoke("table", "show", "sales", "--limit", "2", "--history", "--json").stdout)
+    assert shown["columns"] == ["region", "amount"] and len(shown["sample"]) == 2
+    assert [h["version"] for h in shown["history"]] == [1, 0]
+    missing = invoke("table", "show", "nope")
+    assert missing.exit_code == 2 and "no table named nope" in missing.stderr
