@@ -22,12 +22,14 @@ from ..project import project_dir
 from ..report import event_line, live_table, summary
 from ..scheduler import PlanRun, TaskRun
 from .commands import short_help
-from .exits import exit_code, finish
+from .exits import CANCELED, exit_code, finish
 
 
-def run_plan_file(path: Path, parameters: dict[str, Param], output_dir: Path | None, engine: str,
-              fresh_cluster: bool, mode: str, max_workers: int | None, only: Sequence[str], from_: str | None,
-              fail_fast: bool, repair: Path | None, as_json: bool) -> None:
+def run_plan_file(path: Path, parameters: dict[str, Param], *, output_dir: Path | None, engine: str,
+                  fresh_cluster: bool, mode: str, max_workers: int | None, only: Sequence[str],
+                  from_task: str | None, fail_fast: bool, repair: Path | None, as_json: bool) -> None:
+    """``nbflow run PLAN``: run it with :func:`nbflow.run_plan`, show its progress (a live table
+    in a terminal, else one line per event), print its result, exit with its state's code."""
     terminal = not as_json and sys.stderr.isatty()  # a terminal: one live table instead of event lines
 
     def on_event(event: str, task_run: TaskRun) -> None:
@@ -43,12 +45,12 @@ def run_plan_file(path: Path, parameters: dict[str, Param], output_dir: Path | N
                 live.enter_context(Live(get_renderable=lambda: live_table(plan_run), console=Console(stderr=True),
                                         refresh_per_second=4))
 
-        plan_run = run_plan(path, mode=mode, max_workers=max_workers, only=only, from_task=from_,
+        plan_run = run_plan(path, mode=mode, max_workers=max_workers, only=only, from_task=from_task,
                             job_parameters=parameters, repair=repair, fail_fast=fail_fast, output_dir=output_dir,
                             cluster_engine=engine, on_event=on_event, on_start=on_start)
     if as_json:
         click.echo(json.dumps(summary(plan_run), indent=2))
-    if plan_run.result_state == "CANCELED":
+    if plan_run.result_state == CANCELED:
         click.echo("nbflow: interrupted: running tasks were cancelled and their notebooks saved", err=True)
         finish(plan_run.result_state)
     if not as_json:

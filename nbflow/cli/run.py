@@ -77,8 +77,9 @@ def run(
         # Plan models (pydantic), the scheduler and rich's live view: a notebook run skips them.
         from .plan import run_plan_file  # lazy: plans only; a notebook run would pay for them
 
-        run_plan_file(notebook, parameters, output_dir, engine, fresh_cluster, mode, max_workers, only, from_,
-                      fail_fast, repair, as_json)
+        run_plan_file(notebook, parameters, output_dir=output_dir, engine=engine, fresh_cluster=fresh_cluster,
+                      mode=mode, max_workers=max_workers, only=only, from_task=from_, fail_fast=fail_fast,
+                      repair=repair, as_json=as_json)
         return
     if fresh_cluster:
         from .. import cluster  # lazy: only --fresh-cluster; a run without Spark never loads it
