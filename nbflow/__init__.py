@@ -49,7 +49,7 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nbflow' has no attribute {name!r}")
-    value: object = getattr(import_module(f".{module}", __name__), name)
+    value: object = getattr(import_module(f".{module}", __name__), name)  # lazy: kernels import nbflow
     globals()[name] = value  # found once: later lookups do not come back here
     return value
 
