@@ -34,8 +34,8 @@ def _silent(text: str) -> None:
 
 
 def deploy_plan(plan_file: Path, *, workspace_dir: str | None = None, cluster: ClusterOptions | None = None,
-           form: str = "dag", schedule: bool = False, profile: str | None = None,
-           say: Say = _silent) -> Deployment:
+                form: str = "dag", schedule: bool = False, profile: str | None = None,
+                say: Say = _silent) -> Deployment:
     """Upload the plan's notebooks, make sure its cluster runs, and create or update its jobs
     (``form``: ``dag``, ``orchestrator`` or ``both``); job ids of an earlier deploy are kept."""
     options = cluster or ClusterOptions()
@@ -89,8 +89,8 @@ class RemoteRun:
 
 
 def run_job(plan_file: Path, *, mode: str = "sequential", form: str = "dag",
-        job_parameters: Mapping[str, str] | None = None, wait: bool = True, timeout: float | None = None,
-        profile: str | None = None, say: Say = _silent) -> RemoteRun:
+            job_parameters: Mapping[str, str] | None = None, wait: bool = True, timeout: float | None = None,
+            profile: str | None = None, say: Say = _silent) -> RemoteRun:
     """Start the deployed job of ``mode`` (``form`` dag or orchestrator) with ``run-now`` and,
     with ``wait``, follow it to its end (``timeout`` seconds at most, then RemoteError) and
     write ``processed/remote-<run-id>/run.json`` (the API's own answer) and ``report.html``."""
@@ -121,7 +121,7 @@ def run_job(plan_file: Path, *, mode: str = "sequential", form: str = "dag",
 
 
 def compare_jobs(plan_file: Path, *, timeout: float | None = None, with_local: bool = False,
-            profile: str | None = None, say: Say = _silent) -> Comparison:
+                 profile: str | None = None, say: Say = _silent) -> Comparison:
     """Run the deployed sequential job, then the parallel one, and compare their times (with
     ``with_local``, beside the plan run locally both ways); the report is written."""
     plan, _ = load_plan(plan_file)
