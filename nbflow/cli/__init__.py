@@ -1,8 +1,8 @@
 """The ``nbflow`` command line: thin click commands over the library, one module per group.
 
 ``main`` (the group and ``main()``, the console script) loads each command's module when that
-command runs; :mod:`~nbflow.cli.commands` lists them with their one-line help. ``run``,
-``plan`` (the plan branch of ``run``, ``validate``, ``schema``), ``inspect``, ``compare``,
+command runs; :mod:`~nbflow.cli.commands` lists them with their one-line help. ``run`` (with
+``plan``, its plan branch), ``validate`` (``validate``, ``schema``), ``inspect``, ``compare``,
 ``cluster``, ``table``, ``remote`` and ``serve`` hold the commands: they parse options, call the
 library (:func:`nbflow.run_notebook`, :func:`nbflow.run_plan`, :mod:`nbflow.compare`,
 :mod:`nbflow.remote.deploy`...) and print. :mod:`~nbflow.cli.exits` holds the one error handler

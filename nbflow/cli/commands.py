@@ -23,10 +23,10 @@ COMMANDS: Final[dict[str, Command]] = {
     "inspect": Command("inspect", "Show what an nbflow run recorded in an EXECUTED notebook."),
     "remote": Command("remote", "Deploy a PLAN to a Databricks workspace and run it there."),
     "run": Command("run", "Run a NOTEBOOK, or a PLAN of notebooks."),
-    "schema": Command("plan", "Print the JSON Schema of a plan file."),
+    "schema": Command("validate", "Print the JSON Schema of a plan file."),
     "serve": Command("serve", "Serve a local Databricks workspace for databricks-sdk."),
     "table": Command("table", "The tables in the project's local lakehouse."),
-    "validate": Command("plan", "Check a PLAN without running it."),
+    "validate": Command("validate", "Check a PLAN without running it."),
 }
 
 

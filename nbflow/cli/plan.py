@@ -1,5 +1,4 @@
-"""Plans on the command line: the plan branch of ``nbflow run``, ``nbflow validate`` and
-``nbflow schema``."""
+"""``nbflow run PLAN``: the plan branch of ``nbflow run``, over :func:`nbflow.run_plan`."""
 
 from __future__ import annotations
 
@@ -16,12 +15,10 @@ from rich.live import Live
 
 from .. import cluster
 from ..params import Param
-from ..plan import Plan, load_plan
 from ..plan_runner import run_plan
 from ..project import project_dir
 from ..report import event_line, live_table, summary
 from ..scheduler import PlanRun, TaskRun
-from .commands import short_help
 from .exits import CANCELED, exit_code, finish
 
 
@@ -74,17 +71,3 @@ def _repeated_options(mode: str, max_workers: int | None, engine: str) -> list[s
     if engine != "auto":
         found += ["--engine", engine]
     return found
-
-
-@click.command(short_help=short_help("validate"))
-@click.argument("plan", type=click.Path(path_type=Path))
-def validate(plan: Path) -> None:
-    """Check a PLAN (YAML or JSON) without running it: every problem, with its file and line."""
-    loaded, _notebooks = load_plan(plan)
-    click.echo(f"{plan}: OK: plan {loaded.name!r}, {len(loaded.tasks)} tasks, order {' -> '.join(loaded.order())}")
-
-
-@click.command(short_help=short_help("schema"))
-def schema() -> None:
-    """Print the JSON Schema of a plan file."""
-    click.echo(json.dumps(Plan.model_json_schema(), indent=2))
