@@ -1,30 +1,58 @@
 """nbflow: run Databricks notebooks locally the way Databricks runs them.
 
-The public API is imported lazily: every notebook kernel imports ``nbflow.runtime``, and must
-not pay for papermill and nbformat on the way.
+The public API: :func:`run_notebook` runs one notebook and returns its :class:`NotebookResult`
+(:func:`read_result` reads one from an executed notebook); :func:`run_plan` runs a plan
+(:func:`load_plan` reads and checks one; :class:`Plan` builds one in code) and returns its
+:class:`PlanRun`, one :class:`TaskRun` per task. Every error nbflow raises on purpose is an
+:class:`NbflowError`: bad input an :class:`InputError`, a machine that cannot run the work an
+:class:`EnvironmentFailure`.
+
+Everything but the errors is imported on first use: every notebook kernel imports
+``nbflow.runtime``, and must not pay for papermill, pydantic and nbformat on the way.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Final
 
-from .errors import NbflowError
+from .errors import EnvironmentFailure, InputError, NbflowError
 
-if TYPE_CHECKING:
-    from .results import read_result
-    from .runner import run_notebook
-    from .runs import NotebookResult
+if TYPE_CHECKING:  # the same names as _LAZY, for type checkers (a test checks that they agree)
+    from .plan import Plan as Plan
+    from .plan import load_plan as load_plan
+    from .plan_runner import run_plan as run_plan
+    from .results import read_result as read_result
+    from .runner import run_notebook as run_notebook
+    from .runs import NotebookResult as NotebookResult
+    from .runs import PlanRun as PlanRun
+    from .runs import TaskRun as TaskRun
 
 __version__ = "0.1.0"
 
-__all__ = ["NbflowError", "NotebookResult", "__version__", "read_result", "run_notebook"]
+# The public names imported on first use: name -> the module (in nbflow) that defines it.
+_LAZY: Final[dict[str, str]] = {
+    "NotebookResult": "runs",
+    "Plan": "plan",
+    "PlanRun": "runs",
+    "TaskRun": "runs",
+    "load_plan": "plan",
+    "read_result": "results",
+    "run_notebook": "runner",
+    "run_plan": "plan_runner",
+}
 
-_LAZY = {"NotebookResult": "runs", "read_result": "results", "run_notebook": "runner"}
+__all__ = ["EnvironmentFailure", "InputError", "NbflowError", "__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from importlib import import_module
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nbflow' has no attribute {name!r}")
+    value: object = getattr(import_module(f".{module}", __name__), name)  # lazy: kernels import nbflow
+    globals()[name] = value  # found once: later lookups do not come back here
+    return value
 
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'nbflow' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,4 +1,5 @@
-"""The command line: exit codes, one-line errors, JSON on stdout only, inspect, papermill --engine."""
+"""The command line: exit codes, one-line errors, options refused where they mean nothing, JSON on
+stdout only, inspect, validate, schema, papermill --engine."""
 
 from __future__ import annotations
 
@@ -10,10 +11,27 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import nbformat
 import pytest
+from click.testing import CliRunner, Result
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.service import jobs
+from nbflow.remote.server import WorkspaceServer
+
+from nbflow.cli.commands import COMMANDS
+from nbflow.cli.exits import EXIT_CODES, exit_code
+from nbflow.cli.main import cli as nbflow_group
+from nbflow.results import CellError, NotebookResult
 
 from .conftest import NOTEBOOKS, as_from_a_terminal, cli
+
+PLANS = Path(__file__).parent / "plans"
+
+
+def invoke(*args: str) -> Result:
+    """The command line in this process (click's runner): for what no process boundary decides."""
+    return CliRunner().invoke(nbflow_group, list(args), prog_name="nbflow")
 
 
 @pytest.mark.kernel
@@ -115,13 +133,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
         ("inspect", str(NOTEBOOKS / "trivial.ipynb")): "not a notebook executed by nbflow",
     }
     for args, text in cases.items():
-        proc = cli(*args)
-        assert proc.returncode == 2, (args, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("nbflow: ") and text in lines[0], (args, proc.stderr)
-        assert proc.stdout == ""
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("nbflow: ") and text in lines[0], (args, result.stderr)
+        assert result.stdout == ""
 
 
+@pytest.mark.kernel
 def test_kernel_that_cannot_start_exits_3(project: Path) -> None:
     proc = cli("run", str(NOTEBOOKS / "trivial.ipynb"), env={"NBFLOW_KERNEL_PYTHON": "/nonexistent/python"})
     assert proc.returncode == 3
@@ -285,3 +304,161 @@ def test_old_notebooks_without_cell_ids_run_quietly(tmp_path: Path) -> None:
                                "metadata": {}, "nbformat": 4, "nbformat_minor": 2}))
     proc = cli("run", str(old), "--output-dir", str(tmp_path / "out"))
     assert proc.returncode == 0 and proc.stderr == ""
+
+
+# -- in this process (click's runner): no kernel, no server -----------------------------------------
+@pytest.mark.parametrize(
+    ("args", "refused"),
+    [
+        (["--mode", "parallel"], "--mode"),
+        (["--only", "a", "--max-workers", "2"], "--max-workers, --only"),
+        (["--from", "a"], "--from"),
+        (["--fail-fast"], "--fail-fast"),
+        (["--repair", "processed/x"], "--repair"),
+    ],
+)
+def test_a_notebook_run_refuses_the_options_of_plans(args: list[str], refused: str, project: Path) -> None:
+    result = invoke("run", str(NOTEBOOKS / "child.py"), *args)
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"nbflow: {refused}: ") and "of plan runs only" in line and "child.py is a notebook" in line
+    assert not (project / "processed").exists()  # nothing ran
+
+
+@pytest.mark.parametrize(("args", "refused"), [(["--timeout", "5"], "--timeout"), (["--log-output"], "--log-output")])
+def test_a_plan_run_refuses_the_options_of_notebooks(args: list[str], refused: str, project: Path) -> None:
+    result = invoke("run", str(PLANS / "chain.yaml"), *args)
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"nbflow: {refused}: ") and "of notebook runs only" in line
+    assert "chain.yaml is a plan" in line
+    assert not (project / "processed").exists()
+
+
+def test_validate_prints_the_order_or_every_problem(tmp_path: Path) -> None:
+    ok = invoke("validate", str(PLANS / "chain.yaml"))
+    assert ok.exit_code == 0 and ok.stdout.startswith(f"{PLANS / 'chain.yaml'}: OK: plan ")
+    assert "order a -> " in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\ntasks:\n  - task_key: x\n    notebook: missing.py\n    depends_on: [ghost]\n")
+    refused = invoke("validate", str(bad))
+    assert refused.exit_code == 2 and refused.stdout == ""
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"nbflow: {bad}:") for line in lines)
+    assert "unknown task 'ghost'" in refused.stderr and "notebook not found" in refused.stderr
+
+
+def test_schema_is_the_json_schema_of_a_plan() -> None:
+    result = invoke("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "Plan" and {"name", "tasks"} <= set(schema["required"])
+
+
+def test_a_bad_option_value_is_a_usage_error_not_an_internal_error() -> None:
+    # click's own errors pass through the handler: exit 2 and click's usage line.
+    result = invoke("compare", str(PLANS / "chain.yaml"), "--modes", "sequential,fast")
+    assert result.exit_code == 2
+    assert "Invalid value for --modes: unknown mode fast" in result.stderr and "internal error" not in result.stderr
+
+
+def test_help_lists_every_command_and_each_loads() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name, entry in COMMANDS.items():
+        assert f"{name}  " in result.stdout and entry.short_help in result.stdout
+        command = nbflow_group.get_command(click.Context(nbflow_group), name)
+        assert command is not None and command.name == name and command.short_help == entry.short_help
+    unknown = invoke("nope")
+    assert unknown.exit_code == 2 and "No such command 'nope'" in unknown.stderr
+
+
+def test_the_exit_code_of_each_result_state() -> None:
+    assert {state: exit_code(state) for state in EXIT_CODES} == {
+        "SUCCESS": 0, "SUCCESS_WITH_FAILURES": 0, "FAILED": 1, "TIMEDOUT": 1, "CANCELED": 130}
+    assert exit_code("INTERNAL_ERROR") == 1 and exit_code("SKIPPED") == 1  # what else a workspace reports
+
+
+def _executed(path: Path, result: NotebookResult) -> Path:
+    """An executed notebook as nbflow saves one: two timed cells and the run's payload."""
+    cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    cells[0].metadata["papermill"] = {"status": "completed", "duration": 0.25}
+    cells[1].metadata["papermill"] = {"status": "failed", "duration": 0.5}
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["nbflow"] = result.to_payload()
+    nbformat.write(nb, path)
+    return path
+
+
+def test_inspect_shows_what_the_run_recorded(tmp_path: Path) -> None:
+    executed = _executed(tmp_path / "nb.ipynb", NotebookResult(
+        notebook="nb.py", output=None, status="FAILED", exit_value=None,
+        variables={"x": {"type": "int", "repr": "1", "value": 1}},
+        parameters={"n": {"value": 3, "source": "cli"}}, task_values={"rows": 40},
+        error=CellError(1, "ValueError", "boom"), duration_s=0.75))
+    data = json.loads(invoke("inspect", str(executed), "--json").stdout)
+    assert data["status"] == "FAILED" and data["output"] == str(executed)
+    assert data["error"] == {"cell_index": 1, "ename": "ValueError", "evalue": "boom"}
+    assert [(c["status"], c["duration_s"]) for c in data["cells"]] == [("completed", 0.25), ("failed", 0.5)]
+    human = invoke("inspect", str(executed))
+    assert human.exit_code == 0
+    for text in ("FAILED", "failed at cell 1: ValueError: boom", "Parameters", "cli", "Variables", "rows", "0.250"):
+        assert text in human.stdout, text
+
+
+# -- a remote run that is cancelled exits as a cancelled local run does ------------------------------
+@pytest.mark.serve
+@pytest.mark.kernel
+def test_a_cancelled_remote_run_exits_130_as_a_local_one(project: Path) -> None:
+    token = "dapi-cancel-test"
+    server = WorkspaceServer(project, token)
+    server.start()
+    try:
+        folder = project / "plan"
+        folder.mkdir()
+        (folder / "nap.py").write_text((PLANS / "nb" / "nap.py").read_text())
+        (folder / "plan.yaml").write_text("name: napping\ntasks:\n  - task_key: nap\n    notebook: nap.py\n")
+        env = {"DATABRICKS_HOST": server.url, "DATABRICKS_TOKEN": token}
+        deployed = cli("remote", "deploy", str(folder / "plan.yaml"), env=env, timeout=300)
+        assert deployed.returncode == 0, deployed.stderr
+        proc = subprocess.Popen([sys.executable, "-m", "nbflow", "remote", "run", str(folder / "plan.yaml"), "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **env})
+        assert proc.stderr is not None
+        started = proc.stderr.readline()
+        assert "started run" in started, started
+        run_id = int(started.split("started run ")[1].split()[0])
+        w = WorkspaceClient(host=server.url, token=token)
+        deadline = time.monotonic() + 60
+        while w.jobs.get_run(run_id).state.life_cycle_state != jobs.RunLifeCycleState.RUNNING:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the remote run never started"
+            time.sleep(0.2)
+        w.jobs.cancel_run(run_id)
+        out, err = proc.communicate(timeout=120)
+        assert json.loads(out)["status"] == "CANCELED", err
+        assert proc.returncode == 130, err
+    finally:
+        server.stop()
+
+
+def test_table_list_and_show_read_the_registry_without_a_cluster(project: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from nbflow.catalog import Registry
+
+    location = tmp_path / "sales"
+    write_deltalake(str(location), pa.table({"region": ["north", "south", "east"], "amount": [1, 2, 3]}))
+    write_deltalake(str(location), pa.table({"region": ["west"], "amount": [4]}), mode="append")
+    Registry(project).register("main.default.sales", str(location), "delta", managed=False)
+    Registry(project).register("main.default.gone", str(tmp_path / "removed"), "delta", managed=False)
+    listed = {row["name"]: row for row in json.loads(invoke("table", "list", "--json").stdout)}
+    assert listed["main.default.sales"]["rows"] == 4 and listed["main.default.sales"]["version"] == 1
+    assert listed["main.default.gone"]["error"].startswith("cannot read: ")  # listed all the same
+    human = invoke("table", "list")
+    assert human.exit_code == 0 and "main.default.sales" in human.stdout  # a name is never cut (the location folds)
+    shown = json.loads(invoke("table", "show", "sales", "--limit", "2", "--history", "--json").stdout)
+    assert shown["columns"] == ["region", "amount"] and len(shown["sample"]) == 2
+    assert [h["version"] for h in shown["history"]] == [1, 0]
+    missing = invoke("table", "show", "nope")
+    assert missing.exit_code == 2 and "no table named nope" in missing.stderr

@@ -12,11 +12,11 @@ this package, so importing one of them has no cycle through here.
 
 from .checks import PlanError
 from .jobs_api import from_jobs_api, plan_from_job
-from .loading import load_plan
+from .loading import check_plan, load_plan
 from .model import RUN_IF, Cluster, JobParameter, Plan, RunIf, Schedule, Task
 from .references import REFERENCE, reference_problems, resolve
 
 __all__ = [
     "REFERENCE", "RUN_IF", "Cluster", "JobParameter", "Plan", "PlanError", "RunIf", "Schedule", "Task",
-    "from_jobs_api", "load_plan", "plan_from_job", "reference_problems", "resolve",
+    "check_plan", "from_jobs_api", "load_plan", "plan_from_job", "reference_problems", "resolve",
 ]

@@ -65,3 +65,18 @@ def load_plan(path: str | Path) -> tuple[Plan, dict[str, Path]]:
     if problems:
         raise PlanError(problems)
     return plan, notebooks
+
+
+def check_plan(plan: Plan, base_dir: Path) -> dict[str, Path]:
+    """The checks of :func:`load_plan` that need the whole plan, for a plan built in code (keys,
+    dependencies, cycles, notebooks relative to ``base_dir``, references); each task's notebook
+    file. Raises PlanError listing every problem by its field path."""
+    problems: list[str] = []
+
+    def report(loc: tuple[Any, ...], text: str) -> None:
+        problems.append(f"plan {plan.name!r}: {dotted(loc) or '(plan)'}: {text}")
+
+    notebooks = check(plan, base_dir, report)
+    if problems:
+        raise PlanError(problems)
+    return notebooks

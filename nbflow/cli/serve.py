@@ -9,7 +9,10 @@ from types import FrameType
 
 import click
 
-from ..cli_errors import handle_errors
+from ..errors import InputError
+from ..project import project_dir
+from ..serve.server import WorkspaceServer
+from .commands import short_help
 
 DEFAULT_PORT = 8790
 
@@ -33,20 +36,15 @@ def _log_to_stderr() -> None:
     log.propagate = False
 
 
-@click.command()
+@click.command(short_help=short_help("serve"))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but loopback exposes the workspace to the network.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
 @click.option("--token", envvar="NBFLOW_SERVE_TOKEN", metavar="T",
               help="The bearer token clients must send [env NBFLOW_SERVE_TOKEN; default: a new one, printed once].")
-@handle_errors
 def serve(host: str, port: int, token: str | None) -> None:
     """Serve a local Databricks workspace: the Workspace, Clusters and Jobs REST APIs, for databricks-sdk."""
-    from ..errors import InputError
-    from ..project import project_dir
-    from ..serve.server import WorkspaceServer
-
     generated = not token
     token = token or secrets.token_urlsafe(24)
     try:

@@ -6,31 +6,29 @@ import json
 from typing import Any
 
 import click
+from deltalake import DeltaTable
+from rich.console import Console
+from rich.table import Table
 
-from .catalog import LEGACY_CATALOG, Registry, describe
-from .cli_errors import handle_errors
-from .errors import InputError
+from ..catalog import LEGACY_CATALOG, Registry, TableEntry, describe
+from ..errors import InputError
+from ..project import project_dir, warehouse_dir
+from .commands import short_help
 
 
-@click.group("table")
+@click.group("table", short_help=short_help("table"))
 def table() -> None:
     """The tables in the project's local lakehouse."""
 
 
 @table.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@handle_errors
 def list_tables(as_json: bool) -> None:
     """Every table: name, location, format, Delta version and row count."""
-    from .project import project_dir
-
     rows = [_facts(entry) for entry in Registry(project_dir()).tables().values()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
-
     view = Table(title="Tables")
     view.add_column("name", no_wrap=True)  # three-level names are what users copy: never cut
     for column in ("format", "version", "rows"):
@@ -46,12 +44,9 @@ def list_tables(as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Rows to show.")
 @click.option("--history", is_flag=True, help="Also show the table's Delta history.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@handle_errors
 def show(name: str, limit: int, history: bool, as_json: bool) -> None:
     """One table's facts and first rows (NAME: catalog.schema.table; schema.table and table are
     looked up in `main`, then in the legacy `hive_metastore`)."""
-    from .project import project_dir
-
     registry = Registry(project_dir())
     entry = registry.get(name) or registry.get(name, catalog=LEGACY_CATALOG)
     if entry is None:
@@ -59,8 +54,6 @@ def show(name: str, limit: int, history: bool, as_json: bool) -> None:
     facts = _facts(entry)
     data: dict[str, Any] = {**facts, "sample": [], "history": None}
     if entry.format == "delta" and facts.get("error") is None:
-        from deltalake import DeltaTable
-
         delta = DeltaTable(entry.location)
         frame = delta.to_pyarrow_table().slice(0, limit).to_pandas()
         data["columns"] = list(frame.columns)
@@ -77,18 +70,15 @@ def show(name: str, limit: int, history: bool, as_json: bool) -> None:
 
 
 @table.command("rebuild")
-@handle_errors
 def rebuild() -> None:
     """Rebuild a damaged table registry from its last good copy and the warehouse's Delta tables."""
-    from .project import project_dir, warehouse_dir
-
     tables, notes = Registry(project_dir()).rebuild(warehouse_dir(project_dir()))
     for note in notes:
         click.echo(note)
     click.echo(f"the registry now holds {len(tables)} table(s): " + (", ".join(sorted(tables)) or "none"))
 
 
-def _facts(entry: Any) -> dict[str, Any]:
+def _facts(entry: TableEntry) -> dict[str, Any]:
     try:
         return describe(entry)
     except Exception as exc:  # a table whose folder was removed by hand: say so, keep listing
@@ -97,9 +87,6 @@ def _facts(entry: Any) -> dict[str, Any]:
 
 
 def _print_show(data: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     console.print(f"[bold]{data['name']}[/bold]  {data['format']}  version {data['version']}  "
                   f"{data['rows']} rows\n{data['location']}")

@@ -1,14 +1,52 @@
-"""The human view of ``nbflow inspect``: a few rich tables."""
+"""``nbflow inspect``: what an nbflow run recorded in an executed notebook, as JSON or tables."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.table import Table
 
+from ..results import read_result
+from ..runs import NotebookResult
+from .commands import short_help
+
+
+@click.command(short_help=short_help("inspect"))
+@click.argument("executed", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(executed: Path, as_json: bool) -> None:
+    """Show what an nbflow run recorded in an EXECUTED notebook."""
+    data = recorded(read_result(executed))
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    render(data)
+
+
+def recorded(result: NotebookResult) -> dict[str, Any]:
+    """What ``inspect --json`` prints of a run's result."""
+    return {
+        "notebook": result.notebook,
+        "output": result.output,
+        "status": result.status,
+        "exit_value": result.exit_value,
+        "exit_truncated": result.exit_truncated,
+        "parameters": result.parameters,
+        "variables": result.variables,
+        "task_values": result.task_values,
+        "error": None if result.error is None else result.error.summary(),
+        "cells": result.cells,
+        "children": result.children,
+        "duration_s": result.duration_s,
+    }
+
 
 def render(data: dict[str, Any]) -> None:
+    """The human view: a few rich tables."""
     console = Console()
     console.print(f"[bold]{data['status']}[/bold]  {data['notebook']}")
     if data["duration_s"] is not None:

@@ -6,19 +6,15 @@ import json
 import time
 from collections import deque
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import click
 
-from .cli_errors import handle_errors
-from .errors import ClusterStateDamaged, NbflowError
-
-
-def _project() -> Path:
-    from .project import project_dir
-
-    return project_dir()
+from ..cluster import server as cluster_mod
+from ..cluster.state import ClusterState
+from ..errors import ClusterStateDamaged, NbflowError
+from ..project import cluster_log_file, project_dir
+from .commands import short_help
 
 
 def _describe(state: Any) -> str:
@@ -34,7 +30,7 @@ def _details(state: Any) -> None:
         click.echo(f"  log: {state.log}")
 
 
-@click.group()
+@click.group(short_help=short_help("cluster"))
 def cluster() -> None:
     """The project's local cluster: one Spark Connect server that every notebook attaches to."""
 
@@ -44,14 +40,11 @@ def cluster() -> None:
               help="sail (Rust, Delta built in), spark (JVM), an existing endpoint, or auto.")
 @click.option("--port", type=click.IntRange(1, 65535), metavar="N",
               help="A plain TCP port on 127.0.0.1 [default: sail none (behind nbflow's gate), spark a free one].")
-@handle_errors
 def start(engine: str, port: int | None) -> None:
     """Start the cluster, or show the one already running."""
-    from .cluster import server as cluster_mod
-
     begun = time.monotonic()
     called_at = datetime.now(timezone.utc)
-    state = cluster_mod.start(_project(), engine, port)
+    state = cluster_mod.start(project_dir(), engine, port)
     if datetime.fromisoformat(state.started_at) < called_at:
         click.echo(f"already running: {_describe(state)}")
     elif state.pid is None:
@@ -62,12 +55,9 @@ def start(engine: str, port: int | None) -> None:
 
 
 @cluster.command()
-@handle_errors
 def stop() -> None:
     """Stop the cluster (an external endpoint is only forgotten)."""
-    from .cluster import server as cluster_mod
-
-    project = _project()
+    project = project_dir()
     try:
         state, damaged = cluster_mod.status(project), False
     except ClusterStateDamaged:
@@ -91,13 +81,9 @@ def stop() -> None:
 
 @cluster.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON, with running: true/false.")
-@handle_errors
 def status(as_json: bool) -> None:
     """Show whether the cluster is running, its engine, URL and why that engine."""
-    from .cluster import server as cluster_mod
-    from .cluster.state import ClusterState
-
-    state = cluster_mod.status(_project())
+    state = cluster_mod.status(project_dir())
     if as_json:
         if state is None:
             data: dict[str, Any] = dict.fromkeys(field for field in ClusterState.__dataclass_fields__)
@@ -115,12 +101,9 @@ def status(as_json: bool) -> None:
 @cluster.command()
 @click.option("-n", "--lines", type=click.IntRange(min=1), default=50, show_default=True, metavar="LINES",
               help="How many lines from the end.")
-@handle_errors
 def logs(lines: int) -> None:
     """Print the end of the cluster's server log (kept after it stops)."""
-    from .project import cluster_log_file
-
-    path = cluster_log_file(_project())
+    path = cluster_log_file(project_dir())
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             tail = deque(handle, maxlen=lines)
