@@ -167,7 +167,7 @@ class NotebookResult:
     def to_json(self) -> dict[str, Any]:
         """Every field as JSON data (``output`` too: where the notebook is, not what it holds)."""
         data = asdict(self)
-        data["status"] = self.status.value
+        data["status"] = str(self.status)  # a member prints its value; a plain string (built by hand) is kept
         data["error"] = None if self.error is None else self.error.to_json()
         return data
 

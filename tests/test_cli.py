@@ -17,12 +17,13 @@ import pytest
 from click.testing import CliRunner, Result
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service import jobs
-from nbflow.remote.server import WorkspaceServer
 
 from nbflow.cli.commands import COMMANDS
 from nbflow.cli.exits import EXIT_CODES, exit_code
 from nbflow.cli.main import cli as nbflow_group
-from nbflow.results import CellError, NotebookResult
+from nbflow.results import to_payload
+from nbflow.runs import CellError, NotebookResult
+from nbflow.serve.server import WorkspaceServer
 
 from .conftest import NOTEBOOKS, as_from_a_terminal, cli
 
@@ -385,7 +386,7 @@ def _executed(path: Path, result: NotebookResult) -> Path:
     cells[0].metadata["papermill"] = {"status": "completed", "duration": 0.25}
     cells[1].metadata["papermill"] = {"status": "failed", "duration": 0.5}
     nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["nbflow"] = result.to_payload()
+    nb.metadata["nbflow"] = to_payload(result)
     nbformat.write(nb, path)
     return path
 

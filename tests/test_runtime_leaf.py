@@ -14,8 +14,8 @@ from .conftest import NOTEBOOKS
 
 # Never imported in a kernel: the scheduler, plans, the worker pool, the CLI, the engine and what
 # they stand on (runMultiple and dbutils.notebook.run hand their work to processes of their own).
-ABSENT = ("nbflow.scheduler", "nbflow.plan", "nbflow.pool", "nbflow.cli", "nbflow.cli_errors", "nbflow.plan_cli",
-          "nbflow.cluster_cli", "nbflow.table_cli", "nbflow.engine", "nbflow.runner", "nbflow.run_multiple",
+ABSENT = ("nbflow.scheduler", "nbflow.plan", "nbflow.pool", "nbflow.cli", "nbflow.plan_runner", "nbflow.compare",
+          "nbflow.serve", "nbflow.remote", "nbflow.engine", "nbflow.runner", "nbflow.run_multiple",
           "papermill", "nbclient", "click", "pydantic")
 
 # A fresh interpreter does what a kernel does: an IPython shell, then the engine's own code (the

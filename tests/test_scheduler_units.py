@@ -18,8 +18,8 @@ from nbflow import scheduler as scheduler_mod
 from nbflow.fake_executor import FakeExecutor, Script
 from nbflow.params import Param
 from nbflow.plan import Plan, Task
-from nbflow.runs import CellError, NotebookResult
-from nbflow.scheduler import Attempt, PlanRun, Scheduler, TaskRun
+from nbflow.runs import Attempt, CellError, NotebookResult, PlanRun, TaskRun
+from nbflow.scheduler import Scheduler
 
 BOUND_S = 10.0  # "stops within ... rather than hanging": far above the milliseconds these take
 

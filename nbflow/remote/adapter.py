@@ -20,17 +20,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors.base import DatabricksError
+from databricks.sdk.errors.platform import NotFound
+from databricks.sdk.service import jobs as jobs_api
+from databricks.sdk.service.jobs import JobSettings
+from databricks.sdk.service.workspace import ImportFormat, Language
 
 from ..errors import EnvironmentFailure, InputError
 from ..notebooks import SOURCE_HEADER
-from ..plan import Plan
+from ..plan import Cluster, Plan, Task
 from ..project import PROCESSED, deployments_dir
 from ..runs import Attempt, CellError, LifeCycleState, NotebookResult, PlanRun, TaskRun, TaskState, task_state
-
-if TYPE_CHECKING:
-    from databricks.sdk import WorkspaceClient
-    from databricks.sdk.service import jobs as jobs_api
 
 MODES = ("sequential", "parallel")
 ORCHESTRATORS = {"sequential": "orchestrate_sequential", "parallel": "orchestrate_parallel"}
@@ -45,7 +48,6 @@ class RemoteError(EnvironmentFailure):
 @contextlib.contextmanager
 def api_call(what: str) -> Iterator[None]:
     """Turn the SDK's errors into one line naming the call (never the token)."""
-    from databricks.sdk.errors.base import DatabricksError
 
     try:
         yield
@@ -58,7 +60,6 @@ def api_call(what: str) -> Iterator[None]:
 
 def connect(profile: str | None = None) -> WorkspaceClient:
     """A client configured the SDK's way: arguments, then DATABRICKS_* variables, then profiles."""
-    from databricks.sdk import WorkspaceClient
 
     with api_call("connecting to the workspace"):
         return WorkspaceClient(profile=profile) if profile else WorkspaceClient()
@@ -121,7 +122,6 @@ def _is_source_notebook(path: Path) -> bool:
 
 def upload(w: WorkspaceClient, folder: Path, workspace_dir: str, say: Callable[[str], None]) -> list[str]:
     """Import every notebook under ``folder`` below ``workspace_dir``, extension removed."""
-    from databricks.sdk.service.workspace import ImportFormat, Language
 
     uploaded = []
     for path in notebook_files(folder):
@@ -153,7 +153,6 @@ class ClusterOptions:
 def cluster_spec(w: WorkspaceClient, plan: Plan, options: ClusterOptions) -> dict[str, Any]:
     """The compute of the plan's cluster: the options, else the plan's ``cluster``, else the
     workspace's latest LTS runtime and smallest node type."""
-    from ..plan import Cluster
 
     planned = plan.cluster or Cluster()
     version = options.spark_version or planned.spark_version
@@ -258,12 +257,10 @@ def job_settings(plan: Plan, mode: str, form: str, workspace_dir: str, cluster_i
 
 def put_job(w: WorkspaceClient, settings: dict[str, Any], known: int | None) -> tuple[int, bool]:
     """Create the job, or reset the one with its name (or id): (job id, created)."""
-    from databricks.sdk.service.jobs import JobSettings
 
     name = settings["name"]
     job_id = known
     if job_id is not None:
-        from databricks.sdk.errors.platform import NotFound
 
         with api_call(f"jobs get {job_id}"):
             try:
@@ -326,7 +323,6 @@ def to_plan_run(w: WorkspaceClient, run: jobs_api.Run, plan: Plan, mode: str, ou
         key = remote.task_key or ""
         local = by_key.get(key)
         if local is None:  # the orchestrator form: one task that runs a notebook
-            from ..plan import Task
 
             local = Task(task_key=key, notebook=(remote.notebook_task.notebook_path if remote.notebook_task
                                                  else key))
