@@ -157,7 +157,7 @@ class NotebookResult:
         return {
             "task_key": self.task_key,
             "notebook": self.notebook,
-            "status": self.status.value,
+            "status": str(self.status),
             "exit_value": self.exit_value,
             "output": self.output,
             "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
