@@ -27,7 +27,8 @@ from nbflow import errors
 PACKAGE = Path(__file__).resolve().parents[1] / "nbflow"
 
 # The names the library promises (``nbflow.__all__`` must list at least these).
-EXPECTED_PUBLIC = {"NbflowError", "NotebookResult", "__version__", "read_result", "run_notebook"}
+EXPECTED_PUBLIC = {"EnvironmentFailure", "InputError", "NbflowError", "NotebookResult", "Plan", "PlanRun", "TaskRun",
+                   "__version__", "load_plan", "read_result", "run_notebook", "run_plan"}
 # Imported by the heavy half of nbflow only: ``import nbflow`` (as every kernel does, through
 # ``nbflow.runtime``) must not pay for them (nbflow/__init__.py says so).
 HEAVY = ("papermill", "nbclient", "nbformat")
