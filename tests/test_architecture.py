@@ -409,3 +409,28 @@ def test_function_level_imports_say_why(imports: list[Import]) -> None:
         [*heading, *listing]
         + [f"KNOWN_LAZY_IMPORTS[{file!r}] is {known}, the file has {n}: lower it"
            for file, (n, known) in under.items()])
+
+
+# --- imports flow one way -------------------------------------------------------------------------
+
+# What kernels never load (runMultiple and dbutils.notebook.run hand their work to processes).
+NOT_IN_KERNELS = ("nbflow.scheduler", "nbflow.plan", "nbflow.pool", "nbflow.executor", "nbflow.worker", "nbflow.cli",
+                  "nbflow.plan_runner", "nbflow.compare", "nbflow.serve", "nbflow.remote", "nbflow.engine",
+                  "nbflow.runner", "nbflow.run_multiple", "nbflow.report")
+
+
+def under(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_nothing_imports_the_command_line(imports: list[Import]) -> None:
+    wrong = [f"{i.module}:{i.line}: {i.source}" for i in imports
+             if under(i.target, ("nbflow.cli",)) and not under(i.module, ("nbflow.cli", "nbflow.__main__"))]
+    assert wrong == [], "the library must not import the CLI:\n" + "\n".join(wrong)
+
+
+def test_the_runtime_imports_nothing_of_the_host_side(imports: list[Import]) -> None:
+    """Checked statically, lazy imports included; tests/test_runtime_leaf.py checks what a kernel loads."""
+    wrong = [f"{i.module}:{i.line}: {i.source}" for i in imports
+             if under(i.module, ("nbflow.runtime",)) and under(i.target, NOT_IN_KERNELS)]
+    assert wrong == [], "nbflow.runtime must stay a leaf:\n" + "\n".join(wrong)
