@@ -410,6 +410,7 @@ def test_inspect_shows_what_the_run_recorded(tmp_path: Path) -> None:
 # -- a remote run that is cancelled exits as a cancelled local run does ------------------------------
 @pytest.mark.serve
 @pytest.mark.kernel
+@pytest.mark.spark  # the workspace starts its cluster (Sail) for the job
 def test_a_cancelled_remote_run_exits_130_as_a_local_one(project: Path) -> None:
     token = "dapi-cancel-test"
     server = WorkspaceServer(project, token)
