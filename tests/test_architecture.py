@@ -434,3 +434,24 @@ def test_the_runtime_imports_nothing_of_the_host_side(imports: list[Import]) -> 
     wrong = [f"{i.module}:{i.line}: {i.source}" for i in imports
              if under(i.module, ("nbflow.runtime",)) and under(i.target, NOT_IN_KERNELS)]
     assert wrong == [], "nbflow.runtime must stay a leaf:\n" + "\n".join(wrong)
+
+
+# Errors that are also pyspark's (errors.py must not import pyspark: kernels import it first).
+SPARK_SHAPED = {"UnsupportedStatement"}
+
+
+def test_every_error_of_the_tree_is_defined_in_errors_py() -> None:
+    """A class deriving from one of the tree's, defined in another module, would be missing from
+    the drawing (and from the exit-code checks above)."""
+    tree = set(defined_errors())
+    elsewhere = []
+    for module, path in all_modules().items():
+        if module == "nbflow.errors":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                bases = {b.id if isinstance(b, ast.Name) else b.attr for b in node.bases
+                         if isinstance(b, (ast.Name, ast.Attribute))}
+                if bases & tree and node.name not in SPARK_SHAPED:
+                    elsewhere.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: class {node.name}")
+    assert elsewhere == [], "define these in nbflow/errors.py and draw them there:\n" + "\n".join(elsewhere)

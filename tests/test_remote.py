@@ -127,7 +127,8 @@ def test_remote_errors_are_one_line(workspace: tuple[WorkspaceServer, dict[str, 
 def test_an_api_error_becomes_one_line_naming_the_call() -> None:
     from databricks.sdk.errors.platform import TooManyRequests
 
-    from nbflow.remote.adapter import RemoteError, api_call
+    from nbflow.errors import RemoteError
+    from nbflow.remote.adapter import api_call
 
     # What is left when the SDK's own retries (Retry-After on 429/503) give up.
     with pytest.raises(RemoteError, match=r"^jobs run-now 7: REQUEST_LIMIT_EXCEEDED: slow down$"), \

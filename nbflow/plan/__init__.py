@@ -10,7 +10,7 @@ The names below are the ones the rest of nbflow imports. Submodules import each 
 this package, so importing one of them has no cycle through here.
 """
 
-from .checks import PlanError
+from ..errors import PlanError
 from .jobs_api import from_jobs_api, plan_from_job
 from .loading import check_plan, load_plan
 from .model import RUN_IF, Cluster, JobParameter, Plan, RunIf, Schedule, Task

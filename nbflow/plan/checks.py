@@ -20,18 +20,6 @@ from .references import check_references
 Report = Callable[[tuple[Any, ...], str], None]  # (field path, message)
 
 
-class PlanError(InputError):
-    """A plan that cannot run; ``problems`` holds every ``FILE:LINE: path: message`` found."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(*problems)
-        self.problems = problems
-
-    def __str__(self) -> str:
-        more = f" (and {len(self.problems) - 1} more problems)" if len(self.problems) > 1 else ""
-        return self.problems[0] + more
-
-
 def check(plan: Plan, base: Path, report: Report, locate: Callable[[str], Path] | None = None) -> dict[str, Path]:
     """The checks that need the whole plan: keys, dependencies, cycles, notebooks, references."""
     keys: dict[str, int] = {}

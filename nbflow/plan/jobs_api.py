@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import InputError
+from ..errors import InputError, PlanError
 from ..notebooks import resolve_notebook
-from .checks import PlanError, check, dotted, message, original
+from .checks import check, dotted, message, original
 from .model import Plan, Task
 
 # Jobs API fields about compute, notifications and the like: accepted in a Jobs API job definition

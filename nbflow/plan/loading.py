@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..documents import read_document
-from .checks import PlanError, check, dotted, message, original
+from ..errors import PlanError
+from .checks import check, dotted, message, original
 from .jobs_api import from_jobs_api
 from .model import Plan
 

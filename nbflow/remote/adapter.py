@@ -29,7 +29,7 @@ from databricks.sdk.service import jobs as jobs_api
 from databricks.sdk.service.jobs import JobSettings
 from databricks.sdk.service.workspace import ImportFormat, Language
 
-from ..errors import EnvironmentFailure, InputError
+from ..errors import InputError, RemoteError
 from ..notebooks import SOURCE_HEADER
 from ..plan import Cluster, Plan, Task
 from ..project import PROCESSED, deployments_dir
@@ -39,10 +39,6 @@ MODES = ("sequential", "parallel")
 ORCHESTRATORS = {"sequential": "orchestrate_sequential", "parallel": "orchestrate_parallel"}
 CLUSTER_WAIT = dt.timedelta(minutes=20)
 SKIP_FOLDERS = {PROCESSED, "__pycache__", "node_modules"}
-
-
-class RemoteError(EnvironmentFailure):
-    """The workspace refused or failed a call; the message names the call and the API's error."""
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from ..errors import NotebookRuntimeError
+from ..errors import DeltaCommandFailed, NotebookRuntimeError
 from .sql_text import LEADING_COMMENTS, local_path, sql_string
 
 if TYPE_CHECKING:
@@ -79,10 +79,6 @@ class UnsupportedStatement(ParseException, NotebookRuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), self.args)
-
-
-class DeltaCommandFailed(NotebookRuntimeError):
-    """delta-rs refused a command nbflow runs for a statement (the message says which and why)."""
 
 
 # -- parsing -----------------------------------------------------------------------------------

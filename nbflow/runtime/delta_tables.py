@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import Registry, TableEntry
-from ..errors import NotebookRuntimeError
+from ..errors import ColumnNotExpressible, NotebookRuntimeError
 from .active import current
 from .sql_text import local_path, sql_ident, sql_string
 
@@ -33,10 +33,6 @@ _BINARY = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "<
            "*": "*", "/": "/", "%": "%", "and": "AND", "or": "OR", "&": "&", "|": "|", "^": "^",
            "like": "LIKE", "ilike": "ILIKE", "rlike": "RLIKE"}
 _RENAMED = {"startsWith": "startswith", "endsWith": "endswith", "isNaN": "isnan"}
-
-
-class ColumnNotExpressible(NotebookRuntimeError):
-    """A Column (in a DeltaTable condition or assignment) that has no SQL form."""
 
 
 def column_sql(column: Any, qualifiers: dict[int, str] | None = None) -> str:

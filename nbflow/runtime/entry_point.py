@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NotebookRuntimeError
+from ..errors import NoSuchElementException
 from ..project import workspace_root
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ CLUSTER_NAME = "nbflow-local"
 # What `nbflow serve` offers as its newest LTS runtime: the Databricks behaviour nbflow follows.
 SPARK_VERSION = "16.4.x-scala2.12"
 CLOUD_PROVIDER = "Local"
-
-
-class NoSuchElementException(NotebookRuntimeError):
-    """Scala's ``None.get`` / ``Map.apply`` of a missing key, named as py4j reports it."""
 
 
 class Option:

@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NbflowError, NotebookFormatError, NotebookNotFound, NotebookRuntimeError, WorkflowException
+from ..errors import (
+    NbflowError,
+    NotebookFormatError,
+    NotebookNotFound,
+    NotebookRuntimeError,
+    RunMultipleFailed,
+    WorkflowException,
+)
 from ..project import processed_dir
 from . import child_process
 from .notebook import CHILD_GRACE_S
@@ -26,17 +33,6 @@ if TYPE_CHECKING:
 
 FABRIC_RUN_TIMEOUT_S = 90  # notebookutils.notebook.run's documented default
 DAG_TIMEOUT_S = 43200  # runMultiple's documented default for the whole DAG (12 hours)
-
-
-class RunMultipleFailed(NotebookRuntimeError):
-    """One or more notebooks of ``runMultiple`` failed; ``result`` holds every notebook's outcome."""
-
-    def __init__(self, message: str, result: dict[str, dict[str, Any]]) -> None:
-        super().__init__(message, result)
-        self.result = result
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class FabricNotebook:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotebookRuntimeError
+from ..errors import LibraryInstallError
 
 BASE_PTH = "_nbflow_base.pth"  # in the run's environment: nbflow's site-packages after its own
 # pip's subcommands that change the environment (the others only read it).
@@ -48,13 +48,6 @@ _MISSING = re.compile(r"(?:No matching distribution found for|satisfies the requ
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _OFFLINE = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
             "Name or service not known", "Network is unreachable", "ConnectTimeoutError", "ProxyError")
-
-
-class LibraryInstallError(NotebookRuntimeError):
-    """``%pip`` or an ``%environment`` spec could not install what it was asked to."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
 
 
 # -- Git folders -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import sys
 from pathlib import PurePosixPath
 from typing import Any
 
-from ..errors import NotebookRuntimeError
+from ..errors import ReadFilesError
 from .sql_text import Token, tokenize, unquote_string
 
 _IGNORED = ("schemahints", "schemaevolutionmode", "rescueddatacolumn", "inferColumnTypes".lower())
@@ -29,10 +29,6 @@ _FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parqu
             ".xml": "xml", ".avro": "avro", ".orc": "orc"}
 _views = itertools.count(1)
 _warned: set[str] = set()
-
-
-class ReadFilesError(NotebookRuntimeError, ValueError):
-    """A ``read_files`` call nbflow cannot read: the message names the call and the problem."""
 
 
 def replace_read_files(statement: str, spark: Any) -> str:

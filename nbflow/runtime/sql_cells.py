@@ -23,15 +23,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputWidgetNotDefined, NotebookRuntimeError
+from ..errors import InputWidgetNotDefined, NotebookRuntimeError, UnboundSqlParameter
 
 if TYPE_CHECKING:
     from .session import Session
     from .widgets import WidgetsUtils
-
-
-class UnboundSqlParameter(NotebookRuntimeError):
-    """A ``:name`` marker that no widget and no argument answers (Spark's UNBOUND_SQL_PARAMETER)."""
 
 
 @dataclass(frozen=True)
