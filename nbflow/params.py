@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .documents import read_document  # the same guards as a plan's: size, encoding, aliases, depth
 from .errors import ParameterError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
@@ -117,6 +116,9 @@ def load_params_file(path: str | Path) -> dict[str, Param]:
     path = Path(path)
     if not path.exists():
         raise ParameterError(f"parameters file not found: {path}")
+    # The same guards as a plan's (size, encoding, aliases, depth).
+    from .documents import read_document  # lazy: loads yaml; kernels import this module at start-up
+
     data = read_document(path, "parameters file", ParameterError).data
     if data is None:
         return {}

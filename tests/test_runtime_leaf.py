@@ -16,7 +16,7 @@ from .conftest import NOTEBOOKS
 # they stand on (runMultiple and dbutils.notebook.run hand their work to processes of their own).
 ABSENT = ("nbflow.scheduler", "nbflow.plan", "nbflow.pool", "nbflow.cli", "nbflow.plan_runner", "nbflow.compare",
           "nbflow.serve", "nbflow.remote", "nbflow.engine", "nbflow.runner", "nbflow.run_multiple",
-          "papermill", "nbclient", "click", "pydantic")
+          "nbflow.documents", "papermill", "nbclient", "click", "pydantic", "yaml")
 
 # A fresh interpreter does what a kernel does: an IPython shell, then the engine's own code (the
 # preload of a warm kernel, the bootstrap, a cell using the runtime, the end state).
