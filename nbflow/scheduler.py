@@ -18,6 +18,7 @@ the job's deadline, or a retry's interval.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import os
 import queue
@@ -37,7 +38,7 @@ from .executor import Executor, Outcome, Request
 from .lifecycle import interruption
 from .notebooks import uses_spark
 from .params import Param, widget_string
-from .plan import Plan, Task
+from .plan import Plan
 from .plan.references import resolve
 from .pool import WorkerPool
 from .project import project_dir
@@ -46,6 +47,7 @@ from .runs import (
     CANCELED,
     EXCLUDED,
     FAILED,
+    PENDING,
     RUNNING,
     SUCCEEDED,
     SUCCESS,
@@ -70,8 +72,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-
-
 # -- the loop ------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class _Flight:
@@ -83,9 +83,9 @@ class _Flight:
 
 
 class Scheduler:
-    """One run of a plan. ``executor`` (alias ``pool``, its older name) runs the attempts; one
-    given by the caller (a long-lived server's pool) is shared and outlives the run; without one,
-    the run starts a :class:`WorkerPool` sized for it and closes it at the end."""
+    """One run of a plan. ``executor`` runs the attempts; one given by the caller (a long-lived
+    server's pool) is shared and outlives the run; without one, the run starts a
+    :class:`WorkerPool` sized for it and closes it at the end."""
 
     def __init__(
         self,
@@ -101,7 +101,6 @@ class Scheduler:
         context: Mapping[str, Any] | None = None,
         on_event: Callable[[str, TaskRun], None] | None = None,
         prior: Mapping[str, TaskRun] | None = None,
-        pool: Executor | None = None,
         executor: Executor | None = None,
     ) -> None:
         # ``prior``: tasks that succeeded in the run being repaired; they count, but do not run again.
@@ -120,7 +119,10 @@ class Scheduler:
         tasks = {t.task_key: prior.get(t.task_key) or TaskRun(t, base + i + 1) for i, t in enumerate(plan.tasks)
                  if t.task_key in selected}
         self.run = PlanRun(plan, run_id, output_dir, mode, tasks, job_parameters=params)
-        self._shared = executor or pool
+        self._shared = executor
+        # Every attempt's context: this run's, built once (project, secrets, interpreter...);
+        # each attempt adds its upstream task values.
+        self._context = run_context(inherited={**self.context, "run_id": run_id})
         self.executor: Executor | None = self._shared
         # Shared with cancel() from other threads: the stop flags, the attempts in flight, the
         # task states they change.
@@ -142,7 +144,7 @@ class Scheduler:
     def _start_pool(self) -> WorkerPool | None:
         """Workers for this run: one per concurrent task plus two warming the next kernels (on a
         sequential plan of short tasks, one warming worker cannot keep up)."""
-        keys = [k for k, t in self.run.tasks.items() if t.status == "PENDING"]
+        keys = [k for k, t in self.run.tasks.items() if t.status == PENDING]
         if not keys:
             return None
         spark = any(uses_spark(path) for path in dict.fromkeys(self.notebooks[k] for k in keys))
@@ -227,21 +229,21 @@ class Scheduler:
         final state at once (skipped, excluded, cancelled)."""
         dep_states = [self.run.tasks[d].status for d in self.deps[task_run.task.task_key]]
         with self._lock:
-            stopped = self._cancelled or task_run.status != "PENDING"
-            go = not stopped and not task_run.task.disabled and decide(task_run.task.run_if, dep_states)[0]
+            stopped = self._cancelled or task_run.status != PENDING
+            runs, otherwise = decide(task_run.task.run_if, dep_states)
+            go = not stopped and not task_run.task.disabled and runs
             if go:
                 task_run.status = RUNNING  # claimed under the lock a stop takes too
         if go:
             return True
         if stopped:
-            if task_run.status == "PENDING":
+            if task_run.status == PENDING:
                 self._skip(task_run, CANCELED, "the run stopped before this task started")
         elif task_run.task.disabled:
             self._skip(task_run, EXCLUDED, "disabled")
         else:
-            _, state = decide(task_run.task.run_if, dep_states)
-            assert state, "decide names the state of a task that does not run"
-            self._skip(task_run, state, f"run_if {task_run.task.run_if} not met")
+            assert otherwise, "decide names the state of a task that does not run"
+            self._skip(task_run, otherwise, f"run_if {task_run.task.run_if} not met")
         return False
 
     def _skip(self, task_run: TaskRun, status: TaskState, reason: str) -> None:
@@ -296,8 +298,9 @@ class Scheduler:
         if self._deadline is not None:
             left = max(self._deadline - time.monotonic(), 0.1)
             timeout = min(timeout, left) if timeout else left
-        return _task_spec(task, self.notebooks[task.task_key], parameters, timeout, output,
-                          {**self.context, "run_id": self.run.run_id, "job_task_values": values})
+        return TaskSpec(notebook=str(self.notebooks[task.task_key]), task_key=task.task_key, parameters=parameters,
+                        timeout=timeout, output_path=str(output), output_log=str(output.with_suffix(".log")),
+                        context=dataclasses.replace(self._context, job_task_values=values))
 
     def _ended(self, future: Future[Outcome], abandoned: bool = False) -> None:
         """An attempt's future resolved (or, ``abandoned``, never will): record the attempt."""
@@ -405,7 +408,7 @@ class Scheduler:
             self._interrupting = self._interrupting or interrupt
             self.run.result_state = status
             for task_run in self.run.tasks.values():
-                if task_run.status == "PENDING":
+                if task_run.status == PENDING:
                     task_run.status, task_run.reason = CANCELED, reason
                 elif task_run.status == RUNNING:
                     task_run.reason = reason
@@ -421,15 +424,6 @@ class Scheduler:
     def _event(self, event: str, task_run: TaskRun) -> None:
         with contextlib.suppress(Exception):  # a closed console (| head) must not stop the run
             self.on_event(event, task_run)
-
-
-def _task_spec(task: Task, notebook: Path, parameters: dict[str, Param], timeout: float | None, output: Path,
-               inherited: Mapping[str, Any]) -> TaskSpec:
-    """The spec of one attempt of a task: its notebook and its printed output beside it, in the
-    plan run's context (``inherited``: the run's id and upstream task values, the caller's)."""
-    return TaskSpec(notebook=str(notebook), task_key=task.task_key, parameters=parameters, timeout=timeout,
-                    output_path=str(output), output_log=str(output.with_suffix(".log")),
-                    context=run_context(inherited=inherited))
 
 
 def default_workers(tasks: int) -> int:

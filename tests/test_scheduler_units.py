@@ -461,10 +461,10 @@ def test_an_executor_defect_fails_the_task_not_the_run(tmp_path: Path) -> None:
     assert states(run) == {"broken": "FAILED", "fine": "SUCCESS"}
 
 
-def test_a_shared_executor_outlives_the_run_and_pool_is_its_alias(fake: FakeExecutor, tmp_path: Path) -> None:
+def test_a_shared_executor_outlives_the_run(fake: FakeExecutor, tmp_path: Path) -> None:
     first = execute(plan(task("a")), fake, tmp_path / "1")
     notebooks = {"b": tmp_path / "b.py"}
-    second = Scheduler(plan(task("b")), notebooks, tmp_path / "2", "run-2", pool=fake).execute()
+    second = Scheduler(plan(task("b")), notebooks, tmp_path / "2", "run-2", executor=fake).execute()
     assert first.result_state == second.result_state == "SUCCESS" and submitted(fake) == ["a", "b"]
     assert second.cleanup_ms >= 0 and second.end_ms >= second.start_ms
 

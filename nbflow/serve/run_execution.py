@@ -94,7 +94,7 @@ class RunExecutor:
                 return
             scheduler = Scheduler(plan, notebooks, records.runs_dir / str(run_id), str(run_id), mode="parallel",
                                   job_parameters=params, on_event=lambda event, task: self._progress(run_id),
-                                  pool=self._warm_pool())
+                                  executor=self._warm_pool())
             ids = {t["task_key"]: t["run_id"] for t in run["tasks"]}
             for key, task_run in scheduler.run.tasks.items():
                 task_run.run_id = ids[key]
