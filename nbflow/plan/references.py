@@ -12,11 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Container, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Container
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from .model import Plan
+
+if TYPE_CHECKING:  # the run model imports plans for its own annotations only: no cycle at run time
+    from ..runs import PlanRun
 
 REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 JOB_FIELDS = ("id", "name", "run_id", "repair_count")
@@ -121,45 +124,7 @@ def _upstream_sets(plan: Plan, wanted: set[str]) -> dict[str, _Upstream]:
 
 
 # -- evaluating ----------------------------------------------------------------------------------
-class _Result(Protocol):
-    @property
-    def exit_value(self) -> str | None: ...
-    @property
-    def task_values(self) -> Mapping[str, Any]: ...
-
-
-class _Attempt(Protocol):
-    @property
-    def result(self) -> _Result | None: ...
-
-
-class _TaskRun(Protocol):
-    @property
-    def last(self) -> _Attempt | None: ...
-
-
-class _Named(Protocol):
-    @property
-    def name(self) -> str: ...
-
-
-class RunState(Protocol):
-    """What :func:`resolve` reads of a plan's run (the scheduler's run model has it all): the
-    job's name, run id, start time and parameters, and each task's last result."""
-
-    @property
-    def plan(self) -> _Named: ...
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def start_ms(self) -> int: ...
-    @property
-    def job_parameters(self) -> Mapping[str, str]: ...
-    @property
-    def tasks(self) -> Mapping[str, _TaskRun]: ...
-
-
-def resolve(value: Any, run: RunState) -> Any:
+def resolve(value: Any, run: PlanRun) -> Any:
     """Replace ``{{job.*}}`` and ``{{tasks.*}}`` references by their values (strings).
 
     The references were checked when the plan loaded; raises InputError for a task value that
