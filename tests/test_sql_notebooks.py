@@ -15,7 +15,8 @@ import pytest
 from nbflow import run_notebook
 from nbflow.errors import InputWidgetNotDefined, NotebookFormatError
 from nbflow.notebooks import is_source_notebook, parse_source, read_notebook, resolve_notebook
-from nbflow.runtime.sql_cells import parameter_markers, replace_get_argument, split_sql, sql_string, substitute
+from nbflow.runtime.sql_cells import parameter_markers, replace_get_argument, split_sql, substitute
+from nbflow.runtime.sql_text import sql_string
 from nbflow.runtime.widgets import WidgetsUtils
 
 from .conftest import NOTEBOOKS, cli

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputWidgetNotDefined, NotebookRuntimeError, UnboundSqlParameter
+from .sql_text import sql_string
 
 if TYPE_CHECKING:
     from .session import Session
@@ -111,11 +112,6 @@ def split_sql(text: str) -> list[str]:
                 current = [part]
     statements.append("".join(current))
     return [s.strip() for s in statements if s.strip()]
-
-
-def sql_string(value: str) -> str:
-    """``value`` as a Spark SQL string literal (backslash escapes, as Spark reads them)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def unquote(literal: str) -> str:
