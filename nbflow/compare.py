@@ -23,10 +23,8 @@ from .plan import load_plan
 from .project import processed_dir, project_dir, warehouse_dir
 from .report_html import write_report
 from .runner import new_run_id
-from .runs import PlanRun
+from .runs import MODES, PlanRun
 from .scheduler import Scheduler
-
-MODES = ("sequential", "parallel")
 
 
 @dataclass(frozen=True)

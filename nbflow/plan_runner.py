@@ -21,10 +21,8 @@ from .project import processed_dir, project_dir
 from .report import read_prior_run, write_run_json
 from .report_html import write_report
 from .runner import new_run_id
-from .runs import PlanRun, TaskRun
+from .runs import MODES, PlanRun, TaskRun
 from .scheduler import Scheduler
-
-MODES = ("sequential", "parallel")
 
 
 def run_plan(

@@ -201,6 +201,10 @@ class TaskRun:
         return self.attempts[-1] if self.attempts else None
 
 
+# How a plan's tasks are run: one at a time in the plan's order, or every ready task at once.
+MODES = ("sequential", "parallel")
+
+
 @dataclass
 class PlanRun:
     """A run of a plan: its tasks' runs, its result once it ended ("" before)."""

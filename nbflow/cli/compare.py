@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..compare import MODES, Comparison, compare_locally
+from ..compare import Comparison, compare_locally
+from ..runs import MODES
 from .commands import short_help
 
 

@@ -11,6 +11,7 @@ from .. import params as params_mod
 from ..remote.adapter import ClusterOptions
 from ..remote.deploy import compare_jobs, deploy_plan, destroy_deployment, run_job
 from ..report import summary
+from ..runs import MODES
 from .commands import short_help
 from .compare import show
 from .exits import finish
@@ -56,7 +57,7 @@ def deploy(plan_file: Path, workspace_dir: str | None, cluster: str, spark_versi
 
 @remote.command("run")
 @click.argument("plan_file", type=click.Path(path_type=Path), metavar="PLAN")
-@click.option("--mode", type=click.Choice(["sequential", "parallel"]), default="sequential", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="sequential", show_default=True)
 @click.option("--form", type=click.Choice(["dag", "orchestrator"]), default="dag", show_default=True)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the run until it ends.")
 @click.option("--timeout", type=click.FloatRange(min=1), metavar="S", help="Stop waiting after S seconds.")

@@ -15,7 +15,7 @@ from .. import params as params_mod
 from ..errors import InputError
 from ..project import processed_dir, project_dir
 from ..runner import new_run_id, run_notebook, summary, write_run_json
-from ..runs import NotebookResult
+from ..runs import MODES, NotebookResult
 from .commands import short_help
 from .exits import finish
 
@@ -42,7 +42,7 @@ NOTEBOOK_ONLY = ("timeout", "log_output")
               help="Cluster engine if the notebook needs Spark; a running cluster of another engine "
                    "must be stopped first (--fresh-cluster).")
 @click.option("--fresh-cluster", is_flag=True, help="Restart the project's cluster before running.")
-@click.option("--mode", type=click.Choice(["sequential", "parallel"]), default="sequential", show_default=True,
+@click.option("--mode", type=click.Choice(MODES), default="sequential", show_default=True,
               help="Plans: one task at a time, or every ready task at once (up to --max-workers).")
 @click.option("--max-workers", type=click.IntRange(min=1), help="Plans: tasks running at once in parallel mode.")
 @click.option("--only", multiple=True, metavar="KEY", help="Plans: run only these tasks. Repeatable.")

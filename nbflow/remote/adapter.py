@@ -35,7 +35,6 @@ from ..plan import Cluster, Plan, Task
 from ..project import PROCESSED, deployments_dir
 from ..runs import Attempt, CellError, LifeCycleState, NotebookResult, PlanRun, TaskRun, TaskState, task_state
 
-MODES = ("sequential", "parallel")
 ORCHESTRATORS = {"sequential": "orchestrate_sequential", "parallel": "orchestrate_parallel"}
 CLUSTER_WAIT = dt.timedelta(minutes=20)
 SKIP_FOLDERS = {PROCESSED, "__pycache__", "node_modules"}

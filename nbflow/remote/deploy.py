@@ -22,7 +22,7 @@ from ..plan import load_plan
 from ..project import processed_dir, project_dir
 from ..report_html import write_report
 from ..runner import new_run_id
-from ..runs import PlanRun
+from ..runs import MODES, PlanRun
 from . import adapter
 from .adapter import ClusterOptions, Deployment
 
@@ -63,7 +63,7 @@ def deploy_plan(plan_file: Path, *, workspace_dir: str | None = None, cluster: C
             deployment.cluster_created = deployment.cluster_created or created
         forms = ["dag", "orchestrator"] if form == "both" else [form]
         for kind in forms:
-            for mode in adapter.MODES:
+            for mode in MODES:
                 settings = adapter.job_settings(plan, mode, kind, target, cluster_id, new_cluster, schedule)
                 key = mode if kind == "dag" else f"{kind}-{mode}"
                 job_id, created = adapter.put_job(w, settings, deployment.jobs.get(key))
@@ -131,7 +131,7 @@ def compare_jobs(plan_file: Path, *, timeout: float | None = None, with_local: b
     folder = processed_dir(project) / f"remote-compare-{new_run_id()}"
     comparison = Comparison(plan.name, folder, [], [])
     sequential_wall = None
-    for mode in adapter.MODES:
+    for mode in MODES:
         with adapter.api_call(f"jobs run-now {deployment.jobs[mode]}"):
             run_id: int = w.jobs.run_now(deployment.jobs[mode]).response.run_id  # type: ignore[attr-defined]
         say(f"{mode}: run {run_id} started")
@@ -144,7 +144,7 @@ def compare_jobs(plan_file: Path, *, timeout: float | None = None, with_local: b
         comparison.rows.append({**figures(plan_run, sequential_wall, width),
                                 "execution_s": round((final.execution_duration or 0) / 1000, 2) or None})
     if with_local:
-        local = compare_locally(plan_file, adapter.MODES, 1, None, folder / "local", folder.name, say)
+        local = compare_locally(plan_file, MODES, 1, None, folder / "local", folder.name, say)
         comparison.runs += local.runs
         comparison.rows += [{**row, "mode": f"local {row['mode']}"} for row in local.rows]
     comparison.write(f"{plan.name}: remote sequential against parallel")
