@@ -15,17 +15,17 @@ import click
 
 from ..errors import NbflowError
 from ..lifecycle import interrupted_exit_code, stop_on_sigterm
+from ..runs import CANCELED, FAILED, SUCCESS, SUCCESS_WITH_FAILURES, TIMEDOUT
 
-CANCELED: Final = "CANCELED"
 FAILURE: Final = 1
 # A notebook's status, a plan run's or a remote run's result state -> the exit code; every
-# other state (FAILED, TIMEDOUT, a workspace's INTERNAL_ERROR...) is a failure. A cancelled run
-# exits as an interrupted process does, 130, or 143 if this process got SIGTERM.
+# other state (a workspace's INTERNAL_ERROR, SKIPPED...) is a failure too. A cancelled run exits
+# as an interrupted process does: 130, or 143 if this process got SIGTERM (see exit_code).
 EXIT_CODES: Final[Mapping[str, int]] = {
-    "SUCCESS": 0,
-    "SUCCESS_WITH_FAILURES": 0,  # some tasks failed, every leaf task succeeded: the job succeeded
-    "FAILED": FAILURE,
-    "TIMEDOUT": FAILURE,
+    SUCCESS: 0,
+    SUCCESS_WITH_FAILURES: 0,  # some tasks failed, every leaf task succeeded: the job succeeded
+    FAILED: FAILURE,
+    TIMEDOUT: FAILURE,
     CANCELED: 128 + signal.SIGINT,
 }
 
@@ -33,7 +33,7 @@ EXIT_CODES: Final[Mapping[str, int]] = {
 def exit_code(state: str) -> int:
     """The exit code of a run that ended in ``state``."""
     if state == CANCELED:
-        return interrupted_exit_code()
+        return interrupted_exit_code()  # the map's 130, unless this process was sent SIGTERM
     return EXIT_CODES.get(state, FAILURE)
 
 

@@ -18,8 +18,8 @@ from ..params import Param
 from ..plan_runner import run_plan
 from ..project import project_dir
 from ..report import event_line, live_table, summary
-from ..runs import PlanRun, TaskRun
-from .exits import CANCELED, exit_code, finish
+from ..runs import CANCELED, PlanRun, TaskRun
+from .exits import exit_code, finish
 
 
 def run_plan_file(path: Path, parameters: dict[str, Param], *, output_dir: Path | None, engine: str,
