@@ -1,13 +1,15 @@
 """One notebook to run, as every process on the way sees it: :class:`TaskSpec`.
 
-A spec is built once, by whoever asks for the run: :func:`nbflow.runner.task_spec` for the API,
-the CLI and a plan's tasks (the scheduler), and ``dbutils.notebook.run`` in a kernel for a child.
+A spec is built once, by whoever asks for the run: :func:`nbflow.runner.task_spec` for the API
+and the CLI, the scheduler for each attempt of a plan's task, and ``dbutils.notebook.run`` in a
+kernel for a child.
 It crosses process boundaries as JSON (to a plan's worker, to the child process); the runner
 completes it where the notebook runs (:func:`nbflow.runner.run_task`: the output path's default,
 the context's notebook fields) and hands it to the papermill engine as one keyword.
 
 This module imports only the standard library, :mod:`nbflow.errors`, :mod:`nbflow.params` and
-:mod:`nbflow.runtime.context` (all standard library underneath), so a kernel may import it.
+:mod:`nbflow.runtime.context` (standard library underneath; params reads a parameters file's
+YAML lazily), so a kernel may import it.
 """
 
 from __future__ import annotations

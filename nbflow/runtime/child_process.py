@@ -1,6 +1,6 @@
 """Running nbflow work out of the kernel: one process, one JSON request in, one JSON line out.
 
-``dbutils.notebook.run`` (``python -m nbflow.child``) and Fabric's ``runMultiple``
+``dbutils.notebook.run`` (``python -m nbflow.task_process``) and Fabric's ``runMultiple``
 (``python -m nbflow.run_multiple``) both hand their work to a process of their own: the kernel
 then imports neither the engine nor the scheduler, and what that process starts (kernels, plan
 workers) belongs to it. The process watches its caller and stops when the caller dies; here,

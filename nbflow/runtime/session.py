@@ -68,7 +68,7 @@ class Session:
         self.dbutils = DBUtils(self)
         self.lakehouse = Lakehouse(self)
         self.libraries = Libraries(context.notebook_path, context.project_dir, context.python_env)
-        # The objects the runtime put in the notebook's namespace (set by nbflow.runtime.install).
+        # The objects the runtime put in the notebook's namespace (set by nbflow.runtime.kernel.install).
         self.namespace_objects: set[int] = set()
 
     def current_notebook(self) -> str:
