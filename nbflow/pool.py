@@ -245,12 +245,10 @@ class WorkerPool:
                     if self._queue and self._ready:
                         break
                     self._changed.wait()
-                worker = self._ready.popleft()
-            if not self._attached_to_live_cluster(worker):  # outside the lock: it reads the state file
+            worker = self._take_warm()
+            if worker is None:
                 continue
             with self._changed:
-                if not (worker.alive and worker.warm and not worker.held):
-                    continue
                 job = None
                 while self._queue and job is None:
                     queued = self._queue.popleft()
@@ -258,10 +256,11 @@ class WorkerPool:
                         job = queued
                     else:
                         self._jobs.pop(queued.future, None)
-                if job is None:
-                    self._ready.appendleft(worker)  # still warm, for the next attempt
+                if job is None:  # every queued attempt was withdrawn: still warm, for the next one
+                    worker.held, worker.warm = False, True
+                    self._ready.appendleft(worker)
                     continue
-                worker.held, worker.warm, worker.job = True, False, job
+                worker.job = job
                 job.worker, job.acquired_ms = worker, _now_ms()
             # A worker that is gone cannot read it; its reader resolves the attempt at its end.
             worker.send(job.request.to_json())
@@ -307,20 +306,33 @@ class WorkerPool:
 
     # -- workers handed out directly -----------------------------------------------------------
     def acquire(self, cancelled: Callable[[], bool]) -> Worker | None:
-        """A worker whose kernel is warm; None if ``cancelled()`` turns true while waiting."""
+        """A worker whose kernel is warm, held for the caller; None if ``cancelled()`` turns true
+        while waiting. (Attempts go through :meth:`submit`; this hands out a worker itself, for
+        callers that drive one directly.)"""
         while not cancelled():
             with self._changed:
                 if not self._ready:
                     self._changed.wait(0.1)  # ``cancelled`` cannot wake this wait: asked again each 0.1 s
                     continue
+            worker = self._take_warm()
+            if worker is not None:
+                return worker
+        return None
+
+    def _take_warm(self) -> Worker | None:
+        """The next ready worker whose kernel can take a task now, held (None once none is ready).
+        A worker attached to a cluster server that is gone is stopped, and so replaced, on the way."""
+        while True:
+            with self._changed:
+                if not self._ready:
+                    return None
                 worker = self._ready.popleft()
-            if not self._attached_to_live_cluster(worker):
+            if not self._attached_to_live_cluster(worker):  # outside the lock: it reads the state file
                 continue
-            with self._lock:
+            with self._changed:
                 if worker.alive and worker.warm and not worker.held:
                     worker.held, worker.warm = True, False
                     return worker
-        return None
 
     def _attached_to_live_cluster(self, worker: Worker) -> bool:
         """False for a kernel attached to a cluster server that died or was replaced since: its
