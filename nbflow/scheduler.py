@@ -45,6 +45,7 @@ from .project import project_dir
 from .runner import run_context
 from .runs import (
     CANCELED,
+    CANCELED_STATES,
     EXCLUDED,
     FAILED,
     PENDING,
@@ -180,9 +181,19 @@ class Scheduler:
                 self.executor.close()
             run.end_ms = _now_ms()
             run.cleanup_ms = run.end_ms - done
-            run.result_state = job_result(run.tasks, self.deps) if not self._cancelled else run.result_state or CANCELED
+            run.result_state = self._result()
             run.resume_from = [k for k in self._order if run.tasks[k].status not in SUCCEEDED]
         return run
+
+    def _result(self) -> TaskState:
+        """The run's result: its tasks' (the Jobs API's leaf rule), unless a stop cut some short.
+        A cancel that came after every task had ended changes nothing: the run is what its tasks say."""
+        if not self._cancelled:
+            return job_result(self.run.tasks, self.deps)
+        stopped = self.run.result_state or CANCELED
+        if stopped == CANCELED and not any(t.status in CANCELED_STATES for t in self.run.tasks.values()):
+            return job_result(self.run.tasks, self.deps)
+        return stopped
 
     def _loop(self) -> None:
         """Start what is ready, then sleep until an attempt ends, a retry is due, the job's

@@ -291,6 +291,22 @@ def test_cancel_from_another_thread_interrupts_running_tasks_and_cancels_the_res
     assert run.tasks["after"].reason == run.tasks["a"].reason == "the run was cancelled (runs/cancel)"
 
 
+def test_a_cancel_after_every_task_ended_leaves_the_result_to_the_tasks(tmp_path: Path) -> None:
+    # As a workspace does: runs/cancel on a run whose tasks all ended changes nothing.
+    sched: Scheduler
+
+    def on_event(event: str, task_run: TaskRun) -> None:
+        if event == "finished" and task_run.task.task_key == "last":
+            sched.cancel("runs/cancel")
+
+    with FakeExecutor({"first": Script("FAILED")}) as fake:
+        sched = scheduler(plan(task("first"), task("last", "first", run_if="ALL_DONE")), fake, tmp_path,
+                          on_event=on_event)
+        run = sched.execute()
+    assert states(run) == {"first": "FAILED", "last": "SUCCESS"}
+    assert run.result_state == "SUCCESS_WITH_FAILURES"  # the leaf succeeded: not CANCELED
+
+
 def test_a_cancel_kills_what_ignores_it_after_the_grace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(scheduler_mod, "STOP_GRACE_S", 0.05)
     with FakeExecutor({"stuck": Script(hang=True, ignores_interrupt=True)}) as fake:

@@ -23,7 +23,6 @@ from ..plan import PlanError, plan_from_job
 from ..pool import WorkerPool
 from ..report import runs_get
 from ..results import read_result
-from ..runs import CANCELED_STATES, job_result
 from ..scheduler import Scheduler
 from .api_errors import ApiError
 from .clusters_store import ClustersStore
@@ -121,13 +120,9 @@ class RunExecutor:
                         for child_id in self._workflow_runs(attempt.result.children, task_run.run_id, run):
                             records.save_run(child_id)
             state = dict(shaped["state"])
-            if state["result_state"] == "CANCELED":
-                if not any(t.status in CANCELED_STATES for t in plan_run.tasks.values()):
-                    # The cancel came after every task had ended: the run is what its tasks say.
-                    state["result_state"] = job_result(plan_run.tasks, scheduler.deps)
-                else:
-                    state["state_message"] = state["state_message"] or (
-                        STOPPING if self.queue.stopping else "the run was cancelled")
+            if state["result_state"] == "CANCELED":  # (a cancel after every task ended is not one)
+                state["state_message"] = state["state_message"] or (
+                    STOPPING if self.queue.stopping else "the run was cancelled")
             state["user_cancelled_or_timedout"] = state["result_state"] in ("CANCELED", "TIMEDOUT")
             records.finish(run_id, state, end_time=shaped["end_time"])
 
