@@ -34,9 +34,8 @@ from .errors import NbflowError, NotebookRuntimeError
 from .notebooks import resolve_notebook
 from .plan import Plan, Task
 from .runs import SUCCEEDED, PlanRun
+from .runtime.fabric import DAG_TIMEOUT_S
 from .scheduler import Scheduler
-
-DEFAULT_TIMEOUT_S = 43200  # Fabric's documented default for the whole DAG (12 hours)
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def parse(dag: Any, caller: Path) -> Dag:
     except graphlib.CycleError as exc:
         raise NotebookRuntimeError(f"runMultiple: dependency cycle: {' -> '.join(map(str, exc.args[1]))}") from None
     try:
-        timeout = int(dag.get("timeoutInSeconds", DEFAULT_TIMEOUT_S))
+        timeout = int(dag.get("timeoutInSeconds", DAG_TIMEOUT_S))
         plan = Plan(name="runMultiple", tasks=tasks, timeout_seconds=timeout)
         # Fabric's documented default is three times the cores; 0 means no limit.
         concurrency = int(dag.get("concurrency", 3 * (os.cpu_count() or 1))) or len(tasks)

@@ -26,9 +26,13 @@ def handle(spec: TaskSpec, kernel: WarmKernel | None = None) -> tuple[dict[str, 
     try:
         result = run_task(spec, kernel=kernel)
     except NbflowError as exc:
-        return {"status": FAILED.value, "output": spec.output_path,
-                "error": CellError(None, type(exc).__name__, str(exc)).summary()}, False
+        return _failure(exc, spec.output_path), False
     return result.task_summary(), result.ok
+
+
+def _failure(exc: Exception, output: str | None) -> dict[str, Any]:
+    """The task summary of a run that could not start (bad input, a kernel that would not start)."""
+    return {"status": FAILED.value, "output": output, "error": CellError(None, type(exc).__name__, str(exc)).summary()}
 
 
 def main() -> int:
@@ -40,8 +44,7 @@ def main() -> int:
     try:
         spec = TaskSpec.from_json(json.loads(sys.stdin.read()))
     except (NbflowError, ValueError) as exc:
-        print(json.dumps({"status": FAILED.value, "output": None,
-                          "error": CellError(None, type(exc).__name__, str(exc)).summary()}))
+        print(json.dumps(_failure(exc, None)))
         return 1
     summary, ok = handle(spec)
     print(json.dumps(summary))

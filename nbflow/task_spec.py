@@ -68,8 +68,7 @@ class TaskSpec:
         try:
             parameters = {str(name): Param(entry["value"], str(entry["source"]))
                           for name, entry in (data.get("parameters") or {}).items()}
-            known = RunContext.__dataclass_fields__
-            context = RunContext(**{k: v for k, v in (data.get("context") or {}).items() if k in known})
+            context = RunContext.from_dict(data.get("context") or {})
             timeout = data.get("timeout")
             return cls(
                 notebook=data["notebook"],

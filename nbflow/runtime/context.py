@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -55,6 +56,9 @@ class RunContext:
 
     @classmethod
     def from_json(cls, text: str) -> RunContext:
-        data = json.loads(text)
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunContext:
+        """A context from its fields; fields this version does not know are left out."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

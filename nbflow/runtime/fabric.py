@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 FABRIC_RUN_TIMEOUT_S = 90  # notebookutils.notebook.run's documented default
 DAG_TIMEOUT_S = 43200  # runMultiple's documented default for the whole DAG (12 hours)
+# How long a stopped runMultiple gets to stop its notebooks: the scheduler gives running attempts
+# 30 s to save and stop (STOP_GRACE_S), then kills them; the rest is for its own exit.
+RUN_MULTIPLE_STOP_GRACE_S = 45.0
 
 
 class FabricNotebook:
@@ -97,8 +100,8 @@ class FabricNotebook:
         }
         timeout = _dag_timeout(dag)
         backstop = None if validate_only or not timeout else timeout + CHILD_GRACE_S
-        # An interrupted scheduler gives its workers STOP_GRACE_S to save and stop: wait as long.
-        outcome = child_process.call("nbflow.run_multiple", request, ctx.python, backstop, stop_grace=45.0)
+        outcome = child_process.call("nbflow.run_multiple", request, ctx.python, backstop,
+                                     stop_grace=RUN_MULTIPLE_STOP_GRACE_S)
         if outcome.timed_out:
             raise NotebookRuntimeError(f"runMultiple: still running {CHILD_GRACE_S} s after its timeout: stopped")
         reply = outcome.reply
