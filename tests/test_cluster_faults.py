@@ -83,6 +83,37 @@ def test_a_session_on_a_dead_cluster_fails_in_seconds_with_one_line_and_the_next
     assert log.count("starting the sail cluster") == 2  # restarted once, into the same log
 
 
+class _Cancelled(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.CANCELLED
+
+
+@pytest.mark.parametrize(("alive_checks", "dies"), [(3, True), (None, False)])
+def test_a_call_the_server_cancels_is_a_dead_cluster_only_if_the_server_then_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alive_checks: int | None, dies: bool
+) -> None:
+    # The gate cancels the calls in flight when Sail behind it dies, then exits: CI once saw the
+    # raw CANCELLED where ClusterDied was due. A cancel from a server that stays is the call's own.
+    state = cluster_state.ClusterState(
+        engine="sail", url="unix:/nowhere", pid=4242, port=0, warehouse=str(tmp_path), started_at="now",
+        log=str(tmp_path / "cluster.log"), delta=True, reason="test", access="gate: test", socket="/nowhere")
+    checks: list[int] = []
+
+    def server_alive(*_: object) -> bool:
+        checks.append(1)
+        return alive_checks is None or len(checks) <= alive_checks
+
+    monkeypatch.setattr(cluster_attach, "server_alive", server_alive)
+    monkeypatch.setattr(cluster_attach, "CANCELLED_GRACE_S", 0.5)
+    policy = cluster_attach._retry_policy(state)
+    if dies:
+        with pytest.raises(ClusterDied, match=r"^the local cluster \(sail, pid 4242\) died; its log: "):
+            policy.can_retry(_Cancelled())
+    else:
+        assert policy.can_retry(_Cancelled()) is False  # raised as pyspark raises it
+    assert len(checks) > 1  # it waited to see
+
+
 @pytest.mark.kernel
 @pytest.mark.spark
 def test_a_dead_cluster_fails_running_tasks_at_once_their_retry_restarts_it_and_the_next_run_works(

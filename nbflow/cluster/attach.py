@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # An unanswered call (UNAVAILABLE) is retried while the server process lives, for this long at
 # most; pyspark's own policy retries for 10 minutes and more, which is how a dead cluster hung runs.
 UNAVAILABLE_BUDGET_S = 15.0
+# How long a call cancelled by the server waits to see whether the server goes (see _retry_policy).
+CANCELLED_GRACE_S = 3.0
 
 
 def session_url(url: str, session_id: str) -> str:
@@ -106,7 +108,8 @@ def _channel_builder(state: ClusterState, session_id: str) -> Any:
 
 def _retry_policy(state: ClusterState) -> Any:
     """pyspark's retry policy, bounded: UNAVAILABLE is retried while the server process lives,
-    for UNAVAILABLE_BUDGET_S at most; then, or at once if the process is gone, ClusterDied."""
+    for UNAVAILABLE_BUDGET_S at most; then, or at once if the process is gone, ClusterDied. A
+    call the server cancels is ClusterDied if the server exits within CANCELLED_GRACE_S."""
     import grpc  # lazy: with pyspark, only when a session is made
     from pyspark.sql.connect.client.retries import (  # lazy: pyspark costs a second to import
         DefaultPolicy,
@@ -138,6 +141,20 @@ def _retry_policy(state: ClusterState) -> Any:
         def __init__(self) -> None:
             super().__init__(max_retries=40, initial_backoff=50, backoff_multiplier=2.0, max_backoff=1000,
                              max_server_retry_delay=10_000)
+
+        def can_retry(self, e: BaseException) -> bool:
+            # The gate stops answering when Sail behind it dies: it cancels the calls in flight
+            # (CANCELLED, not UNAVAILABLE) and exits a moment later. A cancel from a server
+            # that then goes is the cluster dying; from one that stays, it is the call's own.
+            if isinstance(e, grpc.RpcError) and e.code() == grpc.StatusCode.CANCELLED and state.pid is not None:
+                deadline = time.monotonic() + CANCELLED_GRACE_S
+                while server_alive(state, project):
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.05)
+                raise ClusterDied(died_message(state)) from None
+            answer: bool = super().can_retry(e)
+            return answer
 
         def to_state(self) -> Any:
             return Attempts(self)
