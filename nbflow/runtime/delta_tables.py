@@ -1,18 +1,18 @@
 """``delta.tables.DeltaTable`` for engines without the Delta Lake Python API over Spark Connect.
 
-Sail runs Delta tables and Delta SQL (``MERGE``, ``UPDATE``, ``DELETE``, ``VERSION AS OF``) but
-not the Delta Connect relations behind delta-spark's ``DeltaTable``. This class offers the same
-API built on that SQL, and on delta-rs (``deltalake``) for ``history()`` and ``detail()``. It is
-installed as ``delta.tables`` in a kernel only when delta-spark is not installed.
+Neither Sail nor the JVM engine here serve the Delta Connect relations behind delta-spark's own
+``DeltaTable`` (the JVM engine would need delta-connect-server, which Maven Central's mirror here
+does not serve). This class offers the same API as Delta SQL (``MERGE``, ``UPDATE``, ``DELETE``,
+``DESCRIBE HISTORY|DETAIL``, ``RESTORE``, ``OPTIMIZE``, ``VACUUM``): delta-spark runs those
+statements itself on the JVM engine; on Sail nbflow answers the ones Sail lacks from the Delta log
+with delta-rs (:mod:`nbflow.runtime.delta_commands`). It is installed as ``delta.tables`` in a
+kernel only when delta-spark is not installed.
 
 Conditions and expressions are SQL strings (``"t.id = s.id"``, ``{"amount": "s.amount"}``) or
 Columns (``F.col("t.id") == F.col("s.id")``, ``{"amount": F.col("s.amount") * 2}``): a Spark
 Connect Column is an expression tree on the client, which :func:`column_sql` writes as SQL
 (comparisons, AND/OR/NOT, arithmetic, literals, functions, CASE WHEN, CAST, ``F.expr``...); a
 Column that has no SQL form (a Python UDF, a window) fails with one line saying so.
-
-``restoreToVersion``/``restoreToTimestamp``, ``optimize()`` and ``vacuum`` run on delta-rs, as the
-SQL statements do (:mod:`nbflow.runtime.delta_commands`), with the same results.
 """
 
 from __future__ import annotations
@@ -211,37 +211,23 @@ class DeltaTable:
     def alias(self, aliasName: str) -> DeltaTable:
         return DeltaTable(self._spark, self._identifier, self._path, aliasName, self._full_name)
 
+    # -- the Delta statements: answered by nbflow from the Delta log on Sail (delta-rs, see
+    # nbflow.runtime.delta_commands), by delta-spark itself on the JVM engine and by an external cluster.
     def history(self, limit: int | None = None) -> Any:
-        """The table's commits, newest first, as ``DESCRIBE HISTORY`` (from the Delta log, with delta-rs)."""
-        from .delta_commands import history_frame  # lazy: imports pyspark (start-up)
-
-        return history_frame(self._spark, self._location(), limit)
+        """The table's commits, newest first: ``DESCRIBE HISTORY``."""
+        return self._spark.sql(f"DESCRIBE HISTORY {self._identifier}" + (f" LIMIT {int(limit)}" if limit else ""))
 
     def detail(self) -> Any:
-        """One row about the table, as ``DESCRIBE DETAIL`` (from delta-rs)."""
-        from .delta_commands import detail_frame  # lazy: imports pyspark (start-up)
+        """One row about the table: ``DESCRIBE DETAIL``."""
+        return self._spark.sql(f"DESCRIBE DETAIL {self._identifier}")
 
-        return detail_frame(self._spark, self._location(), self._full_name)
-
-    def _location(self) -> str:
-        if self._path is None:
-            raise NotebookRuntimeError(f"the location of {self._identifier} is not known to nbflow's catalog")
-        return self._path
-
-    # -- maintenance (delta-rs, as the SQL statements) ----------------------------------------
     def restoreToVersion(self, version: int) -> Any:
-        """A new commit that makes the table as it was at ``version``; the metrics as ``RESTORE``."""
-        from .delta_commands import restore_frame  # lazy: imports pyspark (start-up)
-
-        return restore_frame(self._spark, self._location(), int(version), self._identifier)
+        """A new commit that makes the table as it was at ``version``; the metrics of ``RESTORE``."""
+        return self._spark.sql(f"RESTORE TABLE {self._identifier} TO VERSION AS OF {int(version)}")
 
     def restoreToTimestamp(self, timestamp: str) -> Any:
         """As :meth:`restoreToVersion`, to the last version committed at or before ``timestamp``."""
-        from .delta_commands import restore_frame, timestamp_micros, version_at  # lazy: imports pyspark (start-up)
-
-        micros = timestamp_micros(self._spark, sql_string(str(timestamp)))
-        version = version_at(self._location(), micros, self._identifier)
-        return restore_frame(self._spark, self._location(), version, self._identifier)
+        return self._spark.sql(f"RESTORE TABLE {self._identifier} TO TIMESTAMP AS OF {sql_string(str(timestamp))}")
 
     def optimize(self) -> DeltaOptimizeBuilder:
         return DeltaOptimizeBuilder(self)
@@ -249,10 +235,8 @@ class DeltaTable:
     def vacuum(self, retentionHours: float | None = None) -> Any:
         """Delete files that no version within the retention period needs (``VACUUM``; a retention
         under the table's, 7 days by default, needs the retention check turned off, as on Databricks)."""
-        from .delta_commands import vacuum_frame  # lazy: imports pyspark (start-up)
-
-        hours = None if retentionHours is None else float(retentionHours)
-        return vacuum_frame(self._spark, self._location(), self._identifier, hours)
+        retain = "" if retentionHours is None else f" RETAIN {float(retentionHours)} HOURS"
+        return self._spark.sql(f"VACUUM {self._identifier}{retain}")
 
     # -- changing ---------------------------------------------------------------------------
     def _target(self) -> str:
@@ -283,12 +267,10 @@ class DeltaOptimizeBuilder:
         return self
 
     def _run(self, zorder: list[str] | None) -> Any:
-        from .delta_commands import optimize_frame, partition_filters  # lazy: imports pyspark (start-up)
-
         table = self._table
-        location = table._location()
-        filters = partition_filters(location, self._where, table._identifier) if self._where else None
-        return optimize_frame(table._spark, location, table._identifier, filters, zorder)
+        where = f" WHERE {self._where}" if self._where else ""
+        order = f" ZORDER BY ({', '.join(sql_ident(c) for c in zorder)})" if zorder else ""
+        return table._spark.sql(f"OPTIMIZE {table._identifier}{where}{order}")
 
     def executeCompaction(self) -> Any:
         return self._run(None)
