@@ -201,6 +201,21 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     cluster.stop(root)
 
 
+# The cluster engines the Delta and catalog tests run on: Sail, and the JVM engine with delta-spark
+# (its own marker, so that the fast lane and a machine without Java leave it out).
+ENGINES = ["sail", pytest.param("spark", marks=pytest.mark.jvm)]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, project: Path) -> str:
+    """The cluster engine this test runs on. Its project's cluster is started on that engine
+    first, so every notebook the test runs (engine ``auto``) attaches to it."""
+    from nbflow.cluster import server as cluster
+
+    cluster.start(project, request.param)
+    return str(request.param)
+
+
 def as_from_a_terminal() -> None:
     """``preexec_fn`` for a CLI a test interrupts with SIGINT: SIGINT acts, as from a terminal,
     even when the test runner itself was started where SIGINT is ignored (a background job)."""
