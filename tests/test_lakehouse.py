@@ -1,8 +1,10 @@
-"""Spark in notebooks on the local cluster (Sail): SQL, %sql, display, Delta tables, the shared catalog."""
+"""Spark in notebooks on the local cluster: SQL, %sql, display, Delta tables, the shared catalog. The
+Delta tests run on both engines (Sail, and the JVM engine with delta-spark: the jvm marker)."""
 
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,8 +39,10 @@ def test_a_notebook_without_spark_starts_no_cluster(project: Path) -> None:
 
 
 @pytest.mark.spark
-def test_delta_tables_sql_and_time_travel(project: Path) -> None:
+def test_delta_tables_sql_and_time_travel(project: Path, engine: str) -> None:
     out = exit_json(run("spark/tables.py"))
+    state = cluster.status(project)
+    assert state is not None and state.engine == engine and state.delta
     assert out["error_mode"] == "raised"
     assert out["modes"] == 6  # overwrite 3, append 3, ignore leaves it
     assert out["orders"] == [[1, 0.0], [2, 99.0], [4, 40.0]]
@@ -55,6 +59,8 @@ def test_delta_tables_sql_and_time_travel(project: Path) -> None:
     orders = next(t for t in listed if t["name"] == "main.shop.orders")
     assert orders["rows"] == 3 and orders["format"] == "delta" and orders["version"] >= 4
     assert DeltaTable(orders["location"]).to_pandas().shape == (3, 2)
+    if engine == "spark":
+        assert out["shuffle"] == ["200", str(2 * (os.cpu_count() or 1))]
 
 
 @pytest.mark.spark
@@ -73,7 +79,7 @@ def test_parent_and_child_see_each_others_tables_at_once(project: Path) -> None:
 
 
 @pytest.mark.spark
-def test_delta_table_python_api(project: Path) -> None:
+def test_delta_table_python_api(project: Path, engine: str) -> None:
     out = exit_json(run("spark/delta_api.py"))
     assert out["is_delta_name_path"] is True
     # start 0..4 (v = 1.5 id); update id 1 -> 100; delete 4; merge: 2 -> -1, 3 deleted,
@@ -125,16 +131,6 @@ def test_sample_workers_upsert_instead_of_duplicating(project: Path, name: str) 
     second = json.loads(run_notebook(samples / name).exit_value)
     assert first["rows_inserted"] > 0 and first["rows_updated"] == 0
     assert second == {**first, "rows_inserted": 0, "rows_updated": first["rows_inserted"]}
-
-
-@pytest.mark.jvm
-def test_delta_on_the_jvm_engine(project: Path) -> None:
-    from nbflow import run_notebook
-
-    out = exit_json(run_notebook(NOTEBOOKS / "spark" / "tables.py", engine_name="spark"))
-    assert out["orders"] == [[1, 0.0], [2, 99.0], [4, 40.0]]
-    state = cluster.status(project)
-    assert state is not None and state.engine == "spark" and state.delta
 
 
 @pytest.mark.jvm

@@ -96,6 +96,10 @@ def server_command(choice: EngineChoice, port: int, project: Path) -> tuple[list
         # on two cores; Databricks sizes them to its cluster too.
         "spark.databricks.delta.snapshotPartitions=2",
         f"spark.sql.sources.parallelPartitionDiscovery.parallelism={2 * (os.cpu_count() or 1)}",
+        # Shuffles start with this many partitions, not spark.sql.shuffle.partitions' 200 (which
+        # notebooks still read as 200, as on Databricks): Delta's VACUUM and MERGE shuffle small
+        # tables, and 200 tasks each made a VACUUM take 15-30 s instead of ~5 s on two cores.
+        f"spark.sql.adaptive.coalescePartitions.initialPartitionNum={2 * (os.cpu_count() or 1)}",
     ]
     command = [str(submit), "--master", "local[*]", "--class", SPARK_SERVER_CLASS, "--name", "nbflow",
                *(arg for conf in confs for arg in ("--conf", conf)), *choice.spark_args]

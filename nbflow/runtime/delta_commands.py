@@ -14,8 +14,9 @@ result columns Databricks gives, and returns None for every other statement (the
   ``ALTER TABLE t UNSET TBLPROPERTIES`` (checked against the Delta log, see :func:`_alter_properties`);
 - ``CREATE [OR REPLACE] TABLE [IF NOT EXISTS] t2 [SHALLOW|DEEP] CLONE t [VERSION|TIMESTAMP AS
   OF ...]``: a copy of the data at that version through the engine's ``CREATE TABLE ... AS
-  SELECT`` (a shallow clone is a deep copy here: neither engine writes a table over another
-  table's files);
+  SELECT`` (on Sail a shallow clone is a deep copy too: neither Sail nor delta-rs writes a table
+  over another table's files). On the JVM engine too for a deep clone, which is Databricks-only:
+  delta-spark's parser knows ``SHALLOW CLONE`` alone, and runs that one itself;
 - ``SET key = value`` (Sail's SQL ``SET`` knows no ``spark.*`` key) and ``REFRESH TABLE t``
   (nothing to refresh: Sail keeps no snapshot of a table between queries);
 - ``GRANT``, ``REVOKE``, ``DENY``, ``ALTER ... [SET] OWNER TO``, ``SHOW GRANTS``: no-ops with one
@@ -163,12 +164,7 @@ def resolve(lakehouse: Lakehouse, written: str, operation: str) -> Target:
     """
     written = written.strip()
     parts = _parts(written)
-    path: str | None = None
-    if written[0] in "'\"":
-        path = _unquote(written)
-    elif len(parts) == 2 and parts[0].lower() == "delta" and written.rstrip().endswith("`") \
-            and _looks_like_path(parts[1]):
-        path = parts[1]
+    path = _written_path(written)
     if path is not None:
         location = local_path(lakehouse.spark_path(path))
         shown = "delta.`" + path.replace("`", "``") + "`"
@@ -190,6 +186,16 @@ def resolve(lakehouse: Lakehouse, written: str, operation: str) -> Target:
         raise _analysis("DELTA_ONLY_OPERATION", f"{operation} is only supported for Delta tables.",
                         {"operation": operation}, "0AKDD")
     return Target(entry.location, shown, entry.full_name, written, entry.format)
+
+
+def _written_path(written: str) -> str | None:
+    """The path a table reference names (``delta.`/path```, ``'/path'``), None for a name."""
+    if written[0] in "'\"":
+        return _unquote(written)
+    parts = _parts(written)
+    if len(parts) == 2 and parts[0].lower() == "delta" and written.rstrip().endswith("`") and _looks_like_path(parts[1]):
+        return parts[1]
+    return None
 
 
 def _analysis(error_class: str, message: str, parameters: dict[str, str], sql_state: str) -> Exception:
@@ -330,18 +336,34 @@ _RESTORE_SCHEMA = StructType([StructField(c, LongType()) for c in (
     "removed_files_size", "restored_files_size")])
 
 
-def version_at(location: str, micros: int, shown: str) -> int:
-    """The table's version at a time: the last commit at or before it (as Delta's RESTORE)."""
+def version_at(location: str, micros: int, shown: str, restoring: bool = False) -> int:
+    """The table's version at a time: the last commit at or before it (as Delta's time travel).
+
+    A time before the first commit is Delta's error; ``restoring`` (``RESTORE``) uses delta-spark's
+    own errors for it, and for a time after the last commit, which RESTORE refuses too.
+    """
     commits = _delta_rs("TIMESTAMP AS OF", lambda: _delta(location).history())
+    when = dt.datetime.fromtimestamp(micros / 1e6, tz=dt.timezone.utc).isoformat(sep=" ")
+    latest = max(commits, key=lambda c: int(c["version"]))
+    if restoring and micros > int(latest["timestamp"]) * 1000:
+        last = str(_utc(int(latest["timestamp"])))
+        raise _analysis("DELTA_CANNOT_RESTORE_TIMESTAMP_GREATER",
+                        f"Cannot restore table to timestamp ({when}) as it is after the latest version available. "
+                        f"Please use a timestamp before ({last})", {"requestedTimestamp": when, "latestTimestamp": last},
+                        "22003")
     versions = [int(c["version"]) for c in commits if int(c["timestamp"]) * 1000 <= micros]
     if versions:
         return max(versions)
     earliest = min(commits, key=lambda c: int(c["version"]))
-    when = dt.datetime.fromtimestamp(micros / 1e6, tz=dt.timezone.utc).isoformat(sep=" ")
-    first = _utc(int(earliest["timestamp"]))
+    first = str(_utc(int(earliest["timestamp"])))
+    if restoring:
+        raise _analysis("DELTA_CANNOT_RESTORE_TIMESTAMP_EARLIER",
+                        f"Cannot restore table to timestamp ({when}) as it is before the earliest version available. "
+                        f"Please use a timestamp after ({first}).", {"requestedTimestamp": when,
+                                                                     "earliestTimestamp": first}, "22003")
     raise _analysis("DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION",
                     f"The provided timestamp ({when}) is before the earliest version available to {shown} ({first}).",
-                    {"userTimestamp": when, "commitTs": str(first)}, "42816")
+                    {"userTimestamp": when, "commitTs": first}, "42816")
 
 
 def timestamp_micros(spark: Any, expression: str) -> int:
@@ -460,10 +482,15 @@ def vacuum_frame(spark: Any, location: str, shown: str, hours: float | None = No
     if hours is not None and hours < minimum:
         check = str(spark.conf.get(RETENTION_CHECK, "true")).strip().strip("'\"").lower()
         if check != "false":
+            # delta-spark's error class and text, naming the whole key (its text says
+            # "delta.retentionDurationCheck.enabled", not the session key).
             raise IllegalArgumentException(
-                message=f"requirement failed: VACUUM {shown} RETAIN {hours:g} HOURS is shorter than the table's "
-                        f"retention ({minimum:g} hours): files that readers or writers still need could be deleted. If "
-                        f"no other operation is using this table, set {RETENTION_CHECK} = false to allow it")
+                message="[DELTA_VACUUM_RETENTION_PERIOD_TOO_SHORT] The specified VACUUM retention period is too low "
+                        "and may corrupt this Delta table if any writes are in progress.\n\nIf no operations (insert, "
+                        "upsert, delete, optimize) are running, you can disable this safety check by setting:\n"
+                        f"{RETENTION_CHECK} = false\n\nOtherwise, use a retention period of at least {minimum:g} "
+                        "hours. SQLSTATE: 22003", errorClass="DELTA_VACUUM_RETENTION_PERIOD_TOO_SHORT",
+                messageParameters={"configuredRetentionHours": f"{minimum:g}"}, sql_state="22003")
     deleted = _delta_rs(f"VACUUM {shown}", lambda: table.vacuum(
         retention_hours=None if hours is None else math.ceil(hours), dry_run=dry_run,
         enforce_retention_duration=False, full=not lite))
@@ -499,6 +526,19 @@ def _history(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
 def _detail(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
     target = resolve(lakehouse, m["t"], "DESCRIBE DETAIL")
     return detail_frame(lakehouse.spark(), target.location, target.full_name)
+
+
+def _engine_detail(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
+    """``DESCRIBE DETAIL`` on the JVM engine: delta-spark's own row, with the table named as Unity
+    Catalog names it (``main.default.t``, as on Databricks) rather than by the engine catalog that
+    serves it (``spark_catalog.default.t``). A path's row keeps its null name."""
+    from pyspark.sql import functions as F  # lazy: pyspark is heavy (kernel start-up)
+
+    result = lakehouse._run_statement(lakehouse._raw_sql, m.string)
+    if _written_path(m["t"].strip()) is not None:
+        return result
+    entry = lakehouse.table_entry(m["t"].strip())
+    return result if entry is None else result.withColumn("name", F.lit(entry.full_name))
 
 
 def _show_properties(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
@@ -562,7 +602,7 @@ def _restore(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
     if m["version"] is not None:
         version = int(m["version"])
     else:
-        version = version_at(target.location, timestamp_micros(spark, m["timestamp"]), target.shown)
+        version = version_at(target.location, timestamp_micros(spark, m["timestamp"]), target.shown, restoring=True)
     return restore_frame(spark, target.location, version, target.shown)
 
 
@@ -590,10 +630,14 @@ _CLONE_SCHEMA = StructType([StructField(c, LongType()) for c in (
 def _clone(lakehouse: Lakehouse, m: re.Match[str]) -> Any:
     """``CREATE TABLE t2 [SHALLOW|DEEP] CLONE t``: the engine's ``CREATE TABLE ... AS SELECT`` of the
     source at the version asked, with its partitioning and properties (a new managed table, or at
-    ``LOCATION``); the metrics are Databricks'."""
+    ``LOCATION``); the metrics are Databricks'. None for a shallow clone on the JVM engine:
+    delta-spark runs it (a table over the source's files, as on Databricks)."""
+    shallow = (m["kind"] or "").upper() == "SHALLOW"
+    if shallow and getattr(lakehouse.state, "engine", "") == "spark":
+        return None
     spark = lakehouse.spark()
     source = resolve(lakehouse, m["t"], "CLONE")
-    if (m["kind"] or "").upper() == "SHALLOW":
+    if shallow:
         _warn_once("SHALLOW CLONE", "nbflow: SHALLOW CLONE copies the data locally (a deep clone): neither Sail nor "
                                     "delta-rs writes a table over another table's files")
     if m["version"] is not None:
@@ -670,18 +714,20 @@ def _permissions(kind: str) -> Callable[[Lakehouse, re.Match[str]], Any]:
 
 Handler = Callable[["Lakehouse", "re.Match[str]"], Any]
 # (pattern, handler, engines it is for): Delta commands only on Sail (the JVM engine with Delta runs
-# them itself); the permission no-ops on any local engine (an external cluster may enforce them).
+# them itself) but CLONE, whose deep form delta-spark lacks; the permission no-ops on any local
+# engine (an external cluster may enforce them). A handler may return None: the engine runs it.
 _DELTA_ENGINES = ("sail",)
 _LOCAL_ENGINES = ("sail", "spark")
 _HANDLERS: list[tuple[re.Pattern[str], Handler, tuple[str, ...]]] = [
     (_HISTORY, _history, _DELTA_ENGINES),
     (_DETAIL, _detail, _DELTA_ENGINES),
+    (_DETAIL, _engine_detail, ("spark",)),
     (_SHOW_PROPERTIES, _show_properties, _DELTA_ENGINES),
     (_ALTER_PROPERTIES, _alter_properties, _DELTA_ENGINES),
     (_RESTORE, _restore, _DELTA_ENGINES),
     (_OPTIMIZE, _optimize, _DELTA_ENGINES),
     (_VACUUM, _vacuum, _DELTA_ENGINES),
-    (_CLONE, _clone, _DELTA_ENGINES),
+    (_CLONE, _clone, _LOCAL_ENGINES),  # a deep clone on both (delta-spark has none)
     (_SET, _set, _DELTA_ENGINES),
     (_REFRESH, _refresh, _DELTA_ENGINES),
     (_GRANTS, _permissions("GRANT"), _LOCAL_ENGINES),
@@ -722,22 +768,30 @@ _SPARK_PARSE = re.compile(r"\[PARSE_SYNTAX_ERROR\] Syntax error at or near (?P<t
 _GENERAL = ("Spark SQL as the engine parses it, plus (answered by nbflow) DESCRIBE HISTORY|DETAIL t, "
             "SHOW TBLPROPERTIES t, RESTORE, OPTIMIZE, VACUUM, CREATE TABLE ... CLONE, SET key = value, "
             "REFRESH TABLE t and GRANT/REVOKE/DENY/OWNER TO (no-ops)")
-_FORMS: list[tuple[re.Pattern[str], str]] = [(re.compile(p, _FLAGS), form) for p, form in [
-    (r"DESC(?:RIBE)?\s+HISTORY\b", "DESCRIBE HISTORY t [LIMIT n]"),
-    (r"DESC(?:RIBE)?\s+DETAIL\b", "DESCRIBE DETAIL t"),
-    (r"DESC(?:RIBE)?\b", "DESCRIBE [TABLE] [EXTENDED] t, DESCRIBE HISTORY t [LIMIT n], DESCRIBE DETAIL t"),
-    (r"SHOW\s+TBLPROPERTIES\b", "SHOW TBLPROPERTIES t [('key')]"),
+# On the JVM engine delta-spark parses and runs the Delta commands itself: nbflow adds deep clones
+# (Databricks-only) and the permission no-ops.
+_GENERAL_SPARK = ("Spark SQL with Delta Lake's commands (DESCRIBE HISTORY|DETAIL t, SHOW TBLPROPERTIES t, RESTORE, "
+                  "OPTIMIZE, VACUUM, CREATE TABLE ... SHALLOW CLONE), plus (answered by nbflow) CREATE TABLE ... "
+                  "[DEEP] CLONE and GRANT/REVOKE/DENY/OWNER TO (no-ops)")
+# (statement, the form nbflow runs on Sail, the form delta-spark takes on the JVM engine if another)
+_FORMS: list[tuple[re.Pattern[str], str, str | None]] = [(re.compile(p, _FLAGS), form, spark) for p, form, spark in [
+    (r"DESC(?:RIBE)?\s+HISTORY\b", "DESCRIBE HISTORY t [LIMIT n]", None),
+    (r"DESC(?:RIBE)?\s+DETAIL\b", "DESCRIBE DETAIL t", None),
+    (r"DESC(?:RIBE)?\b", "DESCRIBE [TABLE] [EXTENDED] t, DESCRIBE HISTORY t [LIMIT n], DESCRIBE DETAIL t", None),
+    (r"SHOW\s+TBLPROPERTIES\b", "SHOW TBLPROPERTIES t [('key')]", None),
     (r"SHOW\b", "SHOW TABLES|VIEWS|SCHEMAS|CATALOGS|COLUMNS|FUNCTIONS ..., SHOW TBLPROPERTIES t [('key')], "
-                "SHOW GRANTS (empty)"),
-    (r"RESTORE\b", "RESTORE [TABLE] t [TO] VERSION AS OF n | TIMESTAMP AS OF 'timestamp'"),
-    (r"OPTIMIZE\b", "OPTIMIZE t [WHERE partition_column = 'value' [AND ...]] [ZORDER BY (col, ...)]"),
-    (r"VACUUM\b", "VACUUM t [LITE|FULL] [RETAIN n HOURS] [DRY RUN]"),
+                "SHOW GRANTS (empty)", None),
+    (r"RESTORE\b", "RESTORE [TABLE] t [TO] VERSION AS OF n | TIMESTAMP AS OF 'timestamp'", None),
+    (r"OPTIMIZE\b", "OPTIMIZE t [WHERE partition_column = 'value' [AND ...]] [ZORDER BY (col, ...)]",
+     "OPTIMIZE t [FULL] [WHERE partition_predicate] [ZORDER BY (col, ...)]"),
+    (r"VACUUM\b", "VACUUM t [LITE|FULL] [RETAIN n HOURS] [DRY RUN]",
+     "VACUUM t [LITE|FULL] [USING INVENTORY ...] [RETAIN n HOURS] [DRY RUN]"),
     (r"(?:CREATE|REPLACE)\b.*\bCLONE\b", "CREATE [OR REPLACE] TABLE [IF NOT EXISTS] t2 [SHALLOW|DEEP] CLONE t "
                                         "[VERSION AS OF n | TIMESTAMP AS OF 'ts'] [TBLPROPERTIES (...)] "
-                                        "[LOCATION 'path']"),
+                                        "[LOCATION 'path']", None),
     (r"ALTER\s+TABLE\b", "ALTER TABLE t RENAME TO|ADD COLUMNS|DROP COLUMN|ALTER COLUMN|SET TBLPROPERTIES|"
-                         "UNSET TBLPROPERTIES ..., ALTER ... [SET] OWNER TO (no-op)"),
-    (r"SET\b", "SET key = value, SET key, SET"),
+                         "UNSET TBLPROPERTIES ..., ALTER ... [SET] OWNER TO (no-op)", None),
+    (r"SET\b", "SET key = value, SET key, SET", None),
 ]]
 
 
@@ -746,7 +800,8 @@ def unsupported(statement: str, error: BaseException, engine: str) -> Unsupporte
 
     Recognises Sail's parser ("invalid argument: found X at S:E expected ...") and Spark's
     ``PARSE_SYNTAX_ERROR``; the engine's dump (expected tokens, the statement drawn with carets)
-    is left out.
+    is left out. On Sail the forms named are the ones nbflow answers itself; on the JVM engine,
+    where delta-spark runs the Delta commands, the ones delta-spark takes.
     """
     text = str(error)
     sail, spark = _SAIL_PARSE.search(text), _SPARK_PARSE.search(text)
@@ -762,7 +817,9 @@ def unsupported(statement: str, error: BaseException, engine: str) -> Unsupporte
     body = _body(statement)
     shown = " ".join(body.split())
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    form = next((form for pattern, form in _FORMS if pattern.match(body)), _GENERAL)
-    name = {"sail": "Sail", "spark": "Spark"}.get(engine, "the engine")
-    return UnsupportedStatement(f"[PARSE_SYNTAX_ERROR] {name} cannot parse \"{shown}\" {where}; "
-                                f"nbflow runs instead: {form}")
+    name, lead, general = {"sail": ("Sail", "nbflow runs instead", _GENERAL),
+                           "spark": ("Spark", "Spark with Delta runs", _GENERAL_SPARK)}.get(
+        engine, ("the engine", "supported", "Spark SQL as the engine parses it"))
+    form = next(((sail_form if engine == "sail" else spark_form or sail_form) for pattern, sail_form, spark_form
+                 in _FORMS if pattern.match(body)), general)
+    return UnsupportedStatement(f"[PARSE_SYNTAX_ERROR] {name} cannot parse \"{shown}\" {where}; {lead}: {form}")

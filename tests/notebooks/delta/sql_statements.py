@@ -1,9 +1,11 @@
 # Databricks notebook source
-# Delta SQL that Sail cannot parse, answered by nbflow (delta-rs behind the engine).
+# Delta SQL: on Sail answered by nbflow (delta-rs behind the engine), on the JVM engine by delta-spark.
 import json
 import os
 
 out = {}
+# A table's location is a URI on the JVM engine (file:/..., as dbfs:/... or s3://... on Databricks), a path on Sail.
+local = lambda p: p[len("file:"):] if p.startswith("file:") else p  # noqa: E731
 spark.sql("CREATE TABLE ds (id BIGINT, p STRING) PARTITIONED BY (p)")
 for start in (0, 10, 20, 30):  # versions 1..4, several small files per partition
     spark.sql(f"INSERT INTO ds SELECT id, IF(id % 2 = 0, 'a', 'b') FROM range({start}, {start + 10})")
@@ -18,7 +20,7 @@ d = detail.first()
 out["detail_columns"] = detail.columns
 out["detail"] = {"format": d.format, "name": d.name, "partitionColumns": d.partitionColumns, "numFiles": d.numFiles,
                  "sizeInBytes_positive": d.sizeInBytes > 0, "minWriterVersion": d.minWriterVersion,
-                 "location_is_dir": os.path.isdir(d.location)}
+                 "location_is_dir": os.path.isdir(local(d.location)), "location_uri": d.location.startswith("file:")}
 location = d.location
 out["by_path"] = [spark.sql(f"DESCRIBE HISTORY delta.`{location}`").count(),
                   spark.sql(f"DESCRIBE DETAIL '{location}'").first().numFiles]
@@ -61,10 +63,11 @@ v3_time = [r.timestamp for r in spark.sql("DESCRIBE HISTORY ds").collect() if r.
 spark.sql(f"RESTORE ds TO TIMESTAMP AS OF '{v3_time.isoformat(sep=' ')}'")
 out["restore_timestamp_count"] = spark.sql("SELECT count(*) AS n FROM ds").first().n
 out["props_after_restore"] = spark.sql("DESCRIBE DETAIL ds").first().properties  # as at that version
-try:
-    spark.sql("RESTORE TABLE ds TO TIMESTAMP AS OF '2000-01-01'")
-except Exception as exc:
-    out["restore_too_early"] = str(exc)
+for when, key in (("2000-01-01", "restore_too_early"), ("2999-01-01", "restore_too_late")):
+    try:
+        spark.sql(f"RESTORE TABLE ds TO TIMESTAMP AS OF '{when}'")
+    except Exception as exc:
+        out[key] = [exc.getCondition(), str(exc).splitlines()[0]]
 
 # COMMAND ----------
 
@@ -82,7 +85,7 @@ out["zorder"] = spark.sql("OPTIMIZE ds ZORDER BY (id)").first().metrics.numFiles
 try:
     spark.sql("OPTIMIZE ds WHERE id > 3")
 except Exception as exc:
-    out["optimize_non_partition"] = str(exc)
+    out["optimize_non_partition"] = str(exc).splitlines()[0]
 out["ops_now"] = [r.operation for r in spark.sql("DESCRIBE HISTORY ds LIMIT 3").collect()]
 
 # COMMAND ----------
@@ -91,15 +94,15 @@ out["ops_now"] = [r.operation for r in spark.sql("DESCRIBE HISTORY ds LIMIT 3").
 try:
     spark.sql("VACUUM ds RETAIN 0 HOURS DRY RUN")
 except Exception as exc:
-    out["vacuum_refused"] = type(exc).__name__ + ": " + str(exc)
+    out["vacuum_refused"] = [type(exc).__name__, exc.getCondition(), str(exc)]
 spark.sql("SET spark.databricks.delta.retentionDurationCheck.enabled = false")
 dry = [r.path for r in spark.sql("VACUUM ds RETAIN 0 HOURS DRY RUN").collect()]
-on_disk = lambda: sorted(os.path.join(d, f) for d, _, fs in os.walk(location) if "_delta_log" not in d  # noqa: E731
+on_disk = lambda: sorted(os.path.join(d, f) for d, _, fs in os.walk(local(location)) if "_delta_log" not in d  # noqa: E731
                          for f in fs if f.endswith(".parquet"))
 before_vacuum = on_disk()
-out["vacuum_dry"] = {"listed": len(dry), "all_exist": all(os.path.exists(p) for p in dry), "on_disk": len(before_vacuum)}
+out["vacuum_dry"] = {"listed": len(dry), "all_exist": all(os.path.exists(local(p)) for p in dry), "on_disk": len(before_vacuum)}
 out["vacuum_result"] = [r.path for r in spark.sql("VACUUM ds RETAIN 0 HOURS").collect()] == [location]
-out["vacuum_after"] = {"on_disk": len(on_disk()), "gone": not any(os.path.exists(p) for p in dry),
+out["vacuum_after"] = {"on_disk": len(on_disk()), "gone": not any(os.path.exists(local(p)) for p in dry),
                        "rows": spark.table("ds").count(), "files": spark.sql("DESCRIBE DETAIL ds").first().numFiles}
 
 # COMMAND ----------
@@ -128,5 +131,5 @@ from pyspark.errors import AnalysisException
 try:
     spark.sql("DESCRIBE HISTORY nosuch.missing_t")
 except AnalysisException as exc:
-    out["not_found"] = [exc.getErrorClass(), str(exc)]
+    out["not_found"] = [exc.getCondition(), str(exc).splitlines()[0]]
 dbutils.notebook.exit(json.dumps(out, default=str))

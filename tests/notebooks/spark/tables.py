@@ -40,6 +40,13 @@ first = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").orderBy("version").first()
 as_of = first["timestamp"].strftime("%Y-%m-%d %H:%M:%S.%f")
 out["path_ts0"] = spark.read.format("delta").option("timestampAsOf", as_of).load(str(path)).count()
 out["path"] = str(path)
+# The JVM engine's shuffles start small (Delta's VACUUM and MERGE on two cores), while notebooks
+# read Databricks' 200 shuffle partitions.
+try:
+    out["shuffle"] = [spark.conf.get("spark.sql.shuffle.partitions"),
+                      spark.conf.get("spark.sql.adaptive.coalescePartitions.initialPartitionNum", "unset")]
+except Exception as exc:
+    out["shuffle"] = type(exc).__name__
 spark.sql("CREATE TABLE dropme USING DELTA AS SELECT 1 AS a")
 spark.sql("DROP TABLE dropme")
 dbutils.notebook.exit(json.dumps(out))
