@@ -94,7 +94,7 @@ def test_delta_table_python_api(project: Path, engine: str) -> None:
 
 
 @pytest.mark.spark
-def test_parallel_writers_and_concurrent_merges_lose_no_rows(project: Path) -> None:
+def test_parallel_writers_and_concurrent_merges_lose_no_rows(project: Path, engine: str) -> None:
     assert run("spark/writer.py", {"table": "warmup", "rows": "1"}).ok  # start the cluster once
     with ThreadPoolExecutor(max_workers=3) as pool:
         writers = list(pool.map(lambda n: run("spark/writer.py", {"table": f"par_{n}", "rows": str(n + 1)}),
