@@ -171,3 +171,13 @@ def test_the_make_target_and_ci_run_the_docker_check() -> None:
     assert target and "docker/check.sh" in shlex.split(target.group(1)), makefile
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.index("make test") < ci.index("make docker-check")
+
+
+def test_the_readmes_ci_job_is_valid_yaml_running_nbflow_in_the_image() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Docker\n"):readme.index("\n## Development\n")]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 1, "one GitHub Actions example in the Docker section"
+    job = yaml.safe_load(blocks[0])["jobs"]["notebooks"]
+    assert "nbflow" in job["container"]["image"]
+    assert any(step.get("run", "").startswith("nbflow run ") for step in job["steps"]), job["steps"]
