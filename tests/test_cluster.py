@@ -20,7 +20,7 @@ import pytest
 from nbflow import project as paths
 from nbflow.cluster import attach as cluster_attach
 from nbflow.cluster import commands as cluster_commands
-from nbflow.cluster import engines, processes
+from nbflow.cluster import delta_jars, engines, processes
 from nbflow.cluster import server as cluster
 from nbflow.cluster import state as cluster_state
 from nbflow.errors import EnvironmentFailure, InputError
@@ -313,73 +313,72 @@ def make_jars(folder: Path, *names: str) -> Path:
     return folder
 
 
-DELTA_JARS = ("delta-spark_2.13-4.0.0.jar", "delta-storage-4.0.0.jar", "delta-connect-server_2.13-4.0.0.jar")
+DELTA_JARS = ("delta-spark_2.13-4.4.0.jar", "delta-storage-4.4.0.jar")
 
 
 def conf_values(args: list[str]) -> list[str]:
     return [args[i + 1] for i, arg in enumerate(args) if arg == "--conf"]
 
 
-def test_delta_spark_args_from_a_jar_directory(tmp_path: Path) -> None:
-    jars = make_jars(tmp_path / "jars", *DELTA_JARS, "delta-connect-common_2.13-4.0.0.jar", "unrelated-1.0.jar",
-                     "delta-spark_2.13-3.3.0.jar")
-    args = engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
+def test_delta_spark_args_from_a_jar_directory_take_every_jar_in_it(tmp_path: Path) -> None:
+    jars = make_jars(tmp_path / "jars", *DELTA_JARS, "delta-kernel-api-4.4.0.jar", "unitycatalog-client-0.6.0.jar")
+    args = engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars), "NBFLOW_CACHE_DIR": str(tmp_path / "c")})
     assert args[0] == "--jars"
-    assert args[1].split(",") == [str(jars / name) for name in (*DELTA_JARS, "delta-connect-common_2.13-4.0.0.jar")]
-    assert conf_values(args) == list(engines.DELTA_CONFS)
-    assert "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension" in args
-    assert "spark.connect.extensions.relation.classes=org.apache.spark.sql.connect.delta.DeltaRelationPlugin" in args
+    assert args[1].split(",") == sorted(str(p) for p in jars.iterdir())
+    assert conf_values(args) == list(engines.DELTA_CONFS)  # no Delta Connect plugins without their jar
 
 
-def test_delta_spark_args_pick_the_newest_complete_version(tmp_path: Path) -> None:
-    jars = make_jars(tmp_path / "jars", *DELTA_JARS, "delta-spark_2.13-4.1.0.jar", "delta-storage-4.1.0.jar")
-    args = engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
-    assert args[1].split(",") == [str(jars / name) for name in DELTA_JARS]  # 4.1.0 has no connect server
+def test_delta_connect_plugins_are_set_only_with_the_connect_server_jar(tmp_path: Path) -> None:
+    jars = make_jars(tmp_path / "jars", *DELTA_JARS, "delta-connect-server_4.2_2.13-4.4.0.jar")
+    args = engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)})
+    assert conf_values(args) == [*engines.DELTA_CONFS, *engines.DELTA_CONNECT_CONFS]
 
 
-def test_delta_spark_args_from_the_ivy_cache(tmp_path: Path) -> None:
-    ivy = make_jars(tmp_path / ".ivy2.5.2" / "jars", *(f"io.delta_{name}" for name in DELTA_JARS))
-    args = engines.delta_spark_args({}, home=tmp_path)
-    assert args[1].split(",") == [str(ivy / f"io.delta_{name}") for name in DELTA_JARS]
-    make_jars(tmp_path / ".ivy2" / "jars", *DELTA_JARS)
-    (ivy / f"io.delta_{DELTA_JARS[2]}").unlink()
-    assert engines.delta_spark_args({}, home=tmp_path)[1].startswith(str(tmp_path / ".ivy2" / "jars"))
+def test_delta_spark_args_from_nbflows_cache_only_when_the_pinned_set_is_whole(tmp_path: Path) -> None:
+    env = {"NBFLOW_CACHE_DIR": str(tmp_path / "cache")}
+    folder = delta_jars.jar_dir(env)
+    assert engines.delta_spark_args(env) == []
+    folder.mkdir(parents=True)
+    for artifact in delta_jars.ARTIFACTS:
+        (folder / artifact.file_name).write_bytes(b"x" * artifact.size)
+    args = engines.delta_spark_args(env)
+    assert args[1].split(",") == [str(folder / a.file_name) for a in delta_jars.ARTIFACTS]
+    (folder / delta_jars.ARTIFACTS[0].file_name).write_bytes(b"cut short")  # a torn copy is not a jar
+    assert engines.delta_spark_args(env) == []
 
 
-def test_delta_spark_args_empty_without_a_complete_set(tmp_path: Path) -> None:
-    jars = make_jars(tmp_path / "jars", *DELTA_JARS[:2])
-    assert engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path) == []
-    assert engines.delta_spark_args({}, home=tmp_path) == []
-    # A named directory is the only place looked at, even with a full Ivy cache.
-    make_jars(tmp_path / ".ivy2" / "jars", *DELTA_JARS)
-    assert engines.delta_spark_args({"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path) == []
+def test_a_named_jar_folder_without_delta_spark_gives_no_delta_even_with_a_full_cache(tmp_path: Path) -> None:
+    env = {"NBFLOW_CACHE_DIR": str(tmp_path / "cache"),
+           "NBFLOW_DELTA_JARS": str(make_jars(tmp_path / "jars", "delta-storage-4.4.0.jar"))}
+    folder = delta_jars.jar_dir(env)
+    folder.mkdir(parents=True)
+    for artifact in delta_jars.ARTIFACTS:
+        (folder / artifact.file_name).write_bytes(b"x" * artifact.size)
+    assert engines.delta_spark_args(env) == []
+    choice = engines.choose_engine("spark", env)
+    assert (choice.delta, choice.fetch_delta) == (False, False)
+    assert choice.reason.endswith("no delta-spark 4.x jar (Scala 2.13) in it)")
 
 
-def test_delta_spark_args_from_maven(tmp_path: Path) -> None:
-    args = engines.delta_spark_args({"NBFLOW_DELTA_MAVEN": "1", "NBFLOW_DELTA_VERSION": "4.9.9"}, home=tmp_path)
-    assert args[:2] == ["--packages", "io.delta:delta-spark_2.13:4.9.9,io.delta:delta-connect-server_2.13:4.9.9"]
-    assert conf_values(args) == list(engines.DELTA_CONFS)
-    default = engines.delta_spark_args({"NBFLOW_DELTA_MAVEN": "1"}, home=tmp_path)
-    assert default[1].endswith(f":{engines.DELTA_MAVEN_VERSION}")
-
-
-def test_auto_picks_spark_with_delta_jars_else_sail_instantly(tmp_path: Path) -> None:
+def test_auto_is_sail_instantly_and_spark_asks_for_delta_to_be_fetched(tmp_path: Path) -> None:
     began = time.monotonic()
-    none = engines.choose_engine("auto", {}, home=tmp_path)
-    assert (none.cluster_engine, none.delta, none.spark_args) == ("sail", True, ())
-    assert none.reason.startswith("auto: no Delta jars") and "sail" in none.reason
-
+    env = {"NBFLOW_CACHE_DIR": str(tmp_path / "cache")}
+    auto = engines.choose_engine("auto", env)
+    assert (auto.cluster_engine, auto.delta, auto.spark_args) == ("sail", True, ())
+    assert auto.reason.startswith("auto: sail")
+    # A full cache does not turn auto into the JVM engine: installing Delta changes no default.
     jars = make_jars(tmp_path / "jars", *DELTA_JARS)
-    found = engines.choose_engine("auto", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path)
-    assert (found.cluster_engine, found.delta) == ("spark", True)
-    assert str(jars) in found.reason and found.spark_args[0] == "--jars"
+    assert engines.choose_engine("auto", {**env, "NBFLOW_DELTA_JARS": str(jars)}).cluster_engine == "sail"
 
-    plain = engines.choose_engine("spark", {}, home=tmp_path)
-    assert (plain.cluster_engine, plain.delta, plain.spark_args) == ("spark", False, ())
-    assert engines.choose_engine("sail", {"NBFLOW_DELTA_JARS": str(jars)}, home=tmp_path).cluster_engine == "sail"
-    maven = engines.choose_engine("auto", {"NBFLOW_DELTA_MAVEN": "1"}, home=tmp_path)
-    assert (maven.cluster_engine, maven.delta, maven.spark_args[0]) == ("spark", True, "--packages")
-    assert "NBFLOW_DELTA_MAVEN=1" in maven.reason
+    fetch = engines.choose_engine("spark", env)
+    assert (fetch.cluster_engine, fetch.delta, fetch.fetch_delta, fetch.spark_args) == ("spark", False, True, ())
+    assert "not yet fetched" in fetch.reason
+    found = engines.choose_engine("spark", {**env, "NBFLOW_DELTA_JARS": str(jars)})
+    assert (found.delta, found.fetch_delta, found.spark_args[0]) == (True, False, "--jars")
+    assert str(jars) in found.reason
+    off = engines.choose_engine("spark", {**env, "NBFLOW_DELTA": "0"})
+    assert (off.delta, off.fetch_delta) == (False, False) and "NBFLOW_DELTA=0" in off.reason
+    assert engines.choose_engine("sail", {**env, "NBFLOW_DELTA_JARS": str(jars)}).cluster_engine == "sail"
     assert time.monotonic() - began < 1.0
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nbflow.cluster import engines
 from nbflow.cluster import server as cluster
 
 from .conftest import NOTEBOOKS, cli, exit_json, run
@@ -128,27 +127,30 @@ def test_sample_workers_upsert_instead_of_duplicating(project: Path, name: str) 
     assert second == {**first, "rows_inserted": 0, "rows_updated": first["rows_inserted"]}
 
 
-_JARS, _JARS_REASON = engines.find_delta_jars()
-
-
 @pytest.mark.jvm
-@pytest.mark.skipif(_JARS is None, reason=f"Delta on the JVM engine needs delta-spark's jars: {_JARS_REASON}")
 def test_delta_on_the_jvm_engine(project: Path) -> None:
     from nbflow import run_notebook
 
     out = exit_json(run_notebook(NOTEBOOKS / "spark" / "tables.py", engine_name="spark"))
     assert out["orders"] == [[1, 0.0], [2, 99.0], [4, 40.0]]
+    state = cluster.status(project)
+    assert state is not None and state.engine == "spark" and state.delta
 
 
 @pytest.mark.jvm
-def test_the_jvm_engine_runs_spark_notebooks_without_delta(project: Path) -> None:
+def test_the_jvm_engine_starts_without_delta_when_its_jars_cannot_be_fetched(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from nbflow import run_notebook
 
+    monkeypatch.setenv("NBFLOW_CACHE_DIR", str(project / "empty-cache"))
+    monkeypatch.setenv("NBFLOW_MAVEN_REPO", "file:///nowhere")  # offline, as an air-gapped machine
     result = run_notebook(NOTEBOOKS / "spark" / "basics.py", engine_name="spark")
     out = exit_json(result)
     assert out["total"] == 100 and out["n"] == 3
     state = cluster.status(project)
     assert state is not None and state.engine == "spark" and not state.delta
+    assert "without Delta: could not fetch io.delta:delta-spark_2.13:" in state.reason
 
 
 @pytest.mark.spark

@@ -6,10 +6,13 @@ import json
 import time
 from collections import deque
 from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import click
 
+from ..cluster import delta_jars
 from ..cluster import server as cluster_mod
 from ..cluster.state import ClusterState
 from ..errors import ClusterStateDamaged, NbflowError
@@ -21,9 +24,26 @@ def _describe(state: Any) -> str:
     return f"{state.engine} cluster at {state.url}" + ("" if state.pid is None else f" (pid {state.pid})")
 
 
+def _versions(engine: str, delta: bool) -> str:
+    """The tested set the engine runs: pyspark, and Delta / Scala (spark) or pysail (sail)."""
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    if engine == "sail":
+        return f"pysail {version('pysail')}, pyspark {version('pyspark')} (client)"
+    if engine == "spark":
+        shown = f"pyspark {version('pyspark')} (Spark {delta_jars.SPARK_LINE}), Scala {delta_jars.SCALA_VERSION}"
+        return shown + (f", delta-spark {delta_jars.DELTA_VERSION}" if delta else ", no Delta")
+    return f"pyspark {version('pyspark')} (client)"
+
+
 def _details(state: Any) -> None:
     click.echo(f"  engine choice: {state.reason}")
     click.echo(f"  Delta: {'yes' if state.delta else 'no'}")
+    click.echo(f"  versions: {_versions(state.engine, state.delta)}")
     click.echo(f"  access: {state.access}")
     if state.pid is not None:
         click.echo(f"  warehouse: {state.warehouse}")
@@ -110,3 +130,23 @@ def logs(lines: int) -> None:
     except FileNotFoundError:
         raise NbflowError(f"no cluster log at {path}: the cluster was never started here") from None
     click.echo("".join(tail), nl=False)
+
+
+@cluster.command("install-delta")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="nbflow's cache folder to fill [default: NBFLOW_CACHE_DIR, else ~/.cache/nbflow].")
+def install_delta(cache_dir: Path | None) -> None:
+    """Fetch Delta Lake's jars for the spark engine ahead of its first start (CI images, offline machines).
+
+    The pinned set (delta-spark for this pyspark, and what it needs that Spark lacks) comes from
+    Maven Central, or the mirror NBFLOW_MAVEN_REPO names, each jar checked against its pinned SHA-1.
+    """
+    folder = delta_jars.jar_dir(cache=cache_dir)
+    done = delta_jars.install(folder, delta_jars.repository(), announce=click.echo)
+    size = sum(jar.stat().st_size for jar in done.jars) / 1e6
+    if done.fetched:
+        click.echo(f"fetched {done.fetched} jar(s), {done.fetched_bytes / 1e6:.1f} MB, in {done.seconds:.1f} s")
+    click.echo(f"Delta Lake {delta_jars.DELTA_VERSION} for Spark {delta_jars.SPARK_LINE} (Scala "
+               f"{delta_jars.SCALA_VERSION}): {len(done.jars)} jars, {size:.1f} MB in {folder}")
+    if cache_dir is not None:
+        click.echo(f"  the spark engine uses them with NBFLOW_CACHE_DIR={cache_dir}")

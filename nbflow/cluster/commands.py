@@ -91,6 +91,11 @@ def server_command(choice: EngineChoice, port: int, project: Path) -> tuple[list
         "spark.ui.enabled=false",  # the UI would listen on every interface
         f"spark.driver.bindAddress={HOST}",
         f"spark.driver.host={HOST}",
+        # Sized for one machine: Delta's defaults are for clusters (50 partitions to rebuild a
+        # table's state, 10000 tasks to list files for VACUUM), which cost seconds per statement
+        # on two cores; Databricks sizes them to its cluster too.
+        "spark.databricks.delta.snapshotPartitions=2",
+        f"spark.sql.sources.parallelPartitionDiscovery.parallelism={2 * (os.cpu_count() or 1)}",
     ]
     command = [str(submit), "--master", "local[*]", "--class", SPARK_SERVER_CLASS, "--name", "nbflow",
                *(arg for conf in confs for arg in ("--conf", conf)), *choice.spark_args]

@@ -24,6 +24,7 @@ import dataclasses
 import itertools
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ import psutil
 from ..errors import ClusterStateDamaged, EnvironmentFailure, InputError
 from ..lifecycle import OUTLIVES_ENV
 from ..project import cluster_dir, cluster_log_file, cluster_state_file, cluster_token_file, warehouse_dir
-from . import commands
+from . import commands, delta_jars
 from .commands import GATE_MODULE, HOST, SPARK_SERVER_CLASS
 from .engines import DELTA_CONFS, EngineChoice, check_engine, choose_engine, parse_external
 from .gate import CANNOT_ISOLATE, INNER_PORT
@@ -301,6 +302,8 @@ def start(project: Path, cluster_engine: str = "auto", port: int | None = None) 
                     raise
             return current
         choice = choose_engine(cluster_engine)
+        if choice.fetch_delta:
+            choice = _with_delta(choice, cluster_engine)
         if choice.cluster_engine == "external":
             assert choice.url is not None
             state = ClusterState(
@@ -313,6 +316,22 @@ def start(project: Path, cluster_engine: str = "auto", port: int | None = None) 
             write_state(project, state)
             return state
         return _launch(project, choice, port)
+
+
+def _with_delta(choice: EngineChoice, cluster_engine: str) -> EngineChoice:
+    """The JVM engine with Delta's jars, fetched into the cache first (said once, on stderr); without
+    Delta, said in one line, when they cannot be fetched (offline, no mirror): plain Spark still runs."""
+    folder = delta_jars.jar_dir()
+    try:
+        delta_jars.install(folder, delta_jars.repository(), announce=_say)
+    except EnvironmentFailure as exc:
+        _say(f"nbflow: the spark engine starts without Delta: {exc}")
+        return dataclasses.replace(choice, reason=f"{choice.reason}; without Delta: {exc}", fetch_delta=False)
+    return choose_engine(cluster_engine)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def ensure_running(project: Path, cluster_engine: str = "auto") -> ClusterState:
