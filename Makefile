@@ -43,7 +43,7 @@ bench: $(BIN)/nbflow
 
 # The docker image, checked where no Docker engine runs (docker/check.sh): hadolint on the
 # Dockerfile, shellcheck on docker/*.sh, docker/install.sh (the image's build) into a temporary
-# prefix, then nbflow run and nbflow serve from it. MEASURED_TIME on 2 cores, pip's cache warm.
+# prefix, then nbflow run and nbflow serve from it. About 1.5 min on 2 shared cores, pip's cache warm.
 docker-check: $(BIN)/nbflow
 	HADOLINT=$(BIN)/hadolint SHELLCHECK=$(BIN)/shellcheck docker/check.sh
 

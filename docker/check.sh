@@ -62,7 +62,8 @@ PY
 
 say "nbflow serve, asked through databricks-sdk"
 token=$(python -c 'import secrets; print(secrets.token_urlsafe(24))')
-NBFLOW_SERVE_TOKEN="$token" nbflow serve --port 0 2>"$root/serve.log" &
+: >"$root/serve.log"  # there before the loop reads it: the background shell opens it later
+NBFLOW_SERVE_TOKEN="$token" nbflow serve --port 0 2>>"$root/serve.log" &
 serve_pid=$!
 url=
 for _ in $(seq 300); do  # 30 s
