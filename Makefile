@@ -16,8 +16,13 @@ $(BIN)/nbflow: pyproject.toml
 # The mission's scenario on the local cluster, twice: (1) notebooks orchestrating notebooks with
 # dbutils.notebook.run (setup, then the five workers sequentially and from a thread pool);
 # (2) the same job as a plan, compared sequential against parallel. Then the cluster stops.
+# ENGINE=spark runs it on the JVM engine with delta-spark (ENGINE=sail: Sail; auto: Sail when
+# installed). A named engine restarts the project's cluster on it; the plan's tasks, on auto,
+# attach to whichever runs.
+ENGINE ?= auto
 demo: $(BIN)/nbflow
-	$(BIN)/nbflow run sample_notebooks/demo.py --log-output
+	$(BIN)/nbflow run sample_notebooks/demo.py --log-output --engine $(ENGINE) \
+		$(if $(filter-out auto,$(ENGINE)),--fresh-cluster)
 	$(BIN)/nbflow compare sample_notebooks/plan.yaml
 	$(BIN)/nbflow cluster stop
 
@@ -39,6 +44,7 @@ test-fast: $(BIN)/nbflow
 bench: $(BIN)/nbflow
 	$(BIN)/python bench/bench_cold_run.py
 	$(BIN)/python bench/bench_workers.py
+	$(BIN)/python bench/bench_engines.py
 	$(BIN)/python bench/bench_plans.py
 
 # The docker image, checked where no Docker engine runs (docker/check.sh): hadolint on the
