@@ -545,9 +545,22 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
     def schema_of(lakehouse: Lakehouse, db: str | None) -> tuple[str, str]:
         return schema_parts(db, lakehouse.unity.catalog) if db else (lakehouse.unity.catalog, lakehouse.unity.schema)
 
-    def uc_table(lakehouse: Lakehouse, table: Any) -> Any:
-        catalog = lakehouse.catalogs.uc(table.catalog) if table.catalog else table.catalog
+    def uc_table(lakehouse: Lakehouse, table: Any, asked: str) -> Any:
+        # On an engine with one catalog, its name stands for every catalog: the table is in the
+        # catalog the notebook asked about (``asked``), not in hive_metastore.
+        catalog = table.catalog
+        if catalog:
+            catalog = asked if lakehouse.catalogs.collapsed else lakehouse.catalogs.uc(catalog)
         return Table(table.name, catalog, table.namespace, table.description, table.tableType, table.isTemporary)
+
+    def elsewhere(lakehouse: Lakehouse, catalog: str, schema: str, table: Any) -> bool:
+        """On an engine with one catalog, a table of another catalog's schema of the same name
+        (the engine lists them together; Unity Catalog keeps them apart)."""
+        if not lakehouse.catalogs.collapsed or table.isTemporary:
+            return False
+        registered = lakehouse._registry.tables()
+        name = f"{schema}.{str(table.name).lower()}"
+        return f"{catalog}.{name}" not in registered and any(k.split(".", 1)[1] == name for k in registered)
 
     def list_catalogs(lakehouse: Lakehouse, _self: Any, pattern: str | None = None) -> list[Any]:
         catalogs = lakehouse._registry.catalogs()
@@ -569,7 +582,8 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
         catalog, schema = schema_of(lakehouse, dbName)
         lakehouse.need_schema(f"{catalog}.{schema}")
         engine = f"{quote(lakehouse.unity.engine_catalog(catalog))}.{quote(schema)}"
-        return [uc_table(lakehouse, t) for t in original["listTables"](self, engine, pattern)]
+        return [uc_table(lakehouse, t, catalog) for t in original["listTables"](self, engine, pattern)
+                if not elsewhere(lakehouse, catalog, schema, t)]
 
     def use(statement: str) -> Callable[..., Any]:
         return lambda lakehouse, _self, name: lakehouse.spark().sql(f"{statement} {quote(name)}") and None
@@ -586,7 +600,8 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
             ".".join(schema_of(lakehouse, dbName)) in lakehouse._registry.schemas()),
         "listTables": list_tables,
         "getTable": lambda lakehouse, self, tableName: uc_table(
-            lakehouse, original["getTable"](self, table_name(lakehouse, tableName, None))),
+            lakehouse, original["getTable"](self, table_name(lakehouse, tableName, None)),
+            lakehouse.key(tableName).split(".", 1)[0]),
         "tableExists": lambda lakehouse, self, tableName, dbName=None: original["tableExists"](
             self, table_name(lakehouse, tableName, dbName)),
         "listColumns": lambda lakehouse, self, tableName, dbName=None: original["listColumns"](
