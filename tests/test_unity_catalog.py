@@ -108,8 +108,12 @@ def test_an_engine_with_one_catalog_serves_unity_catalog_names(project: Path) ->
     out = exit_json(run_notebook(NOTEBOOKS / "uc" / "one_engine_catalog.py", engine_name="spark"))
     assert out["current"] == ["dev", "dev"]
     assert out["catalogs"] == ["dev", "hive_metastore", "main", "system"]
-    assert out["rows"] == [4, 4, 2]
-    assert {"dev.silver.t", "main.default.u"} <= set(Registry(project).tables())
+    assert out["rows"] == [4, 4, 2]  # dev.silver.t kept its rows: main.silver.t was refused
+    # The engine has one `silver` schema; each catalog lists its own tables (Databricks' view).
+    assert out["listed"] == out["shown"] == {"dev": ["t"], "main": ["other"]}
+    assert out["same_name"].startswith("[TABLE_OR_VIEW_ALREADY_EXISTS] Cannot create table main.silver.t: on this "
+                                       "engine one catalog serves every catalog, and dev.silver.t is the same")
+    assert set(Registry(project).tables()) == {"dev.silver.t", "main.default.u", "main.silver.other"}
 
 
 @pytest.mark.spark

@@ -344,6 +344,31 @@ class UnityCatalog:
                     return key
         return f"{catalog}.{schema}.{table}"
 
+    def others(self, catalog: str, schema: str) -> set[str]:
+        """On an engine with one catalog: the tables of the schema ``schema`` of other catalogs
+        (the engine keeps them in its one schema of that name; Unity Catalog keeps them apart).
+        Empty on an engine with a catalog for each."""
+        if not self._map.collapsed:
+            return set()
+        registered = self._registry.tables()
+        return {key.rsplit(".", 1)[1] for key in registered
+                if key.split(".", 1)[1].rsplit(".", 1)[0] == schema and not key.startswith(catalog + ".")
+                and f"{catalog}.{key.split('.', 1)[1]}" not in registered}
+
+    def check_distinct(self, key: str) -> None:
+        """Refuse to create ``key`` (catalog.schema.table) where the engine serves every catalog
+        with one: the same schema and table of another catalog would be the same engine table,
+        and writing it would overwrite that catalog's data."""
+        if not self._map.collapsed:
+            return
+        rest = key.split(".", 1)[1]
+        taken = [k for k in self._registry.tables() if k.split(".", 1)[1] == rest and k != key]
+        if taken:
+            raise CatalogObjectError(
+                "TABLE_OR_VIEW_ALREADY_EXISTS",
+                f"Cannot create table {key}: on this engine one catalog serves every catalog, and {taken[0]} "
+                "is the same engine table (use another schema or table name, or the sail engine)")
+
     def to_engine(self, statement: str) -> str:
         """The statement as the engine must see it (see :func:`rewrite`)."""
         registered = self._registry.catalogs()
@@ -553,15 +578,6 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
             catalog = asked if lakehouse.catalogs.collapsed else lakehouse.catalogs.uc(catalog)
         return Table(table.name, catalog, table.namespace, table.description, table.tableType, table.isTemporary)
 
-    def elsewhere(lakehouse: Lakehouse, catalog: str, schema: str, table: Any) -> bool:
-        """On an engine with one catalog, a table of another catalog's schema of the same name
-        (the engine lists them together; Unity Catalog keeps them apart)."""
-        if not lakehouse.catalogs.collapsed or table.isTemporary:
-            return False
-        registered = lakehouse._registry.tables()
-        name = f"{schema}.{str(table.name).lower()}"
-        return f"{catalog}.{name}" not in registered and any(k.split(".", 1)[1] == name for k in registered)
-
     def list_catalogs(lakehouse: Lakehouse, _self: Any, pattern: str | None = None) -> list[Any]:
         catalogs = lakehouse._registry.catalogs()
         return [CatalogMetadata(name, catalogs[name].get("comment") or None)
@@ -582,8 +598,9 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
         catalog, schema = schema_of(lakehouse, dbName)
         lakehouse.need_schema(f"{catalog}.{schema}")
         engine = f"{quote(lakehouse.unity.engine_catalog(catalog))}.{quote(schema)}"
+        others = lakehouse.unity.others(catalog, schema)  # another catalog's, on an engine with one
         return [uc_table(lakehouse, t, catalog) for t in original["listTables"](self, engine, pattern)
-                if not elsewhere(lakehouse, catalog, schema, t)]
+                if t.isTemporary or str(t.name).lower() not in others]
 
     def use(statement: str) -> Callable[..., Any]:
         return lambda lakehouse, _self, name: lakehouse.spark().sql(f"{statement} {quote(name)}") and None
