@@ -18,6 +18,7 @@ import pytest
 
 from nbflow.catalog import Registry
 from nbflow.cluster import server as cluster
+from nbflow.project import dbfs_root
 
 WRITER = textwrap.dedent(
     """
@@ -279,9 +280,10 @@ def _history(spark: Any, table: str) -> list[tuple[int, str]]:
 @pytest.mark.spark
 @pytest.mark.jvm
 @pytest.mark.timeout(600)
-def test_a_table_written_on_one_engine_is_read_and_written_on_the_other(project: Path, tmp_path: Path) -> None:
-    # Sail first: a managed table in a catalog of its own, and a table by path.
-    by_path = str(tmp_path / "by_path")
+def test_a_table_written_on_one_engine_is_read_and_written_on_the_other(project: Path) -> None:
+    # Sail first: a managed table in a catalog of its own, and a table by path (root-relative:
+    # DBFS, for Spark's writers and SQL alike).
+    by_path = "/crossed/by_path"
     spark = _on(project, "sail")
     spark.sql("CREATE CATALOG IF NOT EXISTS dev")
     spark.sql("CREATE SCHEMA IF NOT EXISTS dev.silver")
@@ -316,3 +318,4 @@ def test_a_table_written_on_one_engine_is_read_and_written_on_the_other(project:
     assert spark.table("main.default.from_jvm").count() == 6
     assert [v for v, _ in _history(spark, "main.default.from_jvm")] == [1, 0]
     assert set(Registry(project).tables()) == {"dev.silver.crossed", "main.default.from_jvm"}
+    assert (dbfs_root(project) / "crossed" / "by_path" / "_delta_log" / f"{1:020}.json").is_file()  # Sail v0, JVM v1

@@ -110,7 +110,7 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
     mapped with ``map_path``."""
     lowered = statement.lower()
     if (not any(name in lowered for name in names) and (current_literal is None or "current_catalog" not in lowered)
-            and (map_path is None or not any(root in statement for root in _PATH_ROOTS))):
+            and (map_path is None or not any(root in statement for root in _PATH_MARKS))):
         return statement
     tokens = tokenize(statement)
     significant = [i for i, t in enumerate(tokens) if t.kind not in ("space", "comment")]
@@ -175,7 +175,10 @@ def name_chains(statement: str) -> list[list[str]]:
     return chains
 
 
-_PATH_ROOTS = ("dbfs:", "/Volumes/", "/dbfs/", "/Workspace/")
+# A path in a path position is Databricks': dbfs:/x, /Volumes/..., /dbfs/..., /Workspace/... and
+# any other root-relative /x (DBFS, as Spark's readers and writers map it: the same folder either way).
+_PATH_ROOTS = ("dbfs:", "/")
+_PATH_MARKS = ("dbfs:", "'/", '"/', "`/")  # a statement without these has no path to map
 
 
 def _in_path_position(before: Token | None, function: Token | None, token: Token) -> bool:
