@@ -89,7 +89,7 @@ def test_rewriting_touches_only_catalog_names_and_path_positions() -> None:
         return {"dev": "nbflow_spare_1", "hive_metastore": "spark_catalog"}.get(name)
 
     def paths(path: str) -> str:
-        return "/p/dbfs/" + path.removeprefix("dbfs:/")
+        return "/p/dbfs/" + path.removeprefix("dbfs:").lstrip("/")
 
     statement = ("SELECT dev.s.t.id, 'dev.s.t' AS text, x.dev FROM dev.s.t JOIN `hive_metastore`.default.u "
                  "-- dev.s.t in a comment\nWHERE current_catalog() = 'dev'")
@@ -102,6 +102,10 @@ def test_rewriting_touches_only_catalog_names_and_path_positions() -> None:
     assert rewrite("SELECT * FROM delta.`dbfs:/x`", set(), resolve, None, paths) == "SELECT * FROM delta.`/p/dbfs/x`"
     assert rewrite("SELECT * FROM read_files('dbfs:/in', format => 'csv')", set(), resolve, None, paths) == (
         "SELECT * FROM read_files('/p/dbfs/in', format => 'csv')")
+    # Root-relative paths are DBFS paths in SQL too, as in Spark's readers and writers.
+    assert rewrite("INSERT INTO delta.`/tmp/t` VALUES (1)", set(), resolve, None, paths) == (
+        "INSERT INTO delta.`/p/dbfs/tmp/t` VALUES (1)")
+    assert rewrite("CREATE TABLE t LOCATION '/x'", set(), resolve, None, paths) == "CREATE TABLE t LOCATION '/p/dbfs/x'"
     plain = "INSERT INTO t VALUES ('dbfs:/kept/as/data')"
     assert rewrite(plain, names, resolve, None, paths) == plain
 
