@@ -120,6 +120,8 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
         n = position[index] + step
         return tokens[significant[n]] if 0 <= n < len(significant) else None
 
+    listing = _select_lists([tokens[i] for i in significant])
+
     for index in significant:
         token = tokens[index]
         before, after = neighbour(index, -1), neighbour(index, 1)
@@ -134,6 +136,10 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
                 token.text = "'" + current_literal.replace("'", "\\'") + "'"
                 after.text = ""
                 closing.text = ""
+                # A select-list item keeps the engine's column name, as Databricks names it
+                # (spark.sql("SELECT current_catalog()").first()["current_catalog()"]).
+                if listing[position[index]] and _unnamed(neighbour(significant[position[index] + 2], 1)):
+                    token.text += " AS `current_catalog()`"
         elif (map_path is not None and token.kind in ("string", "quoted")
               and _in_path_position(before, neighbour(index, -2), token)):
             inner = token.text[1:-1]
@@ -142,6 +148,38 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
                 mark = token.text[0]
                 token.text = mark + mapped.replace(mark, ("\\" + mark) if mark != "`" else "``") + mark
     return "".join(t.text for t in tokens)
+
+
+# Keywords that end a query block's select list.
+_AFTER_SELECT_LIST = frozenset({"from", "where", "group", "having", "order", "limit", "union", "intersect", "except",
+                                "window", "qualify", "into", "sort", "cluster", "distribute"})
+
+
+def _select_lists(significant: list[Token]) -> list[bool]:
+    """For each token: whether it is an item of a select list, right after SELECT (or DISTINCT/ALL)
+    or a comma, at the parenthesis depth of that SELECT (not inside a call or an IN list)."""
+    listing: list[bool] = []
+    open_select: list[bool] = [False]  # per depth: inside the select list of a SELECT at that depth
+    previous: str | None = None
+    for token in significant:
+        word = token.text.lower() if token.kind == "word" else None
+        listing.append(open_select[-1] and previous in ("select", "distinct", "all", ","))
+        if token.text == "(":
+            open_select.append(False)
+        elif token.text == ")" and len(open_select) > 1:
+            open_select.pop()
+        elif word == "select":
+            open_select[-1] = True
+        elif word in _AFTER_SELECT_LIST:
+            open_select[-1] = False
+        previous = word if word is not None else token.text
+    return listing
+
+
+def _unnamed(following: Token | None) -> bool:
+    """Whether a select-list item followed by ``following`` has no alias of its own."""
+    return following is None or following.text in (",", ";", ")") or (
+        following.kind == "word" and following.text.lower() in _AFTER_SELECT_LIST)
 
 
 def name_chains(statement: str) -> list[list[str]]:
