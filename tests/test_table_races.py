@@ -103,7 +103,9 @@ def _session(project: Path) -> Any:
     from nbflow.runtime.context import RunContext
     from nbflow.runtime.session import Session
 
-    spark = Session(RunContext(project_dir=str(project), engine="auto")).lakehouse.spark()  # the test's cluster
+    # The test's cluster, whichever engine; DBFS in the project, as for a kernel (not the cwd's).
+    context = RunContext(project_dir=str(project), dbfs_root=str(dbfs_root(project)), engine="auto")
+    spark = Session(context).lakehouse.spark()
     _sessions.append(spark)
     return spark
 
