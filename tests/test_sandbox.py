@@ -138,6 +138,52 @@ def test_the_sail_server_sees_the_files_python_wrote(project: Path, tmp_path: Pa
 
 @pytest.mark.kernel
 @pytest.mark.spark
+@pytest.mark.jvm
+def test_the_jvm_server_has_no_sandbox_and_gets_the_projects_folders_from_nbflow(
+        project: Path, tmp_path: Path, machine_untouched: None, sandboxed: None) -> None:
+    # The JVM engine's server started outside any sandbox (`nbflow cluster start --engine spark`):
+    # no gate, no private mounts. Paths through nbflow's layers (Spark's readers and writers, SQL
+    # path positions) are mapped to the project's folders before the server sees them, so a
+    # notebook reads what its Python wrote as on Sail; paths nbflow does not see (a reader's
+    # path option) are the machine's own, and the engine reports the project's real folders.
+    started = cli("cluster", "start", "--engine", "spark", timeout=180)
+    assert started.returncode == 0, started.stderr
+    notebook = _notebook(tmp_path, "jvm_paths.py", """
+        import json, os
+        from pyspark.sql.functions import input_file_name
+        os.makedirs('/dbfs/tmp', exist_ok=True)
+        open('/dbfs/tmp/x.txt', 'w').write('one\\ntwo\\n')
+        spark.sql('CREATE VOLUME IF NOT EXISTS main.default.v')
+        open('/Volumes/main/default/v/c.csv', 'w').write('a,b\\n1,2\\n3,4\\n5,6\\n')
+        os.makedirs('/Workspace/Shared', exist_ok=True)
+        open('/Workspace/Shared/w.txt', 'w').write('w\\n')
+        out = {"lines": spark.read.text('dbfs:/tmp/x.txt').count(),
+               "csv_rows": spark.sql("SELECT * FROM csv.`/Volumes/main/default/v/c.csv`").count(),
+               "workspace_lines": spark.sql("SELECT * FROM text.`/Workspace/Shared/w.txt`").count(),
+               "seen_at": spark.read.text('/dbfs/tmp/x.txt').select(input_file_name()).first()[0]}
+        spark.range(4).write.mode('overwrite').parquet('/Workspace/Shared/written_by_spark')
+        try:
+            spark.read.format('text').option('path', '/dbfs/tmp/x.txt').load().count()
+        except Exception as exc:
+            out["unmapped"] = str(exc).split("\\n")[0]
+        dbutils.notebook.exit(json.dumps(out))
+        """)
+    out = _exit_value(cli("run", str(notebook), "--json", timeout=300))
+    assert [out["lines"], out["csv_rows"], out["workspace_lines"]] == [2, 4, 1]  # as on Sail
+    assert out["seen_at"] == f"file://{dbfs_root(project)}/tmp/x.txt"  # Sail in its sandbox: file:/dbfs/tmp/x.txt
+    assert out["unmapped"].startswith("[PATH_NOT_FOUND] Path does not exist: file:/dbfs/tmp/x.txt")
+    written = workspace_root(project) / "Shared" / "written_by_spark"
+    assert any(p.suffix == ".parquet" for p in written.iterdir()), list(written.iterdir())
+    from nbflow.cluster import server as cluster
+
+    state = cluster.status(project)
+    assert state is not None and state.engine == "spark" and state.socket is None and state.pid is not None
+    # The machine's mount namespace, not a private one.
+    assert Path(f"/proc/{state.pid}/ns/mnt").readlink() == Path("/proc/self/ns/mnt").readlink()
+
+
+@pytest.mark.kernel
+@pytest.mark.spark
 def test_only_volumes_that_exist_take_python_and_sh_writes(project: Path, tmp_path: Path, machine_untouched: None,
                                                            sandboxed: None) -> None:
     # The child creates a volume while the parent kernel runs; the parent also has another

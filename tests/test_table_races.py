@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,36 @@ import pytest
 
 from nbflow.catalog import Registry
 from nbflow.cluster import server as cluster
+from nbflow.project import dbfs_root
 
 WRITER = textwrap.dedent(
     """
-    import sys, time
+    import pathlib, sys, time
     from nbflow.runtime.context import RunContext
     from nbflow.runtime.session import Session
 
-    project, start_at, rows = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-    spark = Session(RunContext(project_dir=project, engine="sail")).lakehouse.spark()
+    project, writers, rows, writer = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    # engine auto: the cluster the test started, whichever engine it runs
+    spark = Session(RunContext(project_dir=project, engine="auto")).lakehouse.spark()
     spark.sql("SELECT 1").collect()  # attached and warm before the race starts
-    time.sleep(max(0.0, start_at - time.time()))
+    # The race starts when every writer is attached (a JVM session's first statements take seconds).
+    ready = pathlib.Path(project, "ready")
+    ready.mkdir(exist_ok=True)
+    (ready / str(writer)).touch()
+    deadline = time.monotonic() + 300
+    while len(list(ready.iterdir())) < writers and time.monotonic() < deadline:
+        time.sleep(0.05)
     spark.sql("CREATE TABLE IF NOT EXISTS race_sql (id BIGINT)")
     spark.sql(f"INSERT INTO race_sql SELECT id FROM range({rows})")
     spark.range(rows).write.mode("append").saveAsTable("race_save")
     spark.sql(f"CREATE TABLE IF NOT EXISTS race_ctas AS SELECT id FROM range({rows})")
     spark.range(rows).writeTo("race_v2").createOrReplace()
+    # Merges into one table at once: each writer's keys are its own, so every row must land
+    # (a merge that lost the commit race is run again against the winner's snapshot).
+    spark.sql("CREATE TABLE IF NOT EXISTS race_merge (id BIGINT, writer INT)")
+    spark.sql(f"MERGE INTO race_merge AS t USING (SELECT id + {writer * rows} AS id, {writer} AS writer "
+              f"FROM range({rows})) AS s ON t.id = s.id "
+              "WHEN MATCHED THEN UPDATE SET writer = s.writer WHEN NOT MATCHED THEN INSERT *")
     print("done")
     """
 )
@@ -53,17 +66,15 @@ def _rows(project: Path, table: str) -> int:
 
 
 @pytest.mark.spark
-@pytest.mark.timeout(240)
-def test_processes_creating_one_table_at_once_share_it(project: Path) -> None:
-    cluster.start(project, "sail")
+@pytest.mark.timeout(480)
+def test_processes_creating_one_table_at_once_share_it(project: Path, engine: str) -> None:
     writers, rows = 3, 5000
-    start_at = time.time() + 8  # every writer attached before any creates
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(project), str(start_at), str(rows)],
+        subprocess.Popen([sys.executable, "-c", WRITER, str(project), str(writers), str(rows), str(writer)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(writers)
+        for writer in range(writers)
     ]
-    outputs = [p.communicate(timeout=180) for p in procs]
+    outputs = [p.communicate(timeout=420) for p in procs]
     for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0 and "done" in out, err[-2000:]
     for table in ("race_sql", "race_save"):
@@ -73,12 +84,16 @@ def test_processes_creating_one_table_at_once_share_it(project: Path) -> None:
     assert _rows(project, "race_ctas") == rows
     assert len(_warehouse_copies(project, "race_ctas")) == 1
     assert _rows(project, "race_v2") == rows
+    assert _rows(project, "race_merge") == writers * rows
     assert sorted(Registry(project).tables()) == [
-        "main.default.race_ctas", "main.default.race_save", "main.default.race_sql", "main.default.race_v2"]
+        "main.default.race_ctas", "main.default.race_merge", "main.default.race_save", "main.default.race_sql",
+        "main.default.race_v2"]
     # What a later session sees through the catalog agrees with the Delta logs.
     spark = _session(project)
     assert spark.table("race_sql").count() == writers * rows
     assert spark.sql("SELECT count(*) FROM race_save").collect()[0][0] == writers * rows
+    per_writer = spark.sql("SELECT writer, count(DISTINCT id) FROM race_merge GROUP BY writer ORDER BY writer")
+    assert [tuple(r) for r in per_writer.collect()] == [(w, rows) for w in range(writers)]
 
 
 _sessions: list[Any] = []
@@ -88,7 +103,9 @@ def _session(project: Path) -> Any:
     from nbflow.runtime.context import RunContext
     from nbflow.runtime.session import Session
 
-    spark = Session(RunContext(project_dir=str(project), engine="sail")).lakehouse.spark()
+    # The test's cluster, whichever engine; DBFS in the project, as for a kernel (not the cwd's).
+    context = RunContext(project_dir=str(project), dbfs_root=str(dbfs_root(project)), engine="auto")
+    spark = Session(context).lakehouse.spark()
     _sessions.append(spark)
     return spark
 
@@ -102,7 +119,7 @@ def _stop_sessions() -> Iterator[None]:
 
 
 @pytest.mark.spark
-def test_tables_default_to_delta_and_missing_paths_fail(project: Path, tmp_path: Path) -> None:
+def test_tables_default_to_delta_and_missing_paths_fail(project: Path, tmp_path: Path, engine: str) -> None:
     from pyspark.errors.exceptions.connect import AnalysisException
 
     spark = _session(project)
@@ -170,7 +187,7 @@ def test_registry_damage_is_named_and_rebuilt(project: Path) -> None:
 
 
 @pytest.mark.spark
-def test_rebuild_without_a_good_copy_recovers_the_warehouse(project: Path) -> None:
+def test_rebuild_without_a_good_copy_recovers_the_warehouse(project: Path, engine: str) -> None:
     spark = _session(project)
     spark.range(7).write.saveAsTable("only_in_warehouse")
     registry = Registry(project)
@@ -203,7 +220,7 @@ def test_a_merge_that_finds_a_newer_commit_is_retried() -> None:
 @pytest.mark.kernel
 @pytest.mark.spark
 @pytest.mark.timeout(300)
-def test_a_parallel_plan_creating_one_table_loses_no_rows(project: Path) -> None:
+def test_a_parallel_plan_creating_one_table_loses_no_rows(project: Path, engine: str) -> None:
     from .conftest import cli
 
     plan = Path(__file__).parent / "plans" / "table_race.yaml"
@@ -246,3 +263,61 @@ def test_a_claim_held_too_long_fails_with_the_tables_name(project: Path, monkeyp
         thread.join()
     with registry.claim("sales.orders"):  # let go when its holder is done
         pass
+
+
+def _on(project: Path, engine: str) -> Any:
+    """A session on the project's cluster running ``engine``, after stopping whichever ran before
+    (``nbflow cluster stop``, then the next start on the other engine: the registry stays)."""
+    while _sessions:
+        _sessions.pop().stop()
+    cluster.stop(project)
+    cluster.start(project, engine)
+    return _session(project)
+
+
+def _history(spark: Any, table: str) -> list[tuple[int, str]]:
+    return [(int(r["version"]), str(r["operation"])) for r in spark.sql(f"DESCRIBE HISTORY {table}").collect()]
+
+
+@pytest.mark.spark
+@pytest.mark.jvm
+@pytest.mark.timeout(600)
+def test_a_table_written_on_one_engine_is_read_and_written_on_the_other(project: Path) -> None:
+    # Sail first: a managed table in a catalog of its own, and a table by path (root-relative:
+    # DBFS, for Spark's writers and SQL alike).
+    by_path = "/crossed/by_path"
+    spark = _on(project, "sail")
+    spark.sql("CREATE CATALOG IF NOT EXISTS dev")
+    spark.sql("CREATE SCHEMA IF NOT EXISTS dev.silver")
+    spark.range(3).write.saveAsTable("dev.silver.crossed")
+    spark.sql("INSERT INTO dev.silver.crossed VALUES (10)")
+    spark.range(3).write.format("delta").save(by_path)
+    # Then the JVM engine, after a switch: it reads both and writes both.
+    spark = _on(project, "spark")
+    assert spark.table("dev.silver.crossed").count() == 4
+    assert spark.read.format("delta").load(by_path).count() == 3
+    spark.range(2).write.mode("append").saveAsTable("dev.silver.crossed")
+    spark.sql("UPDATE dev.silver.crossed SET id = id + 100 WHERE id = 10")
+    spark.sql(f"INSERT INTO delta.`{by_path}` VALUES (20)")
+    jvm_history = _history(spark, "dev.silver.crossed")
+    assert [v for v, _ in jvm_history] == [3, 2, 1, 0]
+    assert [op for _, op in jvm_history[:2]] == ["UPDATE", "WRITE"]  # delta-spark's own commits
+    assert [v for v, _ in _history(spark, f"delta.`{by_path}`")] == [1, 0]
+    spark.range(5).write.saveAsTable("main.default.from_jvm")  # a table the JVM engine created
+    # Back on Sail: every write of both engines is there, and Sail writes on.
+    spark = _on(project, "sail")
+    assert sorted(r[0] for r in spark.table("dev.silver.crossed").collect()) == [0, 0, 1, 1, 2, 110]
+    assert spark.read.format("delta").load(by_path).count() == 4
+    assert spark.table("main.default.from_jvm").count() == 5
+    spark.sql("INSERT INTO dev.silver.crossed VALUES (7)")
+    spark.range(1).write.mode("append").saveAsTable("main.default.from_jvm")
+    sail_history = _history(spark, "dev.silver.crossed")
+    assert [v for v, _ in sail_history] == [4, 3, 2, 1, 0]
+    assert sail_history[1:3] == jvm_history[:2]  # the JVM engine's commits, as Sail reads them
+    # And the JVM engine once more reads what Sail wrote after it.
+    spark = _on(project, "spark")
+    assert spark.table("dev.silver.crossed").count() == 7
+    assert spark.table("main.default.from_jvm").count() == 6
+    assert [v for v, _ in _history(spark, "main.default.from_jvm")] == [1, 0]
+    assert set(Registry(project).tables()) == {"dev.silver.crossed", "main.default.from_jvm"}
+    assert (dbfs_root(project) / "crossed" / "by_path" / "_delta_log" / f"{1:020}.json").is_file()  # Sail v0, JVM v1

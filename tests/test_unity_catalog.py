@@ -1,8 +1,10 @@
-"""Unity Catalog locally: catalogs, schemas, volumes and three-level names, in real notebooks on Sail."""
+"""Unity Catalog locally: catalogs, schemas, volumes and three-level names, in real notebooks on Sail and
+on the JVM engine (Apache Spark with delta-spark), through the same registry."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.kernel
 
 
 @pytest.mark.spark
-def test_catalogs_schemas_and_three_level_names(project: Path) -> None:
+def test_catalogs_schemas_and_three_level_names(project: Path, engine: str) -> None:
     out = exit_json(run("uc/catalogs.py"))
     assert out["start"] == ["main", "main", "default"]  # a new workspace's current catalog
     assert out["again"].startswith("AnalysisException: [CATALOG_ALREADY_EXISTS]")
@@ -53,7 +55,7 @@ def test_catalogs_schemas_and_three_level_names(project: Path) -> None:
 
 
 @pytest.mark.spark
-def test_parent_child_share_a_catalog_across_a_restart_and_later_runs(project: Path) -> None:
+def test_parent_child_share_a_catalog_across_a_restart_and_later_runs(project: Path, engine: str) -> None:
     out = exit_json(run("uc/parent.py"))
     assert out == {"child_saw": "3", "parent_saw": 5, "child_wrote": "team"}
     # The cluster was started before `team` existed: a spare catalog served it. After a restart
@@ -66,11 +68,15 @@ def test_parent_child_share_a_catalog_across_a_restart_and_later_runs(project: P
 
 
 @pytest.mark.spark
-def test_volumes_and_dbfs_paths(project: Path) -> None:
+def test_volumes_and_dbfs_paths(project: Path, engine: str) -> None:
     out = exit_json(run("uc/volumes.py"))
     assert out["volumes"] == [["landing", "ext"], ["landing", "raw"]]
     assert out["ext"] == ["EXTERNAL", True]
-    assert out["csv"] == 2 and out["csv_sql"] == 3  # SQL reads the header line as a row, as Spark does
+    # SQL reads each file's header line as a row, as Spark does: one file on Sail, one per core's
+    # partition on the JVM engine (Databricks: one per partition too).
+    assert out["csv"] == 2 and out["csv_sql"] == 2 + out["csv_files"]
+    # (the JVM engine's local[*] spreads the two rows over min(rows, cores) partitions)
+    assert out["csv_files"] == (1 if engine == "sail" else min(2, os.cpu_count() or 1))
     assert out["read_files"] == [[1, "a"], [2, "b"]]  # ids inferred as numbers
     assert out["read_files_missing"].startswith(
         "[PATH_NOT_FOUND] Path does not exist: dbfs:/Volumes/main/landing/raw/nothing.csv")
@@ -102,8 +108,12 @@ def test_an_engine_with_one_catalog_serves_unity_catalog_names(project: Path) ->
     out = exit_json(run_notebook(NOTEBOOKS / "uc" / "one_engine_catalog.py", engine_name="spark"))
     assert out["current"] == ["dev", "dev"]
     assert out["catalogs"] == ["dev", "hive_metastore", "main", "system"]
-    assert out["rows"] == [4, 4, 2]
-    assert {"dev.silver.t", "main.default.u"} <= set(Registry(project).tables())
+    assert out["rows"] == [4, 4, 2]  # dev.silver.t kept its rows: main.silver.t was refused
+    # The engine has one `silver` schema; each catalog lists its own tables (Databricks' view).
+    assert out["listed"] == out["shown"] == {"dev": ["t"], "main": ["other"]}
+    assert out["same_name"].startswith("[TABLE_OR_VIEW_ALREADY_EXISTS] Cannot create table main.silver.t: on this "
+                                       "engine one catalog serves every catalog, and dev.silver.t is the same")
+    assert set(Registry(project).tables()) == {"dev.silver.t", "main.default.u", "main.silver.other"}
 
 
 @pytest.mark.spark

@@ -89,7 +89,7 @@ def test_rewriting_touches_only_catalog_names_and_path_positions() -> None:
         return {"dev": "nbflow_spare_1", "hive_metastore": "spark_catalog"}.get(name)
 
     def paths(path: str) -> str:
-        return "/p/dbfs/" + path.removeprefix("dbfs:/")
+        return "/p/dbfs/" + path.removeprefix("dbfs:").lstrip("/")
 
     statement = ("SELECT dev.s.t.id, 'dev.s.t' AS text, x.dev FROM dev.s.t JOIN `hive_metastore`.default.u "
                  "-- dev.s.t in a comment\nWHERE current_catalog() = 'dev'")
@@ -102,6 +102,10 @@ def test_rewriting_touches_only_catalog_names_and_path_positions() -> None:
     assert rewrite("SELECT * FROM delta.`dbfs:/x`", set(), resolve, None, paths) == "SELECT * FROM delta.`/p/dbfs/x`"
     assert rewrite("SELECT * FROM read_files('dbfs:/in', format => 'csv')", set(), resolve, None, paths) == (
         "SELECT * FROM read_files('/p/dbfs/in', format => 'csv')")
+    # Root-relative paths are DBFS paths in SQL too, as in Spark's readers and writers.
+    assert rewrite("INSERT INTO delta.`/tmp/t` VALUES (1)", set(), resolve, None, paths) == (
+        "INSERT INTO delta.`/p/dbfs/tmp/t` VALUES (1)")
+    assert rewrite("CREATE TABLE t LOCATION '/x'", set(), resolve, None, paths) == "CREATE TABLE t LOCATION '/p/dbfs/x'"
     plain = "INSERT INTO t VALUES ('dbfs:/kept/as/data')"
     assert rewrite(plain, names, resolve, None, paths) == plain
 
@@ -136,3 +140,21 @@ def test_databricks_paths_land_in_the_project(tmp_path: Path) -> None:
         tmp_path.resolve() / ".nbflow" / "volumes" / "main" / "default" / "v" / "f.txt")
     with pytest.raises(CatalogObjectError, match="leaves"):
         paths.local("dbfs:/../../etc/passwd")
+
+
+def test_current_catalog_made_a_literal_keeps_its_column_name_in_a_select_list() -> None:
+    # Real notebooks read spark.sql("SELECT current_catalog()").first()["current_catalog()"]
+    # (dbdemos' setup does): the literal must not rename the column on the one-catalog JVM engine.
+    def literal(statement: str) -> str:
+        return rewrite(statement, set(), lambda name: None, "main")
+
+    assert literal("SELECT current_catalog()") == "SELECT 'main' AS `current_catalog()`"
+    assert literal("select current_catalog(), current_database()") == (
+        "select 'main' AS `current_catalog()`, current_database()")
+    assert literal("SELECT DISTINCT current_catalog() FROM t;") == (
+        "SELECT DISTINCT 'main' AS `current_catalog()` FROM t;")
+    # Anywhere else it stays a bare literal: an alias of its own, an argument, a comparison, an IN list.
+    assert literal("SELECT current_catalog() AS c") == "SELECT 'main' AS c"
+    assert literal("SELECT concat(current_catalog(), '.x')") == "SELECT concat('main', '.x')"
+    assert literal("SELECT a FROM t WHERE x = current_catalog()") == "SELECT a FROM t WHERE x = 'main'"
+    assert literal("SELECT * FROM t WHERE c IN (a, current_catalog())") == "SELECT * FROM t WHERE c IN (a, 'main')"

@@ -73,6 +73,12 @@ def run(
     is_plan = notebook.suffix.lower() in PLAN_SUFFIXES
     _refuse_other_kinds_options(notebook, is_plan)
     parameters = params_mod.from_command_line(parameters_file, params)
+    if engine == "spark":
+        # Here, not in the kernel that starts the cluster: the one line about fetching Delta's jars
+        # reaches the user's terminal instead of a kernel log.
+        from ..cluster import server as cluster_server  # lazy: only --engine spark needs the jars
+
+        cluster_server.fetch_delta_jars(engine)
     if is_plan:
         # Plan models (pydantic), the scheduler and rich's live view: a notebook run skips them.
         from .plan import run_plan_file  # lazy: plans only; a notebook run would pay for them

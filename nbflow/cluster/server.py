@@ -318,6 +318,16 @@ def start(project: Path, cluster_engine: str = "auto", port: int | None = None) 
         return _launch(project, choice, port)
 
 
+def fetch_delta_jars(cluster_engine: str) -> None:
+    """Fetch Delta's jars now if ``cluster_engine`` will need them, saying so on stderr, as does a
+    failure (the cluster then starts without Delta)."""
+    if choose_engine(cluster_engine).fetch_delta:
+        try:
+            delta_jars.install(delta_jars.jar_dir(), delta_jars.repository(), announce=_say)
+        except EnvironmentFailure as exc:
+            _say(f"nbflow: the spark engine starts without Delta: {exc}")
+
+
 def _with_delta(choice: EngineChoice, cluster_engine: str) -> EngineChoice:
     """The JVM engine with Delta's jars, fetched into the cache first (said once, on stderr); without
     Delta, said in one line, when they cannot be fetched (offline, no mirror): plain Spark still runs."""

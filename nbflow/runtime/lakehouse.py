@@ -195,8 +195,15 @@ class Lakehouse:
         self.need_statement(sqlQuery)
         listed = shown_tables(sqlQuery)
         if listed is not None:
-            self.need_schema(".".join(qualify(listed, self.unity.catalog, levels=2)) if listed
-                             else f"{self.unity.catalog}.{self.unity.schema}")
+            shown = (".".join(qualify(listed, self.unity.catalog, levels=2)) if listed
+                     else f"{self.unity.catalog}.{self.unity.schema}")
+            self.need_schema(shown)
+            others = self.unity.others(*shown.split(".", 1))
+            if others:  # an engine with one catalog lists other catalogs' tables of that schema too
+                from pyspark.sql import functions  # lazy: pyspark is heavy (kernel start-up)
+
+                shows = run(self.unity.to_engine(sqlQuery), *args, **kwargs)
+                return shows.where(functions.col("isTemporary") | ~functions.lower("tableName").isin(sorted(others)))
         # read_files first: its reader maps the paths and names a missing one as written.
         statement = self.unity.to_engine(replace_read_files(sqlQuery, self._spark) if self.local_files else sqlQuery)
         name = created_table(sqlQuery)
@@ -248,6 +255,10 @@ class Lakehouse:
         """
         key = self.key(name)
         with self._registry.claim(key):
+            try:
+                self.unity.check_distinct(key)
+            except CatalogObjectError as exc:
+                raise object_error(exc) from None
             self.pull(force=True)
             self.need([key], [key.rsplit(".", 1)[0]])
             yield

@@ -110,7 +110,7 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
     mapped with ``map_path``."""
     lowered = statement.lower()
     if (not any(name in lowered for name in names) and (current_literal is None or "current_catalog" not in lowered)
-            and (map_path is None or not any(root in statement for root in _PATH_ROOTS))):
+            and (map_path is None or not any(root in statement for root in _PATH_MARKS))):
         return statement
     tokens = tokenize(statement)
     significant = [i for i, t in enumerate(tokens) if t.kind not in ("space", "comment")]
@@ -119,6 +119,8 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
     def neighbour(index: int, step: int) -> Token | None:
         n = position[index] + step
         return tokens[significant[n]] if 0 <= n < len(significant) else None
+
+    listing = _select_lists([tokens[i] for i in significant])
 
     for index in significant:
         token = tokens[index]
@@ -134,6 +136,10 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
                 token.text = "'" + current_literal.replace("'", "\\'") + "'"
                 after.text = ""
                 closing.text = ""
+                # A select-list item keeps the engine's column name, as Databricks names it
+                # (spark.sql("SELECT current_catalog()").first()["current_catalog()"]).
+                if listing[position[index]] and _unnamed(neighbour(significant[position[index] + 2], 1)):
+                    token.text += " AS `current_catalog()`"
         elif (map_path is not None and token.kind in ("string", "quoted")
               and _in_path_position(before, neighbour(index, -2), token)):
             inner = token.text[1:-1]
@@ -142,6 +148,38 @@ def rewrite(statement: str, names: set[str], resolve: Callable[[str], str | None
                 mark = token.text[0]
                 token.text = mark + mapped.replace(mark, ("\\" + mark) if mark != "`" else "``") + mark
     return "".join(t.text for t in tokens)
+
+
+# Keywords that end a query block's select list.
+_AFTER_SELECT_LIST = frozenset({"from", "where", "group", "having", "order", "limit", "union", "intersect", "except",
+                                "window", "qualify", "into", "sort", "cluster", "distribute"})
+
+
+def _select_lists(significant: list[Token]) -> list[bool]:
+    """For each token: whether it is an item of a select list, right after SELECT (or DISTINCT/ALL)
+    or a comma, at the parenthesis depth of that SELECT (not inside a call or an IN list)."""
+    listing: list[bool] = []
+    open_select: list[bool] = [False]  # per depth: inside the select list of a SELECT at that depth
+    previous: str | None = None
+    for token in significant:
+        word = token.text.lower() if token.kind == "word" else None
+        listing.append(open_select[-1] and previous in ("select", "distinct", "all", ","))
+        if token.text == "(":
+            open_select.append(False)
+        elif token.text == ")" and len(open_select) > 1:
+            open_select.pop()
+        elif word == "select":
+            open_select[-1] = True
+        elif word in _AFTER_SELECT_LIST:
+            open_select[-1] = False
+        previous = word if word is not None else token.text
+    return listing
+
+
+def _unnamed(following: Token | None) -> bool:
+    """Whether a select-list item followed by ``following`` has no alias of its own."""
+    return following is None or following.text in (",", ";", ")") or (
+        following.kind == "word" and following.text.lower() in _AFTER_SELECT_LIST)
 
 
 def name_chains(statement: str) -> list[list[str]]:
@@ -175,7 +213,10 @@ def name_chains(statement: str) -> list[list[str]]:
     return chains
 
 
-_PATH_ROOTS = ("dbfs:", "/Volumes/", "/dbfs/", "/Workspace/")
+# A path in a path position is Databricks': dbfs:/x, /Volumes/..., /dbfs/..., /Workspace/... and
+# any other root-relative /x (DBFS, as Spark's readers and writers map it: the same folder either way).
+_PATH_ROOTS = ("dbfs:", "/")
+_PATH_MARKS = ("dbfs:", "'/", '"/', "`/")  # a statement without these has no path to map
 
 
 def _in_path_position(before: Token | None, function: Token | None, token: Token) -> bool:
@@ -343,6 +384,31 @@ class UnityCatalog:
                 if key.endswith(f".{schema}.{table}"):
                     return key
         return f"{catalog}.{schema}.{table}"
+
+    def others(self, catalog: str, schema: str) -> set[str]:
+        """On an engine with one catalog: the tables of the schema ``schema`` of other catalogs
+        (the engine keeps them in its one schema of that name; Unity Catalog keeps them apart).
+        Empty on an engine with a catalog for each."""
+        if not self._map.collapsed:
+            return set()
+        registered = self._registry.tables()
+        return {key.rsplit(".", 1)[1] for key in registered
+                if key.split(".", 1)[1].rsplit(".", 1)[0] == schema and not key.startswith(catalog + ".")
+                and f"{catalog}.{key.split('.', 1)[1]}" not in registered}
+
+    def check_distinct(self, key: str) -> None:
+        """Refuse to create ``key`` (catalog.schema.table) where the engine serves every catalog
+        with one: the same schema and table of another catalog would be the same engine table,
+        and writing it would overwrite that catalog's data."""
+        if not self._map.collapsed:
+            return
+        rest = key.split(".", 1)[1]
+        taken = [k for k in self._registry.tables() if k.split(".", 1)[1] == rest and k != key]
+        if taken:
+            raise CatalogObjectError(
+                "TABLE_OR_VIEW_ALREADY_EXISTS",
+                f"Cannot create table {key}: on this engine one catalog serves every catalog, and {taken[0]} "
+                "is the same engine table (use another schema or table name, or the sail engine)")
 
     def to_engine(self, statement: str) -> str:
         """The statement as the engine must see it (see :func:`rewrite`)."""
@@ -545,8 +611,12 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
     def schema_of(lakehouse: Lakehouse, db: str | None) -> tuple[str, str]:
         return schema_parts(db, lakehouse.unity.catalog) if db else (lakehouse.unity.catalog, lakehouse.unity.schema)
 
-    def uc_table(lakehouse: Lakehouse, table: Any) -> Any:
-        catalog = lakehouse.catalogs.uc(table.catalog) if table.catalog else table.catalog
+    def uc_table(lakehouse: Lakehouse, table: Any, asked: str) -> Any:
+        # On an engine with one catalog, its name stands for every catalog: the table is in the
+        # catalog the notebook asked about (``asked``), not in hive_metastore.
+        catalog = table.catalog
+        if catalog:
+            catalog = asked if lakehouse.catalogs.collapsed else lakehouse.catalogs.uc(catalog)
         return Table(table.name, catalog, table.namespace, table.description, table.tableType, table.isTemporary)
 
     def list_catalogs(lakehouse: Lakehouse, _self: Any, pattern: str | None = None) -> list[Any]:
@@ -569,7 +639,9 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
         catalog, schema = schema_of(lakehouse, dbName)
         lakehouse.need_schema(f"{catalog}.{schema}")
         engine = f"{quote(lakehouse.unity.engine_catalog(catalog))}.{quote(schema)}"
-        return [uc_table(lakehouse, t) for t in original["listTables"](self, engine, pattern)]
+        others = lakehouse.unity.others(catalog, schema)  # another catalog's, on an engine with one
+        return [uc_table(lakehouse, t, catalog) for t in original["listTables"](self, engine, pattern)
+                if t.isTemporary or str(t.name).lower() not in others]
 
     def use(statement: str) -> Callable[..., Any]:
         return lambda lakehouse, _self, name: lakehouse.spark().sql(f"{statement} {quote(name)}") and None
@@ -586,7 +658,8 @@ def patch_catalog_api(lakehouse_of: Callable[[Any], Lakehouse | None]) -> None:
             ".".join(schema_of(lakehouse, dbName)) in lakehouse._registry.schemas()),
         "listTables": list_tables,
         "getTable": lambda lakehouse, self, tableName: uc_table(
-            lakehouse, original["getTable"](self, table_name(lakehouse, tableName, None))),
+            lakehouse, original["getTable"](self, table_name(lakehouse, tableName, None)),
+            lakehouse.key(tableName).split(".", 1)[0]),
         "tableExists": lambda lakehouse, self, tableName, dbName=None: original["tableExists"](
             self, table_name(lakehouse, tableName, dbName)),
         "listColumns": lambda lakehouse, self, tableName, dbName=None: original["listColumns"](

@@ -16,6 +16,7 @@ base = "/Volumes/main/landing/raw"
 spark.createDataFrame([(1, "a"), (2, "b")], "id INT, name STRING").write.mode("overwrite").option("header", True).csv(f"{base}/csv")
 out["csv"] = spark.read.option("header", True).csv(f"{base}/csv").count()
 out["csv_sql"] = spark.sql(f"SELECT count(*) FROM csv.`{base}/csv`").first()[0]
+out["csv_files"] = len([f for f in dbutils.fs.ls(f"{base}/csv") if f.name.endswith(".csv")])
 # read_files (Databricks' own table function): options as the reader's, the schema inferred.
 out["read_files"] = [tuple(r) for r in spark.sql(
     f"SELECT id, name FROM read_files('dbfs:{base}/csv', format => 'csv', header => true) ORDER BY id").collect()]
