@@ -162,9 +162,9 @@ def test_permission_statements_are_no_ops_and_parse_errors_are_one_line(project:
             errors["SELEC 1"]["message"]
     else:  # delta-spark runs the Delta commands: nbflow answers only deep clones and the no-ops
         assert errors["SELEC 1"]["message"].endswith(
-            "Spark with Delta runs: Spark SQL with Delta Lake's commands (DESCRIBE HISTORY|DETAIL t, SHOW TBLPROPERTIES "
-            "t, RESTORE, OPTIMIZE, VACUUM, CREATE TABLE ... SHALLOW CLONE), plus (answered by nbflow) CREATE TABLE ... "
-            "[DEEP] CLONE and GRANT/REVOKE/DENY/OWNER TO (no-ops)")
+            "Spark with Delta runs: Spark SQL with Delta Lake's commands (DESCRIBE HISTORY|DETAIL t, SHOW "
+            "TBLPROPERTIES t, RESTORE, OPTIMIZE, VACUUM, CREATE TABLE ... SHALLOW CLONE), plus (answered by nbflow) "
+            "CREATE TABLE ... [DEEP] CLONE and GRANT/REVOKE/DENY/OWNER TO (no-ops)")
     assert "(line 2, pos " in errors["-- a comment first\nCREATE TABLE x (id INT) USING delta WITH (wat)"]["message"]
     # uncaught, the failing cell shows one line naming the statement and the supported form
     assert result.status == "FAILED"
@@ -172,8 +172,8 @@ def test_permission_statements_are_no_ops_and_parse_errors_are_one_line(project:
     assert result.error.evalue == {
         "sail": "[PARSE_SYNTAX_ERROR] Sail cannot parse \"VACUUM granted RETAIN FOREVER\" at 'VACUUM' (line 1, pos 0); "
                 "nbflow runs instead: VACUUM t [LITE|FULL] [RETAIN n HOURS] [DRY RUN]",
-        "spark": "[PARSE_SYNTAX_ERROR] Spark cannot parse \"VACUUM granted RETAIN FOREVER\" at 'VACUUM' (line 1, pos 0); "
-                 "Spark with Delta runs: VACUUM t [LITE|FULL] [USING INVENTORY ...] [RETAIN n HOURS] [DRY RUN]",
+        "spark": "[PARSE_SYNTAX_ERROR] Spark cannot parse \"VACUUM granted RETAIN FOREVER\" at 'VACUUM' (line 1, "
+                 "pos 0); Spark with Delta runs: VACUUM t [LITE|FULL] [USING INVENTORY ...] [RETAIN n HOURS] [DRY RUN]",
     }[engine]
 
 

@@ -193,7 +193,8 @@ def _written_path(written: str) -> str | None:
     if written[0] in "'\"":
         return _unquote(written)
     parts = _parts(written)
-    if len(parts) == 2 and parts[0].lower() == "delta" and written.rstrip().endswith("`") and _looks_like_path(parts[1]):
+    if len(parts) == 2 and parts[0].lower() == "delta" and written.rstrip().endswith("`") \
+            and _looks_like_path(parts[1]):
         return parts[1]
     return None
 
@@ -349,8 +350,8 @@ def version_at(location: str, micros: int, shown: str, restoring: bool = False) 
         last = str(_utc(int(latest["timestamp"])))
         raise _analysis("DELTA_CANNOT_RESTORE_TIMESTAMP_GREATER",
                         f"Cannot restore table to timestamp ({when}) as it is after the latest version available. "
-                        f"Please use a timestamp before ({last})", {"requestedTimestamp": when, "latestTimestamp": last},
-                        "22003")
+                        f"Please use a timestamp before ({last})",
+                        {"requestedTimestamp": when, "latestTimestamp": last}, "22003")
     versions = [int(c["version"]) for c in commits if int(c["timestamp"]) * 1000 <= micros]
     if versions:
         return max(versions)
