@@ -48,6 +48,18 @@ def sandboxed() -> None:
         pytest.skip(f"no sandbox on this machine ({why}): the fallback is tested instead")
 
 
+# A notebook's Python writes files where Databricks has them (DBFS, a volume, the workspace): what
+# the engine must then read as the same files.
+_PYTHON_WRITES = """
+        os.makedirs('/dbfs/tmp', exist_ok=True)
+        open('/dbfs/tmp/x.txt', 'w').write('one\\ntwo\\n')
+        spark.sql('CREATE VOLUME IF NOT EXISTS main.default.v')
+        open('/Volumes/main/default/v/c.csv', 'w').write('a,b\\n1,2\\n3,4\\n5,6\\n')
+        os.makedirs('/Workspace/Shared', exist_ok=True)
+        open('/Workspace/Shared/w.txt', 'w').write('w\\n')
+"""
+
+
 def _notebook(folder: Path, name: str, source: str) -> Path:
     path = folder / name
     cells = textwrap.dedent(source).replace("\n# NEXT\n", "\n\n# COMMAND ----------\n\n")
@@ -118,13 +130,7 @@ def test_the_sail_server_sees_the_files_python_wrote(project: Path, tmp_path: Pa
         assert started.returncode == 0, started.stderr
     notebook = _notebook(tmp_path, "spark_paths.py", """
         import json, os
-        os.makedirs('/dbfs/tmp', exist_ok=True)
-        open('/dbfs/tmp/x.txt', 'w').write('one\\ntwo\\n')
-        spark.sql('CREATE VOLUME IF NOT EXISTS main.default.v')
-        open('/Volumes/main/default/v/c.csv', 'w').write('a,b\\n1,2\\n3,4\\n5,6\\n')
-        os.makedirs('/Workspace/Shared', exist_ok=True)
-        open('/Workspace/Shared/w.txt', 'w').write('w\\n')
-        lines = spark.read.text('dbfs:/tmp/x.txt').count()
+        """ + _PYTHON_WRITES + """        lines = spark.read.text('dbfs:/tmp/x.txt').count()
         csv_rows = spark.sql("SELECT * FROM csv.`/Volumes/main/default/v/c.csv`").count()
         workspace_lines = spark.sql("SELECT * FROM text.`/Workspace/Shared/w.txt`").count()
         spark.range(4).write.mode('overwrite').parquet('/Workspace/Shared/written_by_spark')
@@ -151,13 +157,7 @@ def test_the_jvm_server_has_no_sandbox_and_gets_the_projects_folders_from_nbflow
     notebook = _notebook(tmp_path, "jvm_paths.py", """
         import json, os
         from pyspark.sql.functions import input_file_name
-        os.makedirs('/dbfs/tmp', exist_ok=True)
-        open('/dbfs/tmp/x.txt', 'w').write('one\\ntwo\\n')
-        spark.sql('CREATE VOLUME IF NOT EXISTS main.default.v')
-        open('/Volumes/main/default/v/c.csv', 'w').write('a,b\\n1,2\\n3,4\\n5,6\\n')
-        os.makedirs('/Workspace/Shared', exist_ok=True)
-        open('/Workspace/Shared/w.txt', 'w').write('w\\n')
-        out = {"lines": spark.read.text('dbfs:/tmp/x.txt').count(),
+        """ + _PYTHON_WRITES + """        out = {"lines": spark.read.text('dbfs:/tmp/x.txt').count(),
                "csv_rows": spark.sql("SELECT * FROM csv.`/Volumes/main/default/v/c.csv`").count(),
                "workspace_lines": spark.sql("SELECT * FROM text.`/Workspace/Shared/w.txt`").count(),
                "seen_at": spark.read.text('/dbfs/tmp/x.txt').select(input_file_name()).first()[0]}
