@@ -227,7 +227,8 @@ def workers(case: str, folder: Path, data: Path, jars: str, env: dict[str, str],
                                  "-p", "data", f"file://{data}", "-p", "out", f"file://{out}"])
             else:
                 engine = case.split()[-1]
-                commands.append(nbflow_cmd("run", nb, "--engine", engine, "-p", f"data=file://{data}", "-p", f"out=file://{out}",
+                commands.append(nbflow_cmd("run", nb, "--engine", engine, "-p", f"data=file://{data}",
+                                           "-p", f"out=file://{out}",
                                            "--output-dir", str(folder / "nbflow" / f"{slug}-{rep}" / mode)))
         with PeakMemory(in_case(case)) as memory:
             wall = run_all(commands, env, parallel=(mode == "parallel"))
