@@ -464,3 +464,15 @@ def test_table_list_and_show_read_the_registry_without_a_cluster(project: Path, 
     assert [h["version"] for h in shown["history"]] == [1, 0]
     missing = invoke("table", "show", "nope")
     assert missing.exit_code == 2 and "no table named nope" in missing.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_sigpipes_code() -> None:
+    # `nbflow cluster status | head -1` printed "internal error: BrokenPipeError": the reader is
+    # gone before nbflow writes (its end of the pipe closed at once).
+    proc = subprocess.Popen([sys.executable, "-m", "nbflow", "schema"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert stderr == b""

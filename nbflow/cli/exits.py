@@ -37,6 +37,9 @@ def exit_code(state: str) -> int:
     return EXIT_CODES.get(state, FAILURE)
 
 
+SIGPIPE_EXIT = 128 + 13  # what a shell reports for a command that SIGPIPE stopped
+
+
 def finish(state: str) -> None:
     """End the command with the exit code of ``state`` (return if it is 0)."""
     code = exit_code(state)
@@ -77,6 +80,11 @@ def errors_handled() -> Iterator[None]:
         fail(message, exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", interrupted_exit_code())
+    except BrokenPipeError:
+        # The reader of stdout went away (`nbflow ... | head -1`): end quietly, as a command that
+        # SIGPIPE stops does (exit 141), with stdout on /dev/null so the final flush cannot raise.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(SIGPIPE_EXIT)
     except Exception as exc:  # a defect of nbflow's: one line, the traceback on request
         if os.environ.get("NBFLOW_DEBUG"):
             raise
