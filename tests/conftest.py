@@ -203,7 +203,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 # The cluster engines the Delta and catalog tests run on: Sail, and the JVM engine with delta-spark
 # (its own marker, so that the fast lane and a machine without Java leave it out).
-ENGINES = ["sail", pytest.param("spark", marks=pytest.mark.jvm)]
+# A JVM leg runs many Delta statements on a cold JVM (2-4 minutes on two busy cores): its own
+# time limit, above the suite's 300 s, so that only a hang fails it.
+ENGINES = ["sail", pytest.param("spark", marks=[pytest.mark.jvm, pytest.mark.timeout(900)])]
 
 
 @pytest.fixture(params=ENGINES)
