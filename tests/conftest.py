@@ -203,9 +203,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 # The cluster engines the Delta and catalog tests run on: Sail, and the JVM engine with delta-spark
 # (its own marker, so that the fast lane and a machine without Java leave it out).
-# A JVM leg runs many Delta statements on a cold JVM (2-4 minutes on two busy cores): its own
-# time limit, above the suite's 300 s, so that only a hang fails it.
-ENGINES = ["sail", pytest.param("spark", marks=[pytest.mark.jvm, pytest.mark.timeout(900)])]
+ENGINES = ["sail", pytest.param("spark", marks=pytest.mark.jvm)]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A JVM test runs its statements on a cold JVM (2-4 minutes on two busy cores): its own time
+    # limit, above the suite's 300 s, so that only a hang fails it.
+    for item in items:
+        if item.get_closest_marker("jvm") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(900))
 
 
 @pytest.fixture(params=ENGINES)
