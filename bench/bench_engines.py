@@ -48,7 +48,7 @@ from pathlib import Path
 
 import nbformat
 import psutil
-from bench_workers import PeakMemory, in_case, run_all
+from bench_workers import PeakMemory, in_case, run_all, sales_table
 
 # name -> (query over the temp views `sales` and `products`, the MERGE key, the MERGE's WHEN MATCHED
 # action); the same work as sample_notebooks/worker_1..5.
@@ -130,16 +130,7 @@ def make_inputs(folder: Path, rows: int) -> Path:
     from deltalake import write_deltalake
 
     data = folder / "data"
-    ids = np.arange(rows, dtype=np.int64)
-    write_deltalake(str(data / "sales"), pa.table({
-        "order_id": ids,
-        "customer_id": (ids % 5000).astype(np.int32),
-        "product_id": (ids % 200).astype(np.int32),
-        "region": np.array(["north", "south", "east", "west"])[ids % 4],
-        "quantity": ((ids * 7) % 10 + 1).astype(np.int32),
-        "unit_price": ((ids * 13) % 1000) / 10.0 + 1,
-        "order_date": pa.array(np.datetime64("2026-01-01") + (ids % 365).astype("timedelta64[D]"), pa.date32()),
-    }))
+    write_deltalake(str(data / "sales"), sales_table(rows))
     products = np.arange(200, dtype=np.int32)
     write_deltalake(str(data / "products"), pa.table({
         "product_id": products,

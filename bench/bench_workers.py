@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import psutil
@@ -62,23 +63,28 @@ result.write.mode("overwrite").parquet(out)
 rows = spark.read.parquet(out).count()'''
 
 
-def make_inputs(folder: Path, rows: int) -> Path:
+def sales_table(rows: int) -> Any:
+    """The sales rows sample_notebooks/setup.py writes, as an Arrow table (also bench_engines')."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     ids = np.arange(rows, dtype=np.int64)
-    table = pa.table({
+    return pa.table({
         "order_id": ids,
         "customer_id": (ids % 5000).astype(np.int32),
         "product_id": (ids % 200).astype(np.int32),
         "region": np.array(["north", "south", "east", "west"])[ids % 4],
         "quantity": ((ids * 7) % 10 + 1).astype(np.int32),
         "unit_price": ((ids * 13) % 1000) / 10.0 + 1,
-        "order_date": (np.datetime64("2026-01-01") + (ids % 365).astype("timedelta64[D]")),
+        "order_date": pa.array(np.datetime64("2026-01-01") + (ids % 365).astype("timedelta64[D]"), pa.date32()),
     })
+
+
+def make_inputs(folder: Path, rows: int) -> Path:
+    import pyarrow.parquet as pq
+
     path = folder / "sales.parquet"
-    pq.write_table(table, path)
+    pq.write_table(sales_table(rows), path)
     for name, query in QUERIES.items():
         params = nbformat.v4.new_code_cell(PARAMETERS)
         params.metadata["tags"] = ["parameters"]
