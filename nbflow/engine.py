@@ -24,13 +24,10 @@ import math
 import os
 import queue
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +42,7 @@ from . import kernel_protocol, sandbox
 from .errors import KernelStartError
 from .kernel_protocol import kernel_python
 from .kernels import KERNEL_NAME, WarmKernel, kernel_manager
+from .lifecycle import terminate_as_interrupt
 from .notebooks import adapt_databricks_ipynb, environment_specs, parameters_cell_names
 from .params import widget_string
 from .project import dbfs_root, project_dir, python_envs_root, secrets_file
@@ -563,26 +561,6 @@ class NbflowEngine:
             ended = dt.datetime.now(dt.timezone.utc)
             _record(nb, client.outcome, nbflow_context, nbflow_parameters, started, ended)
         return nb
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the run as Ctrl-C does (CANCELED, the kernel stopped, the notebook saved)
-    instead of killing the process with the notebook half-written. Only where SIGTERM still has
-    its default action, and only in the main thread (where Python runs signal handlers)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _keep_kernel_log(path: Path, outcome: Outcome) -> None:

@@ -320,3 +320,23 @@ def kernel_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     kernel_main(sys.argv[1:])
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the run as Ctrl-C does (CANCELED, the kernel stopped, the notebook saved)
+    instead of killing the process with the notebook half-written. Only where SIGTERM still has
+    its default action, and only in the main thread (where Python runs signal handlers)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -162,7 +162,10 @@ class WorkerPool:
         self._queue: deque[_Job] = deque()  # submitted attempts waiting for a warm worker
         self._jobs: dict[Future[Outcome], _Job] = {}  # every attempt not yet resolved
         self._closing = False
-        for _ in range(max(size, 1)):
+        # How many workers to keep: a worker that ends is replaced only while there are fewer
+        # (see resize: a long-lived pool grows with demand and shrinks when idle).
+        self._target = max(size, 1)
+        for _ in range(self._target):
             self._start()
         self._dispatcher = threading.Thread(target=self._dispatch, name="nbflow-pool-dispatch", daemon=True)
         self._dispatcher.start()
@@ -188,9 +191,14 @@ class WorkerPool:
                     worker.cluster = message.get("cluster")
                     worker.kernel_dir = message.get("kernel_dir")
                     worker.warm = True
-                    if not worker.held:
+                    surplus = not worker.held and len(self._workers) > self._target and not self._closing
+                    if surplus:  # the pool shrank while it ran an attempt
+                        worker.warm, worker.held = False, True
+                    elif not worker.held:
                         self._ready.append(worker)
                         self._changed.notify_all()
+                if surplus:
+                    self._retire_later(worker)
             elif message.get("event") == "done" and worker.job is not None:
                 self._finish(worker, message.get("summary") or {})
         with self._lock:
@@ -208,8 +216,63 @@ class WorkerPool:
         with self._lock:
             if worker in self._workers:
                 self._workers.remove(worker)
+            wanted = len(self._workers) < self._target
         worker.ended()
-        self._start()
+        if wanted:
+            self._start()
+
+    # -- size -------------------------------------------------------------------------------
+    def resize(self, size: int) -> None:
+        """Keep ``size`` workers: start the missing ones now; retire idle warm ones beyond it
+        (a busy one finishes its attempt and is then not replaced)."""
+        size = max(size, 1)
+        with self._changed:
+            if self._closing:
+                return
+            self._target = size
+            missing = size - len(self._workers)
+            retired: list[Worker] = []
+            while missing < 0 and self._ready:
+                worker = self._ready.pop()  # the most recently warmed: the others have waited longest
+                worker.warm, worker.held = False, True  # never handed out again
+                retired.append(worker)
+                missing += 1
+        for _ in range(max(missing, 0)):
+            self._start()
+        for worker in retired:
+            self._retire_later(worker)
+
+    def _retire_later(self, worker: Worker) -> None:
+        """End a worker held out of the pool: its input closed, it stops its kernel and exits."""
+        with contextlib.suppress(OSError, ValueError):
+            assert worker.proc.stdin is not None
+            worker.proc.stdin.close()
+        threading.Thread(target=self._retire, args=(worker,), daemon=True).start()
+
+    def _retire(self, worker: Worker) -> None:
+        try:
+            worker.proc.wait(CLOSE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.proc.wait()
+        with self._lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+        worker.ended()
+
+    def counts(self) -> dict[str, int]:
+        """Workers by state: ``warm`` (ready for an attempt), ``busy`` (running one), ``warming``
+        (starting a kernel), and ``queued`` attempts waiting; ``target``: the size kept."""
+        with self._lock:
+            busy = sum(1 for w in self._workers if w.job is not None)
+            warm = len(self._ready)
+            return {"target": self._target, "workers": len(self._workers), "warm": warm, "busy": busy,
+                    "warming": max(len(self._workers) - warm - busy, 0), "queued": len(self._queue)}
+
+    def processes(self) -> list[tuple[int, str | None, bool]]:
+        """Each worker's pid, its kernel's folder, and whether it is warm and idle."""
+        with self._lock:
+            return [(w.pid, w.kernel_dir, w in self._ready) for w in self._workers]
 
     # -- the executor ------------------------------------------------------------------------
     def submit(self, request: Request) -> Future[Outcome]:

@@ -41,6 +41,7 @@ from .params import Param, widget_string
 from .plan import Plan
 from .plan.references import resolve
 from .pool import WorkerPool
+from .pool_client import ServiceExecutor, service_available
 from .project import project_dir
 from .runner import run_context
 from .runs import (
@@ -142,15 +143,25 @@ class Scheduler:
         self._running = 0  # tasks started and not yet final: an attempt in flight or a retry waiting
         self._deadline: float | None = None
 
-    def _start_pool(self) -> WorkerPool | None:
-        """Workers for this run: one per concurrent task plus two warming the next kernels (on a
-        sequential plan of short tasks, one warming worker cannot keep up)."""
+    def _start_pool(self) -> Executor | None:
+        """What runs this run's attempts: the warm kernels of the project's cluster (its pool
+        service) when a cluster runs or the plan uses Spark; else workers of this run, one per
+        concurrent task plus two warming the next kernels (on a sequential plan of short tasks,
+        one warming worker cannot keep up)."""
         keys = [k for k, t in self.run.tasks.items() if t.status == PENDING]
         if not keys:
             return None
         spark = any(uses_spark(path) for path in dict.fromkeys(self.notebooks[k] for k in keys))
-        options = {"project": str(project_dir()), "engine": self.context.get("engine") or "auto", "spark": spark}
-        return WorkerPool(min(len(keys), self.max_workers + 2), options)
+        project = project_dir()
+        engine = self.context.get("engine") or "auto"
+        options = {"project": str(project), "engine": engine, "spark": spark}
+
+        def own_pool() -> WorkerPool:
+            return WorkerPool(min(len(keys), self.max_workers + 2), options)
+
+        if service_available(project, engine, spark):
+            return ServiceExecutor(project, min(len(keys), self.max_workers), own_pool)
+        return own_pool()
 
     def execute(self) -> PlanRun:
         """Run the plan; the run as it ended (also on Ctrl-C, which is re-raised once the running

@@ -12,10 +12,12 @@ from typing import Any
 
 import click
 
+from .. import pool_client
 from ..cluster import delta_jars
 from ..cluster import server as cluster_mod
 from ..cluster.state import ClusterState
 from ..errors import ClusterStateDamaged, NbflowError
+from ..pool_service import DEFAULT_AUTOTERMINATION_MINUTES
 from ..project import cluster_log_file, project_dir
 from .commands import short_help
 
@@ -60,18 +62,28 @@ def cluster() -> None:
               help="sail (Rust, Delta built in), spark (JVM), an existing endpoint, or auto.")
 @click.option("--port", type=click.IntRange(1, 65535), metavar="N",
               help="A plain TCP port on 127.0.0.1 [default: sail none (behind nbflow's gate), spark a free one].")
-def start(engine: str, port: int | None) -> None:
-    """Start the cluster, or show the one already running."""
+@click.option("--autotermination-minutes", type=click.FloatRange(min=0), metavar="N",
+              help="Stop the cluster after N minutes without work; 0: never "
+                   f"[default: NBFLOW_AUTOTERMINATION_MINUTES, else {DEFAULT_AUTOTERMINATION_MINUTES}].")
+def start(engine: str, port: int | None, autotermination_minutes: float | None) -> None:
+    """Start the cluster and its warm kernels, or show the ones already running."""
     begun = time.monotonic()
     called_at = datetime.now(timezone.utc)
-    state = cluster_mod.start(project_dir(), engine, port)
+    project = project_dir()
+    state = cluster_mod.start(project, engine, port)
     if datetime.fromisoformat(state.started_at) < called_at:
         click.echo(f"already running: {_describe(state)}")
     elif state.pid is None:
         click.echo(f"recorded the {_describe(state)} (nbflow does not start or stop it)")
     else:
         click.echo(f"started the {_describe(state)} in {time.monotonic() - begun:.1f} s")
+    if state.pid is not None and pool_client.enabled():
+        if autotermination_minutes is not None and pool_client.service_process(project) is not None:
+            pool_client.stop_service(project)  # restarted with the new setting
+        if not pool_client.ensure_service(project, autotermination_minutes):
+            click.echo(f"nbflow: warning: the warm kernels' pool service did not start (see {state.log})", err=True)
     _details(state)
+    _pool_details(project)
 
 
 @cluster.command()
@@ -109,13 +121,31 @@ def status(as_json: bool) -> None:
             data: dict[str, Any] = dict.fromkeys(field for field in ClusterState.__dataclass_fields__)
         else:
             data = state.to_dict()
-        click.echo(json.dumps({"running": state is not None, **data}, indent=2))
+        pool = pool_client.status(project_dir()) if state is not None else None
+        click.echo(json.dumps({"running": state is not None, **data, "pool": pool}, indent=2))
         return
     if state is None:
         click.echo("not running")
         return
     click.echo(f"running: {_describe(state)}, since {state.started_at}")
     _details(state)
+    _pool_details(project_dir())
+
+
+def _pool_details(project: Path) -> None:
+    """The pool service's line: warm kernels, their memory, idle time and auto-termination."""
+    pool = pool_client.status(project)
+    if pool is None:
+        click.echo("  warm kernels: none (no pool service runs; `nbflow cluster start` starts it)")
+        return
+    memory = "" if pool.get("idle_worker_mb") is None else f", {pool['idle_worker_mb']:.0f} MB per idle warm kernel"
+    minutes = pool.get("autotermination_minutes") or 0
+    stops = "never stops on its own" if not minutes else \
+        f"stops after {minutes:g} minutes without work (idle {pool.get('idle_s', 0):.0f} s)"
+    click.echo(f"  warm kernels: {pool['warm']} warm, {pool['busy']} busy, {pool['warming']} warming, "
+               f"{pool['queued']} queued (size {pool['target']}, at rest {pool['base']}, at most {pool['limit']})"
+               f"{memory}; pool service pid {pool['pid']}")
+    click.echo(f"  auto-termination: {stops}")
 
 
 @cluster.command()

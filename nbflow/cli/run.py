@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -12,12 +13,19 @@ import click
 from click.core import ParameterSource
 
 from .. import params as params_mod
-from ..errors import InputError
+from .. import pool_wire
+from ..errors import EnvironmentFailure, InputError
+from ..lifecycle import terminate_as_interrupt
+from ..notebooks import uses_spark
+from ..pool_client import service_available
 from ..project import processed_dir, project_dir
-from ..runner import new_run_id, run_notebook, summary, write_run_json
+from ..results import read_result
+from ..runner import new_run_id, run_notebook, summary, task_spec, write_run_json
 from ..runs import MODES, NotebookResult
+from ..runtime.secrets import without_secrets
 from .commands import short_help
 from .exits import finish
+from .tail import Tail
 
 PLAN_SUFFIXES = (".yaml", ".yml", ".json")
 # Options that mean something for one kind of run only: given to the other, they are refused
@@ -119,8 +127,10 @@ def _run_notebook(path: Path, parameters: dict[str, params_mod.Param], output_di
     if log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         logging.getLogger("papermill").setLevel(logging.WARNING)  # its input/output lines are noise here
-    result = run_notebook(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id,
-                          log_output=log_output, engine_name=engine)
+    result = _on_warm_kernel(path, parameters, folder, timeout, log_output, engine, run_id)
+    if result is None:
+        result = run_notebook(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id,
+                              log_output=log_output, engine_name=engine)
     write_run_json(result, folder)
     for warning in result.warnings:
         click.echo(f"nbflow: warning: {warning}", err=True)
@@ -149,3 +159,31 @@ def _print_notebook_run(result: NotebookResult) -> None:
 def _clip(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _on_warm_kernel(path: Path, parameters: dict[str, params_mod.Param], folder: Path, timeout: float | None,
+                    log_output: bool, engine: str, run_id: str) -> NotebookResult | None:
+    """Run the notebook on a warm kernel of the project's cluster (its pool service), when the
+    cluster runs or the notebook uses Spark; None when that cannot be (it then runs here)."""
+    project = project_dir()
+    if not path.is_file() or not service_available(project, engine, uses_spark(path)):
+        return None  # a missing notebook is reported by the run itself
+    stream = folder / f"{path.stem}.log" if log_output else None
+    spec = task_spec(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id, engine_name=engine,
+                     output_log=stream)
+    spec = dataclasses.replace(spec, context=dataclasses.replace(spec.context, environ=without_secrets()))
+    folder.mkdir(parents=True, exist_ok=True)
+    tail = Tail(stream) if stream is not None else None
+    try:
+        with terminate_as_interrupt():
+            done = pool_wire.run(project, spec.to_json())
+    except KeyboardInterrupt:
+        done = {"output": spec.output_path}  # cancelled and saved: its result is in the notebook
+    except pool_wire.Lost as exc:
+        raise EnvironmentFailure(f"{path}: {exc} (executed notebook so far: {spec.output_path})") from None
+    finally:
+        if tail is not None:
+            tail.close()
+    if done is None:
+        return None
+    return read_result(done.get("output") or spec.output_path or "")

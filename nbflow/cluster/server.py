@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from typing import Any
 
 import psutil
 
+from .. import pool_wire
 from ..errors import ClusterStateDamaged, EnvironmentFailure, InputError
 from ..lifecycle import OUTLIVES_ENV
 from ..project import cluster_dir, cluster_log_file, cluster_state_file, cluster_token_file, warehouse_dir
@@ -68,6 +70,7 @@ from .state import (
 )
 
 START_TIMEOUT = {"sail": 30.0, "spark": 120.0}
+POOL_STOP_TIMEOUT_S = 15.0  # the pool service stops its workers politely within CLOSE_GRACE_S
 LOG_ROTATE_BYTES = 5 * 1024 * 1024  # server.log past this is rotated to server.log.1 at the next start
 _GATED_ACCESS = ("gate: a Unix socket only this user can open, every call checked for the cluster token; "
                  "Sail's own port is in a private network namespace")
@@ -362,6 +365,7 @@ def stop(project: Path) -> bool:
     """
     project = Path(project).resolve()
     with locked(project):
+        stop_pool_service(project)
         try:
             state = read_state(project)
         except Damaged as damage:
@@ -381,6 +385,27 @@ def stop(project: Path) -> bool:
         with contextlib.suppress(FileNotFoundError):
             cluster_token_file(project).unlink()
         return stopped
+
+
+def stop_pool_service(project: Path) -> None:
+    """Stop the cluster's pool service (:mod:`nbflow.pool_service`) and its warm kernels first:
+    they are attached to the server. Not the service itself when it is the one stopping us
+    (auto-termination)."""
+    record = pool_wire.record_file(project)
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        proc = psutil.Process(int(data["pid"]))
+        if proc.pid == os.getpid() or abs(proc.create_time() - float(data["create_time"])) > 0.01:
+            return
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return
+    with contextlib.suppress(psutil.Error):
+        proc.terminate()  # it stops its workers and their kernels
+        try:
+            proc.wait(POOL_STOP_TIMEOUT_S)
+        except psutil.TimeoutExpired:
+            proc.kill()  # its workers follow: their lifelines were the service's
+    record.unlink(missing_ok=True)
 
 
 def status(project: Path) -> ClusterState | None:

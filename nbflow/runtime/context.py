@@ -40,6 +40,10 @@ class RunContext:
     # The run's notebook-scoped Python environment (nbflow.runtime.libraries): made on the first
     # %pip install, shared with dbutils.notebook.run children, removed when the run ends.
     python_env: str = ""
+    # The environment of the process that asked for the run, when the notebook runs on a kernel
+    # started before it (the cluster's pool service): the kernel takes it over at install.
+    # None: the kernel's own environment is the caller's already.
+    environ: dict[str, str] | None = None
     # What a dbutils.notebook.run child takes over from its caller.
     INHERITED: ClassVar[tuple[str, ...]] = (
         "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth", "engine",

@@ -39,6 +39,21 @@ def preload(project_dir: str, engine: str, spark: bool) -> None:
         preattach(project_dir, engine)
 
 
+# A kernel's own variables, kept when it takes over its caller's environment: its process
+# tree and lifeline, its sandbox, those ipykernel sets for a notebook (pager, colours, plots).
+_KERNEL_OWN = ("NBFLOW_TREE", "NBFLOW_LIFELINE", "NBFLOW_OUTLIVES_RUN", "NBFLOW_SANDBOX", "JPY_", "PYDEVD_",
+               "MPLBACKEND", "CLICOLOR", "PAGER", "GIT_PAGER", "TERM")
+
+
+def take_environment(environ: dict[str, str]) -> None:
+    """The caller's environment as the notebook's (a kernel started before the run, by the pool
+    service, has the service's): what the caller set, or set otherwise, is set here. Variables
+    only the service had stay (the service was started from the same project)."""
+    for name, value in environ.items():
+        if not name.startswith(_KERNEL_OWN) and os.environ.get(name) != value:
+            os.environ[name] = value
+
+
 def install(context_json: str) -> None:
     """Set up the Databricks runtime in the running IPython kernel."""
     shell = get_ipython()
@@ -49,6 +64,8 @@ def install(context_json: str) -> None:
     # the processes it starts) does not carry the secrets: the runtime has them in memory.
     for name in secret_env():
         os.environ.pop(name, None)
+    if context.environ is not None:
+        take_environment(context.environ)
     session = Session(context)
     activate(session)
     if context.carried:

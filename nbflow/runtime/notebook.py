@@ -1,20 +1,24 @@
 """``dbutils.notebook``: ``exit`` ends the notebook with a value, ``run`` runs a child notebook.
 
-``run`` starts the child as a separate process (``python -m nbflow.task_process``, given a
-:class:`nbflow.task_spec.TaskSpec`) which runs it in a
-fresh kernel, as Databricks starts an ephemeral job: the child shares the machine (files, the
-local cluster) but not the caller's Python namespace. A process per child keeps concurrent
-``run`` calls from threads independent of the kernel's own event loop.
+``run`` runs the child in a fresh kernel, as Databricks starts an ephemeral job: the child shares
+the machine (files, the local cluster) but not the caller's Python namespace. When the project's
+cluster runs, the child goes to a warm kernel of its pool service (:mod:`nbflow.pool_wire`);
+otherwise to a separate process (``python -m nbflow.task_process``, given a
+:class:`nbflow.task_spec.TaskSpec`) that starts a kernel for it. Either way the call only waits
+on a socket or a pipe, so concurrent ``run`` calls from threads stay independent of the
+kernel's own event loop.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import pool_wire
 from ..errors import WorkflowException
 from ..params import Param, widget_string
 from ..runs import CellError
@@ -24,6 +28,7 @@ from .context import RunContext
 from .entry_point import EntryPoint
 from .help import show
 from .jobs import warn_if_redacted
+from .secrets import without_secrets
 
 if TYPE_CHECKING:
     from .session import Session
@@ -160,6 +165,16 @@ class NotebookUtils:
 
 def _run_child(spec: TaskSpec, timeout_seconds: int) -> dict[str, Any]:
     backstop = timeout_seconds + CHILD_GRACE_S if timeout_seconds else None
+    # On a warm kernel of the cluster's pool service when it runs (the notebook's environment
+    # goes with it); else in a process of its own, with a kernel it starts.
+    context = dataclasses.replace(spec.context, environ=without_secrets())
+    try:
+        done = pool_wire.run(spec.context.project_dir, dataclasses.replace(spec, context=context).to_json(), backstop)
+    except pool_wire.Lost as exc:
+        return {"status": "FAILED", "output": spec.output_path,
+                "error": CellError(None, "ChildProcessError", str(exc)).summary()}
+    if done is not None:
+        return done
     outcome = child_process.call("nbflow.task_process", spec.to_json(), spec.context.python or sys.executable, backstop)
     if outcome.timed_out:
         return {"status": "TIMEDOUT", "output": spec.output_path, "error": None}
