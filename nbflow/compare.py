@@ -22,9 +22,9 @@ from .catalog import Registry
 from .plan import load_plan
 from .project import processed_dir, project_dir, warehouse_dir
 from .report_html import write_report
-from .runner import new_run_id
 from .runs import MODES, PlanRun
 from .scheduler import Scheduler
+from .task_spec import new_run_id
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
-from . import kernel_protocol, lifecycle, sandbox
+from . import kernel_protocol, kernel_zygote, lifecycle, sandbox
 from .errors import KernelStartError
 from .kernel_protocol import kernel_python
 from .project import project_dir
@@ -81,9 +81,30 @@ class TreeKernelManager(AsyncKernelManager):
         env = sandbox.kernel_env(env, self.sandbox_layout or sandbox.layout(project_dir()))
         kw.update(env=env, pass_fds=(*kw.get("pass_fds", ()), read))
         try:
-            await super()._async_launch_kernel(kernel_cmd, **kw)
+            if not self._fork(kernel_cmd, kw, read):
+                await super()._async_launch_kernel(kernel_cmd, **kw)
         finally:
             os.close(read)
+
+    def _fork(self, kernel_cmd: list[str], kw: dict[str, Any], lifeline: int) -> bool:
+        """Have the pool's kernel zygote fork the kernel (see :mod:`nbflow.kernel_zygote`); False
+        if there is none, or it cannot (the kernel is then started the usual way)."""
+        zygote = os.environ.get(kernel_zygote.ZYGOTE_ENV)
+        if not zygote or self.provisioner is None:
+            return False
+        stdout, stderr = (kw.get(name) for name in ("stdout", "stderr"))
+        try:
+            forked = kernel_zygote.spawn(zygote, kernel_cmd, kw["env"], kw.get("cwd"),
+                                         None if stdout is None else stdout.fileno(),
+                                         None if stderr is None else stderr.fileno(), lifeline)
+        except OSError as exc:
+            self.log.debug("the kernel zygote could not fork a kernel: %s", exc)
+            return False
+        provisioner: Any = self.provisioner
+        provisioner.process, provisioner.pid, provisioner.pgid = forked, forked.pid, forked.pid
+        provisioner.cwd = kw.get("cwd")
+        self._reconcile_connection_info(provisioner.connection_info)
+        return True
 
     async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
         # Taken before the kernel stops: its children are orphaned once it has.

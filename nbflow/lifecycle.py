@@ -318,9 +318,6 @@ def kernel_main(argv: list[str]) -> None:
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 
 
-if __name__ == "__main__":
-    kernel_main(sys.argv[1:])
-
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
@@ -340,3 +337,7 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if __name__ == "__main__":
+    kernel_main(sys.argv[1:])

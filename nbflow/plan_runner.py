@@ -20,9 +20,9 @@ from .plan import Plan, check_plan, load_plan
 from .project import processed_dir, project_dir
 from .report import read_prior_run, write_run_json
 from .report_html import write_report
-from .runner import new_run_id
 from .runs import MODES, PlanRun, TaskRun
 from .scheduler import Scheduler
+from .task_spec import new_run_id
 
 
 def run_plan(

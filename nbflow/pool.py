@@ -89,6 +89,7 @@ class Worker:
         self.job: _Job | None = None
         self.cluster: dict[str, Any] | None = None  # the server its warm kernel attached to, if any
         self.kernel_dir: str | None = None  # its warm kernel's folder (sockets, connection file, log)
+        self.kernel_pid: int | None = None
 
     @property
     def pid(self) -> int:
@@ -190,6 +191,7 @@ class WorkerPool:
                 with self._changed:
                     worker.cluster = message.get("cluster")
                     worker.kernel_dir = message.get("kernel_dir")
+                    worker.kernel_pid = message.get("kernel_pid")
                     worker.warm = True
                     surplus = not worker.held and len(self._workers) > self._target and not self._closing
                     if surplus:  # the pool shrank while it ran an attempt
@@ -269,10 +271,10 @@ class WorkerPool:
             return {"target": self._target, "workers": len(self._workers), "warm": warm, "busy": busy,
                     "warming": max(len(self._workers) - warm - busy, 0), "queued": len(self._queue)}
 
-    def processes(self) -> list[tuple[int, str | None, bool]]:
-        """Each worker's pid, its kernel's folder, and whether it is warm and idle."""
+    def processes(self) -> list[tuple[int, int | None, bool]]:
+        """Each worker's pid, its warm kernel's pid, and whether it is warm and idle."""
         with self._lock:
-            return [(w.pid, w.kernel_dir, w in self._ready) for w in self._workers]
+            return [(w.pid, w.kernel_pid, w in self._ready) for w in self._workers]
 
     # -- the executor ------------------------------------------------------------------------
     def submit(self, request: Request) -> Future[Outcome]:

@@ -118,7 +118,8 @@ def service_available(project: Path, engine: str = "auto", spark: bool = True) -
 
 def _spawn(project: Path, minutes: float | None) -> None:
     # Not in the starting command's process tree: the service outlives the command.
-    env = {k: v for k, v in os.environ.items() if k not in (lifecycle.TREE_ENV, lifecycle.LIFELINE_ENV)}
+    env = {k: v for k, v in os.environ.items()
+           if k not in (lifecycle.TREE_ENV, lifecycle.LIFELINE_ENV, lifecycle.OUTLIVES_ENV)}
     command = [sys.executable, "-m", "nbflow.pool_service", str(project)]
     if minutes is not None:
         command.append(f"{minutes:g}")
@@ -200,6 +201,7 @@ class ServiceExecutor:
     def _attempt(self, call: _Call) -> None:
         channel = pool_wire.connect(self.project)
         why = "it does not answer"
+        running = False
         if channel is not None:
             channel.send({"op": "run", "spec": call.request.to_json()})
             try:
@@ -207,11 +209,17 @@ class ServiceExecutor:
             except TimeoutError:
                 first = None
             if first is not None and first.get("event") == "accepted":
-                self._follow(call, channel)
-                return
+                if not call.future.set_running_or_notify_cancel():
+                    channel.close()  # withdrawn meanwhile: the service cancels what it started
+                    return
+                running = True
+                withdrawn = self._follow(call, channel)
+                if withdrawn is None:
+                    return
+                first = {"why": withdrawn}
             channel.close()
             why = str((first or {}).get("why") or why)
-        if not call.future.set_running_or_notify_cancel():
+        if not running and not call.future.set_running_or_notify_cancel():
             return  # withdrawn meanwhile
         warn_once(f"the cluster's pool service cannot run this plan's tasks ({why}); they run on kernels "
                   "started for this run")
@@ -225,10 +233,9 @@ class ServiceExecutor:
         for stop in call.stop:
             (executor.interrupt if stop == "cancel" else executor.kill)(call.inner)
 
-    def _follow(self, call: _Call, channel: pool_wire.Channel) -> None:
-        if not call.future.set_running_or_notify_cancel():
-            channel.close()  # withdrawn meanwhile: the service cancels what it started
-            return
+    def _follow(self, call: _Call, channel: pool_wire.Channel) -> str | None:
+        """Wait for the attempt's end and resolve its future; or, if the service stopped before
+        the attempt started there, why (the attempt then runs on the fallback)."""
         with self._lock:
             call.channel = channel
             asked = list(call.stop)
@@ -241,15 +248,14 @@ class ServiceExecutor:
                     now = int(time.time() * 1000)
                     call.future.set_result(Outcome(FAILED, now, now, call.request.output_path, None, CellError(
                         None, "WorkerError", "the cluster's pool service stopped while the task ran")))
-                    return
+                    return None
                 if message.get("event") == "done":
                     call.future.set_result(outcome_from_wire(message.get("outcome") or {}))
-                    return
+                    return None
                 if message.get("event") == "withdrawn":
-                    now = int(time.time() * 1000)
-                    call.future.set_result(Outcome(FAILED, now, now, None, None, CellError(
-                        None, "WorkerError", f"the cluster's pool service stopped: {message.get('why')}")))
-                    return
+                    with self._lock:
+                        call.channel = None
+                    return f"it stopped: {message.get('why')}"
         finally:
             channel.close()
 

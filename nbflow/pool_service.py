@@ -33,6 +33,7 @@ import socket
 import socketserver
 import statistics
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -44,7 +45,7 @@ from typing import Any
 
 import psutil
 
-from . import lifecycle, pool_wire
+from . import kernel_zygote, lifecycle, pool_wire
 from .cluster import server as cluster_server
 from .cluster.processes import terminate
 from .cluster.state import ClusterState, Damaged, log_event, read_state
@@ -57,6 +58,7 @@ from .task_spec import TaskSpec
 DEFAULT_AUTOTERMINATION_MINUTES = 120  # Databricks' default for an all-purpose cluster
 SHRINK_AFTER_S = 300.0  # a pool grown for demand keeps its extra workers this long without any
 WATCH_INTERVAL_S = 1.0
+ZYGOTE_START_TIMEOUT_S = 60.0  # its imports, on a loaded machine
 # Resident memory of one idle worker with its warm kernel (Spark attached), as measured here;
 # sizes() plans with it until the pool has measured its own.
 WORKER_MB_GUESS = 330
@@ -112,6 +114,44 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+class Zygote:
+    """The pool's kernel zygote (:mod:`nbflow.kernel_zygote`): its workers' kernels are forked
+    from it (``NBFLOW_KERNEL_ZYGOTE`` in their environment) instead of started from nothing."""
+
+    def __init__(self, proc: subprocess.Popen[str], path: Path) -> None:
+        self.proc, self.path = proc, path
+
+    @classmethod
+    def start(cls, path: Path) -> Zygote | None:
+        """Start it and wait until it has imported; None (kernels start the usual way) if
+        ``NBFLOW_ZYGOTE=0``, kernels run on another interpreter, or it fails to start."""
+        if os.environ.get("NBFLOW_ZYGOTE", "").strip() == "0" or \
+                os.path.realpath(kernel_python()) != os.path.realpath(sys.executable):
+            return None
+        proc = subprocess.Popen([sys.executable, "-m", "nbflow.kernel_zygote", str(path)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, text=True, start_new_session=True)
+        zygote = cls(proc, path)
+        assert proc.stdout is not None
+        ready = select.select([proc.stdout], [], [], ZYGOTE_START_TIMEOUT_S)[0] and proc.stdout.readline() == "ready\n"
+        if not ready:
+            zygote.stop()
+            print("nbflow: the kernel zygote did not start; kernels start the usual way", file=sys.stderr, flush=True)
+            return None
+        os.environ[kernel_zygote.ZYGOTE_ENV] = str(path)  # the workers started from now on use it
+        return zygote
+
+    def stop(self) -> None:
+        os.environ.pop(kernel_zygote.ZYGOTE_ENV, None)
+        with contextlib.suppress(OSError):
+            self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.path.unlink(missing_ok=True)
+
+
 class PoolService:
     """The service of one project's cluster (see the module's docstring)."""
 
@@ -130,6 +170,7 @@ class PoolService:
         self.dbfs = str(dbfs_root(project))
         self.python = kernel_python()
         self.socket = pool_wire.socket_file(project)
+        self.zygote = Zygote.start(self.socket.with_name(self.socket.stem + ".zygote.sock"))
         self.pool = WorkerPool(self.base, {"project": str(project), "engine": "auto", "spark": True})
 
     # -- requests ----------------------------------------------------------------------------
@@ -154,10 +195,13 @@ class PoolService:
         # Demand: more notebooks at once than workers. A dbutils.notebook.run child may go past
         # the limit: its caller holds a worker while it waits, and callers waiting on children
         # queued behind them would wait for ever.
+        # And one that finds no warm worker waits for one: a worker more is kept warm from now
+        # on (back-to-back runs outpace the replacement of used kernels).
         limit = self.limit if spec.context.depth == 0 else max(self.limit, waiting)
         counts = self.pool.counts()
-        if waiting > counts["target"] and counts["target"] < limit:
-            self.pool.resize(min(waiting, limit))
+        wanted = max(waiting, counts["target"] + (counts["warm"] == 0))
+        if wanted > counts["target"] and counts["target"] < limit:
+            self.pool.resize(min(wanted, limit))
         future = self.pool.submit(spec)
         future.add_done_callback(self._ended)
         return future
@@ -178,11 +222,12 @@ class PoolService:
     def status(self) -> dict[str, Any]:
         counts = self.pool.counts()
         idle_mb: list[float] = []
-        for pid, _folder, idle in self.pool.processes():
+        for pid, kernel, idle in self.pool.processes():
             if idle:
                 with contextlib.suppress(psutil.Error):
-                    proc = psutil.Process(pid)
-                    idle_mb.append(sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20)
+                    procs = [psutil.Process(pid)] + ([psutil.Process(kernel)] if kernel else [])
+                    # Resident memory not shared with the zygote the kernel was forked from.
+                    idle_mb.append(sum(_private_bytes(p) for p in procs) / 2**20)
         with self._lock:
             idle_s = 0.0 if self._running else time.monotonic() - self._last_work
         return {
@@ -224,6 +269,14 @@ class PoolService:
         if not self.stopping.is_set():
             self.why = why
             self.stopping.set()
+
+
+def _private_bytes(proc: psutil.Process) -> int:
+    """Memory only this process holds (its unique set; resident size where that cannot be read)."""
+    try:
+        return int(proc.memory_full_info().uss)
+    except psutil.AccessDenied:
+        return int(proc.memory_info().rss)
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -374,6 +427,8 @@ def serve(project: Path, minutes: float) -> int:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         service.pool.close()
+        if service.zygote is not None:
+            service.zygote.stop()
         _remove_record(project)
         log_event(project, f"pool service stopped: {service.why}")
     return 0

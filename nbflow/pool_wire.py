@@ -182,6 +182,8 @@ def run(project: str | Path, spec: dict[str, Any], backstop: float | None = None
                 if message.get("event") == "done":
                     outcome: dict[str, Any] = message.get("outcome") or {}
                     return outcome
+                if message.get("event") == "withdrawn":
+                    return None  # the service stopped before the notebook started: the caller runs it
         except KeyboardInterrupt:
             _stop(channel)
             raise

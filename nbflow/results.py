@@ -8,11 +8,9 @@ values and variables out of ``processed/`` later.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import nbformat
-from nbformat import NotebookNode
 
 from .errors import NotebookFormatError, NotebookNotFound
 from .runs import CellError, NotebookResult, task_state
@@ -33,10 +31,10 @@ def to_payload(result: NotebookResult) -> dict[str, Any]:
     return {"version": PAYLOAD_VERSION, **data}
 
 
-def user_cells(nb: NotebookNode) -> list[tuple[int, NotebookNode]]:
+def user_cells(nb: Mapping[str, Any]) -> list[tuple[int, Any]]:
     """The notebook's own cells with their user index, skipping cells papermill or nbflow added."""
-    out: list[tuple[int, NotebookNode]] = []
-    for cell in nb.cells:
+    out: list[tuple[int, Any]] = []
+    for cell in nb.get("cells", []):
         tags = cell.get("metadata", {}).get("tags", [])
         if any(t in tags for t in ADDED_CELL_TAGS):
             continue
@@ -44,7 +42,7 @@ def user_cells(nb: NotebookNode) -> list[tuple[int, NotebookNode]]:
     return out
 
 
-def cell_timings(nb: NotebookNode) -> list[dict[str, Any]]:
+def cell_timings(nb: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Per user cell: index, type, status and duration, from papermill's cell metadata."""
     rows: list[dict[str, Any]] = []
     for index, cell in user_cells(nb):
@@ -53,12 +51,12 @@ def cell_timings(nb: NotebookNode) -> list[dict[str, Any]]:
         if status == "pending":
             status = "not run"
         rows.append(
-            {"index": index, "cell_type": cell.cell_type, "status": status, "duration_s": meta.get("duration")}
+            {"index": index, "cell_type": cell.get("cell_type"), "status": status, "duration_s": meta.get("duration")}
         )
     return rows
 
 
-def result_from_notebook(nb: NotebookNode, output: str | None) -> NotebookResult:
+def result_from_notebook(nb: Mapping[str, Any], output: str | None) -> NotebookResult:
     payload = nb.get("metadata", {}).get(PAYLOAD_KEY)
     if not isinstance(payload, dict):
         raise NotebookFormatError(f"{output}: not a notebook executed by nbflow (no 'nbflow' metadata)")
@@ -80,11 +78,21 @@ def read_result(executed_path: str | Path) -> NotebookResult:
     path = Path(executed_path)
     if not path.is_file():
         raise NotebookNotFound(f"executed notebook not found: {path}")
+    # A notebook nbflow executed is nbformat 4 JSON: read as such, without nbformat's import and
+    # validation (a third of a warm `nbflow run`); anything else goes through nbformat.
     try:
-        nb = nbformat.read(str(path), as_version=4)
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        nb = None
+    if isinstance(nb, dict) and nb.get("nbformat") == 4 and isinstance(nb.get("cells"), list):
+        return result_from_notebook(nb, str(path))
+    import nbformat  # lazy: only for a notebook of another format or a damaged one
+
+    try:
+        node = nbformat.read(str(path), as_version=4)
     except Exception as exc:  # nbformat raises several unrelated types for bad documents
         raise NotebookFormatError(f"{path}: not a valid .ipynb file ({exc})") from exc
-    return result_from_notebook(nb, str(path))
+    return result_from_notebook(node, str(path))
 
 
 def child_results(children_dir: Path) -> list[dict[str, Any]]:
@@ -110,3 +118,21 @@ def child_results(children_dir: Path) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def write_run_json(result: NotebookResult, output_dir: Path) -> Path:
+    """``run.json`` beside the executed notebook: the ``--json`` summary of the run."""
+    path = output_dir / "run.json"
+    path.write_text(json.dumps(summary(result, output_dir), indent=2), encoding="utf-8")
+    return path
+
+
+def summary(result: NotebookResult, output_dir: Path) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "status": result.status.value,
+        "output_dir": str(output_dir),
+        "start_time": result.start_time,
+        "end_time": result.end_time,
+        "tasks": [result.task_summary()],
+    }

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
-import secrets
 import shutil
 import sys
 from collections.abc import Mapping
@@ -15,19 +12,12 @@ from typing import Any
 from . import params as params_mod
 from . import sandbox
 from .errors import InputError
-from .kernels import WarmKernel, kernel_python
+from .kernels import WarmKernel
 from .notebooks import has_parameters_cell, read_notebook
-from .project import dbfs_root, processed_dir, project_dir, secrets_file
+from .project import processed_dir
 from .results import read_result
 from .runs import NotebookResult
-from .runtime.context import RunContext
-from .runtime.secrets import secret_env
-from .task_spec import TaskSpec
-
-
-def new_run_id() -> str:
-    """A sortable, unique run id: UTC time plus random hex."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+from .task_spec import TaskSpec, new_run_id, task_spec
 
 
 def run_notebook(
@@ -62,55 +52,6 @@ def run_notebook(
                      run_id=run_id, task_key=task_key, context=context, engine_name=engine_name,
                      output_log=output_log)
     return run_task(spec, log_output=log_output, kernel=kernel)
-
-
-def run_context(engine_name: str = "auto", inherited: Mapping[str, Any] | None = None) -> RunContext:
-    """The context of a run started from this process: its project's folders and secrets, the
-    kernels' interpreter, the cluster engine; ``inherited`` fields (those a caller passes on, see
-    ``RunContext.INHERITED``: a plan run's id and upstream task values...) win."""
-    project = project_dir()
-    ctx = RunContext(
-        project_dir=str(project),
-        dbfs_root=str(dbfs_root(project)),
-        secrets_file=None if (found := secrets_file(project)) is None else str(found),
-        python=kernel_python(),
-        engine=engine_name,
-        secret_env=secret_env(),
-    )
-    if inherited:
-        ctx = dataclasses.replace(ctx, **{k: v for k, v in inherited.items() if k in RunContext.INHERITED})
-    return ctx
-
-
-def task_spec(
-    path: str | Path,
-    parameters: Mapping[str, Any] | None = None,
-    *,
-    output_dir: str | Path | None = None,
-    output_path: str | Path | None = None,
-    timeout: float | None = None,
-    run_id: str | None = None,
-    task_key: str | None = None,
-    context: Mapping[str, Any] | None = None,
-    engine_name: str = "auto",
-    output_log: str | Path | None = None,
-) -> TaskSpec:
-    """The spec of a notebook run as :func:`run_notebook`'s arguments describe it (see there);
-    ``context`` holds fields of a caller's :class:`RunContext` that the run inherits."""
-    source = Path(path)
-    run_id = run_id or new_run_id()
-    if output_path is None:
-        folder = Path(output_dir) if output_dir is not None else processed_dir(project_dir()) / run_id
-        output_path = folder / (source.stem + ".ipynb")
-    return TaskSpec(
-        notebook=str(source),
-        context=run_context(engine_name, {"run_id": run_id, **(context or {})}),
-        task_key=task_key,
-        parameters=params_mod.from_mapping(parameters, "api"),
-        timeout=timeout,
-        output_path=str(output_path),
-        output_log=None if output_log is None else str(output_log),
-    )
 
 
 def run_task(spec: TaskSpec, *, log_output: bool = False, kernel: WarmKernel | None = None) -> NotebookResult:
@@ -163,21 +104,3 @@ def _prepare_output(output: Path, source: Path) -> Path:
     # Children of an earlier run into the same place would be listed as this run's.
     shutil.rmtree(output.with_name(output.stem + ".children"), ignore_errors=True)
     return output
-
-
-def write_run_json(result: NotebookResult, output_dir: Path) -> Path:
-    """``run.json`` beside the executed notebook: the ``--json`` summary of the run."""
-    path = output_dir / "run.json"
-    path.write_text(json.dumps(summary(result, output_dir), indent=2), encoding="utf-8")
-    return path
-
-
-def summary(result: NotebookResult, output_dir: Path) -> dict[str, Any]:
-    return {
-        "run_id": result.run_id,
-        "status": result.status.value,
-        "output_dir": str(output_dir),
-        "start_time": result.start_time,
-        "end_time": result.end_time,
-        "tasks": [result.task_summary()],
-    }

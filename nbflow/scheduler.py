@@ -43,7 +43,6 @@ from .plan.references import resolve
 from .pool import WorkerPool
 from .pool_client import ServiceExecutor, service_available
 from .project import project_dir
-from .runner import run_context
 from .runs import (
     CANCELED,
     CANCELED_STATES,
@@ -63,7 +62,7 @@ from .runs import (
     decide,
     job_result,
 )
-from .task_spec import TaskSpec
+from .task_spec import TaskSpec, run_context
 
 STOP_GRACE_S = 30.0  # how long interrupted attempts get to save and stop before they are killed
 KILL_GRACE_S = 5.0  # how long a killed attempt gets to be reported before the run gives up on it

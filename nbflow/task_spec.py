@@ -1,6 +1,6 @@
 """One notebook to run, as every process on the way sees it: :class:`TaskSpec`.
 
-A spec is built once, by whoever asks for the run: :func:`nbflow.runner.task_spec` for the API
+A spec is built once, by whoever asks for the run: :func:`task_spec` for the API
 and the CLI, the scheduler for each attempt of a plan's task, and ``dbutils.notebook.run`` in a
 kernel for a child.
 It crosses process boundaries as JSON (to a plan's worker, to the child process); the runner
@@ -14,13 +14,21 @@ YAML lazily), so a kernel may import it.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from . import params as params_mod
 from .errors import InputError
+from .kernel_protocol import kernel_python
 from .params import Param
+from .project import dbfs_root, processed_dir, project_dir, secrets_file
 from .runtime.context import RunContext
+from .runtime.secrets import secret_env
 
 
 @dataclass(frozen=True)
@@ -82,3 +90,57 @@ class TaskSpec:
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise InputError(f"task spec for {data['notebook']}: {type(exc).__name__}: {exc}") from None
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus random hex."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def run_context(engine_name: str = "auto", inherited: Mapping[str, Any] | None = None) -> RunContext:
+    """The context of a run started from this process: its project's folders and secrets, the
+    kernels' interpreter, the cluster engine; ``inherited`` fields (those a caller passes on, see
+    ``RunContext.INHERITED``: a plan run's id and upstream task values...) win."""
+    project = project_dir()
+    ctx = RunContext(
+        project_dir=str(project),
+        dbfs_root=str(dbfs_root(project)),
+        secrets_file=None if (found := secrets_file(project)) is None else str(found),
+        python=kernel_python(),
+        engine=engine_name,
+        secret_env=secret_env(),
+    )
+    if inherited:
+        ctx = dataclasses.replace(ctx, **{k: v for k, v in inherited.items() if k in RunContext.INHERITED})
+    return ctx
+
+
+def task_spec(
+    path: str | Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    output_dir: str | Path | None = None,
+    output_path: str | Path | None = None,
+    timeout: float | None = None,
+    run_id: str | None = None,
+    task_key: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    engine_name: str = "auto",
+    output_log: str | Path | None = None,
+) -> TaskSpec:
+    """The spec of a notebook run as :func:`run_notebook`'s arguments describe it (see there);
+    ``context`` holds fields of a caller's :class:`RunContext` that the run inherits."""
+    source = Path(path)
+    run_id = run_id or new_run_id()
+    if output_path is None:
+        folder = Path(output_dir) if output_dir is not None else processed_dir(project_dir()) / run_id
+        output_path = folder / (source.stem + ".ipynb")
+    return TaskSpec(
+        notebook=str(source),
+        context=run_context(engine_name, {"run_id": run_id, **(context or {})}),
+        task_key=task_key,
+        parameters=params_mod.from_mapping(parameters, "api"),
+        timeout=timeout,
+        output_path=str(output_path),
+        output_log=None if output_log is None else str(output_log),
+    )

@@ -83,7 +83,8 @@ def main() -> int:
         kernel, why = _ready(launched, options)
         _say(protocol, {"event": "ready", "warm": kernel is not None, "why": why,
                         "cluster": None if kernel is None else kernel.cluster,
-                        "kernel_dir": None if kernel is None else kernel.socket_dir})
+                        "kernel_dir": None if kernel is None else kernel.socket_dir,
+                        "kernel_pid": None if kernel is None else getattr(kernel.km.provisioner, "pid", None)})
         return kernel
 
     try:

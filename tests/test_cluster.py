@@ -396,9 +396,11 @@ def test_cli_start_status_logs_stop(stopped_after: Path) -> None:
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
     assert data["running"] is True and data["engine"] == "sail"
-    assert set(data) == {"running", *cluster_state.ClusterState.__dataclass_fields__}
-    # The server outlived the command that started it.
+    assert set(data) == {"running", "pool", *cluster_state.ClusterState.__dataclass_fields__}
+    # The server outlived the command that started it, and so did its warm kernels' pool service.
     assert [p.pid for p in servers_of(stopped_after)] == [data["pid"]]
+    service = psutil.Process(data["pool"]["pid"])
+    assert data["pool"]["target"] >= 1 and data["pool"]["autotermination_minutes"] == 120
 
     again = cli("cluster", "start")
     assert again.returncode == 0 and again.stdout.startswith("already running: sail cluster")
@@ -411,7 +413,8 @@ def test_cli_start_status_logs_stop(stopped_after: Path) -> None:
     stopped = cli("cluster", "stop")
     assert stopped.returncode == 0 and stopped.stdout.startswith("stopped the sail cluster")
     after = json.loads(cli("cluster", "status", "--json").stdout)
-    assert after["running"] is False and after["pid"] is None
+    assert after["running"] is False and after["pid"] is None and after["pool"] is None
+    assert not service.is_running()  # the stop stopped the pool service (and so its kernels)
     assert cli("cluster", "stop").stdout.strip() == "no cluster was running"
     assert cli("cluster", "status").stdout.strip() == "not running"
 

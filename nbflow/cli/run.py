@@ -16,13 +16,11 @@ from .. import params as params_mod
 from .. import pool_wire
 from ..errors import EnvironmentFailure, InputError
 from ..lifecycle import terminate_as_interrupt
-from ..notebooks import uses_spark
-from ..pool_client import service_available
 from ..project import processed_dir, project_dir
-from ..results import read_result
-from ..runner import new_run_id, run_notebook, summary, task_spec, write_run_json
+from ..results import read_result, summary, write_run_json
 from ..runs import MODES, NotebookResult
 from ..runtime.secrets import without_secrets
+from ..task_spec import new_run_id, task_spec
 from .commands import short_help
 from .exits import finish
 from .tail import Tail
@@ -129,6 +127,8 @@ def _run_notebook(path: Path, parameters: dict[str, params_mod.Param], output_di
         logging.getLogger("papermill").setLevel(logging.WARNING)  # its input/output lines are noise here
     result = _on_warm_kernel(path, parameters, folder, timeout, log_output, engine, run_id)
     if result is None:
+        from ..runner import run_notebook  # lazy: papermill's side, for a run without the pool service
+
         result = run_notebook(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id,
                               log_output=log_output, engine_name=engine)
     write_run_json(result, folder)
@@ -164,9 +164,12 @@ def _clip(text: str, limit: int = 200) -> str:
 def _on_warm_kernel(path: Path, parameters: dict[str, params_mod.Param], folder: Path, timeout: float | None,
                     log_output: bool, engine: str, run_id: str) -> NotebookResult | None:
     """Run the notebook on a warm kernel of the project's cluster (its pool service), when the
-    cluster runs or the notebook uses Spark; None when that cannot be (it then runs here)."""
+    cluster runs or the notebook uses Spark; None when that cannot be (it then runs here).
+
+    The service is asked first, before anything heavy is imported: with the cluster up, this
+    command is a client that waits, and costs what its cells cost."""
     project = project_dir()
-    if not path.is_file() or not service_available(project, engine, uses_spark(path)):
+    if not path.is_file():
         return None  # a missing notebook is reported by the run itself
     stream = folder / f"{path.stem}.log" if log_output else None
     spec = task_spec(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id, engine_name=engine,
@@ -177,6 +180,13 @@ def _on_warm_kernel(path: Path, parameters: dict[str, params_mod.Param], folder:
     try:
         with terminate_as_interrupt():
             done = pool_wire.run(project, spec.to_json())
+            if done is None:
+                # No service answered: start it if the cluster runs, or if the notebook needs one.
+                from ..notebooks import uses_spark  # lazy: only when no service answered
+                from ..pool_client import service_available  # lazy: as above (the cluster's modules)
+
+                if service_available(project, engine, uses_spark(path)):
+                    done = pool_wire.run(project, spec.to_json())
     except KeyboardInterrupt:
         done = {"output": spec.output_path}  # cancelled and saved: its result is in the notebook
     except pool_wire.Lost as exc:
@@ -185,5 +195,7 @@ def _on_warm_kernel(path: Path, parameters: dict[str, params_mod.Param], folder:
         if tail is not None:
             tail.close()
     if done is None:
+        if stream is not None:
+            stream.unlink(missing_ok=True)
         return None
     return read_result(done.get("output") or spec.output_path or "")

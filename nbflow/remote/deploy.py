@@ -21,8 +21,8 @@ from ..errors import InputError
 from ..plan import load_plan
 from ..project import processed_dir, project_dir
 from ..report_html import write_report
-from ..runner import new_run_id
 from ..runs import MODES, PlanRun
+from ..task_spec import new_run_id
 from . import adapter
 from .adapter import ClusterOptions, Deployment
 
