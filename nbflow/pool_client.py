@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from . import lifecycle, pool_wire
+from . import lifecycle, pool_wire, sandbox
 from .cluster import server as cluster_server
 from .cluster.state import locked
 from .errors import InputError, NbflowError
@@ -63,7 +63,8 @@ def service_process(project: Path) -> psutil.Process | None:
         return None
     try:
         proc = psutil.Process(int(record["pid"]))
-        if abs(proc.create_time() - float(record["create_time"])) > 0.01 or not proc.is_running():
+        if abs(proc.create_time() - float(record["create_time"])) > 0.01 or \
+                proc.status() == psutil.STATUS_ZOMBIE:  # killed, and its parent (gone) never reaped it
             return None
     except (psutil.Error, KeyError, TypeError, ValueError):
         return None
@@ -77,6 +78,10 @@ def ensure_service(project: Path, minutes: float | None = None, wait: bool = Tru
     if not enabled() or cluster_server.status(project) is None:
         return False
     if service_process(project) is None:
+        if sandbox.inside():
+            # Started from a kernel's sandbox (runMultiple's process), the service would live in
+            # that kernel's namespaces and process tree; a command outside starts it.
+            return False
         with locked(project):
             if service_process(project) is None:
                 _spawn(project, minutes)
@@ -92,10 +97,11 @@ def ensure_service(project: Path, minutes: float | None = None, wait: bool = Tru
     return False
 
 
-def service_available(project: Path, engine: str = "auto", spark: bool = True) -> bool:
+def service_available(project: Path, engine: str = "auto", spark: bool = True, minutes: float | None = None) -> bool:
     """Whether a command's notebooks run on the pool service: the project's cluster runs (or is
-    started now, for notebooks that use Spark) on the engine asked for, and its service answers.
-    When the service should run but cannot, says so in one line."""
+    started now, for notebooks that use Spark) on the engine asked for, and its service answers
+    (started now, with auto-termination after ``minutes``, if it was not running). When the
+    service should run but cannot, says so in one line."""
     if not enabled():
         return False
     project = Path(project).resolve()
@@ -109,7 +115,7 @@ def service_available(project: Path, engine: str = "auto", spark: bool = True) -
         return False  # the notebooks' own kernels report it, as without a service
     if engine not in ("auto", state.engine):
         return False
-    if ensure_service(project):
+    if ensure_service(project, minutes):
         return True
     warn_once(f"the cluster's pool service did not start (see {cluster_log_file(project)}); notebooks run on "
               "kernels started for this command")

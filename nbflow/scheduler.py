@@ -158,7 +158,8 @@ class Scheduler:
         def own_pool() -> WorkerPool:
             return WorkerPool(min(len(keys), self.max_workers + 2), options)
 
-        if service_available(project, engine, spark):
+        minutes = self.plan.cluster.autotermination_minutes if self.plan.cluster is not None else None
+        if service_available(project, engine, spark, minutes):
             return ServiceExecutor(project, min(len(keys), self.max_workers), own_pool)
         return own_pool()
 

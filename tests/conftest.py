@@ -21,15 +21,16 @@ import psutil
 import pytest
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
-# Processes nbflow starts: kernels, dbutils.notebook.run children, plan workers, cluster servers.
+# Processes nbflow starts: kernels, dbutils.notebook.run children, plan workers, cluster servers,
+# the cluster's pool service and its kernel zygote (whose forked kernels keep its command line).
 MARKERS = ("ipykernel_launcher", "nbflow.task_process", "nbflow.worker", "nbflow.run_multiple", "pysail spark server",
-           "SparkConnectServer")
+           "SparkConnectServer", "nbflow.pool_service", "nbflow.kernel_zygote")
 
 
 # The test tiers (markers registered in pyproject): what a test starts decides the marker it needs.
 # A command line matching a pattern is a process of that kind; `make test-fast` deselects all four.
 NEEDS: dict[str, re.Pattern[str]] = {
-    "kernel": re.compile(r"ipykernel"),
+    "kernel": re.compile(r"ipykernel|nbflow\.pool_service|nbflow\.kernel_zygote"),
     "spark": re.compile(r"pysail"),
     "jvm": re.compile(r"SparkConnectServer|spark-submit|\bjava\b"),
     "serve": re.compile(r"-m nbflow serve\b|\bnbflow serve\b"),

@@ -175,7 +175,6 @@ def _on_warm_kernel(path: Path, parameters: dict[str, params_mod.Param], folder:
     spec = task_spec(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id, engine_name=engine,
                      output_log=stream)
     spec = dataclasses.replace(spec, context=dataclasses.replace(spec.context, environ=without_secrets()))
-    folder.mkdir(parents=True, exist_ok=True)
     tail = Tail(stream) if stream is not None else None
     try:
         with terminate_as_interrupt():
@@ -194,8 +193,11 @@ def _on_warm_kernel(path: Path, parameters: dict[str, params_mod.Param], folder:
     finally:
         if tail is not None:
             tail.close()
-    if done is None:
+    output = Path(str((done or {}).get("output") or spec.output_path))
+    if done is None or not output.is_file():
+        # Not run there, or refused before any cell (bad input: the notebook, the output folder):
+        # run here, where the same checks raise their own one-line errors.
         if stream is not None:
             stream.unlink(missing_ok=True)
         return None
-    return read_result(done.get("output") or spec.output_path or "")
+    return read_result(output)

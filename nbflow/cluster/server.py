@@ -395,7 +395,9 @@ def stop_pool_service(project: Path) -> None:
     try:
         data = json.loads(record.read_text(encoding="utf-8"))
         proc = psutil.Process(int(data["pid"]))
-        if proc.pid == os.getpid() or abs(proc.create_time() - float(data["create_time"])) > 0.01:
+        if proc.pid == os.getpid() or abs(proc.create_time() - float(data["create_time"])) > 0.01 or \
+                proc.status() == psutil.STATUS_ZOMBIE:
+            record.unlink(missing_ok=True)
             return
     except (OSError, ValueError, KeyError, TypeError, psutil.Error):
         return

@@ -60,7 +60,8 @@ class Schedule(_Strict):
 
 class Cluster(_Strict):
     """The all-purpose cluster ``nbflow remote deploy`` creates for the plan (Clusters API fields);
-    a local run ignores it. Options given to deploy win over these."""
+    options given to deploy win over these. A local run uses only ``autotermination_minutes``,
+    for the local cluster's pool service when the run starts it."""
 
     spark_version: str | None = None  # e.g. 16.4.x-scala2.12; default: the workspace's latest LTS
     node_type_id: str | None = None  # default: the smallest node type the workspace offers

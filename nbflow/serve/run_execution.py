@@ -18,9 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..cluster import server as cluster_server
+from ..cluster.state import ClusterState
 from ..errors import InputError, NbflowError
+from ..executor import Executor
 from ..plan import PlanError, plan_from_job
 from ..pool import WorkerPool
+from ..pool_client import ServiceExecutor, service_available
 from ..report import runs_get
 from ..results import read_result
 from ..scheduler import Scheduler
@@ -40,7 +44,8 @@ class RunExecutor:
         self.root, self.records, self.queue = root, records, queue
         self.workspace, self.clusters = workspace, clusters
         self.project, self.cluster_engine = project, cluster_engine
-        self._pool: WorkerPool | None = None
+        self._pool: Executor | None = None
+        self._started_cluster: ClusterState | None = None  # the local cluster this server started, if any
         self._threads: dict[int, threading.Thread] = {}
         self._schedulers: dict[int, Scheduler] = {}  # the runs on their scheduler, for their progress
 
@@ -63,6 +68,10 @@ class RunExecutor:
             pool.close()
         for thread in self._live_threads():
             thread.join(5.0)
+        started, self._started_cluster = self._started_cluster, None
+        current = _running(self.project)
+        if started is not None and current is not None and current.identity == started.identity:
+            cluster_server.stop(self.project)
 
     def _live_threads(self) -> list[threading.Thread]:
         with self.records.lock:
@@ -154,13 +163,24 @@ class RunExecutor:
             made += self._workflow_runs(result.children, child_id, run)
         return made
 
-    def _warm_pool(self) -> WorkerPool:
-        """The server's worker pool, shared by every run and kept warm between them (Spark attached),
-        so a run pays for its cells, not for starting kernels: as an all-purpose cluster is up."""
+    def _warm_pool(self) -> Executor:
+        """What runs the server's tasks, shared by every run and kept warm between them (Spark
+        attached), so a run pays for its cells, not for starting kernels, as on an all-purpose
+        cluster: the warm kernels of the project's cluster (its pool service), else a worker pool
+        of this server's."""
         with self.records.lock:
             if self._pool is None:
-                self._pool = WorkerPool(POOL_SIZE, {
-                    "project": str(self.project), "engine": self.cluster_engine, "spark": True})
+                def own_pool() -> WorkerPool:
+                    return WorkerPool(POOL_SIZE, {
+                        "project": str(self.project), "engine": self.cluster_engine, "spark": True})
+
+                was_running = _running(self.project)
+                if service_available(self.project, self.cluster_engine):
+                    self._pool = ServiceExecutor(self.project, POOL_SIZE, own_pool)
+                    if was_running is None:  # this server started the cluster: it stops it (close())
+                        self._started_cluster = _running(self.project)
+                else:
+                    self._pool = own_pool()
             return self._pool
 
     def _locate(self, path: str) -> Path:
@@ -200,3 +220,10 @@ def _merge(run: dict[str, Any], shaped: dict[str, Any]) -> None:
             task["output_dir"] = shaped["nbflow"]["output_dir"]
     for key in ("setup_duration", "execution_duration", "cleanup_duration"):
         run[key] = shaped.get(key, 0)
+
+
+def _running(project: Path) -> ClusterState | None:
+    try:
+        return cluster_server.status(project)
+    except NbflowError:
+        return None

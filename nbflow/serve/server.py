@@ -81,18 +81,28 @@ class Workspace:
         self.cluster_engine = cluster_engine
         self.root = workspace_dir(project)
         self.store = WorkspaceStore(self.root, workspace_root(project))
+        # The identity of the local cluster this server started, if it did (see close()).
+        self._started_cluster: dict[str, Any] | None = None
         self.clusters = ClustersStore(self.root, self._start_cluster)
         self.jobs = JobsStore(self.root, self.store, self.clusters, project, cluster_engine)
         self.schedules = ScheduleRunner(self.jobs.scheduled, self.jobs.fire_schedule)
         self.schedules.start()
 
     def close(self) -> None:
-        """Stop firing schedules and cancel the runs still going (their workers and kernels stop)."""
+        """Stop firing schedules and cancel the runs still going (their workers and kernels stop);
+        then stop the local cluster (its server, its warm kernels) if this server started it."""
         self.schedules.stop()
         self.jobs.stop()
+        if self._started_cluster is not None:
+            current = cluster_server.status(self.project)
+            if current is not None and current.identity == self._started_cluster:
+                cluster_server.stop(self.project)
 
     def _start_cluster(self) -> None:
-        cluster_server.ensure_running(self.project, self.cluster_engine)
+        running = cluster_server.status(self.project)
+        state = cluster_server.ensure_running(self.project, self.cluster_engine)
+        if running is None and state.pid is not None:
+            self._started_cluster = state.identity  # stopped with this server (a later one is not ours)
 
 
 class WorkspaceServer(ThreadingHTTPServer):
