@@ -385,6 +385,7 @@ def test_auto_is_sail_instantly_and_spark_asks_for_delta_to_be_fetched(tmp_path:
 # --- The command line ------------------------------------------------------------------------
 
 
+@pytest.mark.kernel  # the cluster's pool service starts warm kernels
 @pytest.mark.spark
 def test_cli_start_status_logs_stop(stopped_after: Path) -> None:
     started = cli("cluster", "start", "--engine", "sail")

@@ -174,8 +174,9 @@ class RunExecutor:
                     return WorkerPool(POOL_SIZE, {
                         "project": str(self.project), "engine": self.cluster_engine, "spark": True})
 
+                # The cluster's warm kernels when it runs; this server does not start one for them.
                 was_running = _running(self.project)
-                if service_available(self.project, self.cluster_engine):
+                if service_available(self.project, self.cluster_engine, spark=False):
                     self._pool = ServiceExecutor(self.project, POOL_SIZE, own_pool)
                     if was_running is None:  # this server started the cluster: it stops it (close())
                         self._started_cluster = _running(self.project)
