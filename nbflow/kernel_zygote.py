@@ -1,4 +1,4 @@
-"""A preloaded process that forks kernels: ``python -m nbflow.kernel_zygote SOCKET``.
+"""A preloaded process that forks kernels and workers: ``python -m nbflow.kernel_zygote SOCKET``.
 
 A kernel started the usual way pays for a Python interpreter, ipykernel, nbflow's runtime and
 pyspark's Connect client, every time: about 1.5 s of CPU, most of a warm pool's cost on a small
@@ -11,13 +11,17 @@ pages of their imports; each is a fresh process with a clean namespace.
 
 The cluster's pool service starts one zygote for its workers (:mod:`nbflow.pool_service`) and
 names its socket in ``NBFLOW_KERNEL_ZYGOTE``; :class:`nbflow.kernels.TreeKernelManager` asks it
-for its kernels when that is set, and starts them the usual way when the zygote cannot
-(:func:`spawn` raises ``OSError``). The zygote dies with the service (``PR_SET_PDEATHSIG``).
+for its kernels when that is set, and :class:`nbflow.pool.Worker` for worker processes (papermill
+and nbclient are preloaded too, so a pool grows in milliseconds); both start their process the
+usual way when the zygote cannot (:func:`spawn` raises ``OSError``). The zygote dies with the
+service (``PR_SET_PDEATHSIG``). It reaps what it forked and keeps each exit status until asked
+(``{"exit": pid}``), so a worker that was killed is reported as killed.
 
-The wire: one connection per kernel. The client sends a JSON request (``argv``, ``env``, ``cwd``)
-with its file descriptors (stdout, stderr, lifeline) attached (``SCM_RIGHTS``); the zygote forks
-and answers ``{"pid": N}`` with a pidfd of the child attached, which is how the client (not the
-child's parent) polls, waits for and signals it (:class:`ForkedProcess`).
+The wire: one connection per request. To fork, the client sends a JSON request (``kind``,
+``argv``, ``env``, ``cwd``, and the names of the file descriptors attached with ``SCM_RIGHTS``:
+stdin, stdout, stderr, lifeline); the zygote forks and answers ``{"pid": N}`` with a pidfd of the
+child attached, which is how the client (not the child's parent) polls, waits for and signals it
+(:class:`ForkedProcess`).
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import time
 import traceback
-from typing import Any
+from typing import IO, Any
 
 ZYGOTE_ENV = "NBFLOW_KERNEL_ZYGOTE"
 # What a kernel imports before its first cell: ipykernel and its debugger, nbflow's runtime,
@@ -42,10 +47,16 @@ PRELOAD = (
     "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
     "ipykernel_launcher", "nbflow.lifecycle", "nbflow.runtime.kernel", "nbflow.cluster.attach",
     "pyspark.sql.connect.session", "pyspark.sql.connect.functions", "matplotlib_inline.backend_inline",
+    # ...and what a worker imports to run a task (nbflow.worker).
+    "papermill", "nbflow.engine", "nbflow.task_process", "nbflow.worker",
 )
-LAUNCHER = ("-m", "nbflow.lifecycle")
+# What each kind of child runs: ``python -m <module> ...``.
+MODULES = {"kernel": "nbflow.lifecycle", "worker": "nbflow.worker"}
+FDS = ("stdin", "stdout", "stderr", "lifeline")
+EXITS_KEPT = 4096  # exit statuses not yet asked for (a pool asks for each of its workers')
 SPAWN_TIMEOUT_S = 10.0
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 
 
 # -- the client side ---------------------------------------------------------------------------
@@ -54,17 +65,20 @@ class ForkedProcess:
     (``poll``, ``wait``, ``send_signal``, ``kill``, ``terminate``): through a pidfd, since this
     process is not its parent. Its exit code is not known here: 0 after an ask to stop, else 1."""
 
-    stdin = stdout = stderr = None
-
-    def __init__(self, pid: int, pidfd: int) -> None:
+    def __init__(self, pid: int, pidfd: int, zygote: str) -> None:
         self.pid = pid
         self._pidfd = pidfd
+        self._zygote = zygote
         self.returncode: int | None = None
         self._signalled = False
+        # A worker's pipes, as subprocess.Popen has them (set by the caller); a kernel has none.
+        self.stdin: IO[str] | None = None
+        self.stdout: IO[str] | None = None
+        self.stderr: IO[str] | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None and self._pidfd >= 0 and select.select([self._pidfd], [], [], 0)[0]:
-            self.returncode = 0 if self._signalled else 1
+            self.returncode = _exit_status(self._zygote, self.pid, 0 if self._signalled else 1)
             self._close()
         return self.returncode
 
@@ -73,7 +87,7 @@ class ForkedProcess:
         while self.poll() is None:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise TimeoutError(f"kernel {self.pid} still running")
+                raise subprocess.TimeoutExpired(MODULES["worker"], timeout or 0)
             select.select([self._pidfd], [], [], left)
         assert self.returncode is not None
         return self.returncode
@@ -100,15 +114,25 @@ class ForkedProcess:
             self._close()
 
 
-def spawn(socket_path: str, argv: list[str], env: dict[str, str], cwd: str | None, stdout: int | None,
-          stderr: int | None, lifeline: int | None) -> ForkedProcess:
-    """Ask the zygote at ``socket_path`` for a kernel; ``OSError`` if it cannot make one (the
-    caller then starts it the usual way)."""
-    if argv[1:3] != list(LAUNCHER):
-        raise OSError(f"the zygote starts nbflow kernels only, not {argv[:3]}")
-    fds = [fd for fd in (stdout, stderr, lifeline) if fd is not None]
-    request = {"argv": argv, "env": env, "cwd": cwd, "python": os.path.realpath(argv[0]),
-               "stdout": stdout is not None, "stderr": stderr is not None, "lifeline": lifeline is not None}
+def spawn(socket_path: str, kind: str, argv: list[str], env: dict[str, str], cwd: str | None,
+          fds: dict[str, int]) -> ForkedProcess:
+    """Ask the zygote at ``socket_path`` for a ``kind`` process (``kernel``, ``worker``) running
+    ``argv`` with ``fds`` (by name: stdin, stdout, stderr, lifeline) as its own; ``OSError`` if
+    it cannot make one (the caller then starts it the usual way)."""
+    if argv[1:3] != ["-m", MODULES.get(kind, "")]:
+        raise OSError(f"the zygote starts nbflow kernels and workers only, not {argv[:3]}")
+    names = [name for name in FDS if name in fds]
+    request = {"kind": kind, "argv": argv, "env": env, "cwd": cwd, "python": os.path.realpath(argv[0]),
+               "fds": names}
+    answer, received = _ask(socket_path, request, [fds[name] for name in names])
+    if "pid" not in answer or not received:
+        for fd in received:
+            os.close(fd)
+        raise OSError(f"the kernel zygote could not fork a {kind}: {answer.get('error') or 'no answer'}")
+    return ForkedProcess(int(answer["pid"]), received[0], socket_path)
+
+
+def _ask(socket_path: str, request: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], list[int]]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(SPAWN_TIMEOUT_S)
         sock.connect(socket_path)
@@ -119,11 +143,21 @@ def spawn(socket_path: str, argv: list[str], env: dict[str, str], cwd: str | Non
         answer = json.loads(message or b"{}")
     except ValueError:
         answer = {}
-    if "pid" not in answer or not received:
-        for fd in received:
-            os.close(fd)
-        raise OSError(f"the kernel zygote could not fork a kernel: {answer.get('error') or 'no answer'}")
-    return ForkedProcess(int(answer["pid"]), received[0])
+    return (answer if isinstance(answer, dict) else {}), received
+
+
+def _exit_status(socket_path: str, pid: int, unknown: int) -> int:
+    """The exit status of a child of the zygote that has ended, as ``Popen.returncode`` gives it
+    (negative: the signal that killed it); ``unknown`` if the zygote cannot say."""
+    for _ in range(20):  # it reaps on SIGCHLD, a moment after the pidfd says the child is gone
+        try:
+            answer, _ = _ask(socket_path, {"exit": pid}, [])
+        except OSError:
+            return unknown
+        if answer.get("code") is not None:
+            return int(answer["code"])
+        time.sleep(0.01)
+    return unknown
 
 
 # -- the zygote --------------------------------------------------------------------------------
@@ -135,10 +169,23 @@ def _preload() -> None:
             print(f"nbflow-zygote: not preloaded: {name}: {exc}", file=sys.stderr, flush=True)
 
 
+_EXITS: dict[int, int] = {}  # pid -> exit status (Popen's convention), until asked for
+
+
 def _reap(signum: int, frame: Any) -> None:
     with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid <= 0:
+                break
+            _EXITS[pid] = os.waitstatus_to_exitcode(status)
+            while len(_EXITS) > EXITS_KEPT:
+                _EXITS.pop(next(iter(_EXITS)))
+
+
+def _name(name: str) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
 def _die_with_parent() -> None:
@@ -151,21 +198,21 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
     code = 1
     try:
         os.setsid()  # a session of its own, as jupyter_client starts kernels
+        # Its name in top and `ps -o comm` (its command line stays the zygote's).
+        _name(f"nbflow-{request.get('kind', 'kernel')}")
         for signum in (signal.SIGCHLD, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        received = iter(fds)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-        for wanted, target in (("stdout", 1), ("stderr", 2)):
-            if request.get(wanted):
-                fd = next(received)
-                os.dup2(fd, target)
-                os.close(fd)
+        given = dict(zip(request.get("fds") or [], fds, strict=True))
+        if "stdin" not in given:
+            given["stdin"] = os.open(os.devnull, os.O_RDONLY)
+        for name, target in (("stdin", 0), ("stdout", 1), ("stderr", 2)):
+            if name in given:
+                os.dup2(given[name], target)
+                os.close(given[name])
         env = dict(request["env"])
-        if request.get("lifeline"):
-            lifeline = next(received)
+        if "lifeline" in given:
+            lifeline = given["lifeline"]
             os.set_inheritable(lifeline, True)
             env["NBFLOW_LIFELINE"] = str(lifeline)  # its number here, not the client's
         os.environ.clear()
@@ -175,11 +222,17 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         sys.path[0] = os.getcwd()  # as `python -m` puts the starting folder first
         if "numpy" in sys.modules:  # forked children would all draw the same "random" numbers
             sys.modules["numpy"].random.seed()
-        from nbflow import lifecycle  # lazy: preloaded; here only to run the kernel
-
         argv = list(request["argv"])
-        lifecycle.kernel_main(argv[3:])
-        code = 0
+        if request.get("kind") == "worker":
+            from nbflow import worker  # lazy: preloaded; here only to run the worker
+
+            sys.argv = [worker.__file__, *argv[3:]]
+            code = worker.main()
+        else:
+            from nbflow import lifecycle  # lazy: preloaded; here only to run the kernel
+
+            lifecycle.kernel_main(argv[3:])
+            code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
     except BaseException:
@@ -212,8 +265,15 @@ def serve(path: str) -> int:
         connection, _ = listener.accept()
         fds: list[int] = []
         try:
-            message, fds, _flags, _addr = socket.recv_fds(connection, 1 << 20, 3)
+            message, fds, _flags, _addr = socket.recv_fds(connection, 1 << 20, len(FDS))
             request = json.loads(message)
+            if "exit" in request:  # a client asks how a child it was given ended
+                connection.sendall(json.dumps({"code": _EXITS.pop(int(request["exit"]), None)}).encode())
+                continue
+            if request.get("kind", "kernel") not in MODULES:
+                raise ValueError(f"cannot start a {request.get('kind')!r}")
+            if len(request.get("fds") or []) != len(fds):
+                raise ValueError("the file descriptors sent are not those named")
             if request.get("python") != python:
                 raise ValueError(f"kernels of another interpreter ({request.get('python')})")
             pid = os.fork()

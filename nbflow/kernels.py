@@ -92,11 +92,10 @@ class TreeKernelManager(AsyncKernelManager):
         zygote = os.environ.get(kernel_zygote.ZYGOTE_ENV)
         if not zygote or self.provisioner is None:
             return False
-        stdout, stderr = (kw.get(name) for name in ("stdout", "stderr"))
+        fds = {name: kw[name].fileno() for name in ("stdout", "stderr") if kw.get(name) is not None}
         try:
-            forked = kernel_zygote.spawn(zygote, kernel_cmd, kw["env"], kw.get("cwd"),
-                                         None if stdout is None else stdout.fileno(),
-                                         None if stderr is None else stderr.fileno(), lifeline)
+            forked = kernel_zygote.spawn(zygote, "kernel", kernel_cmd, kw["env"], kw.get("cwd"),
+                                         {**fds, "lifeline": lifeline})
         except OSError as exc:
             self.log.debug("the kernel zygote could not fork a kernel: %s", exc)
             return False

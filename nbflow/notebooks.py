@@ -47,6 +47,9 @@ WIDGETS_TAG = "nbflow-widgets"  # the cell that declares an .ipynb export's save
 
 # What marks a notebook that uses Spark: its warm kernel gets a session attached ahead of time.
 SPARK_HINT = re.compile(r"\bspark\b|^\s*%sql\b|\bDeltaTable\b|\b_sqldf\b", re.MULTILINE)
+# A notebook that runs others (whose cells mostly use Spark): the cluster's warm kernels serve
+# its children too.
+ORCHESTRATION_HINT = re.compile(r"\b(?:dbutils|notebookutils|mssparkutils)\.notebook\.run(?:Multiple)?\b")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
@@ -378,6 +381,18 @@ def uses_spark(path: str | Path) -> bool:
     except (NotebookFormatError, NotebookNotFound, OSError):
         return False
     return any(SPARK_HINT.search(cell.source) for cell in nb.cells)
+
+
+def wants_cluster(path: str | Path) -> bool:
+    """Whether a run of this notebook should start the project's cluster (and its warm kernels):
+    it uses Spark (:func:`uses_spark`), or runs other notebooks, which mostly do."""
+    if uses_spark(path):
+        return True
+    try:
+        nb = read_notebook(path)
+    except (NotebookFormatError, NotebookNotFound, OSError):
+        return False
+    return any(ORCHESTRATION_HINT.search(cell.source) for cell in nb.cells)
 
 
 def to_source(nb: NotebookNode) -> str:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import lifecycle, sandbox
+from . import kernel_zygote, lifecycle, sandbox
 from .cluster import server as cluster_server
 from .errors import InputError
 from .executor import Outcome, Request
@@ -70,11 +70,11 @@ class Worker:
         read, self.lifeline = lifecycle.lifeline()  # the write end, closed once the worker has ended
         env = lifecycle.tagged_env(self.tag)
         env[lifecycle.LIFELINE_ENV] = str(read)
+        argv = [sys.executable, "-m", "nbflow.worker", json.dumps(options)]
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "nbflow.worker", json.dumps(options)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True,
-                env=env, pass_fds=(read,),
+            self.proc: Any = self._fork(argv, env, read) or subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                start_new_session=True, env=env, pass_fds=(read,),
             )
         except BaseException:
             os.close(self.lifeline)
@@ -91,9 +91,32 @@ class Worker:
         self.kernel_dir: str | None = None  # its warm kernel's folder (sockets, connection file, log)
         self.kernel_pid: int | None = None
 
+    def _fork(self, argv: list[str], env: dict[str, str], lifeline: int) -> kernel_zygote.ForkedProcess | None:
+        """The worker forked by the pool's kernel zygote, where there is one (the cluster's pool
+        service): papermill and nbclient already imported, it is ready in milliseconds. None if
+        there is none or it cannot (the worker is then started the usual way)."""
+        zygote = os.environ.get(kernel_zygote.ZYGOTE_ENV)
+        if not zygote:
+            return None
+        stdin_read, stdin_write = os.pipe()
+        stdout_read, stdout_write = os.pipe()
+        try:
+            forked = kernel_zygote.spawn(zygote, "worker", argv, env, None, {
+                "stdin": stdin_read, "stdout": stdout_write, "stderr": self.log.fileno(), "lifeline": lifeline})
+        except OSError:
+            os.close(stdin_write)
+            os.close(stdout_read)
+            return None
+        finally:
+            os.close(stdin_read)
+            os.close(stdout_write)
+        forked.stdin = os.fdopen(stdin_write, "w", encoding="utf-8")
+        forked.stdout = os.fdopen(stdout_read, encoding="utf-8")
+        return forked
+
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return int(self.proc.pid)
 
     def send(self, request: dict[str, Any]) -> bool:
         """Hand the worker a task; False if it is gone."""

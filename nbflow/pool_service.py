@@ -59,22 +59,25 @@ DEFAULT_AUTOTERMINATION_MINUTES = 120  # Databricks' default for an all-purpose 
 SHRINK_AFTER_S = 300.0  # a pool grown for demand keeps its extra workers this long without any
 WATCH_INTERVAL_S = 1.0
 ZYGOTE_START_TIMEOUT_S = 60.0  # its imports, on a loaded machine
-# Resident memory of one idle worker with its warm kernel (Spark attached), as measured here;
-# sizes() plans with it until the pool has measured its own.
-WORKER_MB_GUESS = 330
+# Memory of one idle worker with its warm kernel (Spark attached) that it does not share with
+# the zygote both were forked from: 46-86 MB measured here, with room for a notebook's first
+# allocations. sizes() plans with it.
+WORKER_MB_GUESS = 120
 MEMORY_SHARE = 0.25  # of the memory available when the service starts, for its warm workers
+BASE_MAX = 8  # warm workers at rest, at most, however large the machine
 
 
 def sizes(cores: int | None = None, available_mb: float | None = None) -> tuple[int, int]:
     """The pool's size at rest and its limit under demand: ``NBFLOW_POOL_SIZE`` and
-    ``NBFLOW_POOL_MAX``, else from the machine. At rest, one warm worker per core, at least two
-    (one runs while the next warms); under demand, up to four per core (a Spark notebook mostly
-    waits for the server, a sleeping one for nothing), within a quarter of the free memory."""
+    ``NBFLOW_POOL_MAX``, else from the machine. At rest, two warm workers per core, at least four
+    and at most eight (a notebook that runs five children at once finds them warm); under
+    demand, up to four per core (a Spark notebook mostly waits for the server, a sleeping one
+    for nothing). Both within a quarter of the free memory."""
     cores = cores or os.cpu_count() or 1
     if available_mb is None:
         available_mb = psutil.virtual_memory().available / 2**20
     by_memory = max(1, int(available_mb * MEMORY_SHARE // WORKER_MB_GUESS))
-    base = min(max(2, cores), by_memory)
+    base = min(max(4, 2 * cores), BASE_MAX, by_memory)
     limit = min(max(8, 4 * cores), by_memory)
     base = _env_int("NBFLOW_POOL_SIZE", base)
     limit = max(_env_int("NBFLOW_POOL_MAX", max(limit, base)), base)

@@ -36,7 +36,7 @@ import psutil
 from .errors import InputError
 from .executor import Executor, Outcome, Request
 from .lifecycle import interruption
-from .notebooks import uses_spark
+from .notebooks import uses_spark, wants_cluster
 from .params import Param, widget_string
 from .plan import Plan
 from .plan.references import resolve
@@ -159,7 +159,8 @@ class Scheduler:
             return WorkerPool(min(len(keys), self.max_workers + 2), options)
 
         minutes = self.plan.cluster.autotermination_minutes if self.plan.cluster is not None else None
-        if service_available(project, engine, spark, minutes):
+        cluster = spark or any(wants_cluster(path) for path in dict.fromkeys(self.notebooks[k] for k in keys))
+        if service_available(project, engine, cluster, minutes):
             return ServiceExecutor(project, min(len(keys), self.max_workers), own_pool)
         return own_pool()
 

@@ -194,6 +194,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "project"
     root.mkdir()
     monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(root))
+    # A cluster's pool service keeps two warm kernels in tests (the machine's size is for users):
+    # many tests start a cluster, and each warm kernel costs a fork and a Spark session.
+    monkeypatch.setenv("NBFLOW_POOL_SIZE", "2")
     for name in list(os.environ):
         if name.startswith(("NBFLOW_SECRET", "NBFLOW_DBFS_ROOT", "NBFLOW_KERNEL_PYTHON", "NBFLOW_DELTA")) or (
                 name == "NBFLOW_SANDBOX"):  # a developer's NBFLOW_SANDBOX=0 would fail the sandbox's tests
