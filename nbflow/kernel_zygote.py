@@ -31,6 +31,7 @@ import ctypes
 import importlib
 import json
 import os
+import runpy
 import select
 import signal
 import socket
@@ -222,17 +223,11 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         sys.path[0] = os.getcwd()  # as `python -m` puts the starting folder first
         if "numpy" in sys.modules:  # forked children would all draw the same "random" numbers
             sys.modules["numpy"].random.seed()
-        argv = list(request["argv"])
-        if request.get("kind") == "worker":
-            from nbflow import worker  # lazy: preloaded; here only to run the worker
-
-            sys.argv = [worker.__file__, *argv[3:]]
-            code = worker.main()
-        else:
-            from nbflow import lifecycle  # lazy: preloaded; here only to run the kernel
-
-            lifecycle.kernel_main(argv[3:])
-            code = 0
+        # What `python -m MODULE ARGS...` runs (its imports are preloaded): the kernel's launcher
+        # (nbflow.lifecycle) or a worker (nbflow.worker), by name, as the interpreter would.
+        sys.argv = [request["argv"][2], *request["argv"][3:]]
+        runpy.run_module(MODULES[request.get("kind", "kernel")], run_name="__main__", alter_sys=True)
+        code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
     except BaseException:

@@ -246,6 +246,7 @@ def _start_and_wait_for(args: list[str], project: Path, pattern: str) -> subproc
 
 
 @pytest.mark.kernel
+@pytest.mark.spark  # a notebook that runs others starts the cluster, whose warm kernels run them
 def test_ctrl_c_during_a_workflow_stops_the_child_and_its_kernel(project: Path) -> None:
     proc = _start_and_wait_for(
         ["run", str(NOTEBOOKS / "parent_sleeping_child.py"), "--json"], project,
@@ -259,15 +260,20 @@ def test_ctrl_c_during_a_workflow_stops_the_child_and_its_kernel(project: Path) 
 
 
 @pytest.mark.kernel
+@pytest.mark.spark  # as above
 def test_killed_runner_leaves_no_kernel_behind(project: Path) -> None:
     proc = _start_and_wait_for(
         ["run", str(NOTEBOOKS / "parent_sleeping_child.py")], project,
         "processed/*/parent_sleeping_child.children/001-sleeps.ipynb",
     )
-    proc.kill()  # no chance to clean up: kernels and the child must notice and stop themselves
+    proc.kill()  # no chance to clean up: the warm kernels' service notices, cancels and saves
     proc.communicate(timeout=30)
     [saved] = project.glob("processed/*/parent_sleeping_child.ipynb")
-    assert nbformat.read(saved, as_version=4).metadata["nbflow"]["status"] == "RUNNING"
+    deadline = time.monotonic() + 30
+    while nbformat.read(saved, as_version=4).metadata["nbflow"]["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the killed command's notebook was never stopped"
+        time.sleep(0.2)
+    assert nbformat.read(saved, as_version=4).metadata["nbflow"]["status"] == "CANCELED"
 
 
 @pytest.mark.kernel

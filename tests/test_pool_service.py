@@ -233,3 +233,14 @@ def test_deleting_the_project_folder_stops_its_cluster(tmp_path: Path, monkeypat
     processes = [psutil.Process(status["pid"]), psutil.Process(status["pool"]["pid"]), zygote_of(doomed)]
     shutil.rmtree(doomed)
     wait_for(lambda: all(gone(p.pid) for p in processes), 30, "the cluster to stop")
+
+
+def test_a_service_that_cannot_start_costs_one_warning_and_the_run_goes_on(project: Path, tmp_path: Path) -> None:
+    cluster.start(project)  # a cluster without its service (as a notebook's kernel starts one)
+    pool_wire.socket_file(project).mkdir()  # the service's socket cannot be made: it dies at start
+    notebook = source_notebook(tmp_path / "who.py", *WHO)
+    done = cli("run", str(notebook), "--json")
+    assert done.returncode == 0, done.stderr
+    assert exit_of(done.stdout)["spark"] == 3  # on a kernel of its own
+    warnings = [line for line in done.stderr.splitlines() if "pool service" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("nbflow: warning: the cluster's pool service did not start")

@@ -45,3 +45,16 @@ def test_auto_termination_minutes(given: str | None, env: str, expected: float,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBFLOW_AUTOTERMINATION_MINUTES", env)
     assert pool_service.autotermination_minutes(given) == expected
+
+
+def test_a_warm_kernel_takes_its_callers_environment_but_keeps_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow.runtime.kernel import take_environment
+
+    monkeypatch.setenv("NBFLOW_TREE", "kernel-tag")
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.setenv("NBFLOW_T_CHANGED", "service")
+    monkeypatch.delenv("NBFLOW_T_NEW", raising=False)
+    take_environment({"NBFLOW_TREE": "caller-tag", "MPLBACKEND": "agg", "NBFLOW_T_CHANGED": "caller",
+                      "NBFLOW_T_NEW": "caller"})
+    assert os.environ["NBFLOW_T_CHANGED"] == os.environ["NBFLOW_T_NEW"] == "caller"
+    assert os.environ["NBFLOW_TREE"] == "kernel-tag" and os.environ["MPLBACKEND"].startswith("module://")
