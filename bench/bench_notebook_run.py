@@ -3,8 +3,9 @@
 A parent notebook calls ``dbutils.notebook.run`` on an empty child N times in a row and times each
 call; the child's own run time (its cells, from its executed notebook) is taken off, leaving what
 the call costs: a kernel for the child, its start, its result. Measured with the project's cluster
-up (the child runs on a warm kernel of its pool service; target: at most 0.15 s) and without any
-cluster (each child starts a process and a kernel of its own). Databricks takes about 3 s a call.
+up (the child runs on a warm kernel of its pool service; target: at most 0.15 s) and with the
+pool service off (``NBFLOW_POOL=0``: each child starts a process and a kernel of its own).
+Databricks takes about 3 s a call.
 
     .venv/bin/python bench/bench_notebook_run.py [--calls N]
 """
@@ -50,12 +51,12 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=10)
     args = parser.parse_args()
     nbflow = str(Path(sys.executable).parent / "nbflow")
-    for label in ("cluster up", "no cluster"):
+    for label in ("cluster up", "pool service off"):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             (folder / "parent.py").write_text(PARENT)
             (folder / "child.py").write_text(CHILD)
-            env = {**os.environ, "NBFLOW_PROJECT_DIR": tmp}
+            env = {**os.environ, "NBFLOW_PROJECT_DIR": tmp, **({} if label == "cluster up" else {"NBFLOW_POOL": "0"})}
             if label == "cluster up":
                 subprocess.run([nbflow, "cluster", "start"], check=True, env=env, stdout=subprocess.DEVNULL)
             try:
