@@ -9,7 +9,7 @@ Cases (each runs the same five notebooks over the same 1M-row Parquet input):
   project's local cluster (Sail), started by the first notebook.
 
 Sequential runs the five commands one after another; parallel starts all five at once. Each case
-prints wall time and peak memory (summed resident memory of every process of the case, sampled
+prints wall time and peak memory (summed proportional set size, PSS, of every process of the case, sampled
 every 0.1 s, cluster server included), and the ratios of nbflow against each papermill case.
 
     .venv/bin/python bench/bench_workers.py [--rows N] [--skip-classic]
@@ -95,7 +95,9 @@ def make_inputs(folder: Path, rows: int) -> Path:
 
 
 class PeakMemory:
-    """Peak of the summed RSS of the processes ``select`` picks, sampled in a thread."""
+    """Peak of the summed memory of the processes ``select`` picks, sampled in a thread: their
+    proportional set size (PSS: a page shared by n processes counts 1/n in each; forked kernels
+    share most of theirs), resident size where PSS cannot be read."""
 
     def __init__(self, select: Callable[[psutil.Process], bool]) -> None:
         self.select = select
@@ -109,7 +111,7 @@ class PeakMemory:
             for proc in psutil.process_iter(["pid"]):
                 try:
                     if self.select(proc):
-                        total += proc.memory_info().rss
+                        total += _memory(proc)
                 except psutil.Error:
                     continue
             self.peak = max(self.peak, total)
@@ -122,6 +124,13 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _memory(proc: psutil.Process) -> int:
+    try:
+        return int(getattr(proc.memory_full_info(), "pss", proc.memory_info().rss))
+    except psutil.AccessDenied:
+        return int(proc.memory_info().rss)
 
 
 def in_case(marker: str) -> Callable[[psutil.Process], bool]:
@@ -157,8 +166,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         sales = make_inputs(folder, args.rows)
-        project = folder / "project"
-        project.mkdir()
+        # The project is the folder the inputs and outputs are in: a root-relative path outside
+        # the project is a DBFS path, as on Databricks.
+        project = folder
         cases = [] if args.skip_classic else ["papermill+SparkSession"]
         cases += ["papermill+Sail", "nbflow"]
         sail = None
