@@ -69,15 +69,16 @@ BASE_MAX = 8  # warm workers at rest, at most, however large the machine
 
 def sizes(cores: int | None = None, available_mb: float | None = None) -> tuple[int, int]:
     """The pool's size at rest and its limit under demand: ``NBFLOW_POOL_SIZE`` and
-    ``NBFLOW_POOL_MAX``, else from the machine. At rest, two warm workers per core, at least four
-    and at most eight (a notebook that runs five children at once finds them warm); under
-    demand, up to four per core (a Spark notebook mostly waits for the server, a sleeping one
-    for nothing). Both within a quarter of the free memory."""
+    ``NBFLOW_POOL_MAX``, else from the machine. At rest, four warm workers per core, at least four
+    and at most eight (an orchestrating notebook that runs five children at once, itself on a
+    warm kernel, finds them warm: growing the pool then would cost the children's start);
+    under demand, up to four per core (a Spark notebook mostly waits for the server, a sleeping
+    one for nothing). Both within a quarter of the free memory."""
     cores = cores or os.cpu_count() or 1
     if available_mb is None:
         available_mb = psutil.virtual_memory().available / 2**20
     by_memory = max(1, int(available_mb * MEMORY_SHARE // WORKER_MB_GUESS))
-    base = min(max(4, 2 * cores), BASE_MAX, by_memory)
+    base = min(max(4, 4 * cores), BASE_MAX, by_memory)
     limit = min(max(8, 4 * cores), by_memory)
     base = _env_int("NBFLOW_POOL_SIZE", base)
     limit = max(_env_int("NBFLOW_POOL_MAX", max(limit, base)), base)

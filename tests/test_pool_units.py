@@ -27,7 +27,7 @@ def test_only_the_user_private_socket_is_used(tmp_path: Path, monkeypatch: pytes
 
 
 @pytest.mark.parametrize(("cores", "free_mb", "expected"), [
-    (2, 24_000, (4, 8)), (16, 64_000, (8, 64)), (2, 600, (1, 1)), (1, 24_000, (4, 8)), (4, 2_000, (4, 4)),
+    (2, 24_000, (8, 8)), (16, 64_000, (8, 64)), (2, 600, (1, 1)), (1, 24_000, (4, 8)), (4, 2_000, (4, 4)),
 ])
 def test_the_pool_sizes_itself_to_the_machine(cores: int, free_mb: float, expected: tuple[int, int],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
