@@ -132,13 +132,20 @@ def test_a_dbutils_notebook_run_child_runs_on_a_warm_kernel(project: Path, tmp_p
     assert result["child"]["ppid"] == zygote_of(project).pid != result["me"]
 
 
-def test_a_killed_leased_kernel_fails_its_run_and_is_replaced(project: Path, tmp_path: Path) -> None:
-    start_cluster()
+def sleeping_run(project: Path, tmp_path: Path, tag: str, seconds: int) -> tuple[Path, subprocess.Popen[str], int]:
+    """With the cluster up and a kernel warm: a CLI run of a notebook that sleeps, once it sleeps;
+    the notebook, the command, and the pid of the kernel it runs on."""
     warm(project)
     notebook = source_notebook(tmp_path / "who.py", *WHO)
-    run = run_cli(notebook, "-p", "sleep=60", "-p", "tag=victim")
-    marker = project / ".nbflow" / "dbfs" / "who" / "victim"
+    run = run_cli(notebook, "-p", f"sleep={seconds}", "-p", f"tag={tag}")
+    marker = project / ".nbflow" / "dbfs" / "who" / tag
     pid = int(wait_for(lambda: marker.is_file() and marker.read_text(), 60, "the notebook's kernel"))
+    return notebook, run, pid
+
+
+def test_a_killed_leased_kernel_fails_its_run_and_is_replaced(project: Path, tmp_path: Path) -> None:
+    start_cluster()
+    notebook, run, pid = sleeping_run(project, tmp_path, "victim", 60)
     os.kill(pid, signal.SIGKILL)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 1, err
@@ -150,11 +157,7 @@ def test_a_killed_leased_kernel_fails_its_run_and_is_replaced(project: Path, tmp
 
 def test_a_killed_command_has_its_leased_kernel_reclaimed(project: Path, tmp_path: Path) -> None:
     start_cluster()
-    warm(project)
-    notebook = source_notebook(tmp_path / "who.py", *WHO)
-    run = run_cli(notebook, "-p", "sleep=300", "-p", "tag=orphan")
-    marker = project / ".nbflow" / "dbfs" / "who" / "orphan"
-    pid = int(wait_for(lambda: marker.is_file() and marker.read_text(), 60, "the notebook's kernel"))
+    _notebook, run, pid = sleeping_run(project, tmp_path, "orphan", 300)
     run.kill()
     run.communicate()
     # The service sees its client gone, cancels the notebook (then kills it) and replaces the kernel.
@@ -164,11 +167,7 @@ def test_a_killed_command_has_its_leased_kernel_reclaimed(project: Path, tmp_pat
 
 def test_ctrl_c_cancels_a_run_on_the_service_and_keeps_its_notebook(project: Path, tmp_path: Path) -> None:
     start_cluster()
-    warm(project)
-    notebook = source_notebook(tmp_path / "who.py", *WHO)
-    run = run_cli(notebook, "-p", "sleep=300", "-p", "tag=ctrlc")
-    marker = project / ".nbflow" / "dbfs" / "who" / "ctrlc"
-    wait_for(marker.is_file, 60, "the notebook to start")
+    _notebook, run, _pid = sleeping_run(project, tmp_path, "ctrlc", 300)
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 130, err
@@ -179,11 +178,7 @@ def test_ctrl_c_cancels_a_run_on_the_service_and_keeps_its_notebook(project: Pat
 
 def test_the_service_killed_mid_lease_fails_the_run_at_once_and_leaves_nothing(project: Path, tmp_path: Path) -> None:
     status = start_cluster()
-    warm(project)
-    notebook = source_notebook(tmp_path / "who.py", *WHO)
-    run = run_cli(notebook, "-p", "sleep=300", "-p", "tag=lost")
-    marker = project / ".nbflow" / "dbfs" / "who" / "lost"
-    kernel = int(wait_for(lambda: marker.is_file() and marker.read_text(), 60, "the notebook's kernel"))
+    notebook, run, kernel = sleeping_run(project, tmp_path, "lost", 300)
     os.kill(status["pool"]["pid"], signal.SIGKILL)
     out, err = run.communicate(timeout=60)
     assert run.returncode != 0 and "pool service stopped while the notebook ran" in err, (out, err)
