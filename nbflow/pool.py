@@ -90,6 +90,7 @@ class Worker:
         self.cluster: dict[str, Any] | None = None  # the server its warm kernel attached to, if any
         self.kernel_dir: str | None = None  # its warm kernel's folder (sockets, connection file, log)
         self.kernel_pid: int | None = None
+        self.retiring = False  # the pool shrank: it ends once idle and is not replaced
 
     def _fork(self, argv: list[str], env: dict[str, str], lifeline: int) -> kernel_zygote.ForkedProcess | None:
         """The worker forked by the pool's kernel zygote, where there is one (the cluster's pool
@@ -216,9 +217,9 @@ class WorkerPool:
                     worker.kernel_dir = message.get("kernel_dir")
                     worker.kernel_pid = message.get("kernel_pid")
                     worker.warm = True
-                    surplus = not worker.held and len(self._workers) > self._target and not self._closing
+                    surplus = not worker.held and self._kept() > self._target and not self._closing
                     if surplus:  # the pool shrank while it ran an attempt
-                        worker.warm, worker.held = False, True
+                        worker.warm, worker.held, worker.retiring = False, True, True
                     elif not worker.held:
                         self._ready.append(worker)
                         self._changed.notify_all()
@@ -241,7 +242,7 @@ class WorkerPool:
         with self._lock:
             if worker in self._workers:
                 self._workers.remove(worker)
-            wanted = len(self._workers) < self._target
+            wanted = self._kept() < self._target
         worker.ended()
         if wanted:
             self._start()
@@ -255,11 +256,11 @@ class WorkerPool:
             if self._closing:
                 return
             self._target = size
-            missing = size - len(self._workers)
+            missing = size - self._kept()
             retired: list[Worker] = []
             while missing < 0 and self._ready:
                 worker = self._ready.pop()  # the most recently warmed: the others have waited longest
-                worker.warm, worker.held = False, True  # never handed out again
+                worker.warm, worker.held, worker.retiring = False, True, True  # never handed out again
                 retired.append(worker)
                 missing += 1
         for _ in range(max(missing, 0)):
@@ -267,8 +268,13 @@ class WorkerPool:
         for worker in retired:
             self._retire_later(worker)
 
+    def _kept(self) -> int:
+        """Workers the pool keeps (under its lock): those not being retired."""
+        return sum(1 for w in self._workers if not w.retiring)
+
     def _retire_later(self, worker: Worker) -> None:
-        """End a worker held out of the pool: its input closed, it stops its kernel and exits."""
+        """End a worker held out of the pool (``retiring``): its input closed, it stops its kernel
+        and exits."""
         with contextlib.suppress(OSError, ValueError):
             assert worker.proc.stdin is not None
             worker.proc.stdin.close()

@@ -48,3 +48,33 @@ def test_acquire_gives_up_when_the_run_is_cancelled(project: Path) -> None:
         pool.release(again, used=False)
     finally:
         pool.close()
+
+
+def test_the_pool_grows_and_shrinks_to_the_size_asked(project: Path) -> None:
+    pool = WorkerPool(1, {"project": str(project), "engine": "auto", "spark": False})
+
+    def settled(workers: int, warm: int) -> bool:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            counts = pool.counts()
+            if counts["workers"] == workers and counts["warm"] == warm:
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        pool.resize(3)
+        assert settled(3, 3), pool.counts()
+        held = pool.acquire(lambda: False)  # one busy while the pool shrinks
+        assert held is not None
+        pool.resize(1)
+        assert settled(1, 0), pool.counts()  # the two idle ones retired, the busy one kept
+        assert pool.counts()["target"] == 1
+        pool.release(held, used=False)  # given no task: still the warm one
+        assert settled(1, 1), pool.counts()
+        kept = {pid for pid, _kernel, _idle in pool.processes()}
+        pool.resize(2)
+        assert settled(2, 2), pool.counts()
+        assert kept <= {pid for pid, _kernel, _idle in pool.processes()}
+    finally:
+        pool.close()
