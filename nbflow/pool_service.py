@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +53,7 @@ from .executor import Outcome
 from .kernel_protocol import kernel_python
 from .pool import WorkerPool
 from .project import cluster_dir, dbfs_root
+from .runs import FAILED, CellError
 from .task_spec import TaskSpec
 
 DEFAULT_AUTOTERMINATION_MINUTES = 120  # Databricks' default for an all-purpose cluster
@@ -332,8 +333,13 @@ class _Handler(socketserver.StreamRequestHandler):
                 outcome = future.result(timeout=0.2)
             except FutureTimeout:
                 pass
-            except Exception as exc:  # withdrawn (the pool closed before it started), or a defect
-                channel.send({"event": "withdrawn", "why": service.why or str(exc) or type(exc).__name__})
+            except CancelledError:  # withdrawn: the pool closed before the notebook started
+                channel.send({"event": "withdrawn", "why": service.why or "the pool closed"})
+                return
+            except Exception as exc:  # a defect: the run failed (never run again by the client)
+                now = int(time.time() * 1000)
+                failed = Outcome(FAILED, now, now, spec.output_path, None, CellError(None, "WorkerError", str(exc)))
+                channel.send({"event": "done", "outcome": outcome_json(failed)})
                 return
             else:
                 channel.send({"event": "done", "outcome": outcome_json(outcome)})
