@@ -25,6 +25,7 @@ workers, grows while requests wait (to the limit free memory allows), and shrink
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -53,7 +54,7 @@ from .executor import Outcome
 from .kernel_protocol import kernel_python
 from .pool import WorkerPool
 from .project import cluster_dir, dbfs_root
-from .runs import FAILED, CellError
+from .runs import CANCELED, FAILED, CellError
 from .task_spec import TaskSpec
 
 DEFAULT_AUTOTERMINATION_MINUTES = 120  # Databricks' default for an all-purpose cluster
@@ -190,6 +191,9 @@ class PoolService:
             return f"another DBFS root ({ctx.dbfs_root})"
         if ctx.engine not in ("auto", self.cluster.engine):
             return f"another cluster engine ({ctx.engine}; the cluster runs {self.cluster.engine})"
+        if not cluster_server.is_live(self.project, self.cluster.identity):
+            # Its kernels are attached to a server that died: the caller's own kernel starts a new one.
+            return "its cluster's server is gone"
         return None
 
     def submit(self, spec: TaskSpec) -> Future[Outcome]:
@@ -342,6 +346,13 @@ class _Handler(socketserver.StreamRequestHandler):
                 channel.send({"event": "done", "outcome": outcome_json(failed)})
                 return
             else:
+                if outcome.status == CANCELED and kill_at is None:
+                    # Stopped by the service's own end (its cluster stopped or died), not by its
+                    # client: for the caller the task failed, as a task fails when its cluster
+                    # terminates on Databricks; a plan retries it if it may.
+                    outcome = dataclasses.replace(outcome, status=FAILED, error=CellError(
+                        None, "WorkerError", f"the cluster's pool service stopped ({service.why or 'stopped'}) "
+                                             "while the notebook ran"))
                 channel.send({"event": "done", "outcome": outcome_json(outcome)})
                 return
             if kill_at is not None and time.monotonic() >= kill_at:
