@@ -195,7 +195,7 @@ def _die_with_parent() -> None:
 
 
 def _child(request: dict[str, Any], fds: list[int]) -> None:
-    """In the forked child: become the kernel the request describes. Never returns."""
+    """In the forked child: become the kernel or worker the request describes. Never returns."""
     code = 1
     try:
         os.setsid()  # a session of its own, as jupyter_client starts kernels

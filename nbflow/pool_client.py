@@ -10,6 +10,7 @@ and runs on kernels of its own, as it would without a cluster.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -31,6 +32,7 @@ from .executor import Executor, Outcome, Request
 from .project import cluster_log_file
 from .results import read_result
 from .runs import CANCELED, FAILED, CellError, task_state
+from .runtime.secrets import without_secrets
 
 READY_TIMEOUT_S = 30.0
 ENV_SWITCH = "NBFLOW_POOL"  # "0": no pool service (every command starts its own kernels)
@@ -182,6 +184,8 @@ class ServiceExecutor:
         self._fallback: Executor | None = None
         self._lock = threading.Lock()
         self._calls: dict[Future[Outcome], _Call] = {}
+        # As a pool of this run's own would: decided once, its one warning line on this stderr.
+        sandbox.decide(sandbox.layout(project))
         pool_wire.ask(project, {"op": "reserve", "workers": width}, timeout=5.0)
 
     def submit(self, request: Request) -> Future[Outcome]:
@@ -209,7 +213,9 @@ class ServiceExecutor:
         why = "it does not answer"
         running = False
         if channel is not None:
-            channel.send({"op": "run", "spec": call.request.to_json()})
+            # The attempt's notebook sees this command's environment, as on a kernel of its own.
+            context = dataclasses.replace(call.request.context, environ=without_secrets())
+            channel.send({"op": "run", "spec": dataclasses.replace(call.request, context=context).to_json()})
             try:
                 first = channel.receive(pool_wire.CONNECT_TIMEOUT_S * 5)
             except TimeoutError:

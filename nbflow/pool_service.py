@@ -46,7 +46,7 @@ from typing import Any
 
 import psutil
 
-from . import kernel_zygote, lifecycle, pool_wire
+from . import kernel_zygote, lifecycle, pool_wire, sandbox
 from .cluster import server as cluster_server
 from .cluster.processes import terminate
 from .cluster.state import ClusterState, Damaged, log_event, read_state
@@ -191,6 +191,9 @@ class PoolService:
             return f"another DBFS root ({ctx.dbfs_root})"
         if ctx.engine not in ("auto", self.cluster.engine):
             return f"another cluster engine ({ctx.engine}; the cluster runs {self.cluster.engine})"
+        theirs, mine = (ctx.environ or {}).get(sandbox.STATE_ENV), os.environ.get(sandbox.STATE_ENV, "on")
+        if theirs is not None and (theirs == "on") != (mine == "on"):
+            return f"another sandbox setting ({theirs}; this service's kernels: {mine})"
         if not cluster_server.is_live(self.project, self.cluster.identity):
             # Its kernels are attached to a server that died: the caller's own kernel starts a new one.
             return "its cluster's server is gone"

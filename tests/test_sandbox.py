@@ -74,6 +74,7 @@ def _exit_value(proc: subprocess.CompletedProcess[str]) -> object:
 
 
 @pytest.mark.kernel
+@pytest.mark.spark  # a notebook that runs others starts the cluster, whose warm kernels run them
 def test_python_sh_and_children_write_inside_the_project(project: Path, tmp_path: Path, machine_untouched: None,
                                                          sandboxed: None) -> None:
     _notebook(tmp_path, "child.py", """
@@ -295,6 +296,7 @@ def test_a_kernel_that_cannot_bind_volumes_gets_a_sandbox_of_its_own(tmp_path: P
 
 
 @pytest.mark.kernel
+@pytest.mark.spark  # as above
 def test_without_the_sandbox_one_warning_line_for_the_run_and_its_children(project: Path, tmp_path: Path) -> None:
     # Nothing is written at /: as root these writes would succeed there.
     _notebook(tmp_path, "child.py", """

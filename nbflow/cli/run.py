@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from .. import params as params_mod
-from .. import pool_wire
+from .. import pool_wire, sandbox
 from ..errors import EnvironmentFailure, InputError
 from ..lifecycle import terminate_as_interrupt
 from ..project import processed_dir, project_dir
@@ -174,6 +174,9 @@ def _on_warm_kernel(path: Path, parameters: dict[str, params_mod.Param], folder:
     stream = folder / f"{path.stem}.log" if log_output else None
     spec = task_spec(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id, engine_name=engine,
                      output_log=stream)
+    # Decided here, as a run here would (its one warning line on this command's stderr); the
+    # service runs only what its own kernels' decision matches.
+    sandbox.decide(sandbox.layout(project))
     spec = dataclasses.replace(spec, context=dataclasses.replace(spec.context, environ=without_secrets()))
     tail = Tail(stream) if stream is not None else None
     try:
