@@ -50,27 +50,9 @@ def warn_once(line: str) -> None:
         print(f"nbflow: warning: {line}", file=sys.stderr, flush=True)
 
 
-def _record(project: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads(pool_wire.record_file(project).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
 def service_process(project: Path) -> psutil.Process | None:
     """The project's running pool service, if its record names a live one."""
-    record = _record(project)
-    if record is None:
-        return None
-    try:
-        proc = psutil.Process(int(record["pid"]))
-        if abs(proc.create_time() - float(record["create_time"])) > 0.01 or \
-                proc.status() == psutil.STATUS_ZOMBIE:  # killed, and its parent (gone) never reaped it
-            return None
-    except (psutil.Error, KeyError, TypeError, ValueError):
-        return None
-    return proc
+    return cluster_server.pool_service_process(project)
 
 
 def ensure_service(project: Path, minutes: float | None = None, wait: bool = True) -> bool:
@@ -93,7 +75,7 @@ def ensure_service(project: Path, minutes: float | None = None, wait: bool = Tru
     while time.monotonic() < deadline:
         if pool_wire.ask(project, {"op": "status"}, timeout=5.0) is not None:
             return True
-        if service_process(project) is None and _record(project) is not None:
+        if service_process(project) is None and cluster_server.pool_service_record(project) is not None:
             break  # it started and died: its reason is in the cluster log
         time.sleep(0.05)
     return False

@@ -387,27 +387,43 @@ def stop(project: Path) -> bool:
         return stopped
 
 
+def pool_service_record(project: Path) -> dict[str, Any] | None:
+    """The cluster's pool service as it recorded itself (:mod:`nbflow.pool_service`), if readable."""
+    try:
+        record = json.loads(pool_wire.record_file(project).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def pool_service_process(project: Path) -> psutil.Process | None:
+    """The project's running pool service, if its record names a live one."""
+    record = pool_service_record(project)
+    if record is None:
+        return None
+    try:
+        proc = psutil.Process(int(record["pid"]))
+        if abs(proc.create_time() - float(record["create_time"])) > 0.01 or \
+                proc.status() == psutil.STATUS_ZOMBIE:  # killed, and its parent (gone) never reaped it
+            return None
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return None
+    return proc
+
+
 def stop_pool_service(project: Path) -> None:
     """Stop the cluster's pool service (:mod:`nbflow.pool_service`) and its warm kernels first:
     they are attached to the server. Not the service itself when it is the one stopping us
     (auto-termination)."""
-    record = pool_wire.record_file(project)
-    try:
-        data = json.loads(record.read_text(encoding="utf-8"))
-        proc = psutil.Process(int(data["pid"]))
-        if proc.pid == os.getpid() or abs(proc.create_time() - float(data["create_time"])) > 0.01 or \
-                proc.status() == psutil.STATUS_ZOMBIE:
-            record.unlink(missing_ok=True)
-            return
-    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
-        return
-    with contextlib.suppress(psutil.Error):
-        proc.terminate()  # it stops its workers and their kernels
-        try:
-            proc.wait(POOL_STOP_TIMEOUT_S)
-        except psutil.TimeoutExpired:
-            proc.kill()  # its workers follow: their lifelines were the service's
-    record.unlink(missing_ok=True)
+    proc = pool_service_process(project)
+    if proc is not None and proc.pid != os.getpid():
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()  # it stops its workers and their kernels
+            try:
+                proc.wait(POOL_STOP_TIMEOUT_S)
+            except psutil.TimeoutExpired:
+                proc.kill()  # its workers follow: their lifelines were the service's
+    pool_wire.record_file(project).unlink(missing_ok=True)
 
 
 def status(project: Path) -> ClusterState | None:
