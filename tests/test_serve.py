@@ -224,7 +224,8 @@ def test_quartz_schedules_fire_at_their_time(quartz: str, after: str, expected: 
 
 
 @pytest.mark.serve
-@pytest.mark.kernel  # the schedule's runs start the server's workers and their kernels
+@pytest.mark.kernel  # the schedule's runs start the server's workers and their kernels,
+@pytest.mark.spark  # which attach Spark, so the project's cluster starts
 def test_an_unpaused_schedule_starts_runs_and_a_paused_one_does_not(server: WorkspaceServer) -> None:
     w = client(server)
     upload(w, "/Shared/t", "set_value")
