@@ -11,6 +11,9 @@ $(BIN)/nbflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# An editable install compiles nothing, and where PYTHONDONTWRITEBYTECODE is set (CI images
+	@# often set it) every command would compile nbflow again: a tenth of a second each.
+	$(BIN)/python -m compileall -q nbflow
 	@touch $@
 
 # The mission's scenario on the local cluster, twice: (1) notebooks orchestrating notebooks with

@@ -19,7 +19,6 @@ the shell channel (nbclient reads iopub for the cells; a silent execute sends no
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import os
 import queue
@@ -120,6 +119,8 @@ async def restart_context(kc: Any) -> str:
 async def state(kc: Any, timeout: float) -> dict[str, Any]:
     """The run's end state (see :meth:`nbflow.runtime.session.Session.state`); RuntimeError if the
     runtime cannot say, ``queue.Empty`` if the kernel does not answer in time."""
+    import asyncio  # lazy: commands that only name the kernels' interpreter need no event loop
+
     for _attempt in range(5):
         reply = await silent(kc, "", timeout, user_expressions={"state": runtime_call("state_json")})
         # After an interrupt the kernel aborts requests queued behind the stopped cell.

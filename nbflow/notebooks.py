@@ -22,13 +22,14 @@ import re
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import nbformat
 import yaml
-from nbformat import NotebookNode
 
 from .errors import NotebookFormatError, NotebookNotFound
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 SOURCE_HEADER = "# Databricks notebook source"
 CELL_SEPARATOR = "# COMMAND ----------"
@@ -129,6 +130,8 @@ def read_notebook(path: str | Path) -> NotebookNode:
 
 
 def _read_ipynb(path: Path) -> NotebookNode:
+    import nbformat  # lazy: with its JSON schema validator, a tenth of a second of a plan's start
+
     try:
         with warnings.catch_warnings():
             # Cell ids are added below; nbformat's warning about them is noise for a reader.
@@ -139,7 +142,7 @@ def _read_ipynb(path: Path) -> NotebookNode:
     except Exception as exc:  # nbformat raises many unrelated types for bad documents
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NotebookFormatError(f"{path}: not a valid .ipynb file ({reason})") from exc
-    return cast(NotebookNode, nb)
+    return cast("NotebookNode", nb)
 
 
 def _add_cell_ids(nb: NotebookNode) -> None:
@@ -162,7 +165,9 @@ def parse_source(text: str, name: str = "<source>", language: str = "python") ->
     if not lines or lines[0].rstrip() != header:
         raise NotebookFormatError(f"{name}: first line must be '{header}'")
     separator, magic, title = f"{comment} COMMAND ----------", f"{comment} MAGIC", f"{comment} DBTITLE"
-    nb: NotebookNode = nbformat.v4.new_notebook()
+    from nbformat import v4  # lazy: as in _read_ipynb
+
+    nb: NotebookNode = v4.new_notebook()
     chunks: list[list[str]] = [[]]
     for line in lines[1:]:
         if line.strip().startswith(separator):
@@ -192,6 +197,8 @@ def _magic_of(source: str) -> str | None:
 
 def _source_cell(chunk: list[str], name: str, number: int, magic_prefix: str = MAGIC_PREFIX,
                  title_prefix: str = TITLE_PREFIX) -> NotebookNode | None:
+    from nbformat import v4  # lazy: as in _read_ipynb
+
     title = None
     body = _trim_blank(chunk)
     if body and body[0].startswith(title_prefix):
@@ -224,14 +231,14 @@ def _source_cell(chunk: list[str], name: str, number: int, magic_prefix: str = M
         command = first.split(None, 1)[0]
         if command in ("%md", "%md-sandbox"):
             text = "\n".join([first[len(command):].strip(), *body[1:]]).strip("\n")
-            cell = nbformat.v4.new_markdown_cell(text)
+            cell = v4.new_markdown_cell(text)
         else:
-            cell = nbformat.v4.new_code_cell("\n".join(body))
+            cell = v4.new_code_cell("\n".join(body))
     else:
-        cell = nbformat.v4.new_code_cell("\n".join(body))
+        cell = v4.new_code_cell("\n".join(body))
     if title:
         cell.metadata["title"] = title
-    return cast(NotebookNode, cell)
+    return cast("NotebookNode", cell)
 
 
 def _strip_magic(line: str, prefix: str = MAGIC_PREFIX) -> str:
@@ -257,6 +264,8 @@ def adapt_databricks_ipynb(nb: NotebookNode, name: str = "<notebook>") -> None:
     with the notebook are declared, with their defaults, by a cell put before the first one
     (tagged ``nbflow-widgets``, not counted among the notebook's cells); arguments still win.
     """
+    from nbformat import v4  # lazy: as in _read_ipynb
+
     meta = nb.metadata.get(DATABRICKS_NOTEBOOK)
     if not isinstance(meta, dict):
         return
@@ -277,7 +286,7 @@ def adapt_databricks_ipynb(nb: NotebookNode, name: str = "<notebook>") -> None:
         return
     lines = [line for entry in widgets.values() if (line := _widget_declaration(entry)) is not None]
     if lines:
-        cell = nbformat.v4.new_code_cell("\n".join(lines))
+        cell = v4.new_code_cell("\n".join(lines))
         cell.metadata["tags"] = [WIDGETS_TAG]
         nb.cells.insert(0, cell)
 
@@ -368,31 +377,6 @@ def has_parameters_cell(nb: NotebookNode) -> bool:
     return any(
         cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []) for cell in nb.cells
     )
-
-
-def uses_spark(path: str | Path) -> bool:
-    """Whether a notebook mentions Spark (``spark``, ``%sql``, ``DeltaTable``): a hint, not a proof.
-
-    A notebook that reaches Spark only through a ``%run`` include or a child still works; its
-    session is attached when first used instead of ahead of time.
-    """
-    try:
-        nb = read_notebook(path)
-    except (NotebookFormatError, NotebookNotFound, OSError):
-        return False
-    return any(SPARK_HINT.search(cell.source) for cell in nb.cells)
-
-
-def wants_cluster(path: str | Path) -> bool:
-    """Whether a run of this notebook should start the project's cluster (and its warm kernels):
-    it uses Spark (:func:`uses_spark`), or runs other notebooks, which mostly do."""
-    if uses_spark(path):
-        return True
-    try:
-        nb = read_notebook(path)
-    except (NotebookFormatError, NotebookNotFound, OSError):
-        return False
-    return any(ORCHESTRATION_HINT.search(cell.source) for cell in nb.cells)
 
 
 def to_source(nb: NotebookNode) -> str:

@@ -73,7 +73,7 @@ def ensure_service(project: Path, minutes: float | None = None, wait: bool = Tru
         return True
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if pool_wire.ask(project, {"op": "status"}, timeout=5.0) is not None:
+        if pool_wire.ask(project, {"op": "status", "memory": False}, timeout=5.0) is not None:
             return True
         if service_process(project) is None and cluster_server.pool_service_record(project) is not None:
             break  # it started and died: its reason is in the cluster log

@@ -231,10 +231,10 @@ class PoolService:
         self.pool.resize(size)
         return size
 
-    def status(self) -> dict[str, Any]:
+    def status(self, memory: bool = True) -> dict[str, Any]:
         counts = self.pool.counts()
         idle_mb: list[float] = []
-        for pid, kernel, idle in self.pool.processes():
+        for pid, kernel, idle in self.pool.processes() if memory else ():
             if idle:
                 with contextlib.suppress(psutil.Error):
                     procs = [psutil.Process(pid)] + ([psutil.Process(kernel)] if kernel else [])
@@ -309,7 +309,7 @@ class _Handler(socketserver.StreamRequestHandler):
             return
         op = message.get("op")
         if op == "status":
-            channel.send(service.status())
+            channel.send(service.status(memory=message.get("memory", True) is not False))
         elif op == "reserve":
             channel.send({"workers": service.reserve(int(message.get("workers") or 0))})
         elif op == "stop":

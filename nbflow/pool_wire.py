@@ -11,7 +11,8 @@ client sends one request line and reads events:
   itself) or ``{"event": "withdrawn", "why": ...}`` (the service stopped before the notebook
   started). While it runs, the client may send ``{"op": "cancel"}`` (the notebook is stopped
   and saved) or ``{"op": "kill"}``; a client that goes away counts as a cancel, then a kill.
-- ``{"op": "status"}`` → the pool's sizes, memory and idle time.
+- ``{"op": "status"}`` → the pool's sizes, memory and idle time (``"memory": false`` skips the
+  memory, which reads every idle kernel's page map: tens of milliseconds).
 - ``{"op": "reserve", "workers": N}`` → the pool grows to N warm kernels (within its limit).
 - ``{"op": "stop"}`` → the service stops (the cluster's server is left as it is).
 

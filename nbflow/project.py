@@ -15,6 +15,7 @@ running a notebook see the same DBFS root and secrets. The layout::
     .nbflow/python/            notebook-scoped Python environments (%pip), one a run
     .nbflow/mlflow/            the MLflow tracking store
     .nbflow/sandbox/           the kernels' sandbox root (a mount point)
+    .nbflow/cache/             what commands remember to start faster (notebooks read before)
     .nbflow/secrets.yaml       secrets (or .yml/.json; NBFLOW_SECRETS_FILE names another)
 
 This module imports only the standard library: notebook kernels import it.
@@ -66,6 +67,11 @@ def catalog_file(project: str | Path) -> Path:
 def warehouse_dir(project: str | Path) -> Path:
     """The local cluster's ``spark.sql.warehouse.dir``."""
     return _state(project, "warehouse")
+
+
+def cache_dir(project: str | Path) -> Path:
+    """What commands remember between them to start faster (:mod:`nbflow.notebook_facts`)."""
+    return _state(project, "cache")
 
 
 def cluster_dir(project: str | Path) -> Path:

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from .errors import InputError
 from .plan import Plan
 from .results import read_result
@@ -169,6 +167,8 @@ def event_line(event: str, task_run: TaskRun) -> str:
 
 def live_table(run: PlanRun) -> Any:
     """The live view of a plan run in a terminal: each task's state, attempt and elapsed time."""
+    from rich.table import Table  # lazy: only a terminal shows it, and rich takes a while to import
+
     now = int(time.time() * 1000)
     table = Table("task", "state", "attempt", "seconds", "detail", title=f"{run.plan.name} ({run.mode})")
     colours = {"SUCCESS": "green", "FAILED": "red", "TIMEDOUT": "yellow", "RUNNING": "cyan"}

@@ -36,7 +36,7 @@ import psutil
 from .errors import InputError
 from .executor import Executor, Outcome, Request
 from .lifecycle import interruption
-from .notebooks import uses_spark, wants_cluster
+from .notebook_facts import uses_spark, wants_cluster
 from .params import Param, widget_string
 from .plan import Plan
 from .plan.references import resolve

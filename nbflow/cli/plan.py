@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.live import Live
 
 from ..cluster import server as cluster_server
 from ..params import Param
@@ -39,6 +37,9 @@ def run_plan_file(path: Path, parameters: dict[str, Param], *, output_dir: Path 
             if fresh_cluster:  # once the plan and the options are known to be good
                 cluster_server.stop(project_dir())
             if terminal:
+                from rich.console import Console  # lazy: as report.live_table's table
+                from rich.live import Live  # lazy: as above
+
                 live.enter_context(Live(get_renderable=lambda: live_table(plan_run), console=Console(stderr=True),
                                         refresh_per_second=4))
 

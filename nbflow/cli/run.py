@@ -184,7 +184,7 @@ def _on_warm_kernel(path: Path, parameters: dict[str, params_mod.Param], folder:
             done = pool_wire.run(project, spec.to_json())
             if done is None:
                 # No service answered: start it if the cluster runs, or if the notebook needs one.
-                from ..notebooks import wants_cluster  # lazy: only when no service answered
+                from ..notebook_facts import wants_cluster  # lazy: only when no service answered
                 from ..pool_client import service_available  # lazy: as above (the cluster's modules)
 
                 if service_available(project, engine, wants_cluster(path)):

@@ -24,8 +24,6 @@ import hashlib
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +170,9 @@ def _download(artifact: Artifact, repo: str, folder: Path) -> None:
     digest = hashlib.sha1(usedforsecurity=False)
     handle, temporary = tempfile.mkstemp(prefix=f".{artifact.file_name}.", dir=folder)
     try:
+        import urllib.error  # lazy: most commands download nothing
+        import urllib.request  # lazy: as urllib.error
+
         with os.fdopen(handle, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:

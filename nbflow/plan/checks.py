@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..notebooks import read_notebook, resolve_notebook
+from ..notebook_facts import facts
+from ..notebooks import resolve_notebook
 from .model import RUN_IF, Plan
 from .references import check_references
 
@@ -61,11 +62,7 @@ def check(plan: Plan, base: Path, report: Report, locate: Callable[[str], Path] 
             # A path may lead anywhere (../notebooks/x.py next to a plans/ folder is usual), but only
             # to a notebook nbflow can read: /etc/passwd is not one, nor a broken .ipynb.
             if found not in unreadable:
-                try:
-                    read_notebook(found)
-                    unreadable[found] = ""
-                except InputError as exc:
-                    unreadable[found] = str(exc)
+                unreadable[found] = facts(found).problem
             if unreadable[found]:
                 report(("tasks", i, "notebook"), unreadable[found])
     check_references(plan, graph_ok, report)
