@@ -56,3 +56,18 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext nbflow``: the Databricks runtime (``spark``, ``dbutils``, ``display``, ``%sql``,
+    ``%run``...) in this IPython kernel, for the project of the notebook's folder."""
+    from .runtime import interactive  # lazy: the runtime, only once asked for
+
+    interactive.load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext nbflow``: the runtime's names, magics and hooks taken out again."""
+    from .runtime import interactive  # lazy: as load_ipython_extension
+
+    interactive.unload(ipython)

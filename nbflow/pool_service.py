@@ -231,6 +231,11 @@ class PoolService:
         self.pool.resize(size)
         return size
 
+    def touch(self) -> None:
+        """Work on the cluster elsewhere (an interactive notebook): auto-termination waits again."""
+        with self._lock:
+            self._last_work = time.monotonic()
+
     def status(self, memory: bool = True) -> dict[str, Any]:
         counts = self.pool.counts()
         idle_mb: list[float] = []
@@ -310,6 +315,9 @@ class _Handler(socketserver.StreamRequestHandler):
         op = message.get("op")
         if op == "status":
             channel.send(service.status(memory=message.get("memory", True) is not False))
+        elif op == "activity":
+            service.touch()
+            channel.send({"idle_s": 0})
         elif op == "reserve":
             channel.send({"workers": service.reserve(int(message.get("workers") or 0))})
         elif op == "stop":

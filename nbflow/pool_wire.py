@@ -14,6 +14,8 @@ client sends one request line and reads events:
 - ``{"op": "status"}`` → the pool's sizes, memory and idle time (``"memory": false`` skips the
   memory, which reads every idle kernel's page map: tens of milliseconds).
 - ``{"op": "reserve", "workers": N}`` → the pool grows to N warm kernels (within its limit).
+- ``{"op": "activity"}`` → ``{"idle_s": 0}``: work done on the cluster outside the service's runs
+  (an interactive notebook's cells) postpones auto-termination as a run does.
 - ``{"op": "stop"}`` → the service stops (the cluster's server is left as it is).
 
 Standard library only: a notebook's kernel imports this for ``dbutils.notebook.run``.
@@ -132,7 +134,7 @@ def connect(project: str | Path, timeout: float = CONNECT_TIMEOUT_S) -> Channel 
 
 
 def ask(project: str | Path, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any] | None:
-    """One request, one answer (``status``, ``reserve``, ``stop``); None if no service answers."""
+    """One request, one answer (``status``, ``reserve``, ``activity``, ``stop``); None if no service answers."""
     channel = connect(project)
     if channel is None:
         return None

@@ -77,7 +77,9 @@ def test_display_of_pandas_matplotlib_html_and_databricks_keywords(project: Path
             "html": shown(lambda: displayHTML("<b>hi</b>")),
             "nothing": shown(lambda: display()),
             "pandas_rows": html.count("<tr>"),
-            "pandas_note": cap.stdout.strip(),
+            "pandas_note": cap.outputs[0].data["text/plain"].splitlines()[-1],
+            "payload": cap.outputs[0].data["application/vnd.nbflow.table+json"],
+            "count_in_html": "showing 1000 of 1000+ rows" in html and "a: int64" in html,
         }
         dbutils.notebook.exit(json.dumps(outcome))
     """)
@@ -86,7 +88,10 @@ def test_display_of_pandas_matplotlib_html_and_databricks_keywords(project: Path
     assert "text/html" in outcome["html"][0]
     assert outcome["nothing"] == []
     assert outcome["pandas_rows"] >= 1000  # the first 1000 rows (and the header), not pandas' 60
-    assert outcome["pandas_note"] == "(showing the first 1000 rows)"
+    assert outcome["pandas_note"] == "(showing 1000 of 1000+ rows)" and outcome["count_in_html"]
+    payload = outcome["payload"]
+    assert payload["schema"] == [{"name": "a", "type": "int64"}] and payload["more"] is True
+    assert payload["shown"] == len(payload["rows"]) == 1000 and payload["rows"][:2] == [[0], [1]]
 
 
 def test_help_on_dbutils_and_every_utility(project: Path) -> None:

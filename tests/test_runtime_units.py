@@ -233,3 +233,52 @@ def test_other_statements_and_endless_conflicts_are_not_hidden() -> None:
     with pytest.raises(NotebookRuntimeError, match="Delta commit conflict"):
         endless.sql("update t set a = 1")
     assert len(endless.calls) == COMMIT_ATTEMPTS
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        # One pasted magic cell of a .py export: its prefixes off, then the magic as a cell magic.
+        (["# MAGIC %sql\n", "# MAGIC SELECT 1\n"], ["%%sql\n", "SELECT 1\n"]),
+        (["# DBTITLE 1,Totals\n", "# MAGIC %md\n", "# MAGIC # T\n"], ["%%md\n", "# T\n"]),
+        # Several pasted cells: each in turn, a magic cell through run_cell_magic.
+        (["# Databricks notebook source\n", "x = 1\n", "# COMMAND ----------\n", "# DBTITLE 1,Q\n",
+          "# MAGIC %sql\n", "# MAGIC SELECT ${x}\n", "# COMMAND ----------\n", "\n", "print(x)\n"],
+         ["x = 1\n", "get_ipython().run_cell_magic('sql', '', 'SELECT ${x}\\n')\n", "\n", "print(x)\n"]),
+        # A comment that only looks like a marker, in a Python cell, stays.
+        (["# MAGIC words\n", "x = 1\n"], ["# MAGIC words\n", "x = 1\n"]),
+    ],
+)
+def test_source_pasted_from_a_workspace_export_runs_as_its_cells(cell: list[str], expected: list[str]) -> None:
+    assert databricks_cells(cell) == expected
+
+
+def test_an_interactive_notebook_finds_its_project_and_its_path(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow.runtime import interactive
+
+    repo = tmp_path / "repo"
+    (repo / "src" / "notebooks").mkdir(parents=True)
+    (repo / "databricks.yml").write_text("bundle: {name: b}\n")
+    monkeypatch.delenv("NBFLOW_PROJECT_DIR", raising=False)
+    monkeypatch.chdir(repo / "src" / "notebooks")
+    assert interactive.find_project(repo / "src" / "notebooks") == repo.resolve()
+    monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(tmp_path))
+    assert interactive.find_project(repo / "src" / "notebooks") == tmp_path.resolve()
+    monkeypatch.delenv("NBFLOW_PROJECT_DIR")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    monkeypatch.chdir(bare)
+    assert interactive.find_project(bare) == bare.resolve()  # no marker up to / (tmp has none): cwd
+
+    class Shell:
+        def __init__(self, **names: object) -> None:
+            self.user_ns = names
+
+    monkeypatch.setenv("JPY_SESSION_NAME", "src/notebooks/explore.ipynb")  # relative to Jupyter's root
+    assert interactive.notebook_file(Shell()) == bare / "explore.ipynb"  # the kernel runs in its folder
+    monkeypatch.setenv("JPY_SESSION_NAME", str(repo / "a.ipynb"))
+    assert interactive.notebook_file(Shell()) == repo / "a.ipynb"
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    assert interactive.notebook_file(Shell(__vsc_ipynb_file__=str(repo / "v.ipynb"))) == repo / "v.ipynb"
+    assert interactive.notebook_file(Shell()) == bare / interactive.UNNAMED

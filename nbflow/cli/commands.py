@@ -21,6 +21,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "cluster": Command("cluster", "Start, stop and look at the project's local Spark cluster."),
     "compare": Command("compare", "Run a PLAN sequentially and in parallel; compare their times."),
     "inspect": Command("inspect", "Show what an nbflow run recorded in an EXECUTED notebook."),
+    "kernel": Command("kernel", "Install the Jupyter kernel with the Databricks runtime."),
     "remote": Command("remote", "Deploy a PLAN to a Databricks workspace and run it there."),
     "run": Command("run", "Run a NOTEBOOK, or a PLAN of notebooks."),
     "schema": Command("validate", "Print the JSON Schema of a plan file."),

@@ -44,6 +44,9 @@ class RunContext:
     # started before it (the cluster's pool service): the kernel takes it over at install.
     # None: the kernel's own environment is the caller's already.
     environ: dict[str, str] | None = None
+    # A notebook run by hand in an interactive kernel (nbflow.runtime.interactive), not by a run:
+    # exits end the cell with a message, and dbutils.notebook.run shows where its child was saved.
+    interactive: bool = False
     # What a dbutils.notebook.run child takes over from its caller.
     INHERITED: ClassVar[tuple[str, ...]] = (
         "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth", "engine",

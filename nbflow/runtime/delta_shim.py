@@ -19,6 +19,15 @@ def install() -> bool:
     tables.DeltaTable = delta_tables.DeltaTable  # type: ignore[attr-defined]
     tables.DeltaMergeBuilder = delta_tables.DeltaMergeBuilder  # type: ignore[attr-defined]
     package.tables = tables  # type: ignore[attr-defined]
+    package._nbflow_stand_in = tables._nbflow_stand_in = True  # type: ignore[attr-defined]
     sys.modules.setdefault("delta", package)
     sys.modules.setdefault("delta.tables", tables)
     return True
+
+
+def uninstall() -> None:
+    """Take nbflow's stand-in out of ``sys.modules`` again (never a real delta package)."""
+    for name in ("delta.tables", "delta"):
+        module = sys.modules.get(name)
+        if getattr(module, "_nbflow_stand_in", False):
+            del sys.modules[name]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import html
 import io
+import json
 from typing import Any
 
 from IPython.display import HTML, Image
 from IPython.display import display as ipython_display
 
 DISPLAY_ROWS = 1000
+# The JSON form of a displayed table, beside its HTML: {"schema": [{"name", "type"}], "rows":
+# [[...], ...], "shown": N, "more": whether there were more rows than shown}.
+TABLE_MIME = "application/vnd.nbflow.table+json"
 # display()'s keyword arguments that mean something to IPython; Databricks' own (streamName,
 # trigger, checkpointLocation, chart settings...) are accepted and ignored (README).
 IPYTHON_DISPLAY_KWARGS = {"include", "exclude", "metadata", "transient", "display_id", "raw", "clear"}
@@ -20,9 +25,11 @@ def display(*objs: Any, **kwargs: Any) -> None:
     options = {k: v for k, v in kwargs.items() if k in IPYTHON_DISPLAY_KWARGS}
     for obj in objs:
         if _is_spark_dataframe(obj):
-            _show_table(obj.limit(DISPLAY_ROWS + 1).toPandas(), options)
+            # The limit goes into the query: a billion-row table shows its first rows quickly.
+            schema = [(f.name, f.dataType.simpleString()) for f in obj.schema.fields]
+            _show_table(obj.limit(DISPLAY_ROWS + 1).toPandas(), options, schema)
         elif _is_a(obj, "pandas.core.frame", "DataFrame"):
-            _show_table(obj, options)
+            _show_table(obj, options, [(str(name), str(kind)) for name, kind in obj.dtypes.items()])
         elif _is_a(obj, "matplotlib.figure", "Figure"):
             png = io.BytesIO()
             obj.savefig(png, format="png", bbox_inches="tight")
@@ -31,13 +38,27 @@ def display(*objs: Any, **kwargs: Any) -> None:
             ipython_display(obj, **options)
 
 
-def _show_table(frame: Any, options: dict[str, Any]) -> None:
+def _show_table(frame: Any, options: dict[str, Any], schema: list[tuple[str, str]]) -> None:
+    """A table as a front end shows it (HTML: the schema, the first rows, how many of how many),
+    as text, and as ``TABLE_MIME`` JSON (schema and rows) that diffs and tests can read."""
     import pandas as pd  # lazy: heavy, and only a DataFrame brings it (kernel start-up)
 
+    more = len(frame) > DISPLAY_ROWS
+    shown = frame.head(DISPLAY_ROWS)
+    count = f"showing {len(shown)} of {len(shown)}+ rows" if more else f"{len(shown)} rows"
+    header = ", ".join(f"{name}: {kind}" for name, kind in schema)
     with pd.option_context("display.max_rows", DISPLAY_ROWS, "display.min_rows", DISPLAY_ROWS):
-        ipython_display(frame.head(DISPLAY_ROWS), **options)
-    if len(frame) > DISPLAY_ROWS:
-        print(f"(showing the first {DISPLAY_ROWS} rows)")
+        bundle = {
+            "text/html": f'<div class="nbflow-table"><div><code>{html.escape(header)}</code></div>'
+                         f"{shown.to_html(max_rows=DISPLAY_ROWS)}<div>{count}</div></div>",
+            "text/plain": f"{shown!r}\n({count})",
+            TABLE_MIME: {
+                "schema": [{"name": name, "type": kind} for name, kind in schema],
+                "rows": json.loads(shown.to_json(orient="values", date_format="iso", default_handler=str)),
+                "shown": len(shown), "more": more,
+            },
+        }
+    ipython_display(bundle, raw=True, **options)
 
 
 def _is_a(obj: Any, module: str, name: str) -> bool:

@@ -14,8 +14,10 @@ a plain one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -56,8 +58,12 @@ def take_environment(environ: dict[str, str]) -> None:
 
 def install(context_json: str) -> None:
     """Set up the Databricks runtime in the running IPython kernel."""
-    shell = get_ipython()
-    context = RunContext.from_json(context_json)
+    setup(get_ipython(), RunContext.from_json(context_json))
+
+
+def setup(shell: Any, context: RunContext) -> Callable[[], None]:
+    """Set up the Databricks runtime in ``shell`` for ``context``; returns what takes it out again
+    (``%unload_ext nbflow``): the names, magics, hooks and output redaction it added."""
     if context.secret_env is None:
         context.secret_env = secret_env()
     # Whatever way this kernel was started, the notebook's own environment (os.environ, %sh,
@@ -95,20 +101,44 @@ def install(context_json: str) -> None:
     shell.user_ns.update(names)
     shell.user_ns_hidden.update(names)
     session.namespace_objects = {id(value) for value in names.values()}
-    magics.register(shell, session)
+    undo_magics = magics.register(shell, session)
     # Tables written by other notebooks appear before a cell; this cell's are shared after it.
-    delta_shim.install()
-    shell.events.register("pre_run_cell", lambda *_: session.lakehouse.pull())
-    shell.events.register("post_run_cell", lambda *_: session.lakehouse.push())
-    _redact_outputs(shell, session)
+    shimmed = delta_shim.install()
+
+    def pull(*_: Any) -> None:
+        session.lakehouse.pull()
+
+    def push(*_: Any) -> None:
+        session.lakehouse.push()
+
+    shell.events.register("pre_run_cell", pull)
+    shell.events.register("post_run_cell", push)
+    undo_redaction = _redact_outputs(shell, session)
+
+    def undo() -> None:
+        for name, value in names.items():
+            if shell.user_ns.get(name) is value:
+                del shell.user_ns[name]
+            shell.user_ns_hidden.pop(name, None)
+        undo_magics()
+        for event, callback in (("pre_run_cell", pull), ("post_run_cell", push)):
+            with contextlib.suppress(ValueError):
+                shell.events.unregister(event, callback)
+        undo_redaction()
+        if shimmed:
+            delta_shim.uninstall()
+        session.lakehouse.close()
+
+    return undo
 
 
-def _redact_outputs(shell: Any, session: Session) -> None:
-    """Wrap the kernel's message sender so every output is redacted before it leaves."""
+def _redact_outputs(shell: Any, session: Session) -> Callable[[], None]:
+    """Wrap the kernel's message sender so every output is redacted before it leaves; returns
+    what unwraps it."""
     kernel = getattr(shell, "kernel", None)
     sender = getattr(kernel, "session", None)
     if sender is None or getattr(sender, "_nbflow_redacting", False):
-        return
+        return lambda: None
     original = sender.send
     redactor = session.redactor
 
@@ -122,6 +152,13 @@ def _redact_outputs(shell: Any, session: Session) -> None:
 
     sender.send = send
     sender._nbflow_redacting = True
+
+    def undo() -> None:
+        if sender.send is send:
+            sender.send = original
+            sender._nbflow_redacting = False
+
+    return undo
 
 
 def prepare_environment(specs_json: str) -> None:

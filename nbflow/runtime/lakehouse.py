@@ -289,6 +289,14 @@ class Lakehouse:
         with contextlib.suppress(Exception):  # the kernel is exiting; the server may be gone already
             self._spark.stop()
 
+    def close(self) -> None:
+        """Detach from the cluster now (``%unload_ext nbflow``): the session is freed on the server."""
+        with self._lock:
+            if self._spark is not None:
+                atexit.unregister(self._release)
+                self._release()
+                self._spark = None
+
     # -- sharing tables ---------------------------------------------------------------------
     def pull(self, force: bool = False) -> None:
         """Follow what other notebooks changed since the last look: a table this session has that

@@ -9,9 +9,11 @@ notebook runs inline, in this namespace.
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +36,55 @@ _ARG = re.compile(r"""\$(?P<name>[A-Za-z_][\w.\-]*)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[
 
 
 def databricks_cells(lines: list[str]) -> list[str]:
-    """IPython input transformer: ``%sh`` on a cell's first line makes the cell a ``%%sh`` cell."""
+    """IPython input transformer: ``%sh`` on a cell's first line makes the cell a ``%%sh`` cell.
+
+    Source text pasted from a Databricks ``.py`` export behaves as its cells would: ``# MAGIC``
+    prefixes are taken off, and a paste of several cells (``# COMMAND ----------`` between them)
+    runs each in turn, a magic cell through its magic."""
+    chunks = _pasted_cells(lines)
+    if len(chunks) > 1:
+        code: list[str] = []
+        for chunk in chunks:
+            code += _as_python(_one_cell(chunk))
+        return code
+    return _one_cell(chunks[0])
+
+
+_SEPARATOR = re.compile(r"^\s*# COMMAND -{5,}\s*$")
+_MAGIC_LINE = re.compile(r"^# MAGIC(?: |$)")
+
+
+def _pasted_cells(lines: list[str]) -> list[list[str]]:
+    """The cells of a paste: split at ``# COMMAND ----------``, each cell's ``# MAGIC`` prefixes
+    (and ``# DBTITLE`` line) taken off when every line of it is one."""
+    chunks: list[list[str]] = [[]]
+    for line in lines:
+        if _SEPARATOR.match(line):
+            chunks.append([])
+        elif not (line.startswith("# Databricks notebook source") and not any(c for c in chunks if c)):
+            chunks[-1].append(line)
+    cells = []
+    for chunk in chunks:
+        body = chunk
+        untitled = [line for line in chunk if not line.startswith("# DBTITLE")]
+        filled = [line for line in untitled if line.strip()]
+        if filled and all(_MAGIC_LINE.match(line) for line in filled):
+            body = [_MAGIC_LINE.sub("", line, count=1) if line.strip() else line for line in untitled]
+        if any(line.strip() for line in body) or len(chunks) == 1:
+            cells.append(body)
+    return cells or [[]]
+
+
+def _as_python(cell: list[str]) -> list[str]:
+    """One cell of a paste as Python: a ``%%magic`` cell becomes its ``run_cell_magic`` call."""
+    if cell and cell[0].startswith("%%"):
+        name, _, line = cell[0][2:].strip().partition(" ")
+        body = "".join(cell[1:])
+        return [f"get_ipython().run_cell_magic({name!r}, {line!r}, {body!r})\n"]
+    return [line if line.endswith("\n") else line + "\n" for line in cell]
+
+
+def _one_cell(lines: list[str]) -> list[str]:
     index = next((i for i, line in enumerate(lines) if line.strip()), None)
     if index is None:
         return lines
@@ -62,7 +112,10 @@ def parse_run_line(line: str) -> tuple[str, dict[str, str]]:
     return parts[0], args
 
 
-def register(shell: Any, session: Session) -> None:
+def register(shell: Any, session: Session) -> Callable[[], None]:
+    """Register the Databricks magics and the cell transformer in ``shell``; returns what undoes
+    it (``%unload_ext nbflow``), giving back IPython's own ``%run`` and ``%pip``."""
+
     def run(line: str) -> None:
         """%run ./notebook $name="value": run another notebook inline, in this namespace."""
         path, args = parse_run_line(line)
@@ -119,15 +172,27 @@ def register(shell: Any, session: Session) -> None:
         spec = parse_environment(cell)
         session.libraries.environment(environment_dependencies(spec, session.dbutils.fs.local_path))
 
-    shell.register_magic_function(run, "line", "run")
-    shell.register_magic_function(pip, "line", "pip")
-    shell.register_magic_function(environment, "cell", "environment")
-    shell.register_magic_function(fs, "line", "fs")
-    shell.register_magic_function(md, "cell", "md")
-    shell.register_magic_function(sql, "cell", "sql")
-    shell.register_magic_function(unsupported("scala"), "cell", "scala")
-    shell.register_magic_function(unsupported("r"), "cell", "r")
+    ours: list[tuple[Any, str, str]] = [
+        (run, "line", "run"), (pip, "line", "pip"), (environment, "cell", "environment"), (fs, "line", "fs"),
+        (md, "cell", "md"), (sql, "cell", "sql"), (unsupported("scala"), "cell", "scala"),
+        (unsupported("r"), "cell", "r"),
+    ]
+    table = shell.magics_manager.magics
+    previous = [(kind, name, table[kind].get(name)) for _, kind, name in ours]
+    for function, kind, name in ours:
+        shell.register_magic_function(function, kind, name)
     shell.input_transformers_cleanup.append(databricks_cells)
+
+    def undo() -> None:
+        for kind, name, before in previous:
+            if before is None:
+                table[kind].pop(name, None)
+            else:
+                table[kind][name] = before
+        with contextlib.suppress(ValueError):
+            shell.input_transformers_cleanup.remove(databricks_cells)
+
+    return undo
 
 
 def include(shell: Any, session: Session, path: str, args: dict[str, str]) -> None:

@@ -12,6 +12,8 @@ kernel's own event loop.
 from __future__ import annotations
 
 import dataclasses
+import html
+import os
 import sys
 import threading
 from collections.abc import Mapping
@@ -146,6 +148,8 @@ class NotebookUtils:
         finally:
             lakehouse.pull()  # and this notebook sees the child's
         status = result.get("status")
+        if ctx.interactive and result.get("output"):
+            _show_child(str(result["output"]), str(status))
         if status == "SUCCESS":
             return str(result.get("exit_value") or "")
         error = CellError.from_json(result["error"]) if result.get("error") else None
@@ -161,6 +165,21 @@ class NotebookUtils:
             error=None if error is None else error.summary(),
             output_path=result.get("output"),
         )
+
+
+def _show_child(output: str, status: str) -> None:
+    """Where a child run by hand was saved, as Databricks links its "Notebook job" run: a link
+    in a notebook front end, the path in a terminal."""
+    from IPython.display import display  # lazy: only an interactive session shows it
+
+    link = Path(output)
+    shown = os.path.relpath(link)  # a front end opens links relative to the notebook's folder
+    bundle = {
+        "text/html": f'executed notebook: <a href="{html.escape(shown)}" target="_blank">'
+                     f"{html.escape(link.name)}</a> ({html.escape(status)})",
+        "text/plain": f"executed notebook: {link} ({status})",
+    }
+    display(bundle, raw=True, metadata={"nbflow": {"child": str(link), "status": status}})
 
 
 def _run_child(spec: TaskSpec, timeout_seconds: int) -> dict[str, Any]:
