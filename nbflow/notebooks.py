@@ -377,21 +377,3 @@ def has_parameters_cell(nb: NotebookNode) -> bool:
     return any(
         cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []) for cell in nb.cells
     )
-
-
-def to_source(nb: NotebookNode) -> str:
-    """A notebook as Databricks source text, the inverse of :func:`parse_source` (what a workspace
-    exports as ``SOURCE``): markdown and magic cells become ``# MAGIC`` lines."""
-    cells = []
-    for cell in nb.cells:
-        if cell.cell_type not in ("code", "markdown"):
-            continue
-        source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
-        lines = source.splitlines()
-        if cell.cell_type == "markdown":
-            lines = ["%md", *lines]
-        if lines and lines[0].lstrip().startswith("%"):
-            lines = [f"{MAGIC_PREFIX} {line}" if line else MAGIC_PREFIX for line in lines]
-        title = cell.metadata.get("title")
-        cells.append("\n".join(([f"{TITLE_PREFIX} 1,{title}"] if title else []) + lines))
-    return SOURCE_HEADER + "\n" + f"\n\n{CELL_SEPARATOR}\n\n".join(cells) + "\n"

@@ -15,6 +15,7 @@ running a notebook see the same DBFS root and secrets. The layout::
     .nbflow/python/            notebook-scoped Python environments (%pip), one a run
     .nbflow/mlflow/            the MLflow tracking store
     .nbflow/sandbox/           the kernels' sandbox root (a mount point)
+    .nbflow/jupyter/           nbflow lab's Jupyter data folder (the nbflow kernel's spec)
     .nbflow/cache/             what commands remember to start faster (notebooks read before)
     .nbflow/secrets.yaml       secrets (or .yml/.json; NBFLOW_SECRETS_FILE names another)
 
@@ -67,6 +68,11 @@ def catalog_file(project: str | Path) -> Path:
 def warehouse_dir(project: str | Path) -> Path:
     """The local cluster's ``spark.sql.warehouse.dir``."""
     return _state(project, "warehouse")
+
+
+def jupyter_dir(project: str | Path) -> Path:
+    """What ``nbflow lab`` puts on ``JUPYTER_PATH``: the nbflow kernel's spec (``kernels/nbflow``)."""
+    return _state(project, "jupyter")
 
 
 def cache_dir(project: str | Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from nbflow.errors import NotebookFormatError, NotebookNotFound
@@ -119,3 +120,47 @@ def test_resolve_missing_lists_what_was_tried() -> None:
 
 def test_parameters_cell_names() -> None:
     assert parameters_cell_names(read_notebook(NOTEBOOKS / "params.ipynb")) == {"n", "label", "rate", "enabled"}
+
+
+EXPORTED = (
+    "# Databricks notebook source\n"
+    "# DBTITLE 1, Load\nx = 1\n\n\n"   # two blank lines and a spaced title: kept as written
+    "# COMMAND ----------\n\n"
+    "# MAGIC %md-sandbox\n# MAGIC <b>hi</b>\n\n"
+    "# COMMAND ----------\n\n"
+    "y = x + 1\n"
+    "# COMMAND ----------\n\n"   # an empty cell: kept where it is
+)
+
+
+def test_an_unchanged_notebook_is_written_back_byte_for_byte() -> None:
+    from nbflow.source_writer import source_text
+
+    nb = parse_source(EXPORTED)
+    assert source_text(nb, "python", EXPORTED) == EXPORTED
+
+
+def test_an_edited_cell_changes_only_its_own_lines() -> None:
+    from nbflow.source_writer import source_text
+
+    nb = parse_source(EXPORTED)
+    nb.cells[2].source = "y = x + 2"
+    assert source_text(nb, "python", EXPORTED) == EXPORTED.replace("y = x + 1", "y = x + 2")
+    nb = parse_source(EXPORTED)
+    del nb.cells[1]  # a deleted cell goes with its separator; the others stay as written
+    assert source_text(nb, "python", EXPORTED) == (
+        "# Databricks notebook source\n# DBTITLE 1, Load\nx = 1\n\n\n# COMMAND ----------\n\ny = x + 1\n"
+        "# COMMAND ----------\n\n")
+
+
+def test_a_notebook_written_anew_reads_back_the_same() -> None:
+    from nbflow.source_writer import source_text, to_source
+
+    nb = parse_source(EXPORTED)
+    again = parse_source(to_source(nb))
+    assert [(c.cell_type, c.source, c.metadata.get("title")) for c in again.cells] == [
+        (c.cell_type, c.source, c.metadata.get("title")) for c in nb.cells]
+    sql = parse_source("-- Databricks notebook source\nSELECT 1\n", language="sql")
+    sql.cells.append(nbformat.v4.new_code_cell("print(1)"))
+    assert source_text(sql, "sql") == (
+        "-- Databricks notebook source\nSELECT 1\n\n-- COMMAND ----------\n\n-- MAGIC %python\n-- MAGIC print(1)\n")

@@ -22,6 +22,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "compare": Command("compare", "Run a PLAN sequentially and in parallel; compare their times."),
     "inspect": Command("inspect", "Show what an nbflow run recorded in an EXECUTED notebook."),
     "kernel": Command("kernel", "Install the Jupyter kernel with the Databricks runtime."),
+    "lab": Command("lab", "JupyterLab for the project, with the nbflow kernel and source notebooks."),
     "remote": Command("remote", "Deploy a PLAN to a Databricks workspace and run it there."),
     "run": Command("run", "Run a NOTEBOOK, or a PLAN of notebooks."),
     "schema": Command("validate", "Print the JSON Schema of a plan file."),

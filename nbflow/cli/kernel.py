@@ -7,7 +7,6 @@ interpreter nbflow is installed in, so the runtime, pyspark and the project's to
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -15,20 +14,10 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..jupyter import kernelspec
 from .commands import short_help
 
-DEFAULT_NAME = "nbflow"
-
-
-def kernel_spec() -> dict[str, object]:
-    """The kernel.json of the nbflow kernel, for this interpreter."""
-    version = ".".join(map(str, sys.version_info[:2]))
-    return {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--ext=nbflow"],
-        "display_name": f"nbflow: Databricks runtime (Python {version})",
-        "language": "python",
-        "metadata": {"debugger": True, "nbflow": {"python": sys.executable}},
-    }
+DEFAULT_NAME = kernelspec.NAME
 
 
 @click.group("kernel", short_help=short_help("kernel"))
@@ -57,7 +46,7 @@ def install(user: bool, sys_prefix: bool, prefix: str | None, name: str) -> None
 
     where = _where(user, sys_prefix, prefix)
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "kernel.json").write_text(json.dumps(kernel_spec(), indent=1), encoding="utf-8")
+        kernelspec.write_kernel_spec(Path(folder))
         try:
             target = KernelSpecManager().install_kernel_spec(folder, name, replace=True, **where)  # type: ignore[arg-type]
         except (OSError, ValueError) as exc:

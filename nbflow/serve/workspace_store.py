@@ -22,7 +22,8 @@ from typing import Any
 import nbformat
 
 from ..errors import NotebookFormatError
-from ..notebooks import parse_source, to_source
+from ..notebooks import parse_source
+from ..source_writer import to_source
 from .api_errors import ApiError
 
 MAX_IMPORT_BYTES = 10 * 2**20

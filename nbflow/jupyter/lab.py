@@ -1,0 +1,99 @@
+"""``nbflow lab``: JupyterLab for a project, with the nbflow kernel as its default kernel and
+Databricks source notebooks opened as notebooks (:mod:`nbflow.jupyter.contents`).
+
+The kernel's spec is written into the project (``.nbflow/jupyter/kernels/nbflow``) and put on
+``JUPYTER_PATH`` for this server only: nothing is installed for the user. JupyterLab runs as a
+child that handles Ctrl-C its own way (it asks first, on a terminal); it ends if this process is
+killed. A cluster that the lab's notebooks started is stopped when the lab stops, unless it is
+running other work then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import pool_wire
+from ..cluster import server as cluster_server
+from ..errors import EnvironmentFailure, NbflowError
+from ..project import jupyter_dir
+from .kernelspec import NAME, write_kernel_spec
+
+CONTENTS_MANAGER = "nbflow.jupyter.contents.SourceNotebooksManager"
+_PR_SET_PDEATHSIG = 1
+
+
+def lab_command(project: Path, port: int | None, browser: bool,
+                extra: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """The command that starts JupyterLab for ``project``, and its environment."""
+    data = jupyter_dir(project)
+    write_kernel_spec(data / "kernels" / NAME)
+    env = dict(os.environ)
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(data), env.get("JUPYTER_PATH", "")) if p)
+    env["NBFLOW_PROJECT_DIR"] = str(project)  # every notebook of the lab is in this project
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={project}",
+               f"--ServerApp.contents_manager_class={CONTENTS_MANAGER}",
+               f"--MappingKernelManager.default_kernel_name={NAME}"]
+    if port is not None:
+        command.append(f"--ServerApp.port={port}")
+    if not browser:
+        command.append("--no-browser")
+    if os.geteuid() == 0:
+        command.append("--allow-root")  # containers run as root; the server still listens on localhost
+    return [*command, *extra], env
+
+
+def run_lab(project: Path, port: int | None, browser: bool, extra: Sequence[str] = ()) -> int:
+    """Run JupyterLab until it stops; its exit status."""
+    try:
+        import jupyterlab  # noqa: F401  # lazy: the jupyter extra, only for this command
+    except ImportError:
+        raise EnvironmentFailure("nbflow lab needs JupyterLab: pip install 'nbflow[jupyter]'") from None
+    project = project.resolve()
+    command, env = lab_command(project, port, browser, extra)
+    before = _running(project)
+    proc = subprocess.Popen(command, env=env, cwd=project, preexec_fn=_die_with_parent)
+    # Ctrl-C is JupyterLab's (it reaches it from the terminal); SIGTERM is passed on.
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+        if before is None:
+            _stop_if_ours(project)
+    return code
+
+
+def _die_with_parent() -> None:
+    # A killed `nbflow lab` must not leave JupyterLab (and its kernels) running.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _running(project: Path) -> dict[str, object] | None:
+    try:
+        state = cluster_server.status(project)
+    except NbflowError:
+        return None
+    return None if state is None else state.identity
+
+
+def _stop_if_ours(project: Path) -> None:
+    """Stop the cluster the lab's notebooks started, unless the pool service runs notebooks."""
+    if _running(project) is None:
+        return
+    busy = pool_wire.ask(project, {"op": "status", "memory": False}, timeout=5.0)
+    if busy is not None and (busy.get("busy") or busy.get("queued")):
+        return  # another command's work: the cluster's auto-termination stops it later
+    with contextlib.suppress(NbflowError):
+        cluster_server.stop(project)

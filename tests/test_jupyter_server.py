@@ -1,0 +1,163 @@
+"""Databricks source notebooks through a real Jupyter server started by ``nbflow lab``: listed and
+opened as notebooks, saved back unchanged byte for byte, an edited cell saved as that cell's lines
+only; the nbflow kernel is the server's default; the server ends with ``nbflow lab``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+
+pytestmark = pytest.mark.serve
+
+TOKEN = "nbflow-test-token"
+
+PY = """# Databricks notebook source
+# DBTITLE 1,Setup
+dbutils.widgets.text("n", "3")
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC # Totals
+# MAGIC Per region.
+
+# COMMAND ----------
+
+# MAGIC %sql
+# MAGIC SELECT 1 AS one
+
+
+# COMMAND ----------
+
+total = int(dbutils.widgets.get("n")) * 2
+"""
+
+SQL = """-- Databricks notebook source
+SELECT 1 AS one
+
+-- COMMAND ----------
+
+-- MAGIC %python
+-- MAGIC print("python in a SQL notebook")
+"""
+
+
+class Lab:
+    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
+        self.proc, self.url = proc, url
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None, **params: str) -> Any:
+        response = requests.request(method, f"{self.url}/api/{path}", json=body, timeout=30,
+                                    params={"token": TOKEN, **params})
+        assert response.status_code < 300, (response.status_code, response.text)
+        return response.json()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def lab(project: Path) -> Iterator[Lab]:
+    (project / "etl.py").write_text(PY)
+    (project / "report.sql").write_text(SQL)
+    (project / "script.py").write_text("print('a plain script')\n")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nbflow", "lab", "--no-browser", "--port", str(port), "--",
+         f"--IdentityProvider.token={TOKEN}", "--ServerApp.ip=127.0.0.1"],
+        cwd=project, env={**os.environ, "NBFLOW_PROJECT_DIR": str(project)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            if requests.get(f"{url}/api/status", params={"token": TOKEN}, timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "the lab never served"
+        time.sleep(0.2)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    try:
+        yield Lab(proc, url)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # as a service manager stops it
+        try:
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        _, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, f"left running after nbflow lab stopped: {alive}"
+
+
+def test_source_notebooks_open_as_notebooks_and_save_back_unchanged(lab: Lab, project: Path) -> None:
+    listing = {entry["name"]: entry["type"] for entry in lab.api("GET", "contents")["content"]}
+    assert listing["etl.py"] == "notebook" and listing["report.sql"] == "notebook"
+    assert listing["script.py"] == "file"  # a plain script stays a file
+
+    model = lab.api("GET", "contents/etl.py")
+    nb = model["content"]
+    assert model["type"] == "notebook" and nb["metadata"]["kernelspec"]["name"] == "nbflow"
+    kinds = [(c["cell_type"], c["source"].splitlines()[0]) for c in nb["cells"]]
+    assert kinds == [("code", 'dbutils.widgets.text("n", "3")'), ("markdown", "# Totals"),
+                     ("code", "%sql"), ("code", 'total = int(dbutils.widgets.get("n")) * 2')]
+    assert nb["cells"][0]["metadata"]["title"] == "Setup"
+
+    before = (project / "etl.py").read_bytes()
+    lab.api("PUT", "contents/etl.py", {"type": "notebook", "format": "json", "content": nb})
+    assert (project / "etl.py").read_bytes() == before  # nothing changed: not a byte
+
+    nb["cells"][3]["source"] += "\nprint(total)"
+    saved = lab.api("PUT", "contents/etl.py", {"type": "notebook", "format": "json", "content": nb})
+    assert saved["type"] == "notebook"
+    assert (project / "etl.py").read_text() == PY.replace(
+        'total = int(dbutils.widgets.get("n")) * 2\n', 'total = int(dbutils.widgets.get("n")) * 2\nprint(total)\n')
+
+    nb["cells"].insert(1, {"cell_type": "code", "source": "%sql\nSELECT 2", "metadata": {}, "outputs": [],
+                           "execution_count": None, "id": "new1"})
+    lab.api("PUT", "contents/etl.py", {"type": "notebook", "format": "json", "content": nb})
+    text = (project / "etl.py").read_text()
+    assert "# COMMAND ----------\n\n# MAGIC %sql\n# MAGIC SELECT 2\n\n# COMMAND ----------" in text
+    assert text.startswith(PY.split("# COMMAND")[0])  # the cells around it as they were
+
+
+def test_a_sql_notebook_keeps_sql_as_its_own_language(lab: Lab, project: Path) -> None:
+    nb = lab.api("GET", "contents/report.sql")["content"]
+    assert [c["source"] for c in nb["cells"]] == ["%sql\nSELECT 1 AS one", '%python\nprint("python in a SQL notebook")']
+    before = (project / "report.sql").read_bytes()
+    lab.api("PUT", "contents/report.sql", {"type": "notebook", "format": "json", "content": nb})
+    assert (project / "report.sql").read_bytes() == before
+    nb["cells"].append({"cell_type": "code", "source": "x = 1", "metadata": {}, "outputs": [],
+                        "execution_count": None, "id": "py1"})
+    nb["cells"][0]["source"] = "%sql\nSELECT 2 AS two"
+    lab.api("PUT", "contents/report.sql", {"type": "notebook", "format": "json", "content": nb})
+    assert (project / "report.sql").read_text() == SQL.replace("SELECT 1 AS one", "SELECT 2 AS two") + (
+        "\n-- COMMAND ----------\n\n-- MAGIC %python\n-- MAGIC x = 1\n")
+
+
+def test_the_lab_defaults_to_the_nbflow_kernel_and_edits_files_as_files(lab: Lab, project: Path) -> None:
+    specs = lab.api("GET", "kernelspecs")
+    assert specs["default"] == "nbflow" and "Databricks" in specs["kernelspecs"]["nbflow"]["spec"]["display_name"]
+    assert not (Path.home() / ".local/share/jupyter/kernels/nbflow-lab").exists()
+    as_file = lab.api("GET", "contents/etl.py", type="file", format="text")
+    assert as_file["type"] == "file" and as_file["content"] == PY  # "Open With > Editor" still works
+    lab.api("PUT", "contents/notes.ipynb", {"type": "notebook", "format": "json", "content": {
+        "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}})
+    assert json.loads((project / "notes.ipynb").read_text())["nbformat"] == 4  # .ipynb as Jupyter saves it
