@@ -60,6 +60,7 @@ _client_log.addHandler(logging.NullHandler())
 _client_log.propagate = False
 
 EXIT_ENAME = "NotebookExit"
+SAVED_WIDGETS = "nbflow_widgets"  # notebook metadata: widget values saved from the widget panel
 # The executed notebook is written at most this often while it runs (NBFLOW_SAVE_INTERVAL
 # seconds), and always at its start, on a failed cell, and at the end.
 SAVE_INTERVAL_S = 1.0
@@ -524,6 +525,11 @@ class NbflowEngine:
             nbflow_parameters = nbflow_task.recorded_parameters()
             timeout = nbflow_task.timeout if nbflow_task.timeout is not None else execution_timeout
             kernel_log_path = nbflow_task.kernel_log
+        saved = nb.metadata.get(SAVED_WIDGETS)
+        if isinstance(saved, dict) and saved and nbflow_context.saved_widgets is None:
+            # Values the user set in the widget panel and saved with the notebook (nbflow lab).
+            nbflow_context = replace(nbflow_context, saved_widgets={
+                str(k): v for k, v in saved.items() if isinstance(v, str)})
         environment = environment_specs(nb, nbflow_context.notebook_path or "<notebook>")
         owned_env = None
         if not nbflow_context.python_env:

@@ -181,3 +181,39 @@ def test_load_ext_in_a_plain_python_kernel(workspace: Path) -> None:
         assert reply["status"] == "ok" and front.value("'dbutils' in globals()") is True
     finally:
         front.close()
+
+
+def _set_widget(front: Front, model_id: str, **state: Any) -> None:
+    """What a front end sends when the user changes a widget (a text's value, a choice's index)."""
+    msg = front.client.session.msg("comm_msg", {"comm_id": model_id, "data": {
+        "method": "update", "state": state, "buffer_paths": []}})
+    front.client.shell_channel.send(msg)
+
+
+def test_widgets_are_one_panel_per_cell_and_get_returns_what_the_user_set(nbflow_kernel: Front,
+                                                                          workspace: Path) -> None:
+    front = nbflow_kernel
+    reply, outputs = front.run('dbutils.widgets.text("n", "3", "Rows")\n'
+                               'dbutils.widgets.dropdown("env", "dev", ["dev", "prod"])\n'
+                               'dbutils.widgets.multiselect("days", "mon", ["mon", "tue", "wed"])')
+    assert reply["status"] == "ok", outputs
+    panels = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(panels) == 1, outputs  # one panel for the cell, not one per call
+    assert front.value('dbutils.widgets.getAll()') == {"n": "3", "env": "dev", "days": "mon"}
+    children = front.value("[c.model_id for c in __import__('nbflow.runtime.active', fromlist=['x'])"
+                           ".current().dbutils.widgets.panel._box.children]")
+    _set_widget(front, children[0], value="12")
+    _set_widget(front, children[1], index=1)
+    _set_widget(front, children[2], index=[1, 2])
+    assert front.value('[dbutils.widgets.get(n) for n in ("n", "env", "days")]') == ["12", "prod", "tue,wed"]
+    # Declared again (the cell run again): the user's value stays, as in the workspace.
+    reply, outputs = front.run('dbutils.widgets.text("n", "3", "Rows")\nprint(dbutils.widgets.get("n"))')
+    assert text(outputs).strip().endswith("12"), outputs
+    # %run bindings still win over the panel.
+    (workspace / "echo.py").write_text('# Databricks notebook source\ndbutils.widgets.text("n", "0")\n'
+                                      'seen = dbutils.widgets.get("n")\n')
+    reply, outputs = front.run('%run ./echo $n="7"\nprint(seen)')
+    assert text(outputs).strip().endswith("7"), outputs
+    # What the user set is kept for the notebook (nbflow lab saves it with an .ipynb).
+    kept = json.loads((workspace.parent / ".nbflow/jupyter/widget_values.json").read_text())
+    assert kept[str((workspace / "explore.ipynb").resolve())] == {"n": "12", "env": "prod", "days": "tue,wed"}

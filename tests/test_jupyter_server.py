@@ -19,6 +19,8 @@ import psutil
 import pytest
 import requests
 
+from .conftest import cli
+
 pytestmark = pytest.mark.serve
 
 TOKEN = "nbflow-test-token"
@@ -161,3 +163,24 @@ def test_the_lab_defaults_to_the_nbflow_kernel_and_edits_files_as_files(lab: Lab
     lab.api("PUT", "contents/notes.ipynb", {"type": "notebook", "format": "json", "content": {
         "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}})
     assert json.loads((project / "notes.ipynb").read_text())["nbformat"] == 4  # .ipynb as Jupyter saves it
+
+
+@pytest.mark.kernel  # nbflow run of the saved notebook
+def test_widget_values_set_in_the_lab_are_saved_with_an_ipynb_and_used_by_nbflow_run(lab: Lab,
+                                                                                     project: Path) -> None:
+    notebook = project / "tuned.ipynb"
+    # What the kernel's widget panel kept when the user set a value (tests/test_jupyter_kernel.py).
+    values = project / ".nbflow/jupyter/widget_values.json"
+    values.parent.mkdir(parents=True, exist_ok=True)
+    values.write_text(json.dumps({str(notebook.resolve()): {"n": "12"}}))
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "c1",
+            "source": 'dbutils.widgets.text("n", "3")\ndbutils.notebook.exit(dbutils.widgets.get("n"))'}
+    lab.api("PUT", "contents/tuned.ipynb", {"type": "notebook", "format": "json", "content": {
+        "cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}})
+    assert json.loads(notebook.read_text())["metadata"]["nbflow_widgets"] == {"n": "12"}
+    done = cli("run", str(notebook), "--json")
+    assert done.returncode == 0, done.stderr
+    [task] = json.loads(done.stdout)["tasks"]
+    assert task["exit_value"] == "12"
+    done = cli("run", str(notebook), "-p", "n=5", "--json")  # a parameter still wins
+    assert json.loads(done.stdout)["tasks"][0]["exit_value"] == "5", done.stderr

@@ -4,7 +4,8 @@ A ``.py`` or ``.sql`` file that starts with Databricks' header (``# Databricks n
 ``-- Databricks notebook source``) is listed as a notebook, opens in the notebook editor with its
 cells, titles and magics, and is saved back in the same source format: unchanged cells keep their
 original lines, and an unchanged notebook its original bytes (:mod:`nbflow.source_writer`).
-Other files, ``.ipynb`` included, are Jupyter's as usual.
+Other files are Jupyter's as usual; an ``.ipynb`` is saved with the values set in its widget panel
+(``metadata.nbflow_widgets``: :mod:`nbflow.runtime.widget_panel`).
 
 Enable it in any Jupyter server (``nbflow lab`` does)::
 
@@ -23,8 +24,10 @@ from traitlets import Unicode
 
 from ..errors import NbflowError
 from ..notebooks import LANGUAGE_NAMES, is_source_notebook, parse_source
+from ..runtime.widget_panel import saved_values
 from ..source_writer import COMMENTS, source_text
 
+SAVED_WIDGETS = "nbflow_widgets"  # as nbflow.engine reads it (the engine is not imported here)
 SOURCE_SUFFIXES = tuple(suffix for suffix, language in LANGUAGE_NAMES.items() if language in COMMENTS)
 
 
@@ -65,6 +68,11 @@ class SourceNotebooksManager(AsyncLargeFileManager):
 
     async def _save_notebook(self, os_path: str, nb: Any, capture_validation_error: Any = None) -> None:
         if not os_path.lower().endswith(SOURCE_SUFFIXES):
+            # The values set in its widget panel go with it: `nbflow run` starts from them.
+            values = saved_values(os.environ.get("NBFLOW_PROJECT_DIR") or self.root_dir,
+                                  str(Path(os_path).resolve()))
+            if values:
+                nb.metadata[SAVED_WIDGETS] = values
             await super()._save_notebook(os_path, nb, capture_validation_error=capture_validation_error)
             return
         original = None

@@ -47,6 +47,9 @@ class RunContext:
     # A notebook run by hand in an interactive kernel (nbflow.runtime.interactive), not by a run:
     # exits end the cell with a message, and dbutils.notebook.run shows where its child was saved.
     interactive: bool = False
+    # Widget values saved with the notebook (metadata.nbflow_widgets, which nbflow lab
+    # saves from the widget panel): what dbutils.widgets.get returns when no argument is bound.
+    saved_widgets: dict[str, str] | None = None
     # What a dbutils.notebook.run child takes over from its caller.
     INHERITED: ClassVar[tuple[str, ...]] = (
         "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth", "engine",

@@ -23,6 +23,7 @@ returns its ``debugValue``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 import threading
@@ -34,6 +35,7 @@ from typing import Any
 from .. import pool_wire
 from ..project import dbfs_root, processed_dir, secrets_file
 from .context import RunContext
+from .widget_panel import WidgetPanel, saved_values
 
 PROJECT_MARKERS = (".nbflow", "databricks.yml", "databricks.yaml", "pyproject.toml")
 ACTIVITY_EVERY_S = 30.0
@@ -86,6 +88,7 @@ def interactive_context(shell: Any) -> RunContext:
         python=sys.executable,
         engine=os.environ.get("NBFLOW_ENGINE") or "auto",
         interactive=True,
+        saved_widgets=saved_values(project, str(notebook)) or None,
     )
 
 
@@ -97,6 +100,7 @@ def load(shell: Any) -> None:
 
     context = interactive_context(shell)
     undo = setup(shell, context)
+    _draw_widgets(shell, context)
     report = _activity_reporter(Path(context.project_dir))
     shell.events.register("post_run_cell", report)
 
@@ -115,6 +119,19 @@ def unload(shell: Any) -> None:
     undo = _loaded.pop(id(shell), None)
     if undo is not None:
         undo()
+
+
+def _draw_widgets(shell: Any, context: RunContext) -> None:
+    """Widgets as ipywidgets when a front end can draw them: a Jupyter kernel with ipywidgets
+    installed (a terminal IPython, or CI, keeps the defaults, as nbflow run does)."""
+    if getattr(shell, "kernel", None) is None or importlib.util.find_spec("ipywidgets") is None:
+        return
+    from .active import installed  # lazy: the session setup made
+
+    session = installed()
+    if session is not None:
+        session.dbutils.widgets.panel = WidgetPanel(shell, context.project_dir, context.notebook_path,
+                                            context.saved_widgets)
 
 
 def _activity_reporter(project: Path) -> Callable[..., None]:

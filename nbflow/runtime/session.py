@@ -29,7 +29,7 @@ class DBUtils:
 
     def __init__(self, session: Session) -> None:
         ctx = session.context
-        self.widgets = WidgetsUtils(ctx.arguments)
+        self.widgets = WidgetsUtils(ctx.arguments, ctx.saved_widgets)
         self.notebook = NotebookUtils(session)
         self.jobs = JobsUtils(ctx.job_task_values, session.redactor.deep)
         self.fs = FsUtils(ctx.dbfs_root, DatabricksPaths(ctx.project_dir, ctx.dbfs_root, Registry(ctx.project_dir)))

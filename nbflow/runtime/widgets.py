@@ -2,7 +2,9 @@
 
 A value comes from the caller's arguments when one was bound to that name, otherwise from the
 widget's default. As in a Databricks job, ``get`` also answers for a bound argument that no
-widget declares.
+widget declares. Between the two come, in a notebook run by hand, the value the user set in the
+widget panel (:mod:`nbflow.runtime.widget_panel`), and, in a run, the value saved with the
+notebook (``metadata.nbflow_widgets``, saved by ``nbflow lab``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import InputWidgetNotDefined
 from .help import show
@@ -24,6 +27,14 @@ class Widget:
     label: str | None
 
 
+class Panel(Protocol):
+    """What draws the widgets for a user (an interactive notebook with a front end)."""
+
+    def declare(self, widget: Widget) -> None: ...
+    def value(self, name: str) -> str | None: ...
+    def remove(self, name: str) -> None: ...
+
+
 def _require_str(value: object, what: str) -> str:
     # Databricks' Python dbutils forwards to Scala methods typed String: other types fail there.
     if not isinstance(value, str):
@@ -36,8 +47,10 @@ class WidgetsUtils:
 
     _INTERNAL = ("bound", "snapshot", "unused_arguments", "live")  # the runtime's, not listed by help()
 
-    def __init__(self, arguments: Mapping[str, str]) -> None:
+    def __init__(self, arguments: Mapping[str, str], saved: Mapping[str, str] | None = None) -> None:
         self._layers: list[dict[str, str]] = [dict(arguments)]
+        self._saved = dict(saved or {})  # values saved with the notebook: below arguments, above defaults
+        self.panel: Panel | None = None
         self._widgets: dict[str, Widget] = {}
         # Every widget the run declared, removed ones included: the run's parameters record.
         self._declared: dict[str, Widget] = {}
@@ -74,8 +87,10 @@ class WidgetsUtils:
                 raise ValueError(
                     f"default value {default!r} of {kind} widget {name!r} must be one of the choices {list(choices)}"
                 )
-        self._widgets[name] = self._declared[name] = Widget(kind, name, default, tuple(choices), label)
+        widget = self._widgets[name] = self._declared[name] = Widget(kind, name, default, tuple(choices), label)
         self.used.add(name)
+        if self.panel is not None:
+            self.panel.declare(widget)
 
     # -- reading --------------------------------------------------------------------------
     def _argument(self, name: str) -> str | None:
@@ -92,7 +107,10 @@ class WidgetsUtils:
         if value is not None:
             return value
         if name in self._widgets:
-            return self._widgets[name].default
+            set_by_user = self.panel.value(name) if self.panel is not None else None
+            if set_by_user is not None:
+                return set_by_user
+            return self._saved.get(name, self._widgets[name].default)
         raise InputWidgetNotDefined(name)
 
     def getArgument(self, name: str, optional: str | None = None) -> str | None:
@@ -116,10 +134,13 @@ class WidgetsUtils:
         if name not in self._widgets:
             raise InputWidgetNotDefined(name)
         del self._widgets[name]
+        if self.panel is not None:
+            self.panel.remove(name)
 
     def removeAll(self) -> None:
         """Remove every widget (bound arguments stay bound, as in a job)."""
-        self._widgets.clear()
+        for name in list(self._widgets):
+            self.remove(name)
 
     # -- for the runtime -------------------------------------------------------------------
     @contextmanager
@@ -136,11 +157,13 @@ class WidgetsUtils:
         out: dict[str, dict[str, str | None]] = {}
         for name, widget in self._declared.items():
             bound = self._argument(name)
+            saved = self._saved.get(name)
             out[name] = {
                 "kind": widget.kind,
-                "value": bound if bound is not None else widget.default,
+                "value": bound if bound is not None else saved if saved is not None else widget.default,
                 "default": widget.default,
-                "source": "argument" if bound is not None else "widget default",
+                "source": "argument" if bound is not None else "saved with the notebook" if saved is not None
+                else "widget default",
             }
         return out
 
