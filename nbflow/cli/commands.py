@@ -27,6 +27,7 @@ COMMANDS: Final[dict[str, Command]] = {
     "run": Command("run", "Run a NOTEBOOK, or a PLAN of notebooks."),
     "schema": Command("validate", "Print the JSON Schema of a plan file."),
     "serve": Command("serve", "Serve a local Databricks workspace for databricks-sdk."),
+    "stubs": Command("stubs", "Write __builtins__.pyi so editors know spark, dbutils, display..."),
     "table": Command("table", "The tables in the project's local lakehouse."),
     "validate": Command("validate", "Check a PLAN without running it."),
 }
