@@ -42,7 +42,7 @@ pytest: $(BIN)/nbflow
 
 # The fast lane for the edit loop: no kernels, no servers, no JVM (under a minute on 2 cores).
 test-fast: $(BIN)/nbflow
-	$(BIN)/pytest -q -m "not kernel and not spark and not serve and not jvm" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not kernel and not spark and not serve and not jvm and not browser" $(PYTEST_ARGS)
 
 bench: $(BIN)/nbflow
 	$(BIN)/python bench/bench_cold_run.py

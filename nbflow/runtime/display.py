@@ -27,7 +27,8 @@ def display(*objs: Any, **kwargs: Any) -> None:
         if _is_spark_dataframe(obj):
             # The limit goes into the query: a billion-row table shows its first rows quickly.
             schema = [(f.name, f.dataType.simpleString()) for f in obj.schema.fields]
-            _show_table(obj.limit(DISPLAY_ROWS + 1).toPandas(), options, schema)
+            # No index column: a Spark DataFrame has none (Databricks shows none).
+            _show_table(obj.limit(DISPLAY_ROWS + 1).toPandas(), options, schema, index=False)
         elif _is_a(obj, "pandas.core.frame", "DataFrame"):
             _show_table(obj, options, [(str(name), str(kind)) for name, kind in obj.dtypes.items()])
         elif _is_a(obj, "matplotlib.figure", "Figure"):
@@ -38,7 +39,7 @@ def display(*objs: Any, **kwargs: Any) -> None:
             ipython_display(obj, **options)
 
 
-def _show_table(frame: Any, options: dict[str, Any], schema: list[tuple[str, str]]) -> None:
+def _show_table(frame: Any, options: dict[str, Any], schema: list[tuple[str, str]], index: bool = True) -> None:
     """A table as a front end shows it (HTML: the schema, the first rows, how many of how many),
     as text, and as ``TABLE_MIME`` JSON (schema and rows) that diffs and tests can read."""
     import pandas as pd  # lazy: heavy, and only a DataFrame brings it (kernel start-up)
@@ -50,8 +51,8 @@ def _show_table(frame: Any, options: dict[str, Any], schema: list[tuple[str, str
     with pd.option_context("display.max_rows", DISPLAY_ROWS, "display.min_rows", DISPLAY_ROWS):
         bundle = {
             "text/html": f'<div class="nbflow-table"><div><code>{html.escape(header)}</code></div>'
-                         f"{shown.to_html(max_rows=DISPLAY_ROWS)}<div>{count}</div></div>",
-            "text/plain": f"{shown!r}\n({count})",
+                         f"{shown.to_html(max_rows=DISPLAY_ROWS, index=index)}<div>{count}</div></div>",
+            "text/plain": f"{shown.to_string(index=index, max_rows=DISPLAY_ROWS)}\n({count})",
             TABLE_MIME: {
                 "schema": [{"name": name, "type": kind} for name, kind in schema],
                 "rows": json.loads(shown.to_json(orient="values", date_format="iso", default_handler=str)),
