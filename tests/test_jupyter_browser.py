@@ -11,16 +11,11 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
-import requests
+
+from .lab_process import running_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.serve, pytest.mark.kernel, pytest.mark.spark]
 
@@ -45,18 +40,13 @@ NOTEBOOK = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_notebook_in_nbflow_lab_shows_widgets_and_a_spark_table(project: Path, tmp_path: Path) -> None:
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does), or set NBFLOW_CHROMIUM")
     from playwright.sync_api import expect, sync_playwright
 
     (project / "explore.ipynb").write_text(json.dumps(NOTEBOOK))
+    shot = tmp_path / "jupyterlab.png"
     # A Jupyter of its own: no build check on page load (seconds each), no news pop-up.
     config = tmp_path / "jupyter-config"
     (config / "labconfig").mkdir(parents=True)
@@ -65,67 +55,39 @@ def test_a_notebook_in_nbflow_lab_shows_widgets_and_a_spark_table(project: Path,
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = {**os.environ, "NBFLOW_PROJECT_DIR": str(project), "JUPYTER_CONFIG_DIR": str(config),
+    env = {"JUPYTER_CONFIG_DIR": str(config),
            "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    port = _free_port()
-    lab = subprocess.Popen([sys.executable, "-m", "nbflow", "lab", "--no-browser", "--port", str(port), "--",
-                            f"--IdentityProvider.token={TOKEN}", "--LabApp.extension_manager=readonly"],
-                           cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    shot = tmp_path / "jupyterlab.png"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert lab.poll() is None, lab.stderr.read() if lab.stderr else ""
-            try:
-                if requests.get(f"{url}/api/status", params={"token": TOKEN}, timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "nbflow lab never served"
-            time.sleep(0.2)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch_persistent_context(
-                str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 760})
-            try:
-                browser.set_default_timeout(60_000)
-                page = browser.pages[0] if browser.pages else browser.new_page()
-                page.goto(f"{url}/lab/tree/explore.ipynb?reset&token={TOKEN}", wait_until="domcontentloaded")
-                panel = page.locator(".jp-NotebookPanel:visible")
-                expect(panel.locator(".jp-Notebook .jp-CodeCell")).to_have_count(2, timeout=90_000)
-                # The lab's default kernel, idle: the status bar says so once it really is.
-                expect(page.locator("#jp-main-statusbar .jp-StatusBar-TextItem", has_text=re.compile(r"\|"))
-                       ).to_have_text(re.compile(r"^nbflow: Databricks runtime .* \| Idle$"), timeout=90_000)
-                page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-                page.locator("#jp-mainmenu-run .lm-Menu-item[data-command='runmenu:run-all']").click()
-                cells = panel.locator(".jp-Notebook .jp-CodeCell")
-                # One widget panel, drawn by ipywidgets: a dropdown and a text box.
-                expect(cells.nth(0).locator(".widget-dropdown select")).to_have_value("EU", timeout=90_000)
-                expect(cells.nth(0).locator(".widget-text input")).to_have_value("3")
-                # The Spark table, as HTML: its schema, its rows, and how many.
-                table = cells.nth(1).locator(".jp-OutputArea-output table")
-                expect(table).to_have_count(1, timeout=120_000)
-                expect(table.locator("tbody tr")).to_have_count(3)
-                expect(table.locator("tbody tr").nth(2).locator("td")).to_have_text(["2", "20"])
-                output = cells.nth(1).locator(".jp-OutputArea-output")
-                expect(output).to_contain_text("id: bigint, tenfold: bigint")
-                expect(output).to_contain_text("3 rows")
-                page.screenshot(path=str(shot))
-            finally:
-                browser.close()
-    finally:
-        children = psutil.Process(lab.pid).children(recursive=True) if lab.poll() is None else []
-        lab.send_signal(signal.SIGTERM)
+    with running_lab(project, TOKEN, env, ["--LabApp.extension_manager=readonly"]) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 760})
         try:
-            lab.wait(30)
-        except subprocess.TimeoutExpired:
-            lab.kill()
-        _, alive = psutil.wait_procs(children, timeout=20)
-        for proc in alive:
-            proc.kill()
-        assert not alive, f"left running after nbflow lab stopped: {alive}"
+            browser.set_default_timeout(60_000)
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.goto(f"{url}/lab/tree/explore.ipynb?reset&token={TOKEN}", wait_until="domcontentloaded")
+            panel = page.locator(".jp-NotebookPanel:visible")
+            expect(panel.locator(".jp-Notebook .jp-CodeCell")).to_have_count(2, timeout=90_000)
+            # The lab's default kernel, idle: the status bar says so once it really is.
+            expect(page.locator("#jp-main-statusbar .jp-StatusBar-TextItem", has_text=re.compile(r"\|"))
+                   ).to_have_text(re.compile(r"^nbflow: Databricks runtime .* \| Idle$"), timeout=90_000)
+            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
+            page.locator("#jp-mainmenu-run .lm-Menu-item[data-command='runmenu:run-all']").click()
+            cells = panel.locator(".jp-Notebook .jp-CodeCell")
+            # One widget panel, drawn by ipywidgets: a dropdown and a text box.
+            expect(cells.nth(0).locator(".widget-dropdown select")).to_have_value("EU", timeout=90_000)
+            expect(cells.nth(0).locator(".widget-text input")).to_have_value("3")
+            # The Spark table, as HTML: its schema, its rows, and how many.
+            table = cells.nth(1).locator(".jp-OutputArea-output table")
+            expect(table).to_have_count(1, timeout=120_000)
+            expect(table.locator("tbody tr")).to_have_count(3)
+            expect(table.locator("tbody tr").nth(2).locator("td")).to_have_text(["2", "20"])
+            output = cells.nth(1).locator(".jp-OutputArea-output")
+            expect(output).to_contain_text("id: bigint, tenfold: bigint")
+            expect(output).to_contain_text("3 rows")
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
     assert shot.stat().st_size > 10_000
     keep = os.environ.get("NBFLOW_SCREENSHOT")
     if keep:

@@ -5,21 +5,15 @@ only; the nbflow kernel is the server's default; the server ends with ``nbflow l
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import requests
 
 from .conftest import cli
+from .lab_process import running_lab
 
 pytestmark = pytest.mark.serve
 
@@ -57,8 +51,8 @@ SELECT 1 AS one
 
 
 class Lab:
-    def __init__(self, proc: subprocess.Popen[str], url: str) -> None:
-        self.proc, self.url = proc, url
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None, **params: str) -> Any:
         response = requests.request(method, f"{self.url}/api/{path}", json=body, timeout=30,
@@ -67,46 +61,13 @@ class Lab:
         return response.json()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def lab(project: Path) -> Iterator[Lab]:
     (project / "etl.py").write_text(PY)
     (project / "report.sql").write_text(SQL)
     (project / "script.py").write_text("print('a plain script')\n")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nbflow", "lab", "--no-browser", "--port", str(port), "--",
-         f"--IdentityProvider.token={TOKEN}", "--ServerApp.ip=127.0.0.1"],
-        cwd=project, env={**os.environ, "NBFLOW_PROJECT_DIR": str(project)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            if requests.get(f"{url}/api/status", params={"token": TOKEN}, timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        assert time.monotonic() < deadline, "the lab never served"
-        time.sleep(0.2)
-    children = psutil.Process(proc.pid).children(recursive=True)
-    try:
-        yield Lab(proc, url)
-    finally:
-        proc.send_signal(signal.SIGTERM)  # as a service manager stops it
-        try:
-            proc.wait(30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        _, alive = psutil.wait_procs(children, timeout=15)
-        assert not alive, f"left running after nbflow lab stopped: {alive}"
+    with running_lab(project, TOKEN) as url:
+        yield Lab(url)
 
 
 def test_source_notebooks_open_as_notebooks_and_save_back_unchanged(lab: Lab, project: Path) -> None:
