@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import pool_wire
-from ..project import dbfs_root, processed_dir, secrets_file
+from ..project import STATE_DIR, dbfs_root, processed_dir, secrets_file
 from .context import RunContext
 from .widget_panel import WidgetPanel, saved_values
 
-PROJECT_MARKERS = (".nbflow", "databricks.yml", "databricks.yaml", "pyproject.toml")
+PROJECT_MARKERS = (STATE_DIR, "databricks.yml", "databricks.yaml", "pyproject.toml")
 ACTIVITY_EVERY_S = 30.0
 UNNAMED = "Untitled.ipynb"  # the notebook of a session Jupyter did not name (a console, a terminal)
 
