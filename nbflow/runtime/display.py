@@ -49,16 +49,18 @@ def _show_table(frame: Any, options: dict[str, Any], schema: list[tuple[str, str
     count = f"showing {len(shown)} of {len(shown)}+ rows" if more else f"{len(shown)} rows"
     header = ", ".join(f"{name}: {kind}" for name, kind in schema)
     with pd.option_context("display.max_rows", DISPLAY_ROWS, "display.min_rows", DISPLAY_ROWS):
-        bundle = {
+        bundle: dict[str, Any] = {
             "text/html": f'<div class="nbflow-table"><div><code>{html.escape(header)}</code></div>'
                          f"{shown.to_html(max_rows=DISPLAY_ROWS, index=index)}<div>{count}</div></div>",
             "text/plain": f"{shown.to_string(index=index, max_rows=DISPLAY_ROWS)}\n({count})",
-            TABLE_MIME: {
-                "schema": [{"name": name, "type": kind} for name, kind in schema],
-                "rows": json.loads(shown.to_json(orient="values", date_format="iso", default_handler=str)),
-                "shown": len(shown), "more": more,
-            },
         }
+    try:
+        rows = json.loads(shown.to_json(orient="values", date_format="iso", default_handler=str))
+    except (ValueError, TypeError, OverflowError):
+        rows = None  # a value JSON cannot hold: the table still shows, without its JSON form
+    if rows is not None:
+        bundle[TABLE_MIME] = {"schema": [{"name": name, "type": kind} for name, kind in schema],
+                              "rows": rows, "shown": len(shown), "more": more}
     ipython_display(bundle, raw=True, **options)
 
 
