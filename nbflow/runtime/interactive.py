@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import pool_wire
+from ..catalog import DEFAULT_CATALOG
 from ..project import STATE_DIR, dbfs_root, processed_dir, secrets_file
 from .context import RunContext
 from .widget_panel import WidgetPanel, saved_values
@@ -111,7 +112,7 @@ def load(shell: Any) -> None:
 
     _loaded[id(shell)] = unload_all
     print(f"nbflow: project {context.project_dir}; {_cluster_line(Path(context.project_dir))}; "
-          "catalog main (schema default)")
+          f"catalog {DEFAULT_CATALOG} (schema default)")
 
 
 def unload(shell: Any) -> None:
@@ -130,8 +131,8 @@ def _draw_widgets(shell: Any, context: RunContext) -> None:
 
     session = installed()
     if session is not None:
-        session.dbutils.widgets.panel = WidgetPanel(shell, context.project_dir, context.notebook_path,
-                                            context.saved_widgets)
+        session.dbutils.widgets.panel = WidgetPanel(
+            shell, context.project_dir, context.notebook_path, context.saved_widgets)
 
 
 def _activity_reporter(project: Path) -> Callable[..., None]:
