@@ -43,7 +43,7 @@ from .errors import KernelStartError
 from .kernel_protocol import kernel_python
 from .kernels import KERNEL_NAME, WarmKernel, kernel_manager
 from .lifecycle import terminate_as_interrupt
-from .notebooks import adapt_databricks_ipynb, environment_specs, parameters_cell_names
+from .notebooks import SAVED_WIDGETS, adapt_databricks_ipynb, environment_specs, parameters_cell_names
 from .params import widget_string
 from .project import dbfs_root, project_dir, python_envs_root, secrets_file
 from .results import PAYLOAD_KEY, cell_timings, child_results, to_payload, user_cells
@@ -60,7 +60,6 @@ _client_log.addHandler(logging.NullHandler())
 _client_log.propagate = False
 
 EXIT_ENAME = "NotebookExit"
-SAVED_WIDGETS = "nbflow_widgets"  # notebook metadata: widget values saved from the widget panel
 # The executed notebook is written at most this often while it runs (NBFLOW_SAVE_INTERVAL
 # seconds), and always at its start, on a failed cell, and at the end.
 SAVE_INTERVAL_S = 1.0

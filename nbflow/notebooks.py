@@ -44,6 +44,9 @@ LANGUAGE_NAMES = {".py": "python", ".sql": "sql", ".scala": "scala", ".r": "r"}
 FOREIGN_LANGUAGES = {"scala": "Scala", "r": "R"}
 DATABRICKS_NOTEBOOK = "application/vnd.databricks.v1+notebook"
 DATABRICKS_CELL = "application/vnd.databricks.v1+cell"
+# Notebook metadata: the widget values a user set in nbflow lab's widget panel, saved with an
+# .ipynb (nbflow.jupyter.contents writes it; a run starts from them: nbflow.engine).
+SAVED_WIDGETS = "nbflow_widgets"
 WIDGETS_TAG = "nbflow-widgets"  # the cell that declares an .ipynb export's saved widgets
 
 # What marks a notebook that uses Spark: its warm kernel gets a session attached ahead of time.

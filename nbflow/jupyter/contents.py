@@ -23,11 +23,10 @@ from tornado import web
 from traitlets import Unicode
 
 from ..errors import NbflowError
-from ..notebooks import LANGUAGE_NAMES, is_source_notebook, parse_source
+from ..notebooks import LANGUAGE_NAMES, SAVED_WIDGETS, is_source_notebook, parse_source
 from ..runtime.widget_panel import saved_values
 from ..source_writer import COMMENTS, source_text
 
-SAVED_WIDGETS = "nbflow_widgets"  # as nbflow.engine reads it (the engine is not imported here)
 SOURCE_SUFFIXES = tuple(suffix for suffix, language in LANGUAGE_NAMES.items() if language in COMMENTS)
 
 
