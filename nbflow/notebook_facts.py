@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from . import notebooks
 from .errors import InputError
+from .json_files import write_json
 from .project import cache_dir, project_dir
 
 KEEP = 2000  # entries kept in the file: a project's notebooks, with room for moves and renames
@@ -110,9 +110,4 @@ def _save(key: str, stamp: list[int], found: Facts) -> None:
         entries[key] = {"stamp": stamp, "facts": asdict(found)}  # last: the most recent
         kept = dict(list(entries.items())[-KEEP:])
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-        try:
-            temporary.write_text(json.dumps(kept), encoding="utf-8")
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
+        write_json(target, kept)

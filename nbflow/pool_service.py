@@ -51,6 +51,7 @@ from .cluster import server as cluster_server
 from .cluster.processes import terminate
 from .cluster.state import ClusterState, Damaged, log_event, read_state
 from .executor import Outcome
+from .json_files import write_json
 from .kernel_protocol import kernel_python
 from .pool import WorkerPool
 from .project import cluster_dir, dbfs_root
@@ -402,14 +403,11 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 def _write_record(service: PoolService) -> None:
-    record = pool_wire.record_file(service.project)
-    temporary = record.with_name(record.name + ".tmp")
-    temporary.write_text(json.dumps({
+    write_json(pool_wire.record_file(service.project), {
         "pid": os.getpid(), "create_time": psutil.Process().create_time(), "socket": str(service.socket),
         "started_at": service.started_at, "autotermination_minutes": service.minutes,
         "cluster": service.cluster.identity,
-    }), encoding="utf-8")
-    os.replace(temporary, record)
+    })
 
 
 def _remove_record(project: Path) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import psutil
 
 from .. import pool_wire
-from ..errors import ClusterStateDamaged, EnvironmentFailure, InputError
+from ..errors import ClusterStateDamaged, EnvironmentFailure, InputError, NbflowError
 from ..lifecycle import OUTLIVES_ENV
 from ..project import cluster_dir, cluster_log_file, cluster_state_file, cluster_token_file, warehouse_dir
 from . import commands, delta_jars
@@ -445,6 +445,15 @@ def status(project: Path) -> ClusterState | None:
             if mine and read_state(project) == state:
                 remove_state(project)
     return None
+
+
+def running(project: Path) -> ClusterState | None:
+    """The running cluster, or None, also when its state file is damaged (for a caller that
+    only needs to know whether to use or stop one; ``nbflow cluster`` reports the damage)."""
+    try:
+        return status(project)
+    except NbflowError:
+        return None
 
 
 def is_live(project: Path, identity: Mapping[str, Any]) -> bool:

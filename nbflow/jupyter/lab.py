@@ -57,7 +57,7 @@ def run_lab(project: Path, port: int | None, browser: bool, extra: Sequence[str]
         raise EnvironmentFailure("nbflow lab needs JupyterLab: pip install 'nbflow[jupyter]'") from None
     project = project.resolve()
     command, env = lab_command(project, port, browser, extra)
-    before = _running(project)
+    before = cluster_server.running(project)
     proc = subprocess.Popen(command, env=env, cwd=project, preexec_fn=_die_with_parent)
     # Ctrl-C is JupyterLab's (it reaches it from the terminal); SIGTERM is passed on.
     previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -80,17 +80,9 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _running(project: Path) -> dict[str, object] | None:
-    try:
-        state = cluster_server.status(project)
-    except NbflowError:
-        return None
-    return None if state is None else state.identity
-
-
 def _stop_if_ours(project: Path) -> None:
     """Stop the cluster the lab's notebooks started, unless the pool service runs notebooks."""
-    if _running(project) is None:
+    if cluster_server.running(project) is None:
         return
     busy = pool_wire.ask(project, {"op": "status", "memory": False}, timeout=5.0)
     if busy is not None and (busy.get("busy") or busy.get("queued")):

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
+from ..json_files import write_json
 from ..project import jupyter_dir
 from .widgets import Widget
 
@@ -50,9 +50,7 @@ def _remember(project: str, notebook: str, values: dict[str, str]) -> None:
             everything = {}
         everything[notebook] = values
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(everything, indent=1), encoding="utf-8")
-        os.replace(temporary, target)
+        write_json(target, everything, indent=1)
 
 
 def _fits(widget: Widget, value: str) -> bool:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from ..json_files import write_json
 
 # The life-cycle states of a run that has not ended.
 ACTIVE = ("QUEUED", "PENDING", "RUNNING", "TERMINATING")
@@ -107,10 +108,7 @@ def close_run(run: dict[str, Any], state: dict[str, Any], end_time: int | None =
 
 
 def _write_json(path: Path, data: Any) -> None:
-    """Write a file whole or not at all: a reader, or a crash, never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, data, default=str)
 
 
 def now_ms() -> int:

@@ -69,7 +69,7 @@ class RunExecutor:
         for thread in self._live_threads():
             thread.join(5.0)
         started, self._started_cluster = self._started_cluster, None
-        current = _running(self.project)
+        current = cluster_server.running(self.project)
         if started is not None and current is not None and current.identity == started.identity:
             cluster_server.stop(self.project)
 
@@ -175,11 +175,11 @@ class RunExecutor:
                         "project": str(self.project), "engine": self.cluster_engine, "spark": True})
 
                 # The cluster's warm kernels when it runs; this server does not start one for them.
-                was_running = _running(self.project)
+                was_running = cluster_server.running(self.project)
                 if service_available(self.project, self.cluster_engine, spark=False):
                     self._pool = ServiceExecutor(self.project, POOL_SIZE, own_pool)
                     if was_running is None:  # this server started the cluster: it stops it (close())
-                        self._started_cluster = _running(self.project)
+                        self._started_cluster = cluster_server.running(self.project)
                 else:
                     self._pool = own_pool()
             return self._pool
@@ -221,10 +221,3 @@ def _merge(run: dict[str, Any], shaped: dict[str, Any]) -> None:
             task["output_dir"] = shaped["nbflow"]["output_dir"]
     for key in ("setup_duration", "execution_duration", "cleanup_duration"):
         run[key] = shaped.get(key, 0)
-
-
-def _running(project: Path) -> ClusterState | None:
-    try:
-        return cluster_server.status(project)
-    except NbflowError:
-        return None
