@@ -17,9 +17,6 @@ import datetime as dt
 import re
 import zoneinfo
 
-from croniter import croniter
-from croniter.croniter import CroniterBadDateError
-
 FIELDS = (("seconds", 0, 59), ("minutes", 0, 59), ("hours", 0, 23), ("day-of-month", 1, 31),
           ("month", 1, 12), ("day-of-week", 1, 7), ("year", 1970, 2199))
 _NAMES = {"month": ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
@@ -105,6 +102,11 @@ def next_fire(expression: str, zone_id: str, after: dt.datetime) -> dt.datetime 
 
 
 def _first(cron: str, after: dt.datetime) -> dt.datetime | None:
+    # croniter and dateutil cost 40 ms, and every plan's model imports this module to check
+    # schedules; only nbflow serve evaluates them.
+    from croniter import croniter  # lazy: see above
+    from croniter.croniter import CroniterBadDateError  # lazy: as croniter
+
     try:
         fire: dt.datetime = croniter(cron, after, second_at_beginning=True,
                                      max_years_between_matches=_SEARCH_YEARS).get_next(dt.datetime)

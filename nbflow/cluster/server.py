@@ -41,7 +41,6 @@ from ..project import cluster_dir, cluster_log_file, cluster_state_file, cluster
 from . import commands, delta_jars
 from .commands import GATE_MODULE, HOST, SPARK_SERVER_CLASS
 from .engines import DELTA_CONFS, EngineChoice, check_engine, choose_engine, parse_external
-from .gate import CANNOT_ISOLATE, INNER_PORT
 from .processes import (
     CHILDREN,
     accepts,
@@ -154,6 +153,8 @@ def _launch(project: Path, choice: EngineChoice, port: int | None) -> ClusterSta
                               "log": str(log), "started_at": started_at, "delta": choice.delta, "reason": choice.reason}
     open_why = f"--port {port} asks for a TCP port on {HOST}"
     if choice.cluster_engine == "sail" and port is None:
+        from .gate import INNER_PORT  # lazy: the gate imports asyncio (25 ms); every command imports us
+
         socket_file = socket_path(project)
         engine_command, env = commands.server_command(choice, INNER_PORT, project)
         command = commands.gate_command(project, socket_file, engine_command)
@@ -215,6 +216,8 @@ def _wait_ready(state: ClusterState) -> None:
             if child is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     code = child.wait(1.0)  # it may have died between poll() and psutil's look
+            from .gate import CANNOT_ISOLATE  # lazy: as INNER_PORT in start
+
             if state.socket is not None and code == CANNOT_ISOLATE:
                 raise _CannotIsolate(last_log_line(Path(state.log)).removeprefix("nbflow-gate: cannot isolate: "))
             said = "" if code is None else f" (exit code {code})"
