@@ -1,6 +1,8 @@
 """A real browser in JupyterLab started by ``nbflow lab``: Debian's Chromium, headless, driven by
 Playwright, opens a notebook, which gets the nbflow kernel by default, runs its cells, and shows
-the widget panel and the table of ``display(spark.range(3))`` as a user sees them.
+the widget panel and the table of ``display(spark.range(3))`` as a user sees them. The notebook is a
+Databricks source ``.py``, opened by a double-click in the file browser (nbflow's JupyterLab
+extension), and saved back unchanged.
 
 ``NBFLOW_SCREENSHOT=docs/jupyterlab.png`` keeps the screenshot (the README shows it).
 """
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from nbflow.jupyter.lab import LAB_EXTENSION_NAME, LAB_EXTENSIONS
+
 from .lab_process import running_lab
 
 pytestmark = [pytest.mark.browser, pytest.mark.serve, pytest.mark.kernel, pytest.mark.spark]
@@ -25,27 +29,28 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 TOKEN = "nbflow-browser-test"
 
-NOTEBOOK = {
-    "cells": [
-        {"cell_type": "code", "execution_count": None, "id": "widgets", "metadata": {}, "outputs": [],
-         "source": 'dbutils.widgets.dropdown("region", "EU", ["EU", "US"], "Region")\n'
-                   'dbutils.widgets.text("rows", "3", "Rows")'},
-        {"cell_type": "code", "execution_count": None, "id": "table", "metadata": {}, "outputs": [],
-         "source": 'display(spark.range(int(dbutils.widgets.get("rows"))).selectExpr("id", "id * 10 AS tenfold"))'},
-    ],
-    # The kernel nbflow lab provides (its default: a new notebook made in the lab gets it too).
-    "metadata": {"kernelspec": {"name": "nbflow", "display_name": "nbflow", "language": "python"},
-                 "language_info": {"name": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
-}
+# A Databricks source notebook, as a workspace export writes it: opened from the file browser.
+NOTEBOOK = """# Databricks notebook source
+dbutils.widgets.dropdown("region", "EU", ["EU", "US"], "Region")
+dbutils.widgets.text("rows", "3", "Rows")
+
+# COMMAND ----------
+
+display(spark.range(int(dbutils.widgets.get("rows"))).selectExpr("id", "id * 10 AS tenfold"))
+"""
 
 
-def test_a_notebook_in_nbflow_lab_shows_widgets_and_a_spark_table(project: Path, tmp_path: Path) -> None:
+def test_a_source_notebook_opens_from_the_file_browser_and_shows_widgets_and_a_spark_table(
+        project: Path, tmp_path: Path) -> None:
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does), or set NBFLOW_CHROMIUM")
+    built = LAB_EXTENSIONS / LAB_EXTENSION_NAME / "package.json"
+    assert built.is_file(), f"nbflow's JupyterLab extension is not built ({built}): run make (needs npm)"
     from playwright.sync_api import expect, sync_playwright
 
-    (project / "explore.ipynb").write_text(json.dumps(NOTEBOOK))
+    source = project / "explore.py"
+    source.write_text(NOTEBOOK)
+    (project / "helpers.py").write_text("x = 1\n")  # a plain module: still the text editor
     shot = tmp_path / "jupyterlab.png"
     # A Jupyter of its own: no build check on page load (seconds each), no news pop-up.
     config = tmp_path / "jupyter-config"
@@ -65,7 +70,13 @@ def test_a_notebook_in_nbflow_lab_shows_widgets_and_a_spark_table(project: Path,
         try:
             browser.set_default_timeout(60_000)
             page = browser.pages[0] if browser.pages else browser.new_page()
-            page.goto(f"{url}/lab/tree/explore.ipynb?reset&token={TOKEN}", wait_until="domcontentloaded")
+            page.goto(f"{url}/lab?reset&token={TOKEN}", wait_until="domcontentloaded")
+            # A double-click in the file browser: the notebook editor for the source notebook (nbflow's
+            # JupyterLab extension), the text editor for the plain module.
+            listing = page.locator(".jp-DirListing-content")
+            listing.locator(".jp-DirListing-item", has_text="helpers.py").dblclick(timeout=90_000)
+            expect(page.locator(".jp-FileEditor:visible")).to_have_count(1)
+            listing.locator(".jp-DirListing-item", has_text="explore.py").dblclick()
             panel = page.locator(".jp-NotebookPanel:visible")
             expect(panel.locator(".jp-Notebook .jp-CodeCell")).to_have_count(2, timeout=90_000)
             # The lab's default kernel, idle: the status bar says so once it really is.
@@ -86,9 +97,16 @@ def test_a_notebook_in_nbflow_lab_shows_widgets_and_a_spark_table(project: Path,
             expect(output).to_contain_text("id: bigint, tenfold: bigint")
             expect(output).to_contain_text("3 rows")
             page.screenshot(path=str(shot))
+            # Saved, it stays the source file it was: nothing changed, so not a byte.
+            dirty = page.locator(".lm-TabBar-tab.jp-mod-dirty", has_text="explore.py")
+            expect(dirty).to_have_count(1)  # outputs and execution counts changed the model
+            panel.locator(".jp-Notebook").click()
+            page.keyboard.press("Control+s")
+            expect(dirty).to_have_count(0)
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+    assert source.read_text() == NOTEBOOK
     keep = os.environ.get("NBFLOW_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)

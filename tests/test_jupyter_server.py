@@ -5,6 +5,7 @@ only; the nbflow kernel is the server's default; the server ends with ``nbflow l
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,16 @@ def test_the_lab_defaults_to_the_nbflow_kernel_and_edits_files_as_files(lab: Lab
     lab.api("PUT", "contents/notes.ipynb", {"type": "notebook", "format": "json", "content": {
         "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}})
     assert json.loads((project / "notes.ipynb").read_text())["nbformat"] == 4  # .ipynb as Jupyter saves it
+
+
+def test_the_lab_serves_nbflows_jupyterlab_extension(lab: Lab) -> None:
+    page = requests.get(f"{lab.url}/lab", params={"token": TOKEN}, timeout=30)
+    config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+                                  page.text, re.S).group(1))  # type: ignore[union-attr]
+    ours = [e for e in config["federated_extensions"] if e["name"] == "nbflow-lab"]
+    assert ours, "nbflow lab did not load nbflow's JupyterLab extension (make builds it; needs npm)"
+    entry = requests.get(f"{lab.url}/lab/extensions/nbflow-lab/{ours[0]['load']}", timeout=30)
+    assert entry.ok and "nbflow-lab" in entry.text
 
 
 @pytest.mark.kernel  # nbflow run of the saved notebook

@@ -26,6 +26,9 @@ from ..project import jupyter_dir
 from .kernelspec import NAME, write_kernel_spec
 
 CONTENTS_MANAGER = "nbflow.jupyter.contents.SourceNotebooksManager"
+# nbflow's JupyterLab extension (labextension/, built by make): source notebooks open as notebooks.
+LAB_EXTENSIONS = Path(__file__).parent / "labextensions"
+LAB_EXTENSION_NAME = "nbflow-lab"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -40,6 +43,8 @@ def lab_command(project: Path, port: int | None, browser: bool,
     command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={project}",
                f"--ServerApp.contents_manager_class={CONTENTS_MANAGER}",
                f"--MappingKernelManager.default_kernel_name={NAME}"]
+    if (LAB_EXTENSIONS / LAB_EXTENSION_NAME / "package.json").is_file():
+        command.append(f"--LabApp.extra_labextensions_path={LAB_EXTENSIONS}")
     if port is not None:
         command.append(f"--ServerApp.port={port}")
     if not browser:
@@ -57,6 +62,9 @@ def run_lab(project: Path, port: int | None, browser: bool, extra: Sequence[str]
         raise EnvironmentFailure("nbflow lab needs JupyterLab: pip install 'nbflow[jupyter]'") from None
     project = project.resolve()
     command, env = lab_command(project, port, browser, extra)
+    if not any(arg.startswith("--LabApp.extra_labextensions_path=") for arg in command):
+        print(f"nbflow: nbflow's JupyterLab extension is not built ({LAB_EXTENSIONS / LAB_EXTENSION_NAME}: "
+              "run make with node and npm): source notebooks open as text", file=sys.stderr)
     before = cluster_server.running(project)
     proc = subprocess.Popen(command, env=env, cwd=project, preexec_fn=_die_with_parent)
     # Ctrl-C is JupyterLab's (it reaches it from the terminal); SIGTERM is passed on.
