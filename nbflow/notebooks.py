@@ -48,6 +48,8 @@ DATABRICKS_CELL = "application/vnd.databricks.v1+cell"
 # .ipynb (nbflow.jupyter.contents writes it; a run starts from them: nbflow.engine).
 SAVED_WIDGETS = "nbflow_widgets"
 WIDGETS_TAG = "nbflow-widgets"  # the cell that declares an .ipynb export's saved widgets
+# In a cell's metadata["nbflow"] (nbflow lab): the language magic put before an export's cell.
+ADDED_MAGIC = "magic_added"
 
 # What marks a notebook that uses Spark: its warm kernel gets a session attached ahead of time.
 SPARK_HINT = re.compile(r"\bspark\b|^\s*%sql\b|\bDeltaTable\b|\b_sqldf\b", re.MULTILINE)
@@ -259,13 +261,15 @@ def _refuse_language(language: str, path: Path | str) -> None:
         )
 
 
-def adapt_databricks_ipynb(nb: NotebookNode, name: str = "<notebook>") -> None:
+def adapt_databricks_ipynb(nb: NotebookNode, name: str = "<notebook>", mark: bool = False) -> None:
     """Honour what a Databricks ``.ipynb`` export keeps in its metadata, in place (idempotent).
 
     The notebook's ``language`` (and a cell's own, where the export has one) says what a cell
     without a magic is: in a SQL notebook such a cell becomes a ``%sql`` cell. The widgets saved
     with the notebook are declared, with their defaults, by a cell put before the first one
     (tagged ``nbflow-widgets``, not counted among the notebook's cells); arguments still win.
+    With ``mark``, each magic put in is noted in its cell's metadata, so that
+    :func:`restore_databricks_ipynb` can give the export back as it was (``nbflow lab`` saving).
     """
     from nbformat import v4  # lazy: as in _read_ipynb
 
@@ -284,6 +288,8 @@ def adapt_databricks_ipynb(nb: NotebookNode, name: str = "<notebook>") -> None:
             else default
         if language in ("sql", "scala", "r") and _magic_of(cell.source) is None:
             cell.source = f"%{language}\n{cell.source}"  # %scala and %r cells fail when run, naming the language
+            if mark:
+                cell.metadata.setdefault("nbflow", {})[ADDED_MAGIC] = language
     widgets = meta.get("widgets")
     if not isinstance(widgets, dict) or not widgets or any(WIDGETS_TAG in c.metadata.get("tags", []) for c in nb.cells):
         return
@@ -292,6 +298,56 @@ def adapt_databricks_ipynb(nb: NotebookNode, name: str = "<notebook>") -> None:
         cell = v4.new_code_cell("\n".join(lines))
         cell.metadata["tags"] = [WIDGETS_TAG]
         nb.cells.insert(0, cell)
+
+
+def restore_databricks_ipynb(nb: NotebookNode) -> None:
+    """Undo :func:`adapt_databricks_ipynb` with ``mark``, in place: no widgets cell, and no magic
+    it put in (one the user has since changed stays)."""
+    nb.cells = [c for c in nb.cells if WIDGETS_TAG not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        ours = cell.metadata.get("nbflow")
+        if not isinstance(ours, dict) or ADDED_MAGIC not in ours:
+            continue
+        magic = f"%{ours.pop(ADDED_MAGIC)}\n"
+        if isinstance(cell.source, str) and cell.source.startswith(magic):
+            cell.source = cell.source[len(magic):]
+        if not ours:
+            del cell.metadata["nbflow"]
+
+
+def saved_widget_values(metadata: dict[str, Any]) -> dict[str, str]:
+    """The widget values a notebook's metadata keeps: the current values of a Databricks export's
+    widgets, then those set in nbflow's widget panel (``nbflow_widgets``), which win."""
+    found = {name: entry["currentValue"] for name, entry in _export_widgets(metadata)
+             if isinstance(entry.get("currentValue"), str)}
+    ours = metadata.get(SAVED_WIDGETS)
+    if isinstance(ours, dict):
+        found.update({str(k): v for k, v in ours.items() if isinstance(v, str)})
+    return found
+
+
+def keep_widget_values(metadata: dict[str, Any], values: dict[str, str]) -> None:
+    """Write widget values into a notebook's metadata: ``nbflow_widgets``, and the current value
+    of each of a Databricks export's widgets, so that the workspace shows them after an import."""
+    if not values:
+        return
+    metadata[SAVED_WIDGETS] = dict(values)
+    for name, entry in _export_widgets(metadata):
+        if name in values:
+            entry["currentValue"] = values[name]
+
+
+def _export_widgets(metadata: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Each widget a Databricks export keeps in its metadata: its name, and its entry."""
+    meta = metadata.get(DATABRICKS_NOTEBOOK)
+    widgets = meta.get("widgets") if isinstance(meta, dict) else None
+    found = []
+    for key, entry in widgets.items() if isinstance(widgets, dict) else ():
+        if isinstance(entry, dict):
+            info = entry.get("widgetInfo")
+            name = info.get("name") if isinstance(info, dict) else None
+            found.append((str(name or key), entry))
+    return found
 
 
 def _widget_declaration(entry: object) -> str | None:

@@ -18,6 +18,8 @@ from .lab_process import running_lab
 
 pytestmark = pytest.mark.serve
 
+SQLNB = Path(__file__).parent / "notebooks" / "sqlnb"
+
 TOKEN = "nbflow-test-token"
 
 PY = """# Databricks notebook source
@@ -156,3 +158,33 @@ def test_widget_values_set_in_the_lab_are_saved_with_an_ipynb_and_used_by_nbflow
     assert task["exit_value"] == "12"
     done = cli("run", str(notebook), "-p", "n=5", "--json")  # a parameter still wins
     assert json.loads(done.stdout)["tasks"][0]["exit_value"] == "5", done.stderr
+
+
+def test_a_databricks_export_opens_with_its_sql_cells_and_widgets_and_saves_back_as_exported(
+        lab: Lab, project: Path) -> None:
+    export = json.loads((SQLNB / "export_sql.ipynb").read_text())
+    notebook = project / "export.ipynb"
+    notebook.write_text(json.dumps(export))
+    opened = lab.api("GET", "contents/export.ipynb")["content"]
+    cells = [_text(c["source"]) for c in opened["cells"]]
+    # As nbflow run reads it: a first cell declares the widgets the export keeps, and a cell of
+    # the notebook's language (SQL) without a magic is a %sql cell.
+    assert opened["cells"][0]["metadata"]["tags"] == ["nbflow-widgets"]
+    assert "dbutils.widgets.text('region', 'north', None)" in cells[0]
+    assert cells[2] == "%sql\nSELECT :region AS region, '${unit}' AS unit"
+    assert cells[3].startswith("%python\n")  # a cell with its own magic is left as it is
+    # The user set region in the widget panel; the notebook is saved as the front end sends it.
+    values = project / ".nbflow/jupyter/widget_values.json"
+    values.parent.mkdir(parents=True, exist_ok=True)
+    values.write_text(json.dumps({str(notebook.resolve()): {"region": "south"}}))
+    lab.api("PUT", "contents/export.ipynb", {"type": "notebook", "format": "json", "content": opened})
+    saved = json.loads(notebook.read_text())
+    assert [_text(c["source"]) for c in saved["cells"]] == [_text(c["source"]) for c in export["cells"]]
+    assert all("nbflow" not in c["metadata"] for c in saved["cells"])
+    widgets = saved["metadata"]["application/vnd.databricks.v1+notebook"]["widgets"]
+    assert widgets["region"]["currentValue"] == "south"  # what a workspace shows after an import
+    assert widgets["unit"] == export["metadata"]["application/vnd.databricks.v1+notebook"]["widgets"]["unit"]
+
+
+def _text(source: str | list[str]) -> str:
+    return source if isinstance(source, str) else "".join(source)

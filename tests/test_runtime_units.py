@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,22 @@ def test_an_interactive_notebook_finds_its_project_and_its_path(tmp_path: Path,
     monkeypatch.delenv("JPY_SESSION_NAME")
     assert interactive.notebook_file(Shell(__vsc_ipynb_file__=str(repo / "v.ipynb"))) == repo / "v.ipynb"
     assert interactive.notebook_file(Shell()) == bare / interactive.UNNAMED
+
+
+def test_an_interactive_session_of_an_export_starts_from_its_saved_widget_values(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow.runtime import interactive
+
+    export = json.loads((Path(__file__).parent / "notebooks/sqlnb/export_sql.ipynb").read_text())
+    export["metadata"]["nbflow_widgets"] = {"unit": "lb"}  # set in nbflow lab: wins over the export's
+    notebook = tmp_path / "export.ipynb"
+    notebook.write_text(json.dumps(export))
+    monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(notebook))
+    context = interactive.interactive_context(object())
+    assert context.saved_widgets == {"region": "north", "unit": "lb"}
+    # What this machine's panel kept last (.nbflow/jupyter/widget_values.json) wins over the file.
+    values = tmp_path / ".nbflow/jupyter/widget_values.json"
+    values.parent.mkdir(parents=True)
+    values.write_text(json.dumps({str(notebook.resolve()): {"region": "west"}}))
+    assert interactive.interactive_context(object()).saved_widgets == {"region": "west", "unit": "lb"}

@@ -5,7 +5,10 @@ A ``.py`` or ``.sql`` file that starts with Databricks' header (``# Databricks n
 cells, titles and magics, and is saved back in the same source format: unchanged cells keep their
 original lines, and an unchanged notebook its original bytes (:mod:`nbflow.source_writer`).
 Other files are Jupyter's as usual; an ``.ipynb`` is saved with the values set in its widget panel
-(``metadata.nbflow_widgets``: :mod:`nbflow.runtime.widget_panel`).
+(``metadata.nbflow_widgets``: :mod:`nbflow.runtime.widget_panel`). An ``.ipynb`` exported from
+Databricks opens as ``nbflow run`` reads it: cells of the notebook's language (SQL) without a
+magic get ``%sql``, and a first cell declares the widgets saved with it; saving takes both out
+again, and writes the values set in the panel as the widgets' current values.
 
 Enable it in any Jupyter server (``nbflow lab`` does)::
 
@@ -14,6 +17,7 @@ Enable it in any Jupyter server (``nbflow lab`` does)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,15 @@ from tornado import web
 from traitlets import Unicode
 
 from ..errors import NbflowError
-from ..notebooks import LANGUAGE_NAMES, SAVED_WIDGETS, is_source_notebook, parse_source
+from ..notebooks import (
+    DATABRICKS_NOTEBOOK,
+    LANGUAGE_NAMES,
+    adapt_databricks_ipynb,
+    is_source_notebook,
+    keep_widget_values,
+    parse_source,
+    restore_databricks_ipynb,
+)
 from ..runtime.widget_panel import saved_values
 from ..source_writer import COMMENTS, source_text
 
@@ -52,8 +64,15 @@ class SourceNotebooksManager(AsyncLargeFileManager):
     async def _read_notebook(self, os_path: str, as_version: int = 4, capture_validation_error: Any = None,
                              raw: bool = False) -> Any:
         if not os_path.lower().endswith(SOURCE_SUFFIXES):
-            return await super()._read_notebook(os_path, as_version=as_version,
+            read = await super()._read_notebook(os_path, as_version=as_version,
                                                 capture_validation_error=capture_validation_error, raw=raw)
+            nb = read[0] if raw else read
+            if DATABRICKS_NOTEBOOK in nb.metadata:
+                # A workspace export: its SQL cells shown as %sql cells and its widgets declared by
+                # a first cell, as nbflow run reads it; saving gives the export back as it was.
+                with contextlib.suppress(NbflowError):  # an R or Scala notebook opens as it is
+                    adapt_databricks_ipynb(nb, os.path.basename(os_path), mark=True)
+            return read
         data = Path(os_path).read_bytes()
         try:
             nb = parse_source(data.decode("utf-8"), os.path.basename(os_path), _language(os_path))
@@ -70,8 +89,9 @@ class SourceNotebooksManager(AsyncLargeFileManager):
             # The values set in its widget panel go with it: `nbflow run` starts from them.
             values = saved_values(os.environ.get("NBFLOW_PROJECT_DIR") or self.root_dir,
                                   str(Path(os_path).resolve()))
-            if values:
-                nb.metadata[SAVED_WIDGETS] = values
+            keep_widget_values(nb.metadata, values)
+            if DATABRICKS_NOTEBOOK in nb.metadata:
+                restore_databricks_ipynb(nb)
             await super()._save_notebook(os_path, nb, capture_validation_error=capture_validation_error)
             return
         original = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import sys
 import threading
@@ -89,8 +90,22 @@ def interactive_context(shell: Any) -> RunContext:
         python=sys.executable,
         engine=os.environ.get("NBFLOW_ENGINE") or "auto",
         interactive=True,
-        saved_widgets=saved_values(project, str(notebook)) or None,
+        saved_widgets={**_file_widget_values(notebook), **saved_values(project, str(notebook))} or None,
     )
+
+
+def _file_widget_values(notebook: Path) -> dict[str, str]:
+    """The widget values saved in an ``.ipynb`` (a Databricks export's current values, nbflow
+    lab's ``nbflow_widgets``): where a first session of the notebook starts."""
+    if notebook.suffix.lower() != ".ipynb":
+        return {}
+    try:
+        metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    from ..notebooks import saved_widget_values  # lazy: nbformat's readers stay out of the kernel
+
+    return saved_widget_values(metadata) if isinstance(metadata, dict) else {}
 
 
 def load(shell: Any) -> None:
