@@ -21,6 +21,8 @@ PAYLOAD_VERSION = 1
 # Cells papermill or nbflow adds to the executed notebook: "nbflow-widgets" declares the widgets
 # saved in a Databricks .ipynb export (see nbflow.notebooks.adapt_databricks_ipynb).
 ADDED_CELL_TAGS = ("injected-parameters", "papermill-error-cell-tag", "nbflow-widgets")
+# display(df) of a DataFrame: its schema and first rows as JSON beside the HTML (for diffs, goldens).
+TABLE_MIME = "application/vnd.nbflow.table+json"
 
 
 def to_payload(result: NotebookResult) -> dict[str, Any]:

@@ -20,6 +20,7 @@ class Command:
 COMMANDS: Final[dict[str, Command]] = {
     "cluster": Command("cluster", "Start, stop and look at the project's local Spark cluster."),
     "compare": Command("compare", "Run a PLAN sequentially and in parallel; compare their times."),
+    "diff": Command("diff", "Compare two runs; exit 1 if they differ."),
     "inspect": Command("inspect", "Show what an nbflow run recorded in an EXECUTED notebook."),
     "kernel": Command("kernel", "Install the Jupyter kernel with the Databricks runtime."),
     "lab": Command("lab", "JupyterLab for the project, on the nbflow kernel."),

@@ -22,7 +22,8 @@ from .exits import exit_code, finish
 
 def run_plan_file(path: Path, parameters: dict[str, Param], *, output_dir: Path | None, engine: str,
                   fresh_cluster: bool, mode: str, max_workers: int | None, only: Sequence[str],
-                  from_task: str | None, fail_fast: bool, repair: Path | None, as_json: bool) -> None:
+                  from_task: str | None, fail_fast: bool, repair: Path | None, as_json: bool,
+                  junit_xml: Path | None = None) -> None:
     """``nbflow run PLAN``: run it with :func:`nbflow.run_plan`, show its progress (a live table
     in a terminal, else one line per event), print its result, exit with its state's code."""
     terminal = not as_json and sys.stderr.isatty()  # a terminal: one live table instead of event lines
@@ -46,6 +47,10 @@ def run_plan_file(path: Path, parameters: dict[str, Param], *, output_dir: Path 
         plan_run = run_plan(path, mode=mode, max_workers=max_workers, only=only, from_task=from_task,
                             job_parameters=parameters, repair=repair, fail_fast=fail_fast, output_dir=output_dir,
                             cluster_engine=engine, on_event=on_event, on_start=on_start)
+    if junit_xml is not None:
+        from ..testing.junit import plan_junit  # lazy: only asked for in CI
+
+        plan_junit(plan_run, junit_xml)
     if as_json:
         click.echo(json.dumps(summary(plan_run), indent=2))
     if plan_run.result_state == CANCELED:

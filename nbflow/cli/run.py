@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import sys
@@ -13,17 +12,14 @@ import click
 from click.core import ParameterSource
 
 from .. import params as params_mod
-from .. import pool_wire, sandbox
-from ..errors import EnvironmentFailure, InputError
-from ..lifecycle import terminate_as_interrupt
+from ..errors import InputError
+from ..leased_run import run_leased
 from ..project import processed_dir, project_dir
-from ..results import read_result, summary, write_run_json
+from ..results import summary, write_run_json
 from ..runs import MODES, NotebookResult
-from ..runtime.secrets import without_secrets
-from ..task_spec import new_run_id, task_spec
+from ..task_spec import new_run_id
 from .commands import short_help
 from .exits import finish
-from .tail import Tail
 
 PLAN_SUFFIXES = (".yaml", ".yml", ".json")
 # Options that mean something for one kind of run only: given to the other, they are refused
@@ -58,6 +54,8 @@ NOTEBOOK_ONLY = ("timeout", "log_output")
               help="Plans: re-run what did not succeed in that earlier run (processed/<run-id>), keeping "
                    "its successful tasks' results, task values and job parameters, as a Databricks repair run.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout.")
+@click.option("--junit-xml", type=click.Path(path_type=Path), metavar="FILE",
+              help="Also write the result as JUnit XML (a test case per notebook or task), for CI.")
 def run(
     notebook: Path,
     params: Sequence[str],
@@ -74,6 +72,7 @@ def run(
     fail_fast: bool,
     repair: Path | None,
     as_json: bool,
+    junit_xml: Path | None,
 ) -> None:
     """Run NOTEBOOK (.ipynb or Databricks source .py) in a fresh kernel, or a PLAN (.yaml/.json)."""
     is_plan = notebook.suffix.lower() in PLAN_SUFFIXES
@@ -91,13 +90,13 @@ def run(
 
         run_plan_file(notebook, parameters, output_dir=output_dir, engine=engine, fresh_cluster=fresh_cluster,
                       mode=mode, max_workers=max_workers, only=only, from_task=from_, fail_fast=fail_fast,
-                      repair=repair, as_json=as_json)
+                      repair=repair, as_json=as_json, junit_xml=junit_xml)
         return
     if fresh_cluster:
         from ..cluster import server as cluster_server  # lazy: only --fresh-cluster; a run without Spark never loads it
 
         cluster_server.stop(project_dir())
-    _run_notebook(notebook, parameters, output_dir, timeout, log_output, engine, as_json)
+    _run_notebook(notebook, parameters, output_dir, timeout, log_output, engine, as_json, junit_xml)
 
 
 def _refuse_other_kinds_options(path: Path, is_plan: bool) -> None:
@@ -119,19 +118,20 @@ def _refuse_other_kinds_options(path: Path, is_plan: bool) -> None:
 
 
 def _run_notebook(path: Path, parameters: dict[str, params_mod.Param], output_dir: Path | None,
-                  timeout: float | None, log_output: bool, engine: str, as_json: bool) -> None:
+                  timeout: float | None, log_output: bool, engine: str, as_json: bool,
+                  junit_xml: Path | None) -> None:
     run_id = new_run_id()
     folder = (output_dir or processed_dir(project_dir()) / run_id).resolve()
     if log_output:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         logging.getLogger("papermill").setLevel(logging.WARNING)  # its input/output lines are noise here
-    result = _on_warm_kernel(path, parameters, folder, timeout, log_output, engine, run_id)
-    if result is None:
-        from ..runner import run_notebook  # lazy: papermill's side, for a run without the pool service
-
-        result = run_notebook(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id,
-                              log_output=log_output, engine_name=engine)
+    result = run_leased(path, parameters, folder, timeout=timeout, log_output=log_output, engine=engine,
+                        run_id=run_id)
     write_run_json(result, folder)
+    if junit_xml is not None:
+        from ..testing.junit import notebook_junit  # lazy: only asked for in CI
+
+        notebook_junit(result, junit_xml)
     for warning in result.warnings:
         click.echo(f"nbflow: warning: {warning}", err=True)
     if as_json:
@@ -159,48 +159,3 @@ def _print_notebook_run(result: NotebookResult) -> None:
 def _clip(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _on_warm_kernel(path: Path, parameters: dict[str, params_mod.Param], folder: Path, timeout: float | None,
-                    log_output: bool, engine: str, run_id: str) -> NotebookResult | None:
-    """Run the notebook on a warm kernel of the project's cluster (its pool service), when the
-    cluster runs or the notebook uses Spark; None when that cannot be (it then runs here).
-
-    The service is asked first, before anything heavy is imported: with the cluster up, this
-    command is a client that waits, and costs what its cells cost."""
-    project = project_dir()
-    if not path.is_file():
-        return None  # a missing notebook is reported by the run itself
-    stream = folder / f"{path.stem}.log" if log_output else None
-    spec = task_spec(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id, engine_name=engine,
-                     output_log=stream)
-    # Decided here, as a run here would (its one warning line on this command's stderr); the
-    # service runs only what its own kernels' decision matches.
-    sandbox.decide(sandbox.layout(project))
-    spec = dataclasses.replace(spec, context=dataclasses.replace(spec.context, environ=without_secrets()))
-    tail = Tail(stream) if stream is not None else None
-    try:
-        with terminate_as_interrupt():
-            done = pool_wire.run(project, spec.to_json())
-            if done is None:
-                # No service answered: start it if the cluster runs, or if the notebook needs one.
-                from ..notebook_facts import wants_cluster  # lazy: only when no service answered
-                from ..pool_client import service_available  # lazy: as above (the cluster's modules)
-
-                if service_available(project, engine, wants_cluster(path)):
-                    done = pool_wire.run(project, spec.to_json())
-    except KeyboardInterrupt:
-        done = {"output": spec.output_path}  # cancelled and saved: its result is in the notebook
-    except pool_wire.Lost as exc:
-        raise EnvironmentFailure(f"{path}: {exc} (executed notebook so far: {spec.output_path})") from None
-    finally:
-        if tail is not None:
-            tail.close()
-    output = Path(str((done or {}).get("output") or spec.output_path))
-    if done is None or not output.is_file():
-        # Not run there, or refused before any cell (bad input: the notebook, the output folder):
-        # run here, where the same checks raise their own one-line errors.
-        if stream is not None:
-            stream.unlink(missing_ok=True)
-        return None
-    return read_result(output)

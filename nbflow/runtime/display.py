@@ -10,10 +10,11 @@ from typing import Any
 from IPython.display import HTML, Image
 from IPython.display import display as ipython_display
 
+from ..results import TABLE_MIME
+
 DISPLAY_ROWS = 1000
 # The JSON form of a displayed table, beside its HTML: {"schema": [{"name", "type"}], "rows":
 # [[...], ...], "shown": N, "more": whether there were more rows than shown}.
-TABLE_MIME = "application/vnd.nbflow.table+json"
 # display()'s keyword arguments that mean something to IPython; Databricks' own (streamName,
 # trigger, checkpointLocation, chart settings...) are accepted and ignored (README).
 IPYTHON_DISPLAY_KWARGS = {"include", "exclude", "metadata", "transient", "display_id", "raw", "clear"}

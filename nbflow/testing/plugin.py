@@ -1,0 +1,449 @@
+"""nbflow's pytest plugin: notebooks and plans as tests (``pytest --nbflow``).
+
+Opt in with ``--nbflow`` or ``nbflow = true`` in the ini file (``[tool.pytest.ini_options]``).
+It then collects:
+
+- ``.ipynb`` notebooks and Databricks source notebooks (``.py``/``.sql`` files recognised by their
+  header, not their extension), matching ``nbflow_notebook_globs``: one item each
+  (``etl.py::etl.py``), or one per named parameter set (``etl.py::etl.py[smoke]``);
+- plan files matching ``nbflow_plan_globs``: a collector with one item per task
+  (``plan.yaml::task_key``). The plan runs once, as ``nbflow run`` runs it; a task that did not
+  run because an upstream task failed or its ``run_if`` was not met is reported *skipped*, with
+  the reason.
+
+Each notebook runs as ``nbflow run`` runs it (a fresh kernel; a warm one of the project's cluster
+when it runs), with its executed notebook kept under ``processed/pytest-<time>/``. A failure
+shows the failing cell's number and title, its source, the traceback, the tail of its output,
+the parameters and the executed notebook. JUnit (``--junitxml``) gets properties: status, exit
+value, duration, failing cell, executed notebook. With ``--nbflow-golden`` each result is also
+checked against the golden store (:mod:`nbflow.testing.golden`).
+
+Parameter sets: ``nbflow.params.yaml`` beside the notebooks maps a notebook's file name to named
+sets (``{etl.py: {smoke: {rows: "100"}}}``), or an ``.ipynb`` keeps them in its metadata
+(``nbflow.parameter_sets``). Markers: an ``.ipynb``'s ``nbflow.markers`` metadata, or a line
+``# nbflow-markers: slow, nightly`` (``-- ...`` in SQL) in a source notebook's first cell.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import time
+from collections.abc import Generator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..errors import InputError, NbflowError
+from ..notebooks import is_source_notebook, source_header
+from ..project import PROCESSED, STATE_DIR, processed_dir, project_dir
+from ..results import PAYLOAD_KEY, user_cells
+from ..runs import EXCLUDED, SUCCEEDED, UPSTREAM_CANCELED, UPSTREAM_FAILED, NotebookResult, PlanRun, TaskState
+from .differences import Options
+from .golden import DEFAULT_LEVELS, GOLDEN_DIR, MODES, GoldenResult, check, parse_levels
+from .render import render, summary_line
+from .sanitize import Sanitizer
+from .snapshot import notebook_snapshot
+
+PARAMS_FILE = "nbflow.params.yaml"
+DEFAULT_SET = ""
+_MARKERS_LINE = re.compile(r"^\s*(?:#|--)\s*nbflow-markers:\s*(.+)$", re.M)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_NOT_RUN: dict[TaskState, str] = {UPSTREAM_FAILED: "an upstream task failed",
+                                  UPSTREAM_CANCELED: "an upstream task was cancelled",
+                                  EXCLUDED: "its run_if condition was not met, or it is disabled"}
+OUTPUT_TAIL_LINES = 20
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nbflow", "notebooks and plans, run by nbflow")
+    group.addoption("--nbflow", action="store_true", help="Collect and run notebooks and plans as tests.")
+    group.addoption("--nbflow-timeout", type=float, metavar="S", help="Stop a notebook after S seconds (TIMEDOUT).")
+    group.addoption("--nbflow-param", action="append", default=[], metavar="NAME=VALUE",
+                    help="A parameter (widget value) for every notebook; wins over parameter sets.")
+    group.addoption("--nbflow-engine", default="auto", metavar="auto|sail|spark|sc://HOST:PORT",
+                    help="Cluster engine if a notebook needs Spark and no cluster runs.")
+    group.addoption("--nbflow-secrets", metavar="FILE", help="Secrets file for dbutils.secrets.")
+    group.addoption("--nbflow-plan-mode", choices=("sequential", "parallel"), default="parallel",
+                    help="How a plan's tasks run.")
+    group.addoption("--nbflow-golden", choices=MODES, help="Golden results: check, update, update-missing, off.")
+    group.addoption("--nbflow-golden-level", metavar="L1,L2",
+                    help=f"What the golden check compares (errors, result, tables, outputs) "
+                         f"[default: {','.join(DEFAULT_LEVELS)}].")
+    group.addoption("--nbflow-golden-dir", metavar="DIR", help=f"The golden store [default: <rootdir>/{GOLDEN_DIR}].")
+    group.addoption("--nbflow-sanitize", action="append", default=[], metavar="PATTERN=>REPL",
+                    help="A regular expression replaced before golden comparisons. Repeatable.")
+    group.addoption("--nbflow-rtol", type=float, default=0.0, help="Relative tolerance for numbers (goldens).")
+    group.addoption("--nbflow-atol", type=float, default=0.0, help="Absolute tolerance for numbers (goldens).")
+    group.addoption("--nbflow-max-slowdown", type=float, metavar="X",
+                    help="Fail a notebook slower than X times its golden duration (plus 5 s).")
+    parser.addini("nbflow", "Collect notebooks and plans (as --nbflow).", type="bool", default=False)
+    parser.addini("nbflow_notebook_globs", "File name patterns of notebooks.", type="args",
+                  default=["*.ipynb", "*.py", "*.sql"])
+    parser.addini("nbflow_plan_globs", "File name patterns of plans.", type="args",
+                  default=["plan.yaml", "plan.yml", "*.plan.yaml", "*.plan.yml"])
+    parser.addini("nbflow_exclude", "Path patterns (from the rootdir) never collected.", type="args", default=[])
+    parser.addini("nbflow_golden", "Golden mode (as --nbflow-golden).", default="off")
+    parser.addini("nbflow_golden_level", "Golden levels (as --nbflow-golden-level).", default="")
+    parser.addini("nbflow_sanitize", "Sanitizer rules, PATTERN=>REPL, one a line.", type="linelist", default=[])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "nbflow: a notebook or plan task run by nbflow")
+
+
+def _enabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("nbflow") or config.getini("nbflow"))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    config = parent.config
+    if not _enabled(config) or _excluded(file_path, config):
+        return None
+    name = file_path.name
+    if any(fnmatch.fnmatch(name, g) for g in config.getini("nbflow_plan_globs")):
+        return PlanFile.from_parent(parent, path=file_path)
+    if not any(fnmatch.fnmatch(name, g) for g in config.getini("nbflow_notebook_globs")):
+        return None
+    if file_path.suffix == ".ipynb" and not _executed_by_nbflow(file_path):
+        return NotebookFile.from_parent(parent, path=file_path)
+    if file_path.suffix in (".py", ".sql") and is_source_notebook(file_path):
+        return NotebookFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _excluded(path: Path, config: pytest.Config) -> bool:
+    parts = set(path.parts)
+    if {PROCESSED, STATE_DIR, GOLDEN_DIR, ".ipynb_checkpoints"} & parts:
+        return True  # nbflow's own outputs and state: never tests
+    relative = _relative(path, config)
+    return any(fnmatch.fnmatch(relative, pattern) for pattern in config.getini("nbflow_exclude"))
+
+
+def _relative(path: Path, config: pytest.Config) -> str:
+    try:
+        return str(path.resolve().relative_to(config.rootpath.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _executed_by_nbflow(path: Path) -> bool:
+    """An executed notebook (copied somewhere) is a result, not a test: it carries the payload."""
+    payload = _ipynb_metadata(path)
+    return "version" in payload and "status" in payload
+
+
+# -- what the session shares -----------------------------------------------------------------------
+class _Session:
+    """The options every item reads, and where this session's executed notebooks go."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.folder = processed_dir(project_dir()) / time.strftime("pytest-%Y%m%d-%H%M%S")
+        self.parameters = dict(_pair(p) for p in config.getoption("nbflow_param"))
+        self.timeout: float | None = config.getoption("nbflow_timeout")
+        self.engine: str = config.getoption("nbflow_engine")
+        secrets = config.getoption("nbflow_secrets")
+        self.context = {"secrets_file": str(Path(secrets).resolve())} if secrets else None
+        self.golden_mode: str = config.getoption("nbflow_golden") or config.getini("nbflow_golden") or "off"
+        if self.golden_mode not in MODES:
+            raise pytest.UsageError(f"nbflow_golden = {self.golden_mode!r}: one of {', '.join(MODES)}")
+        levels = config.getoption("nbflow_golden_level") or config.getini("nbflow_golden_level")
+        self.golden_levels = parse_levels(levels) if levels else DEFAULT_LEVELS
+        golden_dir = config.getoption("nbflow_golden_dir")
+        self.golden_root = Path(golden_dir).resolve() if golden_dir else config.rootpath / GOLDEN_DIR
+        rules = [*config.getini("nbflow_sanitize"), *config.getoption("nbflow_sanitize")]
+        self.options = Options(sanitizer=Sanitizer(rules, root=config.rootpath),
+                               rtol=config.getoption("nbflow_rtol"), atol=config.getoption("nbflow_atol"))
+        self.max_slowdown: float | None = config.getoption("nbflow_max_slowdown")
+
+    @classmethod
+    def of(cls, config: pytest.Config) -> _Session:
+        found = getattr(config, "_nbflow_session", None)
+        if found is None:
+            found = cls(config)
+            config._nbflow_session = found  # type: ignore[attr-defined]
+        return found
+
+    def golden(self, node: pytest.Item, result: NotebookResult, folder: Path) -> GoldenResult:
+        outcome = check(notebook_snapshot(Path(str(result.output)), result), folder, self.golden_levels,
+                        self.golden_mode, self.options, self.max_slowdown)
+        if outcome.state != "off":
+            node.user_properties.append(("golden", outcome.state))
+        return outcome
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, found, value = text.partition("=")
+    if not found or not name:
+        raise pytest.UsageError(f"--nbflow-param {text!r}: write NAME=VALUE")
+    return name, value
+
+
+# -- notebooks ---------------------------------------------------------------------------------------
+class NotebookFile(pytest.File):
+    """A notebook: one item, or one per parameter set."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        sets = _parameter_sets(self.path)
+        markers = _markers(self.path)
+        for set_name, values in sets.items():
+            name = self.path.name + (f"[{set_name}]" if set_name else "")
+            item = NotebookItem.from_parent(self, name=name, set_name=set_name, parameters=values)
+            for marker in markers:
+                item.add_marker(marker)
+            yield item
+
+
+class NotebookFailed(Exception):
+    """The notebook did not succeed: its result tells how."""
+
+    def __init__(self, result: NotebookResult, parameters: Mapping[str, Any]) -> None:
+        super().__init__(f"{result.notebook}: {result.status}")
+        self.result = result
+        self.parameters = dict(parameters)
+
+
+class GoldenDiffers(Exception):
+    def __init__(self, outcome: GoldenResult) -> None:
+        super().__init__(f"differs from its golden ({outcome.folder})")
+        self.outcome = outcome
+
+
+class NotebookItem(pytest.Item):
+    def __init__(self, *, set_name: str, parameters: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.set_name = set_name
+        self.parameters = dict(parameters)
+        self.add_marker("nbflow")
+
+    def runtest(self) -> None:
+        from ..leased_run import run_leased  # lazy: the runner, only when a notebook runs
+
+        session = _Session.of(self.config)
+        parameters = {**self.parameters, **session.parameters}
+        folder = session.folder / _safe(_relative(self.path, self.config)) / (self.set_name or "default")
+        result = run_leased(self.path, parameters, folder, timeout=session.timeout, engine=session.engine,
+                            context=session.context)
+        _record(self, result)
+        if not result.ok:
+            raise NotebookFailed(result, parameters)
+        golden = session.golden(self, result, session.golden_root / _relative(self.path, self.config)
+                                / (self.set_name or "default"))
+        _golden_outcome(golden)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str | Any:
+        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"notebook {self.name}"
+
+
+def _golden_outcome(golden: GoldenResult) -> None:
+    if golden.state == "missing":
+        import warnings  # lazy: rare
+
+        warnings.warn(f"nbflow: no golden at {golden.folder} (--nbflow-golden=update-missing writes it; "
+                      "with CI=true a missing golden fails)", stacklevel=2)
+    if golden.failed:
+        raise GoldenDiffers(golden)
+
+
+def _record(item: pytest.Item, result: NotebookResult) -> None:
+    """The JUnit properties of a notebook's run."""
+    duration = None if result.duration_s is None else round(result.duration_s, 3)
+    item.user_properties += [("status", str(result.status)), ("duration_s", duration),
+                             ("executed_notebook", result.output)]
+    if result.exit_value is not None:
+        item.user_properties.append(("exit_value", result.exit_value))
+    if result.error is not None and result.error.cell_index is not None:
+        item.user_properties.append(("failing_cell", _cell_label(result, result.error.cell_index)))
+
+
+def _failure_text(error: BaseException) -> str | None:
+    if isinstance(error, GoldenDiffers):
+        o = error.outcome
+        if o.state == "missing-in-ci":
+            return (f"no golden at {o.folder}, and CI is set: write it with --nbflow-golden=update-missing, "
+                    "review it and commit it")
+        text = render("term", str(o.folder), "this run", o.differences, o.differences)
+        return f"differs from its golden: {summary_line(o.differences, o.differences)}\n{text}\n" \
+               f"(--nbflow-golden=update accepts this run as the golden)"
+    if isinstance(error, NotebookFailed):
+        return describe_failure(error.result, error.parameters)
+    if isinstance(error, NbflowError):
+        return f"nbflow: {error}"
+    return None
+
+
+def describe_failure(result: NotebookResult, parameters: Mapping[str, Any]) -> str:
+    """What a failed notebook shows: where, why, the cell's source, traceback and output."""
+    lines = [f"{result.notebook}: {result.status}"]
+    cell = None
+    if result.error is not None:
+        where = "" if result.error.cell_index is None else f" in {_cell_label(result, result.error.cell_index)}"
+        lines[0] += f"{where}: {result.error.ename}: {result.error.evalue}"
+        cell = _executed_cell(result, result.error.cell_index)
+    if cell is not None:
+        lines += ["", "--- source ---", _text(cell.get("source")).rstrip()]
+    if result.error is not None and result.error.traceback:
+        lines += ["", "--- traceback ---", _ANSI.sub("", "\n".join(result.error.traceback)).rstrip()]
+    if cell is not None:
+        printed = "".join(_text(o.get("text")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        if printed.strip():
+            tail = printed.rstrip().splitlines()[-OUTPUT_TAIL_LINES:]
+            lines += ["", f"--- output (last {len(tail)} lines) ---", _ANSI.sub("", "\n".join(tail))]
+    lines += [""]
+    if parameters:
+        lines.append("parameters: " + ", ".join(f"{k}={v!r}" for k, v in parameters.items()))
+    lines.append(f"executed notebook: {result.output}")
+    return "\n".join(lines)
+
+
+def _executed_cell(result: NotebookResult, index: int | None) -> dict[str, Any] | None:
+    if index is None or not result.output:
+        return None
+    try:
+        nb = json.loads(Path(result.output).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cells = dict(user_cells(nb))
+    cell = cells.get(index)
+    return cell if isinstance(cell, dict) else None
+
+
+def _cell_label(result: NotebookResult, index: int) -> str:
+    cell = _executed_cell(result, index) or {}
+    title = cell.get("metadata", {}).get("title")
+    return f"cell {index + 1}" + (f" ({title})" if title else "")
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def _safe(relative: str) -> str:
+    return re.sub(r"[^\w.\-]+", "_", relative)
+
+
+def _parameter_sets(path: Path) -> dict[str, dict[str, Any]]:
+    """The named parameter sets of a notebook (one unnamed set when it has none)."""
+    sets: Any = None
+    sidecar = path.parent / PARAMS_FILE
+    if sidecar.is_file():
+        from ..documents import read_document  # lazy: only where a sidecar exists
+
+        data = read_document(sidecar, "parameter sets", InputError).data
+        sets = data.get(path.name) if isinstance(data, dict) else None
+    if sets is None and path.suffix == ".ipynb":
+        sets = _ipynb_metadata(path).get("parameter_sets")
+    if not sets:
+        return {DEFAULT_SET: {}}
+    if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
+        raise pytest.UsageError(f"{path}: parameter sets are a mapping of set name to parameters")
+    return {str(k): dict(v) for k, v in sets.items()}
+
+
+def _markers(path: Path) -> list[str]:
+    if path.suffix == ".ipynb":
+        found = _ipynb_metadata(path).get("markers") or []
+        return [str(m) for m in found] if isinstance(found, list) else []
+    header = source_header(path.suffix) or ""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    first_cell = text.removeprefix(header).split("COMMAND ----------", 1)[0]
+    match = _MARKERS_LINE.search(first_cell)
+    return [m for m in re.split(r"[,\s]+", match.group(1)) if m] if match else []
+
+
+def _ipynb_metadata(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get(PAYLOAD_KEY, {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+# -- plans ------------------------------------------------------------------------------------------
+class PlanFile(pytest.File):
+    """A plan: one item per task; the plan runs once, when its first task item runs."""
+
+    run: PlanRun | None = None
+
+    def collect(self) -> Iterator[pytest.Item]:
+        from ..plan import load_plan  # lazy: pydantic's models, only when a plan is collected
+
+        try:
+            plan, _ = load_plan(self.path)
+        except NbflowError as exc:
+            raise pytest.Collector.CollectError(f"{self.path}: {exc}") from None
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        for task in plan.tasks:
+            # Where the task is written: a skipped task's report points there.
+            found = re.search(rf"^[\s-]*[\"']?task_key[\"']?\s*:\s*[\"']?{re.escape(task.task_key)}[\"']?\s*,?\s*$",
+                              text, re.M)
+            line = text.count("\n", 0, found.start()) if found else None
+            yield TaskItem.from_parent(self, name=task.task_key, line=line)
+
+    def plan_run(self) -> PlanRun:
+        if self.run is None:
+            from ..plan_runner import run_plan  # lazy: the scheduler, only when a plan runs
+
+            session = _Session.of(self.config)
+            self.run = run_plan(self.path, mode=self.config.getoption("nbflow_plan_mode"),
+                                output_dir=session.folder / _safe(_relative(self.path, self.config)),
+                                cluster_engine=session.engine, base_dir=self.path.parent)
+        return self.run
+
+
+class TaskItem(pytest.Item):
+    def __init__(self, *, line: int | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.line = line  # 0-based, of the task's task_key in the plan file
+        self.add_marker("nbflow")
+
+    def runtest(self) -> None:
+        parent = self.parent
+        assert isinstance(parent, PlanFile)
+        run = parent.plan_run()
+        task = run.tasks[self.name]
+        result = task.last.result if task.last else None
+        if result is None:
+            self.user_properties.append(("status", str(task.status)))
+        if task.status in _NOT_RUN:
+            pytest.skip(f"{self.name}: not run: {task.reason or _NOT_RUN[task.status]}")
+        if result is not None:
+            _record(self, result)
+        if task.status not in SUCCEEDED:
+            if result is not None:
+                raise NotebookFailed(result, dict(task.task.parameters))
+            pytest.fail(f"{self.name}: {task.status}" + (f": {task.reason}" if task.reason else ""),
+                        pytrace=False)
+        if result is None:
+            return
+        session = _Session.of(self.config)
+        golden = session.golden(self, result, session.golden_root / _relative(self.path, self.config) / self.name)
+        _golden_outcome(golden)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str | Any:
+        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, self.line, f"plan task {self.name}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if isinstance(item, TaskItem) and report.skipped and isinstance(report.longrepr, tuple):
+        # A task not run is skipped where the plan declares it, not where this plugin said so.
+        path, line, _ = item.reportinfo()
+        report.longrepr = (str(path), (line or 0) + 1, report.longrepr[2])
+    return report

@@ -1,0 +1,94 @@
+"""Sanitizers: what differs between two runs of the same notebook without meaning anything.
+
+Both sides of a comparison (``nbflow diff``, the golden store) go through the same sanitizers
+before they are compared, and goldens are stored sanitized, so that they review well in a pull
+request. Each preset has a name (``--sanitize-off NAME`` leaves one out); a user rule is a
+regular expression and its replacement (``PATTERN=>REPLACEMENT``).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+RULE_SEPARATOR = "=>"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: re.Pattern[str]
+    replacement: str
+
+    def apply(self, text: str) -> str:
+        return self.pattern.sub(self.replacement, text)
+
+
+def _presets() -> list[Rule]:
+    home = str(Path.home())
+    temp = re.escape(tempfile.gettempdir().rstrip("/"))
+    rules = [
+        ("ansi", r"\x1b\[[0-9;?]*[A-Za-z]", ""),
+        # nbflow's run ids (processed/<run-id>, interactive sessions) and Jobs API run ids in text.
+        ("run-ids", r"\b(?:interactive-)?\d{8}-\d{6}-(?:[0-9a-f]{6}|\d+)\b", "<run-id>"),
+        ("uuids", r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<uuid>"),
+        ("datetimes", r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?",
+         "<datetime>"),
+        ("times", r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<time>"),
+        ("addresses", r"\b0x[0-9a-fA-F]{6,16}\b", "<address>"),
+        ("temp-paths", rf"{temp}/[^\s'\"),\]]+", "<tmp>"),
+        ("home", re.escape(home) + r"(?=/|\b)" if home not in ("", "/") else r"(?!x)x", "~"),
+        # The ports and process ids Spark, Jupyter and nbflow print ("port 43121", "pid 1234").
+        ("ports-and-pids", r"\b(port|pid)( ?[=:]? ?)\d+\b", r"\1\2<n>"),
+    ]
+    return [Rule(name, re.compile(pattern), replacement) for name, pattern, replacement in rules]
+
+
+PRESETS = tuple(rule.name for rule in _presets())
+
+
+class Sanitizer:
+    """The presets (minus those left out) then the user's rules, applied to every string."""
+
+    def __init__(self, rules: Sequence[str] = (), off: Iterable[str] = (), root: Path | None = None) -> None:
+        off = set(off)
+        unknown = off - set(PRESETS) - {"all"}
+        if unknown:
+            raise InputError(f"unknown sanitizer {sorted(unknown)[0]!r}: the presets are {', '.join(PRESETS)} (or all)")
+        self.rules = [] if "all" in off else [r for r in _presets() if r.name not in off]
+        if root is not None:
+            # The project's own folder: the same notebooks run from another clone compare equal.
+            self.rules.insert(0, Rule("root", re.compile(re.escape(str(root.resolve())) + r"(?=/|\b)"), "<root>"))
+        self.rules += [user_rule(text) for text in rules]
+
+    def text(self, value: str) -> str:
+        for rule in self.rules:
+            value = rule.apply(value)
+        return value
+
+    def data(self, value: Any) -> Any:
+        """Every string in JSON data sanitized (keys too), the rest as it is."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.data(v) for v in value]
+        return value
+
+
+def user_rule(text: str) -> Rule:
+    """``PATTERN=>REPLACEMENT`` (the replacement may be empty) as a rule."""
+    pattern, found, replacement = text.partition(RULE_SEPARATOR)
+    if not found or not pattern:
+        raise InputError(f"sanitizer rule {text!r}: write it as PATTERN{RULE_SEPARATOR}REPLACEMENT")
+    try:
+        return Rule(f"user:{pattern}", re.compile(pattern), replacement)
+    except re.error as exc:
+        raise InputError(f"sanitizer rule {text!r}: bad regular expression ({exc})") from None

@@ -1,0 +1,118 @@
+"""nbflow's pytest plugin (``pytest --nbflow``), run by pytest's own ``pytester`` in a fresh
+folder: notebooks and plans collected, run, reported (failures, skips, JUnit), and checked
+against the golden store."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.kernel]
+pytest_plugins = ["pytester"]
+
+GOOD = """# Databricks notebook source
+# nbflow-markers: smoke
+dbutils.widgets.text("n", "3")
+n = int(dbutils.widgets.get("n"))
+print("n is", n)
+
+# COMMAND ----------
+
+dbutils.notebook.exit(str(n * 2))
+"""
+
+BAD = """# Databricks notebook source
+x = 1
+
+# COMMAND ----------
+
+# DBTITLE 1,Divide
+print("about to divide")
+y = x / 0
+"""
+
+PLAN = """name: checks
+tasks:
+  - task_key: first
+    notebook: bad.py
+  - task_key: second
+    notebook: good.py
+    depends_on: [first]
+  - task_key: alone
+    notebook: good.py
+"""
+
+
+@pytest.fixture
+def folder(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(pytester.path))
+    monkeypatch.delenv("CI", raising=False)
+    (pytester.path / "good.py").write_text(GOOD)
+    (pytester.path / "bad.py").write_text(BAD)
+    (pytester.path / "plan.yaml").write_text(PLAN)
+    (pytester.path / "helper.py").write_text("def f():\n    return 1\n")  # a module, not a notebook
+    (pytester.path / "nbflow.params.yaml").write_text('good.py:\n  small: {n: "1"}\n  big: {n: "100"}\n')
+    pytester.makeini("[pytest]\nmarkers =\n    smoke: quick notebooks\n")
+    return pytester.path
+
+
+def test_notebooks_and_plan_tasks_are_items_with_failures_skips_and_junit(pytester: pytest.Pytester,
+                                                                          folder: Path) -> None:
+    collected = pytester.runpytest_subprocess("--nbflow", "--collect-only", "-q")
+    assert collected.outlines[:6] == ["bad.py::bad.py", "good.py::good.py[small]", "good.py::good.py[big]",
+                                      "plan.yaml::first", "plan.yaml::second", "plan.yaml::alone"]
+    assert "no tests collected" in pytester.runpytest_subprocess("--collect-only", "-q").stdout.str()  # opt-in
+
+    done = pytester.runpytest_subprocess("--nbflow", "-rs", "--junitxml=junit.xml")
+    done.assert_outcomes(passed=3, failed=2, skipped=1)
+    out = done.stdout.str()
+    # The failing cell by number and title, its source, traceback, printed output and executed notebook.
+    assert "bad.py: FAILED in cell 2 (Divide): ZeroDivisionError: division by zero" in out
+    assert "--- source ---\nprint(\"about to divide\")\ny = x / 0" in out
+    assert "--- output (last 1 lines) ---\nabout to divide" in out
+    assert "executed notebook: " + str(folder / "processed" / "pytest-") in out
+    # The task whose upstream failed is skipped, where the plan declares it, with the reason.
+    assert "SKIPPED [1] plan.yaml:5: second: not run: run_if ALL_SUCCESS not met" in out
+    cases = {c.get("name"): c for c in ET.parse(folder / "junit.xml").getroot().iter("testcase")}
+    assert set(cases) == {"bad.py", "good.py[small]", "good.py[big]", "first", "second", "alone"}
+    props = {p.get("name"): p.get("value") for p in cases["good.py[big]"].iter("property")}
+    assert props["status"] == "SUCCESS" and props["exit_value"] == "200" and Path(props["executed_notebook"]).is_file()
+    failed = {p.get("name"): p.get("value") for p in cases["first"].iter("property")}
+    assert failed["failing_cell"] == "cell 2 (Divide)" and cases["first"].find("failure") is not None
+    assert cases["bad.py"].get("classname") == "bad"  # never an empty JUnit name
+
+    smoke = pytester.runpytest_subprocess("--nbflow", "-m", "smoke", "-q", "-p", "no:cacheprovider")
+    smoke.assert_outcomes(passed=2, deselected=4)  # the marker from the notebook's header line
+    again = pytester.runpytest_subprocess("--nbflow", "--collect-only", "-q")
+    assert not [line for line in again.outlines if "processed" in line]  # executed notebooks are not tests
+
+
+def test_goldens_are_written_checked_and_fail_with_a_readable_difference(pytester: pytest.Pytester,
+                                                                         folder: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["--nbflow", "-k", "small", "--nbflow-golden-level=result,outputs"]
+    missing = pytester.runpytest_subprocess(*args, "--nbflow-golden=check")
+    missing.assert_outcomes(passed=1)  # locally a missing golden only warns
+    assert "no golden at" in missing.stdout.str()
+    monkeypatch.setenv("CI", "true")
+    pytester.runpytest_subprocess(*args, "--nbflow-golden=check").assert_outcomes(failed=1)
+    pytester.runpytest_subprocess(*args, "--nbflow-golden=update-missing").assert_outcomes(passed=1)
+    golden = folder / "__nbflow_golden__" / "good.py" / "small"
+    assert json.loads((golden / "result.json").read_text())["exit_value"] == "2"
+    assert sorted(p.name for p in golden.iterdir()) == ["outputs.json", "result.json", "timings.json"]
+    pytester.runpytest_subprocess(*args, "--nbflow-golden=check").assert_outcomes(passed=1)
+
+    (folder / "good.py").write_text(GOOD.replace('print("n is", n)', 'print("n =", n)'))
+    differs = pytester.runpytest_subprocess(*args, "--nbflow-golden=check")
+    differs.assert_outcomes(failed=1)
+    out = differs.stdout.str()
+    assert "differs from its golden: 1 difference (outputs 1)" in out
+    assert "-n is 1" in out and "+n = 1" in out
+    # Only the result checked: the printed text does not count.
+    pytester.runpytest_subprocess("--nbflow", "-k", "small", "--nbflow-golden=check",
+                                  "--nbflow-golden-level=result").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess(*args, "--nbflow-golden=update").assert_outcomes(passed=1)
+    assert "n = 1" in (golden / "outputs.json").read_text()
