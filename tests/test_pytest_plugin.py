@@ -116,3 +116,56 @@ def test_goldens_are_written_checked_and_fail_with_a_readable_difference(pyteste
                                   "--nbflow-golden-level=result").assert_outcomes(passed=1)
     pytester.runpytest_subprocess(*args, "--nbflow-golden=update").assert_outcomes(passed=1)
     assert "n = 1" in (golden / "outputs.json").read_text()
+
+
+WRITER = """# Databricks notebook source
+dbutils.widgets.text("rows", "3")
+spark.range(int(dbutils.widgets.get("rows"))).selectExpr("id", "id * 10 AS tenfold") \\
+    .write.mode("overwrite").saveAsTable("main.default.tenfold")
+"""
+
+HAND_WRITTEN = '''
+from nbflow.testing import assert_df_equal, assert_table
+
+
+def test_the_writer(nbflow_run, nbflow_golden):
+    result = nbflow_run("writer.py", {"rows": "2"})
+    assert result.ok, result.error
+    assert_table("tenfold", [{"id": 0, "tenfold": 0}, {"id": 1, "tenfold": 10}])
+    assert_df_equal([(1, 10), (0, 0)], [{"id": 0, "tenfold": 0}, {"id": 1, "tenfold": 10}])
+    nbflow_golden(result, levels="result")
+'''
+
+
+@pytest.mark.spark
+def test_tables_written_are_kept_in_goldens_and_fixtures_run_and_assert(pytester: pytest.Pytester,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(pytester.path))
+    monkeypatch.delenv("CI", raising=False)
+    (pytester.path / "writer.py").write_text(WRITER)
+    try:
+        # The default levels: result and tables. The table the notebook wrote is in the golden, whole.
+        pytester.runpytest_subprocess("--nbflow", "--nbflow-golden=update-missing", "writer.py"
+                                      ).assert_outcomes(passed=1)
+        golden = pytester.path / "__nbflow_golden__" / "writer.py" / "default"
+        tables = json.loads((golden / "tables.json").read_text())
+        assert tables["main.default.tenfold"]["row_count"] == 3
+        assert tables["main.default.tenfold"]["data"] == [{"id": 0, "tenfold": 0}, {"id": 1, "tenfold": 10},
+                                                          {"id": 2, "tenfold": 20}]
+        pytester.runpytest_subprocess("--nbflow", "--nbflow-golden=check", "writer.py").assert_outcomes(passed=1)
+        changed = pytester.runpytest_subprocess("--nbflow", "--nbflow-golden=check", "--nbflow-param", "rows=4",
+                                                "writer.py")
+        changed.assert_outcomes(failed=1)
+        out = changed.stdout.str()
+        assert "tables › main.default.tenfold › row_count" in out and "result › parameters › rows" in out
+
+        pytester.makepyfile(test_by_hand=HAND_WRITTEN)
+        first = pytester.runpytest_subprocess("test_by_hand.py")
+        first.assert_outcomes(failed=1)  # nbflow_golden: no golden yet, and the test asked for a check
+        assert "--nbflow-golden=update-missing writes it" in first.stdout.str()
+        pytester.runpytest_subprocess("test_by_hand.py", "--nbflow-golden=update-missing").assert_outcomes(passed=1)
+        pytester.runpytest_subprocess("test_by_hand.py").assert_outcomes(passed=1)
+    finally:
+        from .conftest import cli
+
+        cli("cluster", "stop", env={"NBFLOW_PROJECT_DIR": str(pytester.path)})

@@ -154,7 +154,7 @@ class _Walker:
 
 
 def _is_table(value: dict[str, Any]) -> bool:
-    return "schema" in value and "rows" in value
+    return "schema" in value and isinstance(value.get("rows"), list)
 
 
 def _keyed(items: list[Any]) -> bool:

@@ -41,8 +41,9 @@ from ..notebooks import is_source_notebook, source_header
 from ..project import PROCESSED, STATE_DIR, processed_dir, project_dir
 from ..results import PAYLOAD_KEY, user_cells
 from ..runs import EXCLUDED, SUCCEEDED, UPSTREAM_CANCELED, UPSTREAM_FAILED, NotebookResult, PlanRun, TaskState
+from . import tables
 from .differences import Options
-from .golden import DEFAULT_LEVELS, GOLDEN_DIR, MODES, GoldenResult, check, parse_levels
+from .golden import DEFAULT_LEVELS, GOLDEN_DIR, MODES, GoldenResult, check, layers_for, parse_levels
 from .render import render, summary_line
 from .sanitize import Sanitizer
 from .snapshot import notebook_snapshot
@@ -114,6 +115,20 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A source notebook named on the command line is not a Python module to import (pytest
+    collects every ``.py`` file given as an argument): this plugin's item runs it instead."""
+    if _enabled(parent.config) and is_source_notebook(module_path):
+        return _NotAModule.from_parent(parent, path=module_path)
+    return None
+
+
+class _NotAModule(pytest.File):
+    def collect(self) -> list[pytest.Item]:
+        return []
+
+
 def _excluded(path: Path, config: pytest.Config) -> bool:
     parts = set(path.parts)
     if {PROCESSED, STATE_DIR, GOLDEN_DIR, ".ipynb_checkpoints"} & parts:
@@ -141,7 +156,8 @@ class _Session:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.folder = processed_dir(project_dir()) / time.strftime("pytest-%Y%m%d-%H%M%S")
+        self.project = project_dir()
+        self.folder = processed_dir(self.project) / time.strftime("pytest-%Y%m%d-%H%M%S")
         self.parameters = dict(_pair(p) for p in config.getoption("nbflow_param"))
         self.timeout: float | None = config.getoption("nbflow_timeout")
         self.engine: str = config.getoption("nbflow_engine")
@@ -167,9 +183,16 @@ class _Session:
             config._nbflow_session = found  # type: ignore[attr-defined]
         return found
 
-    def golden(self, node: pytest.Item, result: NotebookResult, folder: Path) -> GoldenResult:
-        outcome = check(notebook_snapshot(Path(str(result.output)), result), folder, self.golden_levels,
-                        self.golden_mode, self.options, self.max_slowdown)
+    @property
+    def wants_tables(self) -> bool:
+        return self.golden_mode != "off" and "tables" in layers_for(self.golden_levels)
+
+    def golden(self, node: pytest.Item, result: NotebookResult, folder: Path,
+               written: list[str] | None = None) -> GoldenResult:
+        snapshot = notebook_snapshot(Path(str(result.output)), result)
+        if written is not None:
+            snapshot.layers["tables"] = tables.layer(self.project, written)
+        outcome = check(snapshot, folder, self.golden_levels, self.golden_mode, self.options, self.max_slowdown)
         if outcome.state != "off":
             node.user_properties.append(("golden", outcome.state))
         return outcome
@@ -225,13 +248,17 @@ class NotebookItem(pytest.Item):
         session = _Session.of(self.config)
         parameters = {**self.parameters, **session.parameters}
         folder = session.folder / _safe(_relative(self.path, self.config)) / (self.set_name or "default")
+        before = tables.versions(session.project) if session.wants_tables else None
         result = run_leased(self.path, parameters, folder, timeout=session.timeout, engine=session.engine,
                             context=session.context)
         _record(self, result)
         if not result.ok:
             raise NotebookFailed(result, parameters)
+        written = tables.written(session.project, before) if before is not None else None
+        if written:
+            self.user_properties.append(("tables_written", ", ".join(written)))
         golden = session.golden(self, result, session.golden_root / _relative(self.path, self.config)
-                                / (self.set_name or "default"))
+                                / (self.set_name or "default"), written)
         _golden_outcome(golden)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
@@ -447,3 +474,50 @@ def pytest_runtest_makereport(item: pytest.Item,
         path, line, _ = item.reportinfo()
         report.longrepr = (str(path), (line or 0) + 1, report.longrepr[2])
     return report
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+@pytest.fixture
+def nbflow_run(request: pytest.FixtureRequest) -> Any:
+    """``nbflow_run(path, parameters=None, *, timeout=None)``: run a notebook (its
+    :class:`~nbflow.runs.NotebookResult`) or a plan file (its :class:`~nbflow.runs.PlanRun`) as
+    ``nbflow run`` does, its executed notebooks kept in this session's folder."""
+    session = _Session.of(request.config)
+    counter = iter(range(1, 10_000))
+
+    def run(path: str | Path, parameters: Mapping[str, Any] | None = None, *,
+            timeout: float | None = None, mode: str = "sequential") -> NotebookResult | PlanRun:
+        path = Path(path)
+        folder = session.folder / _safe(request.node.nodeid) / f"{next(counter):03d}-{path.stem}"
+        if path.suffix.lower() in (".yaml", ".yml", ".json"):
+            from ..plan_runner import run_plan  # lazy: the scheduler, only when a plan runs
+
+            return run_plan(path, mode=mode, job_parameters=parameters, output_dir=folder,
+                            cluster_engine=session.engine, base_dir=path.parent)
+        from ..leased_run import run_leased  # lazy: as NotebookItem.runtest
+
+        return run_leased(path, {**(parameters or {}), **session.parameters}, folder,
+                          timeout=timeout or session.timeout, engine=session.engine, context=session.context)
+
+    return run
+
+
+@pytest.fixture
+def nbflow_golden(request: pytest.FixtureRequest) -> Any:
+    """``nbflow_golden(result, name="default", levels="result,tables")``: check a
+    :class:`~nbflow.runs.NotebookResult` against the golden store (folder: the test's node id,
+    then ``name``), as ``--nbflow-golden`` says (``check`` when it is off: the test asked for it)."""
+    session = _Session.of(request.config)
+
+    def golden(result: NotebookResult, name: str = "default", levels: str | None = None) -> GoldenResult:
+        mode = session.golden_mode if session.golden_mode != "off" else "check"
+        outcome = check(notebook_snapshot(Path(str(result.output)), result),
+                        session.golden_root / _safe(request.node.nodeid) / name,
+                        parse_levels(levels) if levels else session.golden_levels, mode, session.options,
+                        session.max_slowdown)
+        if outcome.failed or outcome.state == "missing":
+            raise AssertionError(_failure_text(GoldenDiffers(outcome)) if outcome.failed else
+                                 f"no golden at {outcome.folder}: --nbflow-golden=update-missing writes it")
+        return outcome
+
+    return golden

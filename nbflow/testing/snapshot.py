@@ -9,7 +9,8 @@ layers, each one JSON document:
   ``display`` writes (schema and rows, not its HTML), an error's name and message (no traceback);
   images and widgets only as what they are;
 - ``result``: status, exit value, task values, captured variables, parameters, the error;
-- ``tables``: the tables the run wrote, as the golden store keeps them (when recorded);
+- ``tables``: the tables the run wrote (:mod:`nbflow.testing.tables`; the pytest plugin records
+  them as it runs a notebook, so golden folders have them, executed notebooks do not);
 - ``timings``: durations, per cell and in all;
 - ``plan``: for a plan run, each task's state and the job's result.
 
@@ -75,9 +76,6 @@ def notebook_snapshot(path: Path, result: NotebookResult | None = None) -> Snaps
                     "cells": [{"cell": _key(i, c), "duration_s": c.get("metadata", {}).get("papermill", {})
                                .get("duration")} for i, c in cells if c.get("cell_type") == "code"]},
     }
-    tables = nb.get("metadata", {}).get("nbflow", {}).get("tables")
-    if isinstance(tables, list):
-        layers["tables"] = tables
     return Snapshot(str(path), "notebook", layers)
 
 
