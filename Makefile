@@ -63,6 +63,7 @@ bench: $(BIN)/nbflow
 	$(BIN)/python bench/bench_engines.py
 	$(BIN)/python bench/bench_plans.py
 	$(BIN)/python bench/bench_notebook_run.py
+	$(BIN)/python bench/bench_pytest_plugin.py
 
 # The docker image, checked where no Docker engine runs (docker/check.sh): hadolint on the
 # Dockerfile, shellcheck on docker/*.sh, docker/install.sh (the image's build) into a temporary

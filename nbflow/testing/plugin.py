@@ -63,7 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nbflow", action="store_true", help="Collect and run notebooks and plans as tests.")
     group.addoption("--nbflow-timeout", type=float, metavar="S", help="Stop a notebook after S seconds (TIMEDOUT).")
     group.addoption("--nbflow-param", action="append", default=[], metavar="NAME=VALUE",
-                    help="A parameter (widget value) for every notebook; wins over parameter sets.")
+                    help="A parameter (widget value) for every notebook, wins over parameter sets; "
+                         "for a plan that declares it, a job parameter.")
     group.addoption("--nbflow-engine", default="auto", metavar="auto|sail|spark|sc://HOST:PORT",
                     help="Cluster engine if a notebook needs Spark and no cluster runs.")
     group.addoption("--nbflow-secrets", metavar="FILE", help="Secrets file for dbutils.secrets.")
@@ -401,6 +402,7 @@ class PlanFile(pytest.File):
     """A plan: one item per task; the plan runs once, when its first task item runs."""
 
     run: PlanRun | None = None
+    declared: set[str]  # the plan's job parameters (set by collect)
 
     def collect(self) -> Iterator[pytest.Item]:
         from ..plan import load_plan  # lazy: pydantic's models, only when a plan is collected
@@ -409,6 +411,7 @@ class PlanFile(pytest.File):
             plan, _ = load_plan(self.path)
         except NbflowError as exc:
             raise pytest.Collector.CollectError(f"{self.path}: {exc}") from None
+        self.declared = {p.name for p in plan.parameters}
         text = self.path.read_text(encoding="utf-8", errors="replace")
         for task in plan.tasks:
             # Where the task is written: a skipped task's report points there.
@@ -422,7 +425,10 @@ class PlanFile(pytest.File):
             from ..plan_runner import run_plan  # lazy: the scheduler, only when a plan runs
 
             session = _Session.of(self.config)
-            self.run = run_plan(self.path, mode=self.config.getoption("nbflow_plan_mode"),
+            # --nbflow-param values the plan declares are its job parameters (the others are
+            # for notebooks; a plan refuses parameters it does not declare).
+            job = {k: v for k, v in session.parameters.items() if k in self.declared}
+            self.run = run_plan(self.path, mode=self.config.getoption("nbflow_plan_mode"), job_parameters=job,
                                 output_dir=session.folder / _safe(_relative(self.path, self.config)),
                                 cluster_engine=session.engine, base_dir=self.path.parent)
         return self.run
