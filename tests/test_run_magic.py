@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .conftest import exit_json, run
@@ -36,3 +38,22 @@ def test_run_cycle_is_reported() -> None:
     result = run("run_cycle_a.py")
     assert result.status == "FAILED"
     assert "%run cycle:" in result.error.evalue and "run_cycle_b.py" in result.error.evalue
+
+
+def test_skip_cells_and_the_skip_execution_and_raises_exception_tags(tmp_path: Path) -> None:
+    import nbformat
+
+    from nbflow import run_notebook
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("seen = []"),
+        nbformat.v4.new_code_cell("%skip\nseen.append('skip magic')"),  # Databricks' %skip
+        nbformat.v4.new_code_cell("seen.append('tag')", metadata={"tags": ["skip-execution"]}),
+        nbformat.v4.new_code_cell("raise ValueError('expected')", metadata={"tags": ["raises-exception"]}),
+        nbformat.v4.new_code_cell("dbutils.notebook.exit(','.join(seen) or 'nothing')"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "skips.ipynb")
+    result = run_notebook(tmp_path / "skips.ipynb", output_dir=tmp_path / "out")
+    assert result.ok, result.error
+    assert result.exit_value == "nothing"

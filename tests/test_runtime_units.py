@@ -164,6 +164,7 @@ def test_parse_run_line(line: str, path: str, args: dict[str, str]) -> None:
         (["%sh ls\n"], ["%%sh\n", "ls\n"]),
         (["\n", "%md\n", "# T\n"], ["%%md\n", "# T\n"]),
         (["%python\n", "x = 1\n"], ["x = 1\n"]),
+        (["%skip\n", "x = 1\n"], ["%%skip\n", "x = 1\n"]),
         (["%run ./x\n"], ["%run ./x\n"]),
         (["x = 1\n"], ["x = 1\n"]),
     ],

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 # Magics that take the whole cell on Databricks, mapped to the IPython cell magic that runs it.
 CELL_MAGICS = {"%md": "md", "%md-sandbox": "md", "%sh": "sh", "%sql": "sql", "%scala": "scala", "%r": "r",
-               "%environment": "environment"}
+               "%environment": "environment", "%skip": "skip"}
 _ARG = re.compile(r"""\$(?P<name>[A-Za-z_][\w.\-]*)=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>\S*))""")
 
 
@@ -172,10 +172,13 @@ def register(shell: Any, session: Session) -> Callable[[], None]:
         spec = parse_environment(cell)
         session.libraries.environment(environment_dependencies(spec, session.dbutils.fs.local_path))
 
+    def skip(line: str, cell: str) -> None:
+        """%skip: the cell is skipped when the notebook runs (Databricks' Run All, and jobs)."""
+
     ours: list[tuple[Any, str, str]] = [
         (run, "line", "run"), (pip, "line", "pip"), (environment, "cell", "environment"), (fs, "line", "fs"),
         (md, "cell", "md"), (sql, "cell", "sql"), (unsupported("scala"), "cell", "scala"),
-        (unsupported("r"), "cell", "r"),
+        (unsupported("r"), "cell", "r"), (skip, "cell", "skip"),
     ]
     table = shell.magics_manager.magics
     previous = [(kind, name, table[kind].get(name)) for _, kind, name in ours]
