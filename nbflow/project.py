@@ -17,6 +17,7 @@ running a notebook see the same DBFS root and secrets. The layout::
     .nbflow/sandbox/           the kernels' sandbox root (a mount point)
     .nbflow/jupyter/           nbflow lab's Jupyter data folder (the nbflow kernel's spec)
     .nbflow/cache/             what commands remember to start faster (notebooks read before)
+    .nbflow/pytest/gw0/        a project of its own for each pytest-xdist worker (pytest --nbflow)
     .nbflow/secrets.yaml       secrets (or .yml/.json; NBFLOW_SECRETS_FILE names another)
 
 This module imports only the standard library: notebook kernels import it.
@@ -73,6 +74,12 @@ def warehouse_dir(project: str | Path) -> Path:
 def jupyter_dir(project: str | Path) -> Path:
     """What ``nbflow lab`` puts on ``JUPYTER_PATH``: the nbflow kernel's spec (``kernels/nbflow``)."""
     return _state(project, "jupyter")
+
+
+def worker_project(project: str | Path, worker: str) -> Path:
+    """The project of a pytest-xdist worker of ``pytest --nbflow``: its own catalog, tables and
+    cluster, so that items running at once on different workers never write the same table."""
+    return _state(project, "pytest", worker)
 
 
 def cache_dir(project: str | Path) -> Path:

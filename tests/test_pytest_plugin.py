@@ -169,3 +169,33 @@ def test_tables_written_are_kept_in_goldens_and_fixtures_run_and_assert(pytester
         from .conftest import cli
 
         cli("cluster", "stop", env={"NBFLOW_PROJECT_DIR": str(pytester.path)})
+
+
+OVERWRITER = """# Databricks notebook source
+import time
+spark.range({rows}).write.mode("overwrite").saveAsTable("main.default.shared")
+time.sleep(4)  # the other item writes the same table meanwhile, when they share a project
+assert spark.table("main.default.shared").count() == {rows}
+"""
+
+
+@pytest.mark.spark
+def test_xdist_workers_each_have_a_project_of_their_own(pytester: pytest.Pytester,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(pytester.path))
+    for name, rows in (("three", 3), ("five", 5)):
+        (pytester.path / f"{name}.py").write_text(OVERWRITER.format(rows=rows))
+    before = {p.pid for p in psutil.process_iter()}
+    done = pytester.runpytest_subprocess("--nbflow", "-n", "2", "-p", "no:cacheprovider")
+    done.assert_outcomes(passed=2)
+    workers = sorted(p.name for p in (pytester.path / ".nbflow" / "pytest").iterdir())
+    assert workers == ["gw0", "gw1"]
+    for worker in workers:  # each wrote its own table, in its own catalog
+        tables = json.loads((pytester.path / ".nbflow/pytest" / worker / ".nbflow/catalog/tables.json").read_text())
+        assert "main.default.shared" in json.dumps(tables)
+    assert not (pytester.path / ".nbflow/catalog/tables.json").exists()  # the project's own: untouched
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
+            and str(pytester.path) in " ".join(p.info["cmdline"] or [])]
+    assert not left, f"left running: {left}"  # each worker's cluster stopped with it

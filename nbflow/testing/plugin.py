@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
+import shutil
 import time
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
@@ -38,7 +40,7 @@ import pytest
 
 from ..errors import InputError, NbflowError
 from ..notebooks import is_source_notebook, source_header
-from ..project import PROCESSED, STATE_DIR, processed_dir, project_dir
+from ..project import PROCESSED, STATE_DIR, processed_dir, project_dir, secrets_file, worker_project
 from ..results import PAYLOAD_KEY, user_cells
 from ..runs import EXCLUDED, SUCCEEDED, UPSTREAM_CANCELED, UPSTREAM_FAILED, NotebookResult, PlanRun, TaskState
 from . import tables
@@ -70,6 +72,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nbflow-secrets", metavar="FILE", help="Secrets file for dbutils.secrets.")
     group.addoption("--nbflow-plan-mode", choices=("sequential", "parallel"), default="parallel",
                     help="How a plan's tasks run.")
+    group.addoption("--nbflow-isolate", choices=("worker", "none"),
+                    help="Under pytest-xdist, each worker in a project of its own (its catalog, tables and "
+                         "cluster) [default: worker under xdist].")
     group.addoption("--nbflow-golden", choices=MODES, help="Golden results: check, update, update-missing, off.")
     group.addoption("--nbflow-golden-level", metavar="L1,L2",
                     help=f"What the golden check compares (errors, result, tables, outputs) "
@@ -157,12 +162,23 @@ class _Session:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.project = project_dir()
-        self.folder = processed_dir(self.project) / time.strftime("pytest-%Y%m%d-%H%M%S")
+        home = project_dir()
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        self.folder = processed_dir(home) / time.strftime("pytest-%Y%m%d-%H%M%S") / (worker or "")
+        self.project = home
+        self.isolated = bool(worker) and (config.getoption("nbflow_isolate") or "worker") == "worker"
+        found = secrets_file(home)
+        if self.isolated and worker:
+            # This worker's own project: fresh each session, stopped at its end (pytest_sessionfinish).
+            self.project = worker_project(home, worker)
+            _stop_cluster(self.project)
+            shutil.rmtree(self.project, ignore_errors=True)
+            self.project.mkdir(parents=True)
+            os.environ["NBFLOW_PROJECT_DIR"] = str(self.project)
         self.parameters = dict(_pair(p) for p in config.getoption("nbflow_param"))
         self.timeout: float | None = config.getoption("nbflow_timeout")
         self.engine: str = config.getoption("nbflow_engine")
-        secrets = config.getoption("nbflow_secrets")
+        secrets = config.getoption("nbflow_secrets") or found
         self.context = {"secrets_file": str(Path(secrets).resolve())} if secrets else None
         self.golden_mode: str = config.getoption("nbflow_golden") or config.getini("nbflow_golden") or "off"
         if self.golden_mode not in MODES:
@@ -197,6 +213,20 @@ class _Session:
         if outcome.state != "off":
             node.user_properties.append(("golden", outcome.state))
         return outcome
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker's own project's cluster stops with the session (its tables stay, to look at)."""
+    found: _Session | None = getattr(session.config, "_nbflow_session", None)
+    if found is not None and found.isolated:
+        _stop_cluster(found.project)
+
+
+def _stop_cluster(project: Path) -> None:
+    from ..cluster import server as cluster_server  # lazy: only for a worker's own project
+
+    if cluster_server.running(project) is not None:
+        cluster_server.stop(project)
 
 
 def _pair(text: str) -> tuple[str, str]:
