@@ -199,3 +199,22 @@ def test_xdist_workers_each_have_a_project_of_their_own(pytester: pytest.Pyteste
     left = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
             and str(pytester.path) in " ".join(p.info["cmdline"] or [])]
     assert not left, f"left running: {left}"  # each worker's cluster stopped with it
+
+
+def test_nbflow_run_writes_junit_xml_for_a_plan_and_a_notebook(folder: Path) -> None:
+    from .conftest import cli
+
+    done = cli("run", str(folder / "plan.yaml"), "--junit-xml", str(folder / "plan.xml"), timeout=300)
+    assert done.returncode == 1, done.stderr  # a task failed
+    suite = ET.parse(folder / "plan.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("name"), suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (
+        "checks", "3", "1", "1")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert cases["first"].find("failure").get("message") == "FAILED: ZeroDivisionError: division by zero"  # type: ignore[union-attr]
+    assert cases["second"].find("skipped").get("message") == "not run: run_if ALL_SUCCESS not met"  # type: ignore[union-attr]
+    assert {p.get("name"): p.get("value") for p in cases["alone"].iter("property")}["exit_value"] == "6"
+    done = cli("run", str(folder / "good.py"), "-p", "n=4", "--junit-xml", str(folder / "nb.xml"), timeout=300)
+    assert done.returncode == 0, done.stderr
+    [case] = ET.parse(folder / "nb.xml").getroot().iter("testcase")
+    assert (case.get("classname"), case.get("name")) == ("good", "good.py") and case.find("failure") is None
