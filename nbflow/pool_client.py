@@ -130,6 +130,18 @@ def stop_service(project: Path) -> bool:
     return running
 
 
+def stop_cluster_if_idle(project: Path) -> None:
+    """Stop the project's cluster, which the caller (``nbflow lab``, a pytest session) started,
+    unless its pool service runs other commands' notebooks: auto-termination stops it later."""
+    if cluster_server.running(project) is None:
+        return
+    busy = pool_wire.ask(project, {"op": "status", "memory": False}, timeout=5.0)
+    if busy is not None and (busy.get("busy") or busy.get("queued")):
+        return
+    with contextlib.suppress(NbflowError):
+        cluster_server.stop(project)
+
+
 def status(project: Path) -> dict[str, Any] | None:
     return pool_wire.ask(Path(project).resolve(), {"op": "status"}, timeout=5.0)
 

@@ -80,6 +80,10 @@ SUCCEEDED = frozenset({SUCCESS, EXCLUDED})  # "Excluded tasks are skipped and tr
 FAILED_STATES = frozenset({FAILED, TIMEDOUT, UPSTREAM_FAILED})
 CANCELED_STATES = frozenset({CANCELED, UPSTREAM_CANCELED})
 FAILURE_HANDLERS = frozenset({"ALL_DONE", "AT_LEAST_ONE_FAILED", "ALL_FAILED"})  # run_if values
+# The states of a task that did not run, and why (reports of tests show them as skipped).
+NOT_RUN: dict[TaskState, str] = {
+    UPSTREAM_FAILED: "an upstream task failed", UPSTREAM_CANCELED: "an upstream task was cancelled",
+    EXCLUDED: "its run_if condition was not met", ResultState.DISABLED: "it is disabled"}
 
 
 def task_state(text: str) -> TaskState:

@@ -52,3 +52,11 @@ def test_a_keyed_diff_names_rows_missing_unexpected_and_changed() -> None:
 def test_many_differences_are_cut_short() -> None:
     with pytest.raises(AssertionError, match=r"\.\.\. and 35 more"):
         assert_df_equal([{"i": i} for i in range(20)], [{"i": i} for i in range(20, 40)], key="i", max_errors=5)
+
+
+def test_rows_without_column_names_on_both_sides_are_refused_and_iterators_read_once() -> None:
+    with pytest.raises(TypeError, match="neither side names its columns"):
+        assert_df_equal([(1, 2)], [(3, 4)])
+    assert_df_equal(iter([(1, "a", 10.0), (2, "b", 20.0)]), iter(ROWS))
+    with pytest.raises(AssertionError, match="missing from actual"):
+        assert_df_equal(iter([(1, "a", 10.0)]), ROWS)

@@ -52,7 +52,7 @@ def test_two_runs_that_differ_only_in_run_ids_times_and_paths_are_the_same(tmp_p
     b = executed(tmp_path / "b.ipynb", run_id="20261129-090909-fedcba",
                  printed=f"wrote {tmp_path}/x at 2026-11-29T08:00:01.5+01:00, id "
                          "11111111-2222-4333-8444-555555555555\n")
-    assert compare(read_snapshot(a), read_snapshot(b), Options(sanitizer=Sanitizer(root=tmp_path))) == []
+    assert compare(read_snapshot(a), read_snapshot(b), Options(sanitizer=Sanitizer(roots=[tmp_path]))) == []
     done = cli("diff", str(a), str(b))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no differences" in done.stdout
@@ -63,8 +63,8 @@ def test_differences_are_found_by_layer_and_cell_and_exit_1(tmp_path: Path) -> N
     b = executed(tmp_path / "b.ipynb", exit_value="43", printed="total 11\n", rows=[[1, "a"], [3, "c"]])
     found = {d.where: d for d in compare(read_snapshot(a), read_snapshot(b))}
     assert found["result › exit_value"].a == "42" and found["result › exit_value"].b == "43"
-    assert "outputs › cell 2 (Sum) › outputs › [1] › text" in found
-    assert "outputs › cell 3 › outputs › [1] › table › rows › [2] › [1]" in found  # rows sorted, then compared
+    assert "outputs › cell 2 (Sum) › [1] › text" in found
+    assert "outputs › cell 3 › [1] › table › rows › [2] › [1]" in found  # rows sorted, then compared
     done = cli("diff", str(a), str(b), "--format", "json")
     assert done.returncode == 1
     report = json.loads(done.stdout)
@@ -94,7 +94,7 @@ def test_tolerances_row_order_and_timings(tmp_path: Path) -> None:
     assert any("table › rows" in d.where for d in ordered)
     slow = {d.where: d.note for d in plain if d.layer == "timings"}
     assert slow == {"timings › total_s": "slower in B: 6.33x",
-                    "timings › cells › cell 2 (Sum) › duration_s": "slower in B: 9.00x"}
+                    "timings › cells › cell 2 (Sum)": "slower in B: 9.00x"}
     assert not [d for d in compare(read_snapshot(a), read_snapshot(b), Options(slowdown=10.0)) if d.layer == "timings"]
     assert cli("diff", str(a), str(b), "--rtol", "1e-5").returncode == 0  # timings are shown, not failing
 
@@ -138,6 +138,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / "plain.ipynb").write_text(json.dumps({"nbformat": 4, "cells": [], "metadata": {}}))
     done = cli("diff", str(tmp_path / "plain.ipynb"), str(tmp_path / "a.ipynb"))
     assert done.returncode == 2 and "not a notebook executed by nbflow" in done.stderr
+
+
+def test_dates_in_data_are_data_and_user_rows_named_cell_are_not_merged(tmp_path: Path) -> None:
+    a = executed(tmp_path / "a.ipynb", exit_value="due 2024-01-01 10:00:00")
+    b = executed(tmp_path / "b.ipynb", exit_value="due 2031-12-31 23:59:59")
+    assert {d.where for d in compare(read_snapshot(a), read_snapshot(b))} == {"result › exit_value"}
+    from nbflow.testing.snapshot import Snapshot
+
+    def table(*values: int) -> Snapshot:
+        return Snapshot("x", "notebook", {"tables": {"t": {"data": [{"cell": "x", "v": v} for v in values]}}})
+
+    assert [d.where for d in compare(table(1, 2), table(2, 2))] == ["tables › t › data › [1] › v"]
+    assert Sanitizer().text("at 2024-01-01 10:00:00", "outputs") == "at <datetime>"  # printed text: it is
+
+
+def test_the_presets_named_are_the_presets_made() -> None:
+    from nbflow.testing.sanitize import PRESETS, _presets
+
+    assert tuple(r.name for r in _presets()) == PRESETS
 
 
 def test_user_sanitizers_and_leaving_presets_out() -> None:

@@ -87,7 +87,8 @@ def test_notebooks_and_plan_tasks_are_items_with_failures_skips_and_junit(pytest
     smoke = pytester.runpytest_subprocess("--nbflow", "-m", "smoke", "-q", "-p", "no:cacheprovider")
     smoke.assert_outcomes(passed=2, deselected=4)  # the marker from the notebook's header line
     again = pytester.runpytest_subprocess("--nbflow", "--collect-only", "-q")
-    assert not [line for line in again.outlines if "processed" in line]  # executed notebooks are not tests
+    assert again.outlines[:6] == collected.outlines[:6]  # executed notebooks (processed/) are not tests
+    assert (folder / "processed").is_dir()
 
 
 def test_goldens_are_written_checked_and_fail_with_a_readable_difference(pytester: pytest.Pytester,
@@ -102,7 +103,9 @@ def test_goldens_are_written_checked_and_fail_with_a_readable_difference(pyteste
     pytester.runpytest_subprocess(*args, "--nbflow-golden=update-missing").assert_outcomes(passed=1)
     golden = folder / "__nbflow_golden__" / "good.py" / "small"
     assert json.loads((golden / "result.json").read_text())["exit_value"] == "2"
-    assert sorted(p.name for p in golden.iterdir()) == ["outputs.json", "result.json", "timings.json"]
+    # Levels include those below them: outputs brings tables (none written here) and result.
+    assert sorted(p.name for p in golden.iterdir()) == ["outputs.json", "result.json", "tables.json", "timings.json"]
+    assert json.loads((golden / "tables.json").read_text()) == {}
     pytester.runpytest_subprocess(*args, "--nbflow-golden=check").assert_outcomes(passed=1)
 
     (folder / "good.py").write_text(GOOD.replace('print("n is", n)', 'print("n =", n)'))

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..project import project_dir
 from ..testing.differences import DEFAULT_FAIL_ON, Difference, Options, compare
 from ..testing.render import FORMATS, render
 from ..testing.sanitize import PRESETS, Sanitizer
@@ -55,13 +56,16 @@ def diff(a: Path, b: Path, layers: str, fail_on: str, fmt: str, output: Path | N
     """
     chosen = _layers(layers, "--layers")
     failing_layers = set(_layers(fail_on, "--fail-on"))
-    options = Options(layers=chosen, sanitizer=Sanitizer(rules, off, root=Path.cwd()), rtol=rtol, atol=atol,
-                      row_order=row_order, slowdown=slowdown)
+    options = Options(layers=chosen, sanitizer=Sanitizer(rules, off, roots=[project_dir()]), rtol=rtol,
+                      atol=atol, row_order=row_order, slowdown=slowdown)
     found = [d for name, left, right in _pairs(a, b) for d in _compare_pair(name, left, right, options)]
     failing = [d for d in found if d.layer in failing_layers]
     text = render(fmt, str(a), str(b), found, failing)
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"-o {output}: cannot write it ({exc.strerror})") from None
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.exit(DIFFERENT if failing else SAME)

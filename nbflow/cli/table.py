@@ -10,9 +10,9 @@ from deltalake import DeltaTable
 from rich.console import Console
 from rich.table import Table
 
-from ..catalog import LEGACY_CATALOG, Registry, TableEntry, describe
-from ..errors import InputError
+from ..catalog import Registry, TableEntry, describe
 from ..project import project_dir, warehouse_dir
+from ..testing.tables import lookup
 from .commands import short_help
 
 
@@ -47,10 +47,7 @@ def list_tables(as_json: bool) -> None:
 def show(name: str, limit: int, history: bool, as_json: bool) -> None:
     """One table's facts and first rows (NAME: catalog.schema.table; schema.table and table are
     looked up in `main`, then in the legacy `hive_metastore`)."""
-    registry = Registry(project_dir())
-    entry = registry.get(name) or registry.get(name, catalog=LEGACY_CATALOG)
-    if entry is None:
-        raise InputError(f"no table named {name} in this project (see `nbflow table list`)")
+    entry = lookup(project_dir(), name)
     facts = _facts(entry)
     data: dict[str, Any] = {**facts, "sample": [], "history": None}
     if entry.format == "delta" and facts.get("error") is None:

@@ -10,7 +10,6 @@ running other work then.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -19,9 +18,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import pool_wire
 from ..cluster import server as cluster_server
-from ..errors import EnvironmentFailure, NbflowError
+from ..errors import EnvironmentFailure
+from ..pool_client import stop_cluster_if_idle
 from ..project import jupyter_dir
 from .kernelspec import NAME, write_kernel_spec
 
@@ -79,21 +78,10 @@ def run_lab(project: Path, port: int | None, browser: bool, extra: Sequence[str]
             proc.terminate()
             proc.wait()
         if before is None:
-            _stop_if_ours(project)
+            stop_cluster_if_idle(project)
     return code
 
 
 def _die_with_parent() -> None:
     # A killed `nbflow lab` must not leave JupyterLab (and its kernels) running.
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _stop_if_ours(project: Path) -> None:
-    """Stop the cluster the lab's notebooks started, unless the pool service runs notebooks."""
-    if cluster_server.running(project) is None:
-        return
-    busy = pool_wire.ask(project, {"op": "status", "memory": False}, timeout=5.0)
-    if busy is not None and (busy.get("busy") or busy.get("queued")):
-        return  # another command's work: the cluster's auto-termination stops it later
-    with contextlib.suppress(NbflowError):
-        cluster_server.stop(project)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,14 @@ def assert_df_equal(actual: Any, expected: Any, *, key: str | Sequence[str] | No
                     max_errors: int = 10) -> None:
     """Raise AssertionError, saying what differs, unless ``actual`` and ``expected`` hold the
     same rows (see the module's docstring)."""
+    actual, expected = _once(actual), _once(expected)
     a_columns, a_rows = _table(actual, None)
     e_columns, e_rows = _table(expected, a_columns)
     if a_columns is None:
         a_columns, a_rows = _table(actual, e_columns)
+    if a_columns is None or e_columns is None:
+        raise TypeError("assert_df_equal: neither side names its columns (two lists of tuples): "
+                        "give one side as a DataFrame, an Arrow table or dicts")
     ignored = set(ignore_columns)
     a_names = [c for c in a_columns or [] if c not in ignored]
     e_names = [c for c in e_columns or [] if c not in ignored]
@@ -69,6 +73,13 @@ def assert_table(name: str, expected: Any, *, project: str | Path | None = None,
 
 
 # -- reading both sides --------------------------------------------------------------------------
+def _once(data: Any) -> Any:
+    """A generator or other one-pass iterable as a list, so that it can be read twice."""
+    if isinstance(data, Iterator):
+        return list(data)
+    return data
+
+
 def _table(data: Any, columns: list[str] | None) -> tuple[list[str] | None, Rows]:
     """Column names (None when the data has none: tuples) and rows as dicts."""
     if hasattr(data, "collect") and hasattr(data, "schema") and hasattr(data, "columns"):  # Spark

@@ -1,9 +1,9 @@
 """Differences between two snapshots (:mod:`nbflow.testing.snapshot`), layer by layer.
 
 Both sides are sanitized first (:mod:`nbflow.testing.sanitize`). Numbers, and numbers inside
-text, may differ within a tolerance (``rtol``, ``atol``, as ``math.isclose``). Cells are matched by
-their key (number and title), a plan's tasks by their task key, and the rows of a displayed table
-as a multiset unless their order is asked to count. Timings differ only when one side is slower
+text, may differ within a tolerance (``rtol``, ``atol``, as ``math.isclose``). Mappings are matched
+by key (cells by number and title, a plan's tasks by task key), lists by position, and the rows
+of a displayed table as a multiset unless their order is asked to count. Timings differ only when one side is slower
 than ``slowdown`` times the other plus a floor: durations always vary a little.
 """
 
@@ -66,7 +66,7 @@ def compare(a: Snapshot, b: Snapshot, options: Options | None = None) -> list[Di
         if layer == "timings":
             walker.timings(left, right, [])
         else:
-            walker.walk(options.sanitizer.data(left), options.sanitizer.data(right), [])
+            walker.walk(options.sanitizer.data(left, layer), options.sanitizer.data(right, layer), [])
         found += walker.found
     return found
 
@@ -95,9 +95,6 @@ class _Walker:
                     self.walk(a[key], b[key], [*path, str(key)])
             return
         if isinstance(a, list) and isinstance(b, list):
-            if _keyed(a) and _keyed(b):
-                self.walk(_by_cell(a), _by_cell(b), path)
-                return
             for i, (x, y) in enumerate(zip(a, b, strict=False)):
                 self.walk(x, y, [*path, f"[{i + 1}]"])
             for i in range(len(b), len(a)):
@@ -145,24 +142,15 @@ class _Walker:
         if isinstance(a, dict) and isinstance(b, dict):
             for key in [k for k in a if k in b]:
                 self.timings(a[key], b[key], [*path, str(key)])
-        elif isinstance(a, list) and isinstance(b, list) and _keyed(a) and _keyed(b):
-            self.timings(_by_cell(a), _by_cell(b), path)
         elif isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
             low, high = sorted((float(a), float(b)))
             if high > low * self.options.slowdown + self.options.slowdown_floor_s:
-                self.add(path, a, b, f"{'slower' if b > a else 'faster'} in B: {b / a:.2f}x" if a else "")
+                ratio = f": {b / a:.2f}x" if a and b else ""
+                self.add(path, a, b, f"{'slower' if b > a else 'faster'} in B{ratio}")
 
 
 def _is_table(value: dict[str, Any]) -> bool:
     return "schema" in value and isinstance(value.get("rows"), list)
-
-
-def _keyed(items: list[Any]) -> bool:
-    return bool(items) and all(isinstance(i, dict) and "cell" in i for i in items)
-
-
-def _by_cell(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {f"cell {i['cell']}": {k: v for k, v in i.items() if k != "cell"} for i in items}
 
 
 def _sort_key(row: Any) -> str:

@@ -7,10 +7,12 @@ A golden folder is ``<root>/__nbflow_golden__/<notebook path>/<parameter set>/``
 parameters), ``tables.json``, ``outputs.json``, and ``timings.json`` for the optional slow-down
 check. Keys are sorted and indented, so that a change reviews well in a pull request.
 
-Levels say what is checked (``errors`` < ``result`` < ``tables`` < ``outputs``; several may be
-given); modes say what happens: ``check`` compares (a missing golden fails when the ``CI``
-environment variable is true, and only warns otherwise), ``update`` rewrites, ``update-missing``
-writes those that do not exist yet, ``off`` does nothing.
+Levels say what is checked, each including those below it: ``errors`` (nothing stored: an item
+fails when its notebook fails, whatever the level) < ``result`` < ``tables`` < ``outputs``. Modes
+say what happens: ``check`` compares (a missing golden, or a layer missing from it, fails when
+the ``CI`` environment variable is true and only warns otherwise), ``update`` rewrites,
+``update-missing`` writes the goldens, and the layers of a golden, that do not exist yet, ``off``
+does nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ GOLDEN_DIR = "__nbflow_golden__"
 LEVELS = ("errors", "result", "tables", "outputs")
 MODES = ("check", "update", "update-missing", "off")
 DEFAULT_LEVELS = ("result", "tables")
+SLOWDOWN_FLOOR_S = 5.0  # --nbflow-max-slowdown: a notebook this much slower is never noise
 _LEVEL_LAYERS = {"errors": (), "result": ("result", "plan"), "tables": ("tables",), "outputs": ("outputs",)}
 
 
@@ -43,7 +46,9 @@ def parse_levels(text: str) -> tuple[str, ...]:
 
 
 def layers_for(levels: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(layer for layer in LAYERS if any(layer in _LEVEL_LAYERS[level] for level in levels))
+    """The layers the highest of ``levels`` checks: its own and those of the levels below it."""
+    top = max((LEVELS.index(level) for level in levels), default=0)
+    return tuple(layer for layer in LAYERS if any(layer in _LEVEL_LAYERS[level] for level in LEVELS[:top + 1]))
 
 
 def is_ci() -> bool:
@@ -58,6 +63,7 @@ class GoldenResult:
     state: str
     folder: Path
     differences: list[Difference] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # layers the golden lacks
 
     @property
     def failed(self) -> bool:
@@ -70,35 +76,43 @@ def check(snapshot: Snapshot, folder: Path, levels: tuple[str, ...], mode: str,
     if mode not in MODES:
         raise InputError(f"golden mode {mode!r}: one of {', '.join(MODES)}")
     options = options or Options()
-    layers = layers_for(levels)
+    layers = tuple(layer for layer in layers_for(levels) if layer in snapshot.layers)
     if mode == "off" or not layers:
         return GoldenResult("off", folder)
-    exists = any((folder / f"{layer}.json").is_file() for layer in (*layers, "timings"))
-    if mode == "update" or (mode == "update-missing" and not exists):
-        write(snapshot, folder, layers, options)
+    stored = [layer for layer in layers if (folder / f"{layer}.json").is_file()]
+    if mode == "update" or (mode == "update-missing" and not stored):
+        write(snapshot, folder, layers, options, fresh=True)
         return GoldenResult("written", folder)
-    if not exists:
-        return GoldenResult("missing-in-ci" if is_ci() else "missing", folder)
-    golden = stored_snapshot(folder)
-    current = Snapshot(snapshot.origin, snapshot.kind, {k: v for k, v in snapshot.layers.items() if k in layers})
-    differences = compare(golden, current, replace(options, layers=layers))
-    if max_slowdown and "timings" in golden.layers and "timings" in snapshot.layers:
-        timing = replace(options, layers=("timings",), slowdown=max_slowdown)
-        differences += [d for d in compare(golden, snapshot, timing) if str(d.note).startswith("slower")]
-    return GoldenResult("different" if differences else "same", folder, differences)
+    missing = [layer for layer in layers if layer not in stored]
+    if mode == "update-missing":
+        write(snapshot, folder, tuple(missing), options, fresh=False)
+        missing = []
+    differences: list[Difference] = []
+    if stored:
+        golden = stored_snapshot(folder)
+        differences = compare(golden, snapshot, replace(options, layers=tuple(stored)))
+        if max_slowdown and "timings" in golden.layers:
+            timing = replace(options, layers=("timings",), slowdown=max_slowdown, slowdown_floor_s=SLOWDOWN_FLOOR_S)
+            differences += [d for d in compare(golden, snapshot, timing) if d.note.startswith("slower")]
+    if differences:
+        return GoldenResult("different", folder, differences)
+    if missing:
+        return GoldenResult("missing-in-ci" if is_ci() else "missing", folder, missing=missing)
+    return GoldenResult("same", folder)
 
 
-def write(snapshot: Snapshot, folder: Path, layers: tuple[str, ...], options: Options) -> None:
-    """The golden folder, rewritten: the layers asked for (sanitized) and the timings."""
-    if folder.is_dir():
+def write(snapshot: Snapshot, folder: Path, layers: tuple[str, ...], options: Options, fresh: bool) -> None:
+    """The layers asked for (sanitized) and the timings in the golden folder; ``fresh``: the
+    folder rewritten, else the layers added to it."""
+    if fresh and folder.is_dir():
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    for layer in (*layers, "timings"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for layer in (*layers, "timings") if fresh else layers:
         if layer in snapshot.layers:
             data: Any = snapshot.layers[layer]
-            data = _rounded(data) if layer == "timings" else options.sanitizer.data(data)
-            (folder / f"{layer}.json").write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n",
-                                                  encoding="utf-8")
+            data = _rounded(data) if layer == "timings" else options.sanitizer.data(data, layer)
+            # In the snapshot's own order (cells as the notebook has them; names already sorted).
+            (folder / f"{layer}.json").write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
 
 
 def _rounded(value: Any) -> Any:

@@ -5,14 +5,14 @@ notebook); a failed task is a failure with its error, a task not run a skip with
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..runs import SUCCEEDED, NotebookResult, PlanRun, TaskRun
+from ..runs import NOT_RUN, SUCCEEDED, NotebookResult, PlanRun, TaskRun
+from .sanitize import ANSI
+from .snapshot import cell_label, executed_cell
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_NOT_RUN = frozenset({"UPSTREAM_FAILED", "UPSTREAM_CANCELED", "EXCLUDED", "DISABLED"})
+_NOT_RUN = frozenset(str(state) for state in NOT_RUN)
 
 
 def notebook_junit(result: NotebookResult, path: Path) -> None:
@@ -47,18 +47,20 @@ def _case(suite: ET.Element, classname: str, name: str, status: str, result: Not
               "duration_s": None if result is None or result.duration_s is None else f"{result.duration_s:.3f}",
               "executed_notebook": result.output if result else None}
     if result is not None and result.error is not None and result.error.cell_index is not None:
-        values["failing_cell"] = f"cell {result.error.cell_index + 1}"
+        index = result.error.cell_index
+        values["failing_cell"] = cell_label(index, executed_cell(result, index) or {})
     for key, value in values.items():
         if value is not None:
             ET.SubElement(properties, "property", {"name": key, "value": str(value)})
     if status in _NOT_RUN:
-        ET.SubElement(case, "skipped", {"message": f"not run: {reason or status}"})
+        why = reason or next((text for state, text in NOT_RUN.items() if str(state) == status), status)
+        ET.SubElement(case, "skipped", {"message": f"not run: {why}"})
     elif status not in {str(s) for s in SUCCEEDED}:
         error = result.error if result else None
         message = f"{status}: {error.ename}: {error.evalue}" if error else f"{status}{': ' + reason if reason else ''}"
         failure = ET.SubElement(case, "failure", {"message": message})
         if error is not None and error.traceback:
-            failure.text = _ANSI.sub("", "\n".join(error.traceback))
+            failure.text = ANSI.sub("", "\n".join(error.traceback))
 
 
 def _write(suite: ET.Element, path: Path) -> None:

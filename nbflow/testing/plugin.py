@@ -41,22 +41,18 @@ import pytest
 from ..errors import InputError, NbflowError
 from ..notebooks import is_source_notebook, source_header
 from ..project import PROCESSED, STATE_DIR, processed_dir, project_dir, secrets_file, worker_project
-from ..results import PAYLOAD_KEY, user_cells
-from ..runs import EXCLUDED, SUCCEEDED, UPSTREAM_CANCELED, UPSTREAM_FAILED, NotebookResult, PlanRun, TaskState
+from ..results import PAYLOAD_KEY
+from ..runs import NOT_RUN, SUCCEEDED, NotebookResult, PlanRun
 from . import tables
 from .differences import Options
 from .golden import DEFAULT_LEVELS, GOLDEN_DIR, MODES, GoldenResult, check, layers_for, parse_levels
 from .render import render, summary_line
-from .sanitize import Sanitizer
-from .snapshot import notebook_snapshot
+from .sanitize import ANSI, Sanitizer
+from .snapshot import cell_label, executed_cell, notebook_snapshot, text_of
 
 PARAMS_FILE = "nbflow.params.yaml"
 DEFAULT_SET = ""
 _MARKERS_LINE = re.compile(r"^\s*(?:#|--)\s*nbflow-markers:\s*(.+)$", re.M)
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_NOT_RUN: dict[TaskState, str] = {UPSTREAM_FAILED: "an upstream task failed",
-                                  UPSTREAM_CANCELED: "an upstream task was cancelled",
-                                  EXCLUDED: "its run_if condition was not met, or it is disabled"}
 OUTPUT_TAIL_LINES = 20
 
 
@@ -99,6 +95,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "nbflow: a notebook or plan task run by nbflow")
+    if _enabled(config):
+        # Options checked (one line for a bad one) and a worker's project made, once a process.
+        try:
+            config._nbflow_session = _Session(config)  # type: ignore[attr-defined]
+        except NbflowError as exc:
+            raise pytest.UsageError(f"nbflow: {exc}") from None
 
 
 def _enabled(config: pytest.Config) -> bool:
@@ -136,18 +138,19 @@ class _NotAModule(pytest.File):
 
 
 def _excluded(path: Path, config: pytest.Config) -> bool:
-    parts = set(path.parts)
-    if {PROCESSED, STATE_DIR, GOLDEN_DIR, ".ipynb_checkpoints"} & parts:
-        return True  # nbflow's own outputs and state: never tests
     relative = _relative(path, config)
+    if {PROCESSED, STATE_DIR, GOLDEN_DIR, ".ipynb_checkpoints"} & set(Path(relative).parts):
+        return True  # nbflow's own outputs and state: never tests
     return any(fnmatch.fnmatch(relative, pattern) for pattern in config.getini("nbflow_exclude"))
 
 
 def _relative(path: Path, config: pytest.Config) -> str:
+    """The path from the rootdir; one outside it keeps its own path under ``external/``, so that
+    the golden and output folders made from it stay inside theirs."""
     try:
         return str(path.resolve().relative_to(config.rootpath.resolve()))
     except ValueError:
-        return str(path)
+        return str(Path("external", *path.resolve().parts[1:]))
 
 
 def _executed_by_nbflow(path: Path) -> bool:
@@ -158,45 +161,55 @@ def _executed_by_nbflow(path: Path) -> bool:
 
 # -- what the session shares -----------------------------------------------------------------------
 class _Session:
-    """The options every item reads, and where this session's executed notebooks go."""
+    """The options every item reads, where this session's executed notebooks go, and the
+    project its notebooks run in."""
 
     def __init__(self, config: pytest.Config) -> None:
+        from ..cluster import server as cluster_server  # lazy: only with --nbflow
+
         self.config = config
         home = project_dir()
         worker = os.environ.get("PYTEST_XDIST_WORKER")
         self.folder = processed_dir(home) / time.strftime("pytest-%Y%m%d-%H%M%S") / (worker or "")
-        self.project = home
-        self.isolated = bool(worker) and (config.getoption("nbflow_isolate") or "worker") == "worker"
-        found = secrets_file(home)
-        if self.isolated and worker:
-            # This worker's own project: fresh each session, stopped at its end (pytest_sessionfinish).
-            self.project = worker_project(home, worker)
-            _stop_cluster(self.project)
-            shutil.rmtree(self.project, ignore_errors=True)
-            self.project.mkdir(parents=True)
-            os.environ["NBFLOW_PROJECT_DIR"] = str(self.project)
         self.parameters = dict(_pair(p) for p in config.getoption("nbflow_param"))
         self.timeout: float | None = config.getoption("nbflow_timeout")
         self.engine: str = config.getoption("nbflow_engine")
-        secrets = config.getoption("nbflow_secrets") or found
-        self.context = {"secrets_file": str(Path(secrets).resolve())} if secrets else None
         self.golden_mode: str = config.getoption("nbflow_golden") or config.getini("nbflow_golden") or "off"
         if self.golden_mode not in MODES:
-            raise pytest.UsageError(f"nbflow_golden = {self.golden_mode!r}: one of {', '.join(MODES)}")
+            raise InputError(f"nbflow_golden = {self.golden_mode!r}: one of {', '.join(MODES)}")
         levels = config.getoption("nbflow_golden_level") or config.getini("nbflow_golden_level")
         self.golden_levels = parse_levels(levels) if levels else DEFAULT_LEVELS
         golden_dir = config.getoption("nbflow_golden_dir")
         self.golden_root = Path(golden_dir).resolve() if golden_dir else config.rootpath / GOLDEN_DIR
-        rules = [*config.getini("nbflow_sanitize"), *config.getoption("nbflow_sanitize")]
-        self.options = Options(sanitizer=Sanitizer(rules, root=config.rootpath),
-                               rtol=config.getoption("nbflow_rtol"), atol=config.getoption("nbflow_atol"))
         self.max_slowdown: float | None = config.getoption("nbflow_max_slowdown")
+        # The secrets file every notebook and plan task reads (a worker's own project has none).
+        secrets = config.getoption("nbflow_secrets") or secrets_file(home)
+        if secrets:
+            os.environ["NBFLOW_SECRETS_FILE"] = str(Path(secrets).resolve())
+        self.project = home
+        self.isolated = bool(worker) and (config.getoption("nbflow_isolate") or "worker") == "worker"
+        if self.isolated and worker:
+            # This worker's own project: fresh each session, its cluster stopped at the end.
+            self.project = worker_project(home, worker)
+            _stop_cluster(self.project)
+            shutil.rmtree(self.project, ignore_errors=True)
+            self.project.mkdir(parents=True, exist_ok=True)
+            os.environ["NBFLOW_PROJECT_DIR"] = str(self.project)
+        rules = [*config.getini("nbflow_sanitize"), *config.getoption("nbflow_sanitize")]
+        self.options = Options(sanitizer=Sanitizer(rules, roots=[config.rootpath, home, self.project]),
+                               rtol=config.getoption("nbflow_rtol"), atol=config.getoption("nbflow_atol"))
+        # A cluster this session starts (a notebook that uses Spark) stops with it.
+        self.cluster_was_running = cluster_server.running(self.project) is not None
 
     @classmethod
     def of(cls, config: pytest.Config) -> _Session:
-        found = getattr(config, "_nbflow_session", None)
+        """The session's (made at configure with --nbflow; else, for the fixtures, on first use)."""
+        found: _Session | None = getattr(config, "_nbflow_session", None)
         if found is None:
-            found = cls(config)
+            try:
+                found = cls(config)
+            except NbflowError as exc:
+                raise pytest.UsageError(f"nbflow: {exc}") from None
             config._nbflow_session = found  # type: ignore[attr-defined]
         return found
 
@@ -216,14 +229,21 @@ class _Session:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """A worker's own project's cluster stops with the session (its tables stay, to look at)."""
+    """The cluster this session started stops with it (a worker's own project's always; its
+    tables stay, to look at); a cluster that was running before is left running."""
     found: _Session | None = getattr(session.config, "_nbflow_session", None)
-    if found is not None and found.isolated:
+    if found is None:
+        return
+    if found.isolated:
         _stop_cluster(found.project)
+    elif not found.cluster_was_running:
+        from ..pool_client import stop_cluster_if_idle  # lazy: only with --nbflow
+
+        stop_cluster_if_idle(found.project)
 
 
 def _stop_cluster(project: Path) -> None:
-    from ..cluster import server as cluster_server  # lazy: only for a worker's own project
+    from ..cluster import server as cluster_server  # lazy: only with --nbflow
 
     if cluster_server.running(project) is not None:
         cluster_server.stop(project)
@@ -241,7 +261,10 @@ class NotebookFile(pytest.File):
     """A notebook: one item, or one per parameter set."""
 
     def collect(self) -> Iterator[pytest.Item]:
-        sets = _parameter_sets(self.path)
+        try:
+            sets = _parameter_sets(self.path)
+        except NbflowError as exc:
+            raise pytest.Collector.CollectError(f"{self.path}: {exc}") from None
         markers = _markers(self.path)
         for set_name, values in sets.items():
             name = self.path.name + (f"[{set_name}]" if set_name else "")
@@ -280,8 +303,7 @@ class NotebookItem(pytest.Item):
         parameters = {**self.parameters, **session.parameters}
         folder = session.folder / _safe(_relative(self.path, self.config)) / (self.set_name or "default")
         before = tables.versions(session.project) if session.wants_tables else None
-        result = run_leased(self.path, parameters, folder, timeout=session.timeout, engine=session.engine,
-                            context=session.context)
+        result = run_leased(self.path, parameters, folder, timeout=session.timeout, engine=session.engine)
         _record(self, result)
         if not result.ok:
             raise NotebookFailed(result, parameters)
@@ -294,7 +316,7 @@ class NotebookItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
-        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
+        return _failuretext_of(excinfo.value) or super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"notebook {self.name}"
@@ -304,10 +326,15 @@ def _golden_outcome(golden: GoldenResult) -> None:
     if golden.state == "missing":
         import warnings  # lazy: rare
 
-        warnings.warn(f"nbflow: no golden at {golden.folder} (--nbflow-golden=update-missing writes it; "
+        warnings.warn(f"nbflow: no golden {_missing(golden)} (--nbflow-golden=update-missing writes it; "
                       "with CI=true a missing golden fails)", stacklevel=2)
     if golden.failed:
         raise GoldenDiffers(golden)
+
+
+def _missing(golden: GoldenResult) -> str:
+    layers = ", ".join(f"{layer}.json" for layer in golden.missing)
+    return f"at {golden.folder}" + (f" ({layers} missing)" if layers else "")
 
 
 def _record(item: pytest.Item, result: NotebookResult) -> None:
@@ -321,11 +348,11 @@ def _record(item: pytest.Item, result: NotebookResult) -> None:
         item.user_properties.append(("failing_cell", _cell_label(result, result.error.cell_index)))
 
 
-def _failure_text(error: BaseException) -> str | None:
+def _failuretext_of(error: BaseException) -> str | None:
     if isinstance(error, GoldenDiffers):
         o = error.outcome
         if o.state == "missing-in-ci":
-            return (f"no golden at {o.folder}, and CI is set: write it with --nbflow-golden=update-missing, "
+            return (f"no golden {_missing(o)}, and CI is set: write it with --nbflow-golden=update-missing, "
                     "review it and commit it")
         text = render("term", str(o.folder), "this run", o.differences, o.differences)
         return f"differs from its golden: {summary_line(o.differences, o.differences)}\n{text}\n" \
@@ -344,16 +371,16 @@ def describe_failure(result: NotebookResult, parameters: Mapping[str, Any]) -> s
     if result.error is not None:
         where = "" if result.error.cell_index is None else f" in {_cell_label(result, result.error.cell_index)}"
         lines[0] += f"{where}: {result.error.ename}: {result.error.evalue}"
-        cell = _executed_cell(result, result.error.cell_index)
+        cell = executed_cell(result, result.error.cell_index)
     if cell is not None:
-        lines += ["", "--- source ---", _text(cell.get("source")).rstrip()]
+        lines += ["", "--- source ---", text_of(cell.get("source")).rstrip()]
     if result.error is not None and result.error.traceback:
-        lines += ["", "--- traceback ---", _ANSI.sub("", "\n".join(result.error.traceback)).rstrip()]
+        lines += ["", "--- traceback ---", ANSI.sub("", "\n".join(result.error.traceback)).rstrip()]
     if cell is not None:
-        printed = "".join(_text(o.get("text")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        printed = "".join(text_of(o.get("text")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
         if printed.strip():
             tail = printed.rstrip().splitlines()[-OUTPUT_TAIL_LINES:]
-            lines += ["", f"--- output (last {len(tail)} lines) ---", _ANSI.sub("", "\n".join(tail))]
+            lines += ["", f"--- output (last {len(tail)} lines) ---", ANSI.sub("", "\n".join(tail))]
     lines += [""]
     if parameters:
         lines.append("parameters: " + ", ".join(f"{k}={v!r}" for k, v in parameters.items()))
@@ -361,26 +388,8 @@ def describe_failure(result: NotebookResult, parameters: Mapping[str, Any]) -> s
     return "\n".join(lines)
 
 
-def _executed_cell(result: NotebookResult, index: int | None) -> dict[str, Any] | None:
-    if index is None or not result.output:
-        return None
-    try:
-        nb = json.loads(Path(result.output).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    cells = dict(user_cells(nb))
-    cell = cells.get(index)
-    return cell if isinstance(cell, dict) else None
-
-
 def _cell_label(result: NotebookResult, index: int) -> str:
-    cell = _executed_cell(result, index) or {}
-    title = cell.get("metadata", {}).get("title")
-    return f"cell {index + 1}" + (f" ({title})" if title else "")
-
-
-def _text(value: Any) -> str:
-    return "".join(value) if isinstance(value, list) else str(value or "")
+    return cell_label(index, executed_cell(result, index) or {})
 
 
 def _safe(relative: str) -> str:
@@ -401,7 +410,7 @@ def _parameter_sets(path: Path) -> dict[str, dict[str, Any]]:
     if not sets:
         return {DEFAULT_SET: {}}
     if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
-        raise pytest.UsageError(f"{path}: parameter sets are a mapping of set name to parameters")
+        raise InputError(f"parameter sets are a mapping of set name to parameters ({PARAMS_FILE} or metadata)")
     return {str(k): dict(v) for k, v in sets.items()}
 
 
@@ -432,6 +441,7 @@ class PlanFile(pytest.File):
     """A plan: one item per task; the plan runs once, when its first task item runs."""
 
     run: PlanRun | None = None
+    failure: str | None = None  # why the plan could not run (said by each of its items)
     declared: set[str]  # the plan's job parameters (set by collect)
 
     def collect(self) -> Iterator[pytest.Item]:
@@ -448,9 +458,14 @@ class PlanFile(pytest.File):
             found = re.search(rf"^[\s-]*[\"']?task_key[\"']?\s*:\s*[\"']?{re.escape(task.task_key)}[\"']?\s*,?\s*$",
                               text, re.M)
             line = text.count("\n", 0, found.start()) if found else None
-            yield TaskItem.from_parent(self, name=task.task_key, line=line)
+            item = TaskItem.from_parent(self, name=task.task_key, line=line)
+            # Under pytest-xdist with --dist loadgroup, a plan's tasks stay on one worker: one run.
+            item.add_marker(pytest.mark.xdist_group(_relative(self.path, self.config)))
+            yield item
 
     def plan_run(self) -> PlanRun:
+        if self.failure is not None:
+            pytest.fail(self.failure, pytrace=False)
         if self.run is None:
             from ..plan_runner import run_plan  # lazy: the scheduler, only when a plan runs
 
@@ -458,9 +473,13 @@ class PlanFile(pytest.File):
             # --nbflow-param values the plan declares are its job parameters (the others are
             # for notebooks; a plan refuses parameters it does not declare).
             job = {k: v for k, v in session.parameters.items() if k in self.declared}
-            self.run = run_plan(self.path, mode=self.config.getoption("nbflow_plan_mode"), job_parameters=job,
-                                output_dir=session.folder / _safe(_relative(self.path, self.config)),
-                                cluster_engine=session.engine, base_dir=self.path.parent)
+            try:
+                self.run = run_plan(self.path, mode=self.config.getoption("nbflow_plan_mode"), job_parameters=job,
+                                    output_dir=session.folder / _safe(_relative(self.path, self.config)),
+                                    cluster_engine=session.engine, base_dir=self.path.parent)
+            except NbflowError as exc:  # the plan could not run at all: each task says why, once run
+                self.failure = f"{self.path}: {exc}"
+                pytest.fail(self.failure, pytrace=False)
         return self.run
 
 
@@ -478,8 +497,8 @@ class TaskItem(pytest.Item):
         result = task.last.result if task.last else None
         if result is None:
             self.user_properties.append(("status", str(task.status)))
-        if task.status in _NOT_RUN:
-            pytest.skip(f"{self.name}: not run: {task.reason or _NOT_RUN[task.status]}")
+        if task.status in NOT_RUN:
+            pytest.skip(f"{self.name}: not run: {task.reason or NOT_RUN[task.status]}")
         if result is not None:
             _record(self, result)
         if task.status not in SUCCEEDED:
@@ -495,7 +514,7 @@ class TaskItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
-        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
+        return _failuretext_of(excinfo.value) or super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, self.line, f"plan task {self.name}"
@@ -532,8 +551,9 @@ def nbflow_run(request: pytest.FixtureRequest) -> Any:
                             cluster_engine=session.engine, base_dir=path.parent)
         from ..leased_run import run_leased  # lazy: as NotebookItem.runtest
 
-        return run_leased(path, {**(parameters or {}), **session.parameters}, folder,
-                          timeout=timeout or session.timeout, engine=session.engine, context=session.context)
+        # The test's own parameters win over --nbflow-param's.
+        return run_leased(path, {**session.parameters, **(parameters or {})}, folder,
+                          timeout=timeout or session.timeout, engine=session.engine)
 
     return run
 
@@ -552,7 +572,7 @@ def nbflow_golden(request: pytest.FixtureRequest) -> Any:
                         parse_levels(levels) if levels else session.golden_levels, mode, session.options,
                         session.max_slowdown)
         if outcome.failed or outcome.state == "missing":
-            raise AssertionError(_failure_text(GoldenDiffers(outcome)) if outcome.failed else
+            raise AssertionError(_failuretext_of(GoldenDiffers(outcome)) if outcome.failed else
                                  f"no golden at {outcome.folder}: --nbflow-golden=update-missing writes it")
         return outcome
 

@@ -15,7 +15,7 @@ layers, each one JSON document:
 - ``plan``: for a plan run, each task's state and the job's result.
 
 Cells are keyed by their number (1-based, as the notebook editor shows them, not counting cells
-nbflow added) and their title, so that the keys of two runs of one notebook agree.
+nbflow added) and their title (``cell 3 (Totals)``), so that the keys of two runs agree.
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ class Snapshot:
 def read_snapshot(path: Path) -> Snapshot:
     """The snapshot of an executed notebook, a run folder, or a golden folder."""
     path = Path(path)
+    try:
+        return _read_snapshot(path)
+    except OSError as exc:
+        raise InputError(f"{exc.filename or path}: cannot be read ({exc.strerror})") from None
+
+
+def _read_snapshot(path: Path) -> Snapshot:
     if path.is_file():
         return notebook_snapshot(path)
     if (path / "run.json").is_file():
@@ -66,15 +73,15 @@ def notebook_snapshot(path: Path, result: NotebookResult | None = None) -> Snaps
     if result is None:
         result = read_result(path)
     cells = user_cells(nb)
+    code = [(i, c) for i, c in cells if c.get("cell_type") == "code"]
     layers = {
-        "source": [{"cell": _key(i, c), "type": c.get("cell_type"), "source": _text(c.get("source"))}
-                   for i, c in cells],
-        "outputs": [{"cell": _key(i, c), "outputs": [_output(o) for o in c.get("outputs", [])]}
-                    for i, c in cells if c.get("cell_type") == "code"],
+        "source": {cell_label(i, c): {"type": c.get("cell_type"), "source": text_of(c.get("source"))}
+                   for i, c in cells},
+        "outputs": {cell_label(i, c): [_output(o) for o in c.get("outputs", [])] for i, c in code},
         "result": result_layer(result),
         "timings": {"total_s": result.duration_s,
-                    "cells": [{"cell": _key(i, c), "duration_s": c.get("metadata", {}).get("papermill", {})
-                               .get("duration")} for i, c in cells if c.get("cell_type") == "code"]},
+                    "cells": {cell_label(i, c): c.get("metadata", {}).get("papermill", {}).get("duration")
+                              for i, c in code}},
     }
     return Snapshot(str(path), "notebook", layers)
 
@@ -141,19 +148,33 @@ def _local(folder: Path, recorded: str) -> Path:
     return path if path.is_file() else folder / path.name
 
 
-def _key(index: int, cell: Mapping[str, Any]) -> str:
+def executed_cell(result: NotebookResult, index: int | None) -> dict[str, Any] | None:
+    """User cell ``index`` (from 0) of the executed notebook a result was read from."""
+    if index is None or not result.output:
+        return None
+    try:
+        nb = json.loads(Path(result.output).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cell = dict(user_cells(nb)).get(index)
+    return cell if isinstance(cell, dict) else None
+
+
+def cell_label(index: int, cell: Mapping[str, Any]) -> str:
+    """``cell 3 (Totals)``: a user cell by its number (from 1, as the editor shows it) and title."""
     title = cell.get("metadata", {}).get("title")
-    return f"{index + 1}" + (f" ({title})" if isinstance(title, str) and title else "")
+    return f"cell {index + 1}" + (f" ({title})" if isinstance(title, str) and title else "")
 
 
-def _text(source: Any) -> str:
+def text_of(source: Any) -> str:
+    """A cell's source or an output's text, which nbformat keeps as a string or a list of lines."""
     return "".join(source) if isinstance(source, list) else str(source or "")
 
 
 def _output(output: Mapping[str, Any]) -> dict[str, Any]:
     kind = output.get("output_type")
     if kind == "stream":
-        return {"stream": output.get("name"), "text": _text(output.get("text"))}
+        return {"stream": output.get("name"), "text": text_of(output.get("text"))}
     if kind == "error":
         return {"error": output.get("ename"), "message": output.get("evalue")}
     data = output.get("data") or {}
@@ -162,5 +183,5 @@ def _output(output: Mapping[str, Any]) -> dict[str, Any]:
     if _WIDGET_MIME in data:
         return {"widget": True}  # its model id changes every run; the widget is the same
     if "text/plain" in data:
-        return {"text": _text(data["text/plain"])}
+        return {"text": text_of(data["text/plain"])}
     return {"mime": sorted(data)}  # an image, HTML alone: compared as what it is

@@ -43,11 +43,11 @@ def written(project: Path, before: dict[str, tuple[str, int | float | None]]) ->
 def _version(entry: TableEntry) -> int | float | None:
     if entry.format == "delta":
         from deltalake import DeltaTable  # lazy: pyarrow (~0.2 s), only when tables are looked at
-        from deltalake.exceptions import TableNotFoundError  # lazy: as DeltaTable
+        from deltalake.exceptions import DeltaError  # lazy: as DeltaTable
 
         try:
             return int(DeltaTable(entry.location).version())
-        except TableNotFoundError:
+        except (DeltaError, OSError):  # gone or damaged: another table's trouble, not this run's
             return None
     files = [p.stat().st_mtime for p in Path(entry.location).rglob("*") if p.is_file()]
     return max(files, default=None)
@@ -59,7 +59,7 @@ def lookup(project: Path, name: str) -> TableEntry:
     registry = Registry(project)
     entry = registry.get(name) or registry.get(name, catalog=LEGACY_CATALOG)
     if entry is None:
-        raise InputError(f"no table named {name} in the project at {project} (see `nbflow table list`)")
+        raise InputError(f"no table named {name} in this project ({project}; see `nbflow table list`)")
     return entry
 
 
