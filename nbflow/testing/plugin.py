@@ -316,7 +316,7 @@ class NotebookItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
-        return _failuretext_of(excinfo.value) or super().repr_failure(excinfo, style=style)
+        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"notebook {self.name}"
@@ -348,7 +348,7 @@ def _record(item: pytest.Item, result: NotebookResult) -> None:
         item.user_properties.append(("failing_cell", _cell_label(result, result.error.cell_index)))
 
 
-def _failuretext_of(error: BaseException) -> str | None:
+def _failure_text(error: BaseException) -> str | None:
     if isinstance(error, GoldenDiffers):
         o = error.outcome
         if o.state == "missing-in-ci":
@@ -369,9 +369,10 @@ def describe_failure(result: NotebookResult, parameters: Mapping[str, Any]) -> s
     lines = [f"{result.notebook}: {result.status}"]
     cell = None
     if result.error is not None:
-        where = "" if result.error.cell_index is None else f" in {_cell_label(result, result.error.cell_index)}"
+        index = result.error.cell_index
+        cell = executed_cell(result, index)
+        where = "" if index is None else f" in {cell_label(index, cell or {})}"
         lines[0] += f"{where}: {result.error.ename}: {result.error.evalue}"
-        cell = executed_cell(result, result.error.cell_index)
     if cell is not None:
         lines += ["", "--- source ---", text_of(cell.get("source")).rstrip()]
     if result.error is not None and result.error.traceback:
@@ -514,7 +515,7 @@ class TaskItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
-        return _failuretext_of(excinfo.value) or super().repr_failure(excinfo, style=style)
+        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, self.line, f"plan task {self.name}"
@@ -572,7 +573,7 @@ def nbflow_golden(request: pytest.FixtureRequest) -> Any:
                         parse_levels(levels) if levels else session.golden_levels, mode, session.options,
                         session.max_slowdown)
         if outcome.failed or outcome.state == "missing":
-            raise AssertionError(_failuretext_of(GoldenDiffers(outcome)) if outcome.failed else
+            raise AssertionError(_failure_text(GoldenDiffers(outcome)) if outcome.failed else
                                  f"no golden at {outcome.folder}: --nbflow-golden=update-missing writes it")
         return outcome
 
