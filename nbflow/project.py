@@ -18,6 +18,7 @@ running a notebook see the same DBFS root and secrets. The layout::
     .nbflow/jupyter/           nbflow lab's Jupyter data folder (the nbflow kernel's spec)
     .nbflow/cache/             what commands remember to start faster (notebooks read before)
     .nbflow/pytest/gw0/        a project of its own for each pytest-xdist worker (pytest --nbflow)
+    .nbflow/pytest/remote/     notebooks staged as one-task plans for a workspace (--nbflow-target)
     .nbflow/secrets.yaml       secrets (or .yml/.json; NBFLOW_SECRETS_FILE names another)
 
 This module imports only the standard library: notebook kernels import it.
@@ -80,6 +81,12 @@ def worker_project(project: str | Path, worker: str) -> Path:
     """The project of a pytest-xdist worker of ``pytest --nbflow``: its own catalog, tables and
     cluster, so that items running at once on different workers never write the same table."""
     return _state(project, "pytest", worker)
+
+
+def remote_stage_dir(project: str | Path, name: str) -> Path:
+    """Where ``pytest --nbflow --nbflow-target=databricks`` stages a notebook (and its folder's
+    notebooks) as a one-task plan to deploy."""
+    return _state(project, "pytest", "remote", name)
 
 
 def cache_dir(project: str | Path) -> Path:

@@ -221,3 +221,39 @@ def test_nbflow_run_writes_junit_xml_for_a_plan_and_a_notebook(folder: Path) -> 
     assert done.returncode == 0, done.stderr
     [case] = ET.parse(folder / "nb.xml").getroot().iter("testcase")
     assert (case.get("classname"), case.get("name")) == ("good", "good.py") and case.find("failure") is None
+
+
+@pytest.mark.spark
+@pytest.mark.serve
+def test_the_same_items_run_in_a_workspace_through_the_remote_adapter(pytester: pytest.Pytester, folder: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from databricks.sdk import WorkspaceClient
+
+    from nbflow.serve.server import WorkspaceServer
+
+    token = "dapi-pytest-remote"
+    server = WorkspaceServer(folder, token)  # nbflow serve: a local workspace for the real databricks-sdk
+    server.start()
+    try:
+        monkeypatch.setenv("DATABRICKS_HOST", server.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", token)
+        done = pytester.runpytest_subprocess("--nbflow", "--nbflow-target=databricks", "-rs", "-k",
+                                             "small or first or second or alone", "--junitxml=remote.xml",
+                                             "--nbflow-golden=update-missing")
+        done.assert_outcomes(passed=2, failed=1, skipped=1)
+        out = done.stdout.str()
+        assert "SKIPPED [1] plan.yaml:5: second: not run" in out
+        cases = {c.get("name"): c for c in ET.parse(folder / "remote.xml").getroot().iter("testcase")}
+        props = {p.get("name"): p.get("value") for p in cases["good.py[small]"].iter("property")}
+        assert props["status"] == "SUCCESS" and props["exit_value"] == "2"
+        assert "executed_notebook" not in props  # a workspace run leaves none here
+        assert json.loads((folder / "__nbflow_golden__/good.py/small/result.json").read_text())["exit_value"] == "2"
+        w = WorkspaceClient(host=server.url, token=token, auth_type="pat")
+        names = sorted(j.settings.name for j in w.jobs.list() if j.settings and j.settings.name)
+        # The plan's deployment stays (nbflow remote destroy removes it); a staged notebook's is gone.
+        assert names == ["checks [parallel]", "checks [sequential]"]
+    finally:
+        server.stop()
+        from .conftest import cli
+
+        cli("cluster", "stop", env={"NBFLOW_PROJECT_DIR": str(folder)})  # the one the workspace's runs used

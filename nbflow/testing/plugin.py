@@ -40,7 +40,15 @@ import pytest
 
 from ..errors import InputError, NbflowError
 from ..notebooks import is_source_notebook, source_header
-from ..project import PROCESSED, STATE_DIR, processed_dir, project_dir, secrets_file, worker_project
+from ..project import (
+    PROCESSED,
+    STATE_DIR,
+    processed_dir,
+    project_dir,
+    remote_stage_dir,
+    secrets_file,
+    worker_project,
+)
 from ..results import PAYLOAD_KEY
 from ..runs import NOT_RUN, SUCCEEDED, NotebookResult, PlanRun
 from . import tables
@@ -48,7 +56,7 @@ from .differences import Options
 from .golden import DEFAULT_LEVELS, GOLDEN_DIR, MODES, GoldenResult, check, layers_for, parse_levels
 from .render import render, summary_line
 from .sanitize import ANSI, Sanitizer
-from .snapshot import cell_label, executed_cell, notebook_snapshot, text_of
+from .snapshot import Snapshot, cell_label, executed_cell, notebook_snapshot, result_layer, text_of
 
 PARAMS_FILE = "nbflow.params.yaml"
 DEFAULT_SET = ""
@@ -68,6 +76,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nbflow-secrets", metavar="FILE", help="Secrets file for dbutils.secrets.")
     group.addoption("--nbflow-plan-mode", choices=("sequential", "parallel"), default="parallel",
                     help="How a plan's tasks run.")
+    group.addoption("--nbflow-target", default="local", metavar="local|databricks[:PROFILE]",
+                    help="Where items run: here, or in a Databricks workspace through the remote adapter "
+                         "(databricks-sdk; PROFILE from ~/.databrickscfg, else DATABRICKS_HOST/TOKEN).")
     group.addoption("--nbflow-isolate", choices=("worker", "none"),
                     help="Under pytest-xdist, each worker in a project of its own (its catalog, tables and "
                          "cluster) [default: worker under xdist].")
@@ -168,7 +179,7 @@ class _Session:
         from ..cluster import server as cluster_server  # lazy: only with --nbflow
 
         self.config = config
-        home = project_dir()
+        home = self.home = project_dir()
         worker = os.environ.get("PYTEST_XDIST_WORKER")
         self.folder = processed_dir(home) / time.strftime("pytest-%Y%m%d-%H%M%S") / (worker or "")
         self.parameters = dict(_pair(p) for p in config.getoption("nbflow_param"))
@@ -182,6 +193,11 @@ class _Session:
         golden_dir = config.getoption("nbflow_golden_dir")
         self.golden_root = Path(golden_dir).resolve() if golden_dir else config.rootpath / GOLDEN_DIR
         self.max_slowdown: float | None = config.getoption("nbflow_max_slowdown")
+        target, _, profile = str(config.getoption("nbflow_target")).partition(":")
+        if target not in ("local", "databricks") or (target == "local" and profile):
+            raise InputError(f"--nbflow-target {config.getoption('nbflow_target')!r}: local or databricks[:PROFILE]")
+        self.remote = target == "databricks"
+        self.profile = profile or None
         # The secrets file every notebook and plan task reads (a worker's own project has none).
         secrets = config.getoption("nbflow_secrets") or secrets_file(home)
         if secrets:
@@ -215,11 +231,15 @@ class _Session:
 
     @property
     def wants_tables(self) -> bool:
-        return self.golden_mode != "off" and "tables" in layers_for(self.golden_levels)
+        # A workspace's tables are not the project's: only local runs record what they wrote.
+        return not self.remote and self.golden_mode != "off" and "tables" in layers_for(self.golden_levels)
 
     def golden(self, node: pytest.Item, result: NotebookResult, folder: Path,
                written: list[str] | None = None) -> GoldenResult:
-        snapshot = notebook_snapshot(Path(str(result.output)), result)
+        if result.output:
+            snapshot = notebook_snapshot(Path(result.output), result)
+        else:  # run in a workspace: the result the Jobs API gives, no executed notebook
+            snapshot = Snapshot(result.notebook, "notebook", {"result": result_layer(result)})
         if written is not None:
             snapshot.layers["tables"] = tables.layer(self.project, written)
         outcome = check(snapshot, folder, self.golden_levels, self.golden_mode, self.options, self.max_slowdown)
@@ -303,7 +323,15 @@ class NotebookItem(pytest.Item):
         parameters = {**self.parameters, **session.parameters}
         folder = session.folder / _safe(_relative(self.path, self.config)) / (self.set_name or "default")
         before = tables.versions(session.project) if session.wants_tables else None
-        result = run_leased(self.path, parameters, folder, timeout=session.timeout, engine=session.engine)
+        if session.remote:
+            from .remote import run_notebook_remote  # lazy: databricks-sdk, only for a workspace
+
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+            name = _safe(f"pytest-{worker}-{_relative(self.path, self.config)}-{self.set_name}".replace("--", "-"))
+            result = run_notebook_remote(self.path, parameters, remote_stage_dir(session.home, name), name,
+                                         session.profile, session.timeout)
+        else:
+            result = run_leased(self.path, parameters, folder, timeout=session.timeout, engine=session.engine)
         _record(self, result)
         if not result.ok:
             raise NotebookFailed(result, parameters)
@@ -339,9 +367,11 @@ def _missing(golden: GoldenResult) -> str:
 
 def _record(item: pytest.Item, result: NotebookResult) -> None:
     """The JUnit properties of a notebook's run."""
-    duration = None if result.duration_s is None else round(result.duration_s, 3)
-    item.user_properties += [("status", str(result.status)), ("duration_s", duration),
-                             ("executed_notebook", result.output)]
+    item.user_properties.append(("status", str(result.status)))
+    if result.duration_s is not None:
+        item.user_properties.append(("duration_s", round(result.duration_s, 3)))
+    if result.output:
+        item.user_properties.append(("executed_notebook", result.output))
     if result.exit_value is not None:
         item.user_properties.append(("exit_value", result.exit_value))
     if result.error is not None and result.error.cell_index is not None:
@@ -475,6 +505,12 @@ class PlanFile(pytest.File):
             # for notebooks; a plan refuses parameters it does not declare).
             job = {k: v for k, v in session.parameters.items() if k in self.declared}
             try:
+                if session.remote:
+                    from .remote import run_plan_remote  # lazy: databricks-sdk, only for a workspace
+
+                    self.run = run_plan_remote(self.path, self.config.getoption("nbflow_plan_mode"), job,
+                                               session.profile)
+                    return self.run
                 self.run = run_plan(self.path, mode=self.config.getoption("nbflow_plan_mode"), job_parameters=job,
                                     output_dir=session.folder / _safe(_relative(self.path, self.config)),
                                     cluster_engine=session.engine, base_dir=self.path.parent)
