@@ -197,8 +197,9 @@ class NbflowNotebookClient(NotebookClient):
         sandbox.decide(layout)
         km = warm.km if warm else kernel_manager(self._socket_dir, layout)
         self.stream_file: IO[str] | None = kwargs.pop("stream_file", None)
-        # The kernel runs in the notebook's folder, as Databricks runs a notebook in its own.
-        cwd = str(Path(context.notebook_path).parent) if context.notebook_path else None
+        # The kernel runs in the notebook's folder, as Databricks runs a notebook in its own (unless
+        # the run names another folder: pytest --nbflow-cwd).
+        cwd = context.working_dir or (str(Path(context.notebook_path).parent) if context.notebook_path else None)
         super().__init__(nb_man.nb, km=km, resources={"metadata": {"path": cwd}}, on_cell_start=self._cell_started,
                          on_cell_error=self._cell_failed, **kwargs)
         self.nb_man = nb_man

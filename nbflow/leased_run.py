@@ -21,33 +21,33 @@ from .results import read_result
 from .runs import NotebookResult
 from .runtime.secrets import without_secrets
 from .tail import Tail
-from .task_spec import new_run_id, task_spec
+from .task_spec import TaskSpec, new_run_id, task_spec
 
 
 def run_leased(path: Path, parameters: Mapping[str, Any], folder: Path, *, timeout: float | None = None,
                log_output: bool = False, engine: str = "auto", run_id: str | None = None,
-               context: Mapping[str, Any] | None = None) -> NotebookResult:
-    """Run ``path`` with ``parameters``, its executed notebook saved in ``folder``; its result."""
-    run_id = run_id or new_run_id()
-    result = _on_warm_kernel(path, parameters, folder, timeout, log_output, engine, run_id, context)
+               working_dir: Path | None = None) -> NotebookResult:
+    """Run ``path`` with ``parameters``, its executed notebook saved in ``folder``; its result.
+    The kernel runs in ``working_dir``, else in the notebook's folder."""
+    stream = folder / f"{path.stem}.log" if log_output else None
+    spec = task_spec(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id or new_run_id(),
+                     engine_name=engine, output_log=stream)
+    if working_dir is not None:
+        spec = dataclasses.replace(spec, context=dataclasses.replace(spec.context, working_dir=str(working_dir)))
+    result = _on_warm_kernel(path, spec, stream)
     if result is None:
-        from .runner import run_notebook  # lazy: papermill's side, for a run without the pool service
+        from .runner import run_task  # lazy: papermill's side, for a run without the pool service
 
-        result = run_notebook(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id,
-                              log_output=log_output, engine_name=engine, context=context)
+        # Here the output goes to stderr as it is printed (log_output); no file to follow.
+        result = run_task(dataclasses.replace(spec, output_log=None), log_output=log_output)
     return result
 
 
-def _on_warm_kernel(path: Path, parameters: Mapping[str, Any], folder: Path, timeout: float | None,
-                    log_output: bool, engine: str, run_id: str,
-                    context: Mapping[str, Any] | None) -> NotebookResult | None:
+def _on_warm_kernel(path: Path, spec: TaskSpec, stream: Path | None) -> NotebookResult | None:
     """The run on a warm kernel of the pool service; None when that cannot be (it then runs here)."""
     project = project_dir()
     if not path.is_file():
         return None  # a missing notebook is reported by the run itself
-    stream = folder / f"{path.stem}.log" if log_output else None
-    spec = task_spec(path, parameters, output_dir=folder, timeout=timeout, run_id=run_id, engine_name=engine,
-                     output_log=stream, context=context)
     # Decided here, as a run here would (its one warning line on the caller's stderr); the
     # service runs only what its own kernels' decision matches.
     sandbox.decide(sandbox.layout(project))
@@ -61,7 +61,7 @@ def _on_warm_kernel(path: Path, parameters: Mapping[str, Any], folder: Path, tim
                 from .notebook_facts import wants_cluster  # lazy: only when no service answered
                 from .pool_client import service_available  # lazy: as above (the cluster's modules)
 
-                if service_available(project, engine, wants_cluster(path)):
+                if service_available(project, spec.context.engine, wants_cluster(path)):
                     done = pool_wire.run(project, spec.to_json())
     except KeyboardInterrupt:
         done = {"output": spec.output_path}  # cancelled and saved: its result is in the notebook

@@ -257,3 +257,23 @@ def test_the_same_items_run_in_a_workspace_through_the_remote_adapter(pytester: 
         from .conftest import cli
 
         cli("cluster", "stop", env={"NBFLOW_PROJECT_DIR": str(folder)})  # the one the workspace's runs used
+
+
+def test_notebooks_run_in_their_own_folder_unless_told_otherwise(pytester: pytest.Pytester,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(pytester.path))
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "where.py").write_text(
+        "# Databricks notebook source\nimport os\ndbutils.notebook.exit(os.getcwd())\n")
+
+    def ran_in(*options: str) -> str:
+        done = pytester.runpytest_subprocess("--nbflow", "--junitxml=where.xml", *options)
+        done.assert_outcomes(passed=1)
+        [case] = ET.parse(pytester.path / "where.xml").getroot().iter("testcase")
+        return {p.get("name"): p.get("value") for p in case.iter("property")}["exit_value"] or ""
+
+    assert ran_in() == str(pytester.path / "sub")  # as on Databricks
+    assert ran_in("--nbflow-cwd=rootdir") == str(pytester.path)
+    bad = pytester.runpytest_subprocess("--nbflow", "--nbflow-cwd=nowhere")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "nbflow: --nbflow-cwd 'nowhere': notebook, rootdir or an existing folder" in bad.stderr.str()

@@ -50,6 +50,9 @@ class RunContext:
     # Widget values saved with the notebook (metadata.nbflow_widgets, which nbflow lab
     # saves from the widget panel): what dbutils.widgets.get returns when no argument is bound.
     saved_widgets: dict[str, str] | None = None
+    # The folder the kernel runs in; "" (the default, as on Databricks): the notebook's own. Not
+    # inherited: a dbutils.notebook.run child runs in its own folder.
+    working_dir: str = ""
     # What a dbutils.notebook.run child takes over from its caller.
     INHERITED: ClassVar[tuple[str, ...]] = (
         "run_id", "project_dir", "dbfs_root", "secrets_file", "job_task_values", "python", "depth", "engine",

@@ -76,9 +76,10 @@ def setup(shell: Any, context: RunContext) -> Callable[[], None]:
     activate(session)
     if context.carried:
         session.restore(context.carried)
-    folder = os.path.dirname(session.context.notebook_path)
+    # A notebook runs in its own folder (a warm kernel started elsewhere), unless its run names one.
+    folder = session.context.working_dir or os.path.dirname(session.context.notebook_path)
     if folder and os.path.isdir(folder):
-        os.chdir(folder)  # a notebook runs in its own folder (a warm kernel started elsewhere)
+        os.chdir(folder)
     # Its folder and its Git folder's root first on sys.path, then its run's %pip libraries.
     session.libraries.activate()
     mlflow_local.configure(context.project_dir)

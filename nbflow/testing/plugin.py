@@ -74,6 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nbflow-engine", default="auto", metavar="auto|sail|spark|sc://HOST:PORT",
                     help="Cluster engine if a notebook needs Spark and no cluster runs.")
     group.addoption("--nbflow-secrets", metavar="FILE", help="Secrets file for dbutils.secrets.")
+    group.addoption("--nbflow-cwd", metavar="notebook|rootdir|DIR",
+                    help="Where a notebook item's kernel runs [default: notebook, its own folder, as on Databricks].")
     group.addoption("--nbflow-plan-mode", choices=("sequential", "parallel"), default="parallel",
                     help="How a plan's tasks run.")
     group.addoption("--nbflow-target", default="local", metavar="local|databricks[:PROFILE]",
@@ -102,6 +104,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("nbflow_golden", "Golden mode (as --nbflow-golden).", default="off")
     parser.addini("nbflow_golden_level", "Golden levels (as --nbflow-golden-level).", default="")
     parser.addini("nbflow_sanitize", "Sanitizer rules, PATTERN=>REPL, one a line.", type="linelist", default=[])
+    parser.addini("nbflow_cwd", "Where notebook items run (as --nbflow-cwd).", default="notebook")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -197,6 +200,11 @@ class _Session:
         if target not in ("local", "databricks") or (target == "local" and profile):
             raise InputError(f"--nbflow-target {config.getoption('nbflow_target')!r}: local or databricks[:PROFILE]")
         self.remote = target == "databricks"
+        cwd = config.getoption("nbflow_cwd") or config.getini("nbflow_cwd") or "notebook"
+        self.working_dir: Path | None = None if cwd == "notebook" else \
+            config.rootpath if cwd == "rootdir" else Path(cwd).resolve()
+        if self.working_dir is not None and not self.working_dir.is_dir():
+            raise InputError(f"--nbflow-cwd {cwd!r}: notebook, rootdir or an existing folder")
         self.profile = profile or None
         # The secrets file every notebook and plan task reads (a worker's own project has none).
         secrets = config.getoption("nbflow_secrets") or secrets_file(home)
@@ -331,7 +339,8 @@ class NotebookItem(pytest.Item):
             result = run_notebook_remote(self.path, parameters, remote_stage_dir(session.home, name), name,
                                          session.profile, session.timeout)
         else:
-            result = run_leased(self.path, parameters, folder, timeout=session.timeout, engine=session.engine)
+            result = run_leased(self.path, parameters, folder, timeout=session.timeout, engine=session.engine,
+                                working_dir=session.working_dir)
         _record(self, result)
         if not result.ok:
             raise NotebookFailed(result, parameters)
@@ -590,7 +599,7 @@ def nbflow_run(request: pytest.FixtureRequest) -> Any:
 
         # The test's own parameters win over --nbflow-param's.
         return run_leased(path, {**session.parameters, **(parameters or {})}, folder,
-                          timeout=timeout or session.timeout, engine=session.engine)
+                          timeout=timeout or session.timeout, engine=session.engine, working_dir=session.working_dir)
 
     return run
 
