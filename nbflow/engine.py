@@ -623,6 +623,7 @@ def _record(
         cells=cell_timings(nb),
         children=child_results(children_dir) if children_dir else [],
         warnings=warnings,
+        tables_written=list(state.get("tables_written") or []),
         run_id=context.run_id,
         task_key=context.task_key,
         start_time=started.isoformat(),

@@ -117,6 +117,7 @@ def child_results(children_dir: Path) -> list[dict[str, Any]]:
                 "duration_s": child.duration_s,
                 "parameters": {k: v.get("value") for k, v in child.parameters.items()},
                 "error": None if child.error is None else child.error.summary(),
+                "tables_written": child.tables_written,
             }
         )
     return rows

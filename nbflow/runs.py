@@ -139,6 +139,7 @@ class NotebookResult:
     cells: list[dict[str, Any]] = field(default_factory=list)
     children: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    tables_written: list[str] = field(default_factory=list)  # catalog.schema.table, by this notebook
     run_id: str = ""
     task_key: str = ""
     start_time: str | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +16,6 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
-from pyspark.sql.connect.client import DefaultChannelBuilder
 from pyspark.sql.connect.session import SparkSession
 
 from nbflow import project as paths
@@ -283,39 +283,37 @@ def test_the_state_file_is_replaced_whole(project: Path) -> None:
 # --- Who may reach the endpoint -----------------------------------------------------------------
 
 
-class PlainChannel(DefaultChannelBuilder):  # type: ignore[misc]
-    """What any local process could do: a Spark Connect client on the gate's socket, with or
-    without a token of its own."""
-
-    def __init__(self, socket_file: str, token: str | None) -> None:
-        super().__init__("sc://localhost")
-        self.socket_file, self.guess = socket_file, token
-
-    def toChannel(self) -> grpc.Channel:
-        credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.UDS)
-        if self.guess is not None:
-            token = grpc.access_token_call_credentials(self.guess)
-            credentials = grpc.composite_channel_credentials(credentials, token)
-        return self._secure_channel(f"unix:{self.socket_file}", credentials)
-
-
 @pytest.mark.spark
 @pytest.mark.skipif("not gate_available()", reason="no unprivileged user namespaces here: Sail runs on plain TCP")
-def test_only_clients_with_the_cluster_token_reach_sail(project: Path) -> None:
+def test_only_this_users_processes_reach_sail(project: Path) -> None:
     state = cluster.start(project, "sail")
     assert state.socket is not None and state.access.startswith("gate:")
-    for guess in (None, "not-the-token"):
-        intruder = SparkSession.builder.channelBuilder(PlainChannel(state.socket, guess)).create()
-        intruder.client.set_retry_policies([])
-        with pytest.raises(Exception, match=r"UNAUTHENTICATED|no valid cluster token"):
-            intruder.read.text("/etc/hostname").collect()
+    socket_file = Path(state.socket)
+    # Only this user may open the socket (connect() needs write permission) or its folder.
+    assert socket_file.stat().st_mode & 0o777 == 0o600 and socket_file.stat().st_uid == os.getuid()
+    assert socket_file.parent.stat().st_mode & 0o777 == 0o700
     # Sail's own port is in the gate's network namespace: nothing listens on it here.
     with pytest.raises(Exception, match=r"UNAVAILABLE|Connection refused|failed to connect"):
         plain = SparkSession.builder.remote(f"sc://127.0.0.1:{cluster_gate.INNER_PORT}").create()
         plain.client.set_retry_policies([])
         plain.sql("SELECT 1").collect()
-    # nbflow's sessions present the token.
+    # nbflow's sessions go through the gate.
     assert cluster_attach.attach(state).read.text("/etc/hostname").count() >= 1
+
+
+def test_the_gate_refuses_a_connection_from_another_user(tmp_path: Path) -> None:
+    # The socket's mode keeps other users out; the gate also checks each peer's user id as the
+    # kernel attests it (SO_PEERCRED), should the mode ever be loosened. Here "another user" is
+    # a gate expecting a uid that is not ours.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(tmp_path / "g.sock"))
+        listener.listen(1)
+        threading.Thread(target=cluster_gate._accept, args=(listener, os.getuid() + 1), daemon=True).start()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(tmp_path / "g.sock"))
+            assert cluster_gate.peer_uid(client) == os.getuid()
+            client.settimeout(10)
+            assert client.recv(1) == b""  # closed at once, nothing relayed
 
 
 @pytest.mark.spark

@@ -40,7 +40,10 @@ def test_a_notebook_without_spark_starts_no_cluster(project: Path) -> None:
 
 @pytest.mark.spark
 def test_delta_tables_sql_and_time_travel(project: Path, engine: str) -> None:
-    out = exit_json(run("spark/tables.py"))
+    result = run("spark/tables.py")
+    out = exit_json(result)
+    # What it wrote and kept (dropme was created and dropped; the path table is not in the catalog).
+    assert result.tables_written == ["main.default.modes", "main.shop.orders"]
     state = cluster.status(project)
     assert state is not None and state.engine == engine and state.delta
     assert out["error_mode"] == "raised"
@@ -80,7 +83,9 @@ def test_parent_and_child_see_each_others_tables_at_once(project: Path) -> None:
 
 @pytest.mark.spark
 def test_delta_table_python_api(project: Path, engine: str) -> None:
-    out = exit_json(run("spark/delta_api.py"))
+    result = run("spark/delta_api.py")
+    out = exit_json(result)
+    assert result.tables_written == ["main.default.dt"]
     assert out["is_delta_name_path"] is True
     # start 0..4 (v = 1.5 id); update id 1 -> 100; delete 4; merge: 2 -> -1, 3 deleted,
     # insert 4, 5 and 6 (7 excluded by its condition), 0 deleted as not matched by source

@@ -127,6 +127,33 @@ spark.range(int(dbutils.widgets.get("rows"))).selectExpr("id", "id * 10 AS tenfo
     .write.mode("overwrite").saveAsTable("main.default.tenfold")
 """
 
+ADDER = """# Databricks notebook source
+# MAGIC %sql
+# MAGIC INSERT INTO main.default.tenfold VALUES (7, 70)
+
+# COMMAND ----------
+
+from delta.tables import DeltaTable
+DeltaTable.forName(spark, "main.default.tenfold").update("id = 0", {"tenfold": "-1"})
+"""
+
+READER = """# Databricks notebook source
+assert spark.table("main.default.tenfold").count() == 4
+spark.sql("SELECT * FROM main.default.tenfold").collect()
+"""
+
+TABLES_PLAN = """name: tables
+tasks:
+  - task_key: write
+    notebook: writer.py
+  - task_key: add
+    notebook: adder.py
+    depends_on: [write]
+  - task_key: read
+    notebook: reader.py
+    depends_on: [add]
+"""
+
 HAND_WRITTEN = '''
 from nbflow.testing import assert_df_equal, assert_table
 
@@ -161,6 +188,22 @@ def test_tables_written_are_kept_in_goldens_and_fixtures_run_and_assert(pytester
         changed.assert_outcomes(failed=1)
         out = changed.stdout.str()
         assert "tables › main.default.tenfold › row_count" in out and "result › parameters › rows" in out
+
+        # A plan's tasks: each golden holds the tables its own notebook wrote (by SQL, the
+        # DataFrame API or DeltaTable), as they are once the plan has ended; a reader's holds none.
+        (pytester.path / "adder.py").write_text(ADDER)
+        (pytester.path / "reader.py").write_text(READER)
+        (pytester.path / "tables.plan.yaml").write_text(TABLES_PLAN)
+        pytester.runpytest_subprocess("--nbflow", "--nbflow-golden=update-missing", "tables.plan.yaml"
+                                      ).assert_outcomes(passed=3)
+        plan_golden = pytester.path / "__nbflow_golden__" / "tables.plan.yaml"
+        final = [{"id": 0, "tenfold": -1}, {"id": 1, "tenfold": 10}, {"id": 2, "tenfold": 20}, {"id": 7, "tenfold": 70}]
+        for task in ("write", "add"):
+            found = json.loads((plan_golden / task / "tables.json").read_text())
+            assert list(found) == ["main.default.tenfold"] and found["main.default.tenfold"]["data"] == final, task
+        assert json.loads((plan_golden / "read" / "tables.json").read_text()) == {}
+        pytester.runpytest_subprocess("--nbflow", "--nbflow-golden=check", "tables.plan.yaml"
+                                      ).assert_outcomes(passed=3)
 
         pytester.makepyfile(test_by_hand=HAND_WRITTEN)
         first = pytester.runpytest_subprocess("test_by_hand.py")

@@ -153,6 +153,28 @@ def test_created_table_names_are_recognised() -> None:
     assert created_table("CREATE SCHEMA s") is None
 
 
+def test_written_table_names_are_recognised() -> None:
+    # A run's tables_written: what each statement writes to, as the notebook named it.
+    from nbflow.runtime.lakehouse import delta_path, written_table
+
+    assert written_table("INSERT INTO main.s.t VALUES (1)") == "main.s.t"
+    assert written_table("-- load\ninsert overwrite table s . t SELECT 1") == "s.t"
+    assert written_table("MERGE INTO t AS x USING u ON x.id = u.id WHEN MATCHED THEN DELETE") == "t"
+    assert written_table("MERGE WITH SCHEMA EVOLUTION INTO `a b` USING u ON true") == "`a b`"
+    assert written_table("UPDATE t SET x = 1") == "t"
+    assert written_table("DELETE FROM c.s.t WHERE x = 1") == "c.s.t"
+    assert written_table("TRUNCATE TABLE t") == "t"
+    assert written_table("RESTORE TABLE t TO VERSION AS OF 1") == "t"
+    assert written_table("OPTIMIZE t ZORDER BY (x)") == "t"
+    assert written_table("COPY INTO t FROM '/x' FILEFORMAT = CSV") == "t"
+    assert written_table("CREATE OR REPLACE TABLE t AS SELECT 1") == "t"
+    assert written_table("INSERT INTO delta.`/data/t` VALUES (1)") == "delta.`/data/t`"
+    for other in ("SELECT * FROM t", "DESCRIBE HISTORY t", "DROP TABLE t", "SHOW TABLES", "CREATE VIEW v AS SELECT 1"):
+        assert written_table(other) is None, other
+    assert delta_path("delta.`/data/t`") == "/data/t" and delta_path("DELTA.`/a``b`") == "/a`b"
+    assert delta_path("main.s.t") is None
+
+
 @pytest.mark.spark
 def test_registry_damage_is_named_and_rebuilt(project: Path) -> None:
     from nbflow.errors import CatalogDamaged

@@ -38,6 +38,7 @@ def recorded(result: NotebookResult) -> dict[str, Any]:
         "parameters": result.parameters,
         "variables": result.variables,
         "task_values": result.task_values,
+        "tables_written": result.tables_written,
         "error": None if result.error is None else result.error.summary(),
         "cells": result.cells,
         "children": result.children,
@@ -72,6 +73,8 @@ def render(data: dict[str, Any]) -> None:
         for key, value in data["task_values"].items():
             table.add_row(key, repr(value))
         console.print(table)
+    if data["tables_written"]:
+        console.print("tables written: " + ", ".join(data["tables_written"]))
     if data["children"]:
         table = Table("child notebook", "status", "exit value", "executed", title="dbutils.notebook.run")
         for child in data["children"]:

@@ -28,7 +28,6 @@ from ..errors import CatalogDamaged, EnvironmentFailure
 from ..project import (
     cluster_dir,
     cluster_sandbox_dir,
-    cluster_token_file,
     dbfs_root,
     volumes_root,
     warehouse_dir,
@@ -116,5 +115,5 @@ def gate_command(project: Path, socket_file: Path, engine_command: list[str]) ->
     if os.environ.get(SWITCH_ENV, "").strip() == "0":
         folders = []
     return [sys.executable, "-m", GATE_MODULE, "--cluster-dir", str(cluster_dir(project)),
-            "--socket", str(socket_file), "--token-file", str(cluster_token_file(project)), *folders,
+            "--socket", str(socket_file), *folders,
             "--", *engine_command]

@@ -7,7 +7,7 @@ waits for or stops.
 
 Access: only this project's kernels and commands may use the cluster. Sail has no
 authentication, so it runs behind :mod:`nbflow.cluster.gate` (a private network namespace, a
-Unix socket only this user can open, and the token checked on every call); where namespaces are
+Unix socket only this user can open, each connection's user checked); where namespaces are
 not available it falls back to plain TCP on 127.0.0.1 and says so (``access``). The JVM engine
 uses Spark Connect's own token authentication.
 
@@ -71,7 +71,7 @@ from .state import (
 START_TIMEOUT = {"sail": 30.0, "spark": 120.0}
 POOL_STOP_TIMEOUT_S = 15.0  # the pool service stops its workers politely within CLOSE_GRACE_S
 LOG_ROTATE_BYTES = 5 * 1024 * 1024  # server.log past this is rotated to server.log.1 at the next start
-_GATED_ACCESS = ("gate: a Unix socket only this user can open, every call checked for the cluster token; "
+_GATED_ACCESS = ("gate: a Unix socket only this user can open, each connection's user checked; "
                  "Sail's own port is in a private network namespace")
 _TOKEN_ACCESS = "token: Spark Connect token authentication (the token in .nbflow/cluster/token, mode 0600)"
 
@@ -90,7 +90,7 @@ def _adoptable(proc: psutil.Process, project: Path, why: str) -> ClusterState | 
         "reason": f"adopted: found running (pid {proc.pid}) when {why}",
     }
     token = cluster_token_file(project).is_file()
-    if GATE_MODULE in cmdline and "--socket" in args and token:
+    if GATE_MODULE in cmdline and "--socket" in args and "--token-file" not in args:
         socket_file = args["--socket"]
         state = ClusterState(engine="sail", url=f"unix:{socket_file}", port=0, delta=True, socket=socket_file,
                              access=_GATED_ACCESS, **common)
@@ -141,13 +141,12 @@ class _CannotIsolate(Exception):
 def _launch(project: Path, choice: EngineChoice, port: int | None) -> ClusterState:
     directory = cluster_dir(project)
     directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)  # the token, the socket and the log are the user's alone
+    os.chmod(directory, 0o700)  # the socket (or the token) and the log are the user's alone
     warehouse_dir(project).mkdir(parents=True, exist_ok=True)
     log = cluster_log_file(project)
     with contextlib.suppress(OSError):
         if log.stat().st_size > LOG_ROTATE_BYTES:
             os.replace(log, log.with_name(log.name + ".1"))
-    token = new_token(project)
     started_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     common: dict[str, Any] = {"engine": choice.cluster_engine, "warehouse": str(warehouse_dir(project)),
                               "log": str(log), "started_at": started_at, "delta": choice.delta, "reason": choice.reason}
@@ -172,7 +171,7 @@ def _launch(project: Path, choice: EngineChoice, port: int | None) -> ClusterSta
                                  "choose another with --port, or leave it out to get a free one")
     command, env = commands.server_command(choice, port, project)
     if choice.cluster_engine == "spark":
-        env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = token  # not on the command line: ps shows that to everyone
+        env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = new_token(project)  # not on the command line: ps shows it to all
         access = _TOKEN_ACCESS
     else:
         access = f"open: {open_why}; any local process can reach it (Sail has no authentication)"

@@ -88,8 +88,9 @@ class Lakehouse:
         self._volumes_generation = -1  # the registry's generation /Volumes last followed
         self._known: dict[str, TableEntry] = {}  # tables this session has, by catalog.schema.table
         self._created: set[str] = set()  # ... of which this session created these
+        self.written: set[str] = set()  # tables (registry names) this session created or wrote to
         self._schemas: set[str] = set()  # registered schemas (catalog.schema) this session has
-        self._dirty = True  # a statement nbflow does not follow may have created or dropped tables
+        self._dirty = False  # set by a statement nbflow does not follow (it may have created or dropped tables)
         self._unattachable: dict[str, str] = {}  # tables whose attach failed, by location
         self._raw_sql: Callable[..., Any] = lambda statement: None
         self.catalogs = CatalogMap(native={DEFAULT_CATALOG})
@@ -167,15 +168,18 @@ class Lakehouse:
             answered = self.unity.answer(sqlQuery)  # catalogs, schemas, volumes: the registry's
             if answered is None:
                 answered = delta_commands.run(self, sqlQuery, *args, **kwargs)  # what the engine cannot run
-            if answered is not None:
-                return answered
-            try:
-                return self._run_statement(retrying, sqlQuery, *args, **kwargs)
-            except Exception as exc:
-                unparsed = delta_commands.unsupported(sqlQuery, exc, getattr(self.state, "engine", ""))
-                if unparsed is None:
-                    raise
-                raise unparsed from None  # one line, not the parser's dump
+            if answered is None:
+                try:
+                    answered = self._run_statement(retrying, sqlQuery, *args, **kwargs)
+                except Exception as exc:
+                    unparsed = delta_commands.unsupported(sqlQuery, exc, getattr(self.state, "engine", ""))
+                    if unparsed is None:
+                        raise
+                    raise unparsed from None  # one line, not the parser's dump
+            target = written_table(sqlQuery)
+            if target is not None:
+                self.wrote(target)
+            return answered
 
         spark.sql = sql
         table = spark.table
@@ -263,6 +267,7 @@ class Lakehouse:
             self.need([key], [key.rsplit(".", 1)[0]])
             yield
             self._adopt(key)
+            self.written.add(key)
 
     def table_entry(self, name: str) -> TableEntry | None:
         """The registered table that ``name`` (as a notebook wrote it) names, if any."""
@@ -270,6 +275,24 @@ class Lakehouse:
         key = self.key(name)
         self.need([key])
         return self._registry.get(key)
+
+    def wrote(self, name: str) -> None:
+        """Note that this session wrote to the table ``name`` (as a notebook wrote it, or
+        ``delta.`/path``` for a registered table's folder): the run's ``tables_written``."""
+        path = delta_path(name)
+        if path is not None:
+            self.wrote_path(path)
+            return
+        with contextlib.suppress(CatalogObjectError):
+            self.written.add(self.key(name))
+
+    def wrote_path(self, path: str) -> None:
+        """Note a write to a folder: the registered tables kept there were written to."""
+        try:
+            location = self.local_location(path)
+        except Exception:  # bookkeeping: a statement that succeeded never fails for it
+            return
+        self.written.update(n for n, e in self._registry.tables().items() if e.location == location)
 
     def _adopt(self, name: str) -> None:
         """Register the table ``name`` this session just created or replaced (its claim is held)."""
@@ -420,6 +443,7 @@ class Lakehouse:
         with self._lock:
             known = self._known.pop(name, None)
             self._created.discard(name)
+            self.written.discard(name)  # gone: not among the tables the run leaves written
             if known is None:
                 return
             entry = self._registry.unregister(name, known.location)
@@ -431,6 +455,9 @@ class Lakehouse:
         with self._lock:
             known = self._known.pop(old, None)
             self._created.discard(old)
+            if old in self.written:
+                self.written.discard(old)
+                self.written.add(new)
             if known is not None:
                 self._registry.unregister(old, known.location)
             entry = self._describe(new)
@@ -555,6 +582,13 @@ _RENAME_TABLE = re.compile(rf"ALTER\s+TABLE\s+(?P<old>{_IDENT}(?:\s*\.\s*{_IDENT
                            rf"(?P<new>{_IDENT}(?:\s*\.\s*{_IDENT})*)", re.IGNORECASE)
 _SHOW_TABLES = re.compile(rf"SHOW\s+TABLES(?:\s+(?:IN|FROM)\s+(?P<name>{_IDENT}(?:\s*\.\s*{_IDENT})*))?",
                           re.IGNORECASE)
+# Statements that change a table's data (or restore it): the table is among the run's tables_written.
+_WRITE_TABLE = re.compile(
+    r"(?:INSERT\s+(?:INTO|OVERWRITE)(?:\s+TABLE)?|MERGE\s+(?:WITH\s+SCHEMA\s+EVOLUTION\s+)?INTO|UPDATE|"
+    r"DELETE\s+FROM|TRUNCATE\s+TABLE|RESTORE(?:\s+TABLE)?|OPTIMIZE|COPY\s+INTO)\s+"
+    rf"(?P<name>{_IDENT}(?:\s*\.\s*{_IDENT})*)",
+    re.IGNORECASE,
+)
 _UNTRACKED_DDL = re.compile(r"(?:CREATE|ALTER|DROP|REPLACE|MSCK|REFRESH|RESTORE|CONVERT)\b", re.IGNORECASE)
 
 
@@ -579,6 +613,19 @@ def shown_tables(statement: str) -> str | None:
 def untracked_ddl(statement: str) -> bool:
     """A DDL statement whose effect on the session's tables nbflow does not follow itself."""
     return _UNTRACKED_DDL.match(_body(statement)) is not None
+
+
+def written_table(statement: str) -> str | None:
+    """The table a statement writes to (``INSERT``, ``MERGE``, ``UPDATE``, ``DELETE``, ``TRUNCATE``,
+    ``RESTORE``, ``OPTIMIZE``, ``COPY INTO``, and a table it creates), as written; else None."""
+    match = _WRITE_TABLE.match(_body(statement))
+    return re.sub(r"\s*\.\s*", ".", match["name"]) if match else created_table(statement)
+
+
+def delta_path(name: str) -> str | None:
+    """The folder of a path identifier (``delta.`/p```, ``parquet.`/p```); None for a table name."""
+    match = re.fullmatch(r"(?:delta|parquet)\.`((?:[^`]|``)+)`", name.strip(), re.IGNORECASE)
+    return match[1].replace("``", "`") if match else None
 
 
 def dropped_table(statement: str) -> str | None:
@@ -635,18 +682,24 @@ def _patch_readers_and_writers() -> None:
                 return method(self, *args, **kwargs)
         return wrapper
 
-    def pulling(method: Callable[..., Any], session_of: Callable[[Any], Any], key: str | None) -> Callable[..., Any]:
-        """The method, after attaching others' tables, with the table name the engine's."""
+    def pulling(method: Callable[..., Any], session_of: Callable[[Any], Any], key: str | None,
+                writes: bool = False) -> Callable[..., Any]:
+        """The method, after attaching others' tables, with the table name the engine's; a
+        method that ``writes`` notes the table among those the run wrote."""
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             lakehouse = _lakehouse_of(session_of(self))
-            if lakehouse is not None:
-                if key is None:
-                    name = str(self._table_name)
-                    _rename_v2(self, lakehouse.engine_table(name))
-                else:
-                    name, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
-                lakehouse.need([lakehouse.key(name)])
-            return method(self, *args, **kwargs)
+            if lakehouse is None:
+                return method(self, *args, **kwargs)
+            if key is None:
+                name = str(self._table_name)
+                _rename_v2(self, lakehouse.engine_table(name))
+            else:
+                name, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
+            lakehouse.need([lakehouse.key(name)])
+            done = method(self, *args, **kwargs)
+            if writes:
+                lakehouse.wrote(name)
+            return done
         return wrapper
 
     def writer_session(w: Any) -> Any:
@@ -670,13 +723,15 @@ def _patch_readers_and_writers() -> None:
 
     def mapped_save(self: Any, path: Any = None, *args: Any, **kwargs: Any) -> Any:
         lakehouse = _lakehouse_of(self._spark)
-        if lakehouse is not None and lakehouse.local_files and isinstance(path, str):
-            path = lakehouse.spark_path(path, writing=True)
-        return save(self, path, *args, **kwargs)
+        if lakehouse is None or not lakehouse.local_files or not isinstance(path, str):
+            return save(self, path, *args, **kwargs)
+        done = save(self, lakehouse.spark_path(path, writing=True), *args, **kwargs)
+        lakehouse.wrote_path(path)  # a registered table's folder, written by path
+        return done
 
     patches: list[tuple[type, str, Callable[..., Any]]] = [
         (DataFrameWriter, "saveAsTable", creating(DataFrameWriter.saveAsTable, writer_session, "name")),
-        (DataFrameWriter, "insertInto", pulling(DataFrameWriter.insertInto, writer_session, "tableName")),
+        (DataFrameWriter, "insertInto", pulling(DataFrameWriter.insertInto, writer_session, "tableName", True)),
         (Catalog, "createTable", creating(Catalog.createTable, lambda c: c._sparkSession, "tableName")),
         (DataFrameReader, "table", pulling(DataFrameReader.table, lambda r: r._client, "tableName")),
         (DataFrameReader, "load", checked_load),
@@ -684,7 +739,7 @@ def _patch_readers_and_writers() -> None:
     ]
     patches += [(DataFrameWriterV2, verb, creating(getattr(DataFrameWriterV2, verb), writer_session, None))
                 for verb in ("create", "replace", "createOrReplace")]
-    patches += [(DataFrameWriterV2, verb, pulling(getattr(DataFrameWriterV2, verb), writer_session, None))
+    patches += [(DataFrameWriterV2, verb, pulling(getattr(DataFrameWriterV2, verb), writer_session, None, True))
                 for verb in ("append", "overwrite", "overwritePartitions")]
     for cls, name, method in patches:
         setattr(cls, name, method)

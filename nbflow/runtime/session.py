@@ -99,8 +99,8 @@ class Session:
 
     def carried(self) -> dict[str, Any]:
         """What ``dbutils.library.restartPython()`` keeps, as on Databricks where widgets and
-        task values live outside the Python process: the widgets, the task values set, and which
-        arguments were read (for the unused-parameter warning)."""
+        task values live outside the Python process: the widgets, the task values set, which
+        arguments were read (for the unused-parameter warning), and the tables written so far."""
         widgets = self.dbutils.widgets
         return {
             "widgets": [{"kind": w.kind, "name": w.name, "default": w.default, "choices": list(w.choices),
@@ -108,6 +108,7 @@ class Session:
             "task_values": self.dbutils.jobs.taskValues.values,
             "used": sorted(widgets.used),
             "environments": self.libraries.environments,
+            "tables_written": sorted(self.lakehouse.written),
         }
 
     def restore(self, carried: dict[str, Any]) -> None:
@@ -121,6 +122,7 @@ class Session:
         widgets.used = set(carried.get("used") or [])
         self.dbutils.jobs.taskValues.values.update(carried.get("task_values") or {})
         self.libraries.environments = list(carried.get("environments") or [])
+        self.lakehouse.written.update(carried.get("tables_written") or [])
 
     def state(self, namespace: dict[str, Any], hidden: dict[str, Any]) -> dict[str, Any]:
         """What the engine records in the executed notebook at the end of the run."""
@@ -129,6 +131,7 @@ class Session:
             "exit": None if self.exit_value is None else {"value": self.exit_value, "truncated": self.exit_truncated},
             "variables": capture_variables(namespace, hidden, self.runtime_objects(), self.redactor.deep),
             "task_values": self.redactor.deep(self.dbutils.jobs.taskValues.values),
+            "tables_written": sorted(self.lakehouse.written),
             "widgets": widgets.snapshot(),
             "unused_arguments": widgets.unused_arguments(),
             # Names only: the engine blanks these parameters in what it records.

@@ -27,6 +27,7 @@ sets (``{etl.py: {smoke: {rows: "100"}}}``), or an ``.ipynb`` keeps them in its 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -344,7 +345,9 @@ class NotebookItem(pytest.Item):
         _record(self, result)
         if not result.ok:
             raise NotebookFailed(result, parameters)
-        written = tables.written(session.project, before) if before is not None else None
+        written = None
+        if before is not None:  # what changed in the catalog, and what the notebook says it wrote
+            written = sorted(set(tables.written(session.project, before)) | set(_tables_written(result)))
         if written:
             self.user_properties.append(("tables_written", ", ".join(written)))
         golden = session.golden(self, result, session.golden_root / _relative(self.path, self.config)
@@ -357,6 +360,14 @@ class NotebookItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"notebook {self.name}"
+
+
+def _tables_written(result: NotebookResult) -> list[str]:
+    """The tables a notebook and its ``dbutils.notebook.run`` children wrote to."""
+    found = set(result.tables_written)
+    for child in result.children:
+        found.update(child.get("tables_written") or [])
+    return sorted(found)
 
 
 def _golden_outcome(golden: GoldenResult) -> None:
@@ -469,8 +480,19 @@ def _markers(path: Path) -> list[str]:
 
 
 def _ipynb_metadata(path: Path) -> dict[str, Any]:
+    """nbflow's metadata of a ``.ipynb`` (read-only): parsed once per file version, though
+    collection asks three times (executed?, parameter sets, markers)."""
     try:
-        found = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get(PAYLOAD_KEY, {})
+        stat = path.stat()
+    except OSError:
+        return {}
+    return _parsed_metadata(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_metadata(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    try:
+        found = json.loads(Path(path).read_text(encoding="utf-8")).get("metadata", {}).get(PAYLOAD_KEY, {})
     except (OSError, ValueError, AttributeError):
         return {}
     return found if isinstance(found, dict) else {}
@@ -555,7 +577,13 @@ class TaskItem(pytest.Item):
         if result is None:
             return
         session = _Session.of(self.config)
-        golden = session.golden(self, result, session.golden_root / _relative(self.path, self.config) / self.name)
+        # The tables the task's notebook (and its notebook.run children) wrote, as they are once
+        # the plan has ended: tasks may run at once, so the catalog's changes are not one task's.
+        written = _tables_written(result) if session.wants_tables else None
+        if written:
+            self.user_properties.append(("tables_written", ", ".join(written)))
+        golden = session.golden(self, result, session.golden_root / _relative(self.path, self.config) / self.name,
+                                written)
         _golden_outcome(golden)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],

@@ -2,7 +2,7 @@
 
 Read with delta-rs (``deltalake``), without Spark or the JVM, from the project's catalog of
 record (:class:`nbflow.catalog.Registry`). A table's facts are its schema, its row count, a
-content hash (of its rows sorted, so that the order files were written in does not count) and,
+content hash (a sum of row hashes, so that the order files were written in does not count) and,
 for a small table, its rows: what the golden store keeps as the ``tables`` layer.
 """
 
@@ -63,26 +63,55 @@ def lookup(project: Path, name: str) -> TableEntry:
     return entry
 
 
-def read_rows(entry: TableEntry) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
-    """A table's schema (column, type) and rows, read with delta-rs (Parquet with pyarrow)."""
+def _dataset(entry: TableEntry) -> Any:
+    """A table as a pyarrow dataset: read batch by batch, never whole unless asked."""
     if entry.format == "delta":
         from deltalake import DeltaTable  # lazy: as in _version
 
-        data = DeltaTable(entry.location).to_pyarrow_table()
-    else:
-        import pyarrow.dataset as ds  # lazy: as deltalake
+        return DeltaTable(entry.location).to_pyarrow_dataset()
+    import pyarrow.dataset as ds  # lazy: as deltalake
 
-        data = ds.dataset(entry.location, format=entry.format).to_table()
+    return ds.dataset(entry.location, format=entry.format)
+
+
+def read_rows(entry: TableEntry) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """A table's schema (column, type) and rows, read with delta-rs (Parquet with pyarrow)."""
+    data = _dataset(entry).to_table()
     schema = [(field.name, str(field.type)) for field in data.schema]
     return schema, data.to_pylist()
 
 
+def content_hash(data: Any) -> str:
+    """A hash of a dataset's rows that the order of its rows and files does not change.
+
+    Each row is hashed by pandas (``hash_pandas_object``, vectorised; nested values as sorted
+    JSON first) and the row hashes are summed modulo 2**64: a multiset hash, computed one batch at
+    a time, so a large table is never held in memory or sorted.
+    """
+    import numpy as np  # lazy: with pandas, only when a golden looks at tables
+    import pandas as pd  # lazy: as numpy
+    import pyarrow as pa  # lazy: as numpy
+
+    total = np.uint64(0)
+    for batch in data.to_batches():
+        if batch.num_rows == 0:
+            continue
+        columns = [pa.array([json.dumps(v, sort_keys=True, default=str) for v in column.to_pylist()], pa.string())
+                   if pa.types.is_nested(column.type) else column for column in batch.columns]
+        frame = pa.Table.from_arrays(columns, names=batch.schema.names).to_pandas()
+        with np.errstate(over="ignore"):  # wrapping around is the point: the sum modulo 2**64
+            total += pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64).sum(dtype=np.uint64)
+    return hashlib.sha256(str(int(total)).encode()).hexdigest()[:16]
+
+
 def facts(entry: TableEntry, small: int = SMALL_TABLE_ROWS) -> dict[str, Any]:
     """What the golden store keeps of a table: schema, row count, content hash, small tables' rows."""
-    schema, rows = read_rows(entry)
-    lines = sorted(json.dumps(row, sort_keys=True, default=str) for row in rows)
-    found: dict[str, Any] = {"schema": [list(c) for c in schema], "row_count": len(rows),
-                             "hash": hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]}
-    if len(rows) <= small:
-        found["data"] = [json.loads(line) for line in lines]
+    data = _dataset(entry)
+    count = int(data.count_rows())
+    found: dict[str, Any] = {"schema": [[field.name, str(field.type)] for field in data.schema],
+                             "row_count": count, "hash": content_hash(data)}
+    if count <= small:
+        rows = data.to_table().to_pylist()
+        found["data"] = sorted((json.loads(json.dumps(row, sort_keys=True, default=str)) for row in rows),
+                               key=lambda row: json.dumps(row, sort_keys=True))
     return found
