@@ -3,6 +3,7 @@ state file, and who may reach the endpoint. Real servers, real kernels, real pla
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from nbflow.cluster import commands as cluster_commands
 from nbflow.cluster import gate as cluster_gate
 from nbflow.cluster import server as cluster
 from nbflow.cluster import state as cluster_state
+from nbflow.cluster.processes import free_port as processes_free_port
 from nbflow.errors import ClusterDied, ClusterStateDamaged
 from nbflow.pool import WorkerPool
 
@@ -314,6 +316,68 @@ def test_the_gate_refuses_a_connection_from_another_user(tmp_path: Path) -> None
             assert cluster_gate.peer_uid(client) == os.getuid()
             client.settimeout(10)
             assert client.recv(1) == b""  # closed at once, nothing relayed
+
+
+def _echo_server() -> tuple[socket.socket, int]:
+    """A TCP server on 127.0.0.1 that sends back what it gets, until the client ends."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve_one(conn: socket.socket) -> None:
+        with conn:
+            while chunk := conn.recv(1 << 16):
+                conn.sendall(chunk)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def test_the_gate_relays_bytes_both_ways_and_leaks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The relay without Sail: an echo server stands behind it. Every byte comes back in order
+    # (a half-close passed on), many connections leave no descriptor or thread behind, and a
+    # backend that is gone ends the client's connection rather than leaving it waiting.
+    server, port = _echo_server()
+    monkeypatch.setattr(cluster_gate, "INNER_PORT", port)
+    payload = os.urandom(3 * 1024 * 1024)
+    with server, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(str(tmp_path / "g.sock"))
+        listener.listen(16)
+        threading.Thread(target=cluster_gate._accept, args=(listener, os.getuid()), daemon=True).start()
+
+        def round_trip(data: bytes) -> bytes:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.settimeout(30)
+                client.connect(str(tmp_path / "g.sock"))
+                def send() -> None:
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the gate ended it
+                        client.sendall(data)
+                        client.shutdown(socket.SHUT_WR)
+
+                sender = threading.Thread(target=send)
+                sender.start()
+                received = bytearray()
+                while chunk := client.recv(1 << 16):
+                    received += chunk
+                sender.join()
+                return bytes(received)
+
+        assert round_trip(payload) == payload
+        time.sleep(0.2)
+        fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+        for n in range(100):
+            assert round_trip(b"x" * n) == b"x" * n
+        time.sleep(0.5)  # the relay threads close their ends after the client's
+        assert len(os.listdir("/proc/self/fd")) <= fds and threading.active_count() <= threads
+        server.close()  # the backend gone: a new connection ends at once
+        monkeypatch.setattr(cluster_gate, "INNER_PORT", processes_free_port())
+        assert round_trip(b"lost") == b""
 
 
 @pytest.mark.spark

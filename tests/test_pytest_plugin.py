@@ -120,6 +120,21 @@ def test_goldens_are_written_checked_and_fail_with_a_readable_difference(pyteste
     pytester.runpytest_subprocess(*args, "--nbflow-golden=update").assert_outcomes(passed=1)
     assert "n = 1" in (golden / "outputs.json").read_text()
 
+    # A plan's golden also keeps each task's state: a task that ran and now is skipped differs.
+    monkeypatch.delenv("CI")  # a task with no golden yet (second, below) then only warns
+    plan_args = ["--nbflow", "plan.yaml", "--nbflow-golden-level=result", "--nbflow-golden=check"]
+    written = pytester.runpytest_subprocess(*plan_args, "--nbflow-golden=update-missing")
+    written.assert_outcomes(passed=2, failed=1, skipped=1)  # alone, (plan); first; second
+    assert "plan.yaml::(plan) PASSED" in pytester.runpytest_subprocess(*plan_args, "-v").stdout.str()
+    states = json.loads((folder / "__nbflow_golden__" / "plan.yaml" / "(plan)" / "plan.json").read_text())
+    assert states == {"result_state": "FAILED",
+                      "tasks": {"alone": "SUCCESS", "first": "FAILED", "second": "UPSTREAM_FAILED"}}
+    (folder / "plan.yaml").write_text(PLAN.replace("    depends_on: [first]\n", "    depends_on: [first]\n"
+                                                   "    run_if: ALL_DONE\n"))
+    now = pytester.runpytest_subprocess(*plan_args)
+    now.assert_outcomes(passed=2, failed=2)  # second runs now; the plan's golden says it did not
+    assert "plan › tasks › second" in now.stdout.str() and "+ SUCCESS_WITH_FAILURES" in now.stdout.str()
+
 
 WRITER = """# Databricks notebook source
 dbutils.widgets.text("rows", "3")
@@ -195,7 +210,7 @@ def test_tables_written_are_kept_in_goldens_and_fixtures_run_and_assert(pytester
         (pytester.path / "reader.py").write_text(READER)
         (pytester.path / "tables.plan.yaml").write_text(TABLES_PLAN)
         pytester.runpytest_subprocess("--nbflow", "--nbflow-golden=update-missing", "tables.plan.yaml"
-                                      ).assert_outcomes(passed=3)
+                                      ).assert_outcomes(passed=4)  # three tasks and the plan's states
         plan_golden = pytester.path / "__nbflow_golden__" / "tables.plan.yaml"
         final = [{"id": 0, "tenfold": -1}, {"id": 1, "tenfold": 10}, {"id": 2, "tenfold": 20}, {"id": 7, "tenfold": 70}]
         for task in ("write", "add"):
@@ -203,7 +218,7 @@ def test_tables_written_are_kept_in_goldens_and_fixtures_run_and_assert(pytester
             assert list(found) == ["main.default.tenfold"] and found["main.default.tenfold"]["data"] == final, task
         assert json.loads((plan_golden / "read" / "tables.json").read_text()) == {}
         pytester.runpytest_subprocess("--nbflow", "--nbflow-golden=check", "tables.plan.yaml"
-                                      ).assert_outcomes(passed=3)
+                                      ).assert_outcomes(passed=4)
 
         pytester.makepyfile(test_by_hand=HAND_WRITTEN)
         first = pytester.runpytest_subprocess("test_by_hand.py")
@@ -238,9 +253,14 @@ def test_xdist_workers_each_have_a_project_of_their_own(pytester: pytest.Pyteste
     done.assert_outcomes(passed=2)
     workers = sorted(p.name for p in (pytester.path / ".nbflow" / "pytest").iterdir())
     assert workers == ["gw0", "gw1"]
+    from nbflow.pool_service import sizes
+
+    share = max(2, sizes()[0] // 2)  # the two workers' clusters share the cores: half the warm kernels each
     for worker in workers:  # each wrote its own table, in its own catalog
         tables = json.loads((pytester.path / ".nbflow/pytest" / worker / ".nbflow/catalog/tables.json").read_text())
         assert "main.default.shared" in json.dumps(tables)
+        log = (pytester.path / ".nbflow/pytest" / worker / ".nbflow/cluster/server.log").read_text()
+        assert f"{share} warm workers" in log, log[-2000:]
     assert not (pytester.path / ".nbflow/catalog/tables.json").exists()  # the project's own: untouched
     left = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
             and str(pytester.path) in " ".join(p.info["cmdline"] or [])]

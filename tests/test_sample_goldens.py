@@ -29,7 +29,7 @@ def test_the_sample_plan_matches_its_committed_goldens(tmp_path: Path) -> None:
                                "--junitxml", str(tmp_path / "junit.xml")],
                               cwd=project, env=env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-        assert "6 passed" in done.stdout
-        assert (tmp_path / "junit.xml").read_text().count("<testcase ") == 6
+        assert "7 passed" in done.stdout  # six tasks and the plan's task states
+        assert (tmp_path / "junit.xml").read_text().count("<testcase ") == 7
     finally:
         cli("cluster", "stop", env={"NBFLOW_PROJECT_DIR": str(project)})

@@ -34,6 +34,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import resource
 import signal
 import socket
 import struct
@@ -118,73 +119,114 @@ def _wait_accepting(port: int, server: subprocess.Popen[bytes]) -> int | None:
         time.sleep(0.05)
 
 
-# A pipe of 1 MiB moves an Arrow batch in a few splices rather than one per 64 KiB page.
-_PIPE_BYTES = 1 << 20
-_CHUNK = 1 << 20
+# A pipe of 256 KiB moves an Arrow batch in a few splices rather than one per 64 KiB page; pipe
+# memory counts against a per-user limit (fs.pipe-user-pages-soft, 64 MiB by default) shared
+# with every process of the user, so not more: two pipes per connection.
+_PIPE_BYTES = 1 << 18
 _LISTEN_BACKLOG = 128
+# accept() errors that pass: the connection waits in the backlog while the gate retries.
+_SHORT_OF = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 def peer_uid(conn: socket.socket) -> int:
     """The user id of the process at the other end of a Unix socket, as the kernel attests it."""
-    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    _pid, uid, _gid = struct.unpack("iII", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                           struct.calcsize("iII")))
     return int(uid)
 
 
-def _splice(source: socket.socket, target: socket.socket) -> None:
+def _pipe() -> tuple[int, int]:
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError):  # past the user's pipe memory, the default size works
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    return read_end, write_end
+
+
+def _splice(source: socket.socket, target: socket.socket, pipe: tuple[int, int]) -> None:
     """Move bytes from ``source`` to ``target`` until ``source`` ends, then end ``target``'s writing.
 
     Bytes, not gRPC messages: the kernel moves them through a pipe (``splice``) without copying
-    them into Python, which cost the gate a fifth of Sail's own CPU when it decoded every call.
+    them into Python, where decoding every call cost the gate more CPU than Sail's own.
     """
-    read_end, write_end = os.pipe()
-    with contextlib.suppress(OSError):  # a kernel may refuse a bigger pipe: the default works
-        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    read_end, write_end = pipe
     try:
         while True:
-            moved = os.splice(source.fileno(), write_end, _CHUNK)
+            moved = os.splice(source.fileno(), write_end, _PIPE_BYTES)
             if moved == 0:
                 break
             while moved:
                 moved -= os.splice(read_end, target.fileno(), moved)
     except OSError:
-        pass  # a side reset or closed: the other direction sees it too and ends
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-        with contextlib.suppress(OSError):
-            target.shutdown(socket.SHUT_WR)
+        # A side reset or gone: wake the other direction too (its splice waits on these sockets).
+        for side in (source, target):
+            with contextlib.suppress(OSError):
+                side.shutdown(socket.SHUT_RDWR)
+        return
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)  # a clean end: passed on, the other direction goes on
 
 
 def _connect(client: socket.socket) -> None:
-    """Relay one client connection to Sail, both ways, until both sides have finished."""
+    """Relay one client connection to Sail, both ways, until both sides have finished; whatever
+    fails on the way, every socket and pipe is closed, so the client sees the end."""
+    pipes: list[tuple[int, int]] = []
+    backend: socket.socket | None = None
+    upstream: threading.Thread | None = None
     try:
         backend = socket.create_connection(("127.0.0.1", INNER_PORT))
-    except OSError:
+        backend.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # gRPC's small frames go at once
+        pipes = [_pipe(), _pipe()]
+        upstream = threading.Thread(target=_splice, args=(client, backend, pipes[0]), daemon=True)
+        upstream.start()
+        _splice(backend, client, pipes[1])
+    except (OSError, RuntimeError) as exc:  # RuntimeError: no thread to be had
+        _say(f"warning: a connection failed: {exc}")
+        for side in (client, backend):
+            if side is not None:
+                with contextlib.suppress(OSError):
+                    side.shutdown(socket.SHUT_RDWR)
+    finally:
+        if upstream is not None and upstream.ident is not None:
+            upstream.join()
+        for read_end, write_end in pipes:
+            os.close(read_end)
+            os.close(write_end)
         client.close()
-        return
-    backend.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # gRPC's small frames are not held back
-    upstream = threading.Thread(target=_splice, args=(client, backend), daemon=True)
-    upstream.start()
-    _splice(backend, client)
-    upstream.join()
-    client.close()
-    backend.close()
+        if backend is not None:
+            backend.close()
 
 
-def _accept(listener: socket.socket, uid: int) -> None:
+def _accept(listener: socket.socket, uid: int, sail: subprocess.Popen[bytes] | None = None) -> None:
     """Relay every connection of this user to Sail; refuse others' (the socket's mode already
-    keeps them out: this holds even if someone loosens it)."""
-    while True:
-        try:
-            client, _ = listener.accept()
-        except OSError:
-            return  # the listener is closed: the gate is stopping
-        peer = peer_uid(client)
-        if peer != uid:
-            _say(f"refused a connection from uid {peer}: the cluster is user {uid}'s alone")
-            client.close()
-            continue
-        threading.Thread(target=_connect, args=(client,), daemon=True).start()
+    keeps them out: this holds even if someone loosens it). It never stops while the listener
+    is open: a gate that cannot accept any more stops Sail, and so the cluster, rather than
+    stay up and deaf (kernels would wait on it)."""
+    try:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError as exc:
+                if listener.fileno() == -1 or exc.errno in (errno.EBADF, errno.EINVAL):
+                    return  # closed: the gate is stopping
+                if exc.errno in _SHORT_OF:
+                    _say(f"warning: cannot accept a connection now ({exc}); retrying")
+                    time.sleep(0.1)
+                continue  # ECONNABORTED and the like: that connection's own trouble
+            try:
+                peer = peer_uid(client)
+                if peer != uid:
+                    _say(f"refused a connection from uid {peer}: the cluster is user {uid}'s alone")
+                    client.close()
+                    continue
+                threading.Thread(target=_connect, args=(client,), daemon=True).start()
+            except (OSError, RuntimeError) as exc:
+                _say(f"warning: dropped a connection: {exc}")
+                client.close()
+    except BaseException as exc:
+        _say(f"the gate stops accepting ({exc!r}): stopping the sail server")
+        if sail is not None:
+            sail.terminate()
+        raise
 
 
 def _serve(socket_file: str, sail: subprocess.Popen[bytes]) -> int:
@@ -199,11 +241,21 @@ def _serve(socket_file: str, sail: subprocess.Popen[bytes]) -> int:
         os.umask(old_mask)
     os.chmod(socket_file, 0o600)  # connect() needs write permission: the owner's alone
     listener.listen(_LISTEN_BACKLOG)
-    threading.Thread(target=_accept, args=(listener, os.getuid()), daemon=True).start()
+    threading.Thread(target=_accept, args=(listener, os.getuid(), sail), daemon=True).start()
     _say(f"ready on unix:{socket_file}")
     code = sail.wait()
     listener.close()
     return code
+
+
+def _raise_file_limit() -> None:
+    # Each connection holds six descriptors (two sockets, two pipes): a soft limit of 1024
+    # would cap the gate near 170 connections; the hard limit is the user's to give.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -223,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CannotIsolate as exc:
         _say(f"cannot isolate: {exc}")
         return CANNOT_ISOLATE
+    _raise_file_limit()
     if args.volumes and args.dbfs and args.workspace and args.sandbox_root:
         _enter_sandbox(args.sandbox_root, args.volumes, args.dbfs, args.workspace)
 

@@ -73,11 +73,15 @@ POOL_STOP_TIMEOUT_S = 15.0  # the pool service stops its workers politely within
 LOG_ROTATE_BYTES = 5 * 1024 * 1024  # server.log past this is rotated to server.log.1 at the next start
 _GATED_ACCESS = ("gate: a Unix socket only this user can open, each connection's user checked; "
                  "Sail's own port is in a private network namespace")
+# What earlier versions' gate said; its sessions present the token (see attach).
+_LEGACY_GATED_ACCESS = ("gate: a Unix socket only this user can open, every call checked for the cluster token; "
+                        "Sail's own port is in a private network namespace")
 _TOKEN_ACCESS = "token: Spark Connect token authentication (the token in .nbflow/cluster/token, mode 0600)"
 
 
 def _adoptable(proc: psutil.Process, project: Path, why: str) -> ClusterState | None:
-    """The state of a found server, if nbflow can use it as is (it answers, its token is there)."""
+    """The state of a found server, if nbflow can use it as is (it answers; the token it checks,
+    if any, is there)."""
     try:
         cmdline = proc.cmdline()
         started = datetime.fromtimestamp(proc.create_time(), timezone.utc)
@@ -90,10 +94,11 @@ def _adoptable(proc: psutil.Process, project: Path, why: str) -> ClusterState | 
         "reason": f"adopted: found running (pid {proc.pid}) when {why}",
     }
     token = cluster_token_file(project).is_file()
-    if GATE_MODULE in cmdline and "--socket" in args and "--token-file" not in args:
+    legacy = "--token-file" in args  # a gate of an earlier version: it checks the token on every call
+    if GATE_MODULE in cmdline and "--socket" in args and (token or not legacy):
         socket_file = args["--socket"]
         state = ClusterState(engine="sail", url=f"unix:{socket_file}", port=0, delta=True, socket=socket_file,
-                             access=_GATED_ACCESS, **common)
+                             access=_LEGACY_GATED_ACCESS if legacy else _GATED_ACCESS, **common)
         ready = socket_accepts(socket_file)
     elif GATE_MODULE not in cmdline and any("pysail" in arg for arg in cmdline) and args.get("--port", "").isdigit():
         port = int(args["--port"])

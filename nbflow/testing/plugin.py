@@ -220,6 +220,7 @@ class _Session:
             shutil.rmtree(self.project, ignore_errors=True)
             self.project.mkdir(parents=True, exist_ok=True)
             os.environ["NBFLOW_PROJECT_DIR"] = str(self.project)
+            _share_warm_kernels()
         rules = [*config.getini("nbflow_sanitize"), *config.getoption("nbflow_sanitize")]
         self.options = Options(sanitizer=Sanitizer(rules, roots=[config.rootpath, home, self.project]),
                                rtol=config.getoption("nbflow_rtol"), atol=config.getoption("nbflow_atol"))
@@ -269,6 +270,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         from ..pool_client import stop_cluster_if_idle  # lazy: only with --nbflow
 
         stop_cluster_if_idle(found.project)
+
+
+def _share_warm_kernels() -> None:
+    """A worker's cluster keeps its share of the warm kernels one cluster would keep: the
+    workers' clusters run on the same cores (``NBFLOW_POOL_SIZE``, if set, decides instead)."""
+    from ..pool_service import sizes  # lazy: only for an xdist worker's own project
+
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    os.environ.setdefault("NBFLOW_POOL_SIZE", str(max(2, sizes()[0] // workers)))
 
 
 def _stop_cluster(project: Path) -> None:
@@ -524,6 +534,12 @@ class PlanFile(pytest.File):
             # Under pytest-xdist with --dist loadgroup, a plan's tasks stay on one worker: one run.
             item.add_marker(pytest.mark.xdist_group(_relative(self.path, self.config)))
             yield item
+        session = _Session.of(self.config)
+        if session.golden_mode != "off" and "plan" in layers_for(session.golden_levels):
+            # The plan as a whole against its golden: which tasks ran, were skipped or failed.
+            whole = PlanItem.from_parent(self, name=PLAN_ITEM)
+            whole.add_marker(pytest.mark.xdist_group(_relative(self.path, self.config)))
+            yield whole
 
     def plan_run(self) -> PlanRun:
         if self.failure is not None:
@@ -549,6 +565,40 @@ class PlanFile(pytest.File):
                 self.failure = f"{self.path}: {exc}"
                 pytest.fail(self.failure, pytrace=False)
         return self.run
+
+
+PLAN_ITEM = "(plan)"  # no task key can be this: keys are letters, digits, _ and -
+
+
+class PlanItem(pytest.Item):
+    """Each task's state and the job's result, against the plan's golden ``(plan)/plan.json``:
+    a task that now is skipped, or excluded by its ``run_if``, where it ran before, differs."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_marker("nbflow")
+
+    def runtest(self) -> None:
+        parent = self.parent
+        assert isinstance(parent, PlanFile)
+        run = parent.plan_run()
+        session = _Session.of(self.config)
+        self.user_properties.append(("status", str(run.result_state)))
+        layer = {"result_state": str(run.result_state),
+                 "tasks": {key: str(task.status) for key, task in sorted(run.tasks.items())}}
+        outcome = check(Snapshot(str(self.path), "plan", {"plan": layer}),
+                        session.golden_root / _relative(self.path, self.config) / PLAN_ITEM,
+                        session.golden_levels, session.golden_mode, session.options, None)
+        if outcome.state != "off":
+            self.user_properties.append(("golden", outcome.state))
+        _golden_outcome(outcome)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str | Any:
+        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"plan {self.path.name}"
 
 
 class TaskItem(pytest.Item):
