@@ -170,3 +170,22 @@ def test_user_sanitizers_and_leaving_presets_out() -> None:
         Sanitizer(["(=>x"])
     with pytest.raises(InputError, match="unknown sanitizer 'colour'"):
         Sanitizer(off=["colour"])
+
+
+def test_an_nbval_sanitizer_file_and_ignored_outputs_migrate_unchanged(tmp_path: Path) -> None:
+    # nbval users keep their sanitizer file (--nbval-sanitize-with) and their NBVAL_IGNORE_OUTPUT cells.
+    a = executed(tmp_path / "a.ipynb", printed="took 12 ms\n")
+    b = executed(tmp_path / "b.ipynb", printed="took 15 ms\n")
+    assert cli("diff", str(a), str(b)).returncode == 1
+    rules = tmp_path / "sanitize.cfg"
+    rules.write_text("[timings]\nregex: took \\d+ ms\nreplace: took N ms\n\n[other]\nregex: ^$\n")
+    done = cli("diff", str(a), str(b), "--sanitize-with", str(rules))
+    assert done.returncode == 0, done.stdout + done.stderr
+    ignored = "# NBVAL_IGNORE_OUTPUT\nprint(total)"
+    a = executed(tmp_path / "c.ipynb", printed="took 12 ms\n", source=ignored)
+    b = executed(tmp_path / "d.ipynb", printed="took 15 ms\n", source=ignored)
+    assert cli("diff", str(a), str(b)).returncode == 0
+    rules.write_text("[broken]\nregex: (unclosed\n")
+    bad = cli("diff", str(a), str(b), "--sanitize-with", str(rules))
+    assert bad.returncode == 2 and f"sanitizer file {rules}: section [broken]: bad regular expression" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

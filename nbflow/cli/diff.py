@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..project import project_dir
 from ..testing.differences import DEFAULT_FAIL_ON, Difference, Options, compare
 from ..testing.render import FORMATS, render
-from ..testing.sanitize import PRESETS, Sanitizer
+from ..testing.sanitize import PRESETS, Rule, Sanitizer, nbval_rules
 from ..testing.snapshot import LAYERS, read_snapshot
 from .commands import short_help
 
@@ -39,6 +39,8 @@ def _layers(text: str, option: str) -> tuple[str, ...]:
 @click.option("-o", "--output", type=click.Path(path_type=Path), metavar="FILE", help="Write there, not to stdout.")
 @click.option("--sanitize", "rules", multiple=True, metavar="PATTERN=>REPL",
               help="A regular expression replaced on both sides before comparing. Repeatable.")
+@click.option("--sanitize-with", "files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE", help="An nbval sanitizer file (INI: [section] regex=, replace=). Repeatable.")
 @click.option("--sanitize-off", "off", multiple=True, metavar="NAME",
               help="Leave out a preset sanitizer (" + ", ".join(PRESETS) + ", or all). Repeatable.")
 @click.option("--rtol", type=click.FloatRange(min=0), default=0.0, help="Relative tolerance for numbers.")
@@ -47,7 +49,8 @@ def _layers(text: str, option: str) -> tuple[str, ...]:
 @click.option("--slowdown", type=click.FloatRange(min=1), default=2.0, show_default=True, metavar="X",
               help="Timings differ past X times the faster side (plus 1 s).")
 def diff(a: Path, b: Path, layers: str, fail_on: str, fmt: str, output: Path | None, rules: tuple[str, ...],
-         off: tuple[str, ...], rtol: float, atol: float, row_order: bool, slowdown: float) -> None:
+         files: tuple[Path, ...], off: tuple[str, ...], rtol: float, atol: float, row_order: bool,
+         slowdown: float) -> None:
     """Compare two runs: executed notebooks, run folders (processed/<run-id>), a run and its
     golden folder, or two folders of them (matched by relative path).
 
@@ -56,7 +59,8 @@ def diff(a: Path, b: Path, layers: str, fail_on: str, fmt: str, output: Path | N
     """
     chosen = _layers(layers, "--layers")
     failing_layers = set(_layers(fail_on, "--fail-on"))
-    options = Options(layers=chosen, sanitizer=Sanitizer(rules, off, roots=[project_dir()]), rtol=rtol,
+    every: list[str | Rule] = [*rules, *(rule for file in files for rule in nbval_rules(file))]
+    options = Options(layers=chosen, sanitizer=Sanitizer(every, off, roots=[project_dir()]), rtol=rtol,
                       atol=atol, row_order=row_order, slowdown=slowdown)
     found = [d for name, left, right in _pairs(a, b) for d in _compare_pair(name, left, right, options)]
     failing = [d for d in found if d.layer in failing_layers]

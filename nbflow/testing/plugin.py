@@ -56,7 +56,7 @@ from . import tables
 from .differences import Options
 from .golden import DEFAULT_LEVELS, GOLDEN_DIR, MODES, GoldenResult, check, layers_for, parse_levels
 from .render import render, summary_line
-from .sanitize import ANSI, Sanitizer
+from .sanitize import ANSI, Rule, Sanitizer, nbval_rules
 from .snapshot import Snapshot, cell_label, executed_cell, notebook_snapshot, result_layer, text_of
 
 PARAMS_FILE = "nbflow.params.yaml"
@@ -92,6 +92,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nbflow-golden-dir", metavar="DIR", help=f"The golden store [default: <rootdir>/{GOLDEN_DIR}].")
     group.addoption("--nbflow-sanitize", action="append", default=[], metavar="PATTERN=>REPL",
                     help="A regular expression replaced before golden comparisons. Repeatable.")
+    group.addoption("--nbflow-sanitize-with", action="append", default=[], metavar="FILE",
+                    help="An nbval sanitizer file (INI: [section] regex=, replace=). Repeatable.")
     group.addoption("--nbflow-rtol", type=float, default=0.0, help="Relative tolerance for numbers (goldens).")
     group.addoption("--nbflow-atol", type=float, default=0.0, help="Absolute tolerance for numbers (goldens).")
     group.addoption("--nbflow-max-slowdown", type=float, metavar="X",
@@ -105,6 +107,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("nbflow_golden", "Golden mode (as --nbflow-golden).", default="off")
     parser.addini("nbflow_golden_level", "Golden levels (as --nbflow-golden-level).", default="")
     parser.addini("nbflow_sanitize", "Sanitizer rules, PATTERN=>REPL, one a line.", type="linelist", default=[])
+    parser.addini("nbflow_sanitize_with", "nbval sanitizer files (as --nbflow-sanitize-with).", type="paths",
+                  default=[])
     parser.addini("nbflow_cwd", "Where notebook items run (as --nbflow-cwd).", default="notebook")
 
 
@@ -221,7 +225,9 @@ class _Session:
             self.project.mkdir(parents=True, exist_ok=True)
             os.environ["NBFLOW_PROJECT_DIR"] = str(self.project)
             _share_warm_kernels()
-        rules = [*config.getini("nbflow_sanitize"), *config.getoption("nbflow_sanitize")]
+        files = [*config.getini("nbflow_sanitize_with"), *(Path(f) for f in config.getoption("nbflow_sanitize_with"))]
+        rules: list[str | Rule] = [*config.getini("nbflow_sanitize"), *config.getoption("nbflow_sanitize")]
+        rules += [rule for file in files for rule in nbval_rules(Path(file))]
         self.options = Options(sanitizer=Sanitizer(rules, roots=[config.rootpath, home, self.project]),
                                rtol=config.getoption("nbflow_rtol"), atol=config.getoption("nbflow_atol"))
         # A cluster this session starts (a notebook that uses Spark) stops with it.

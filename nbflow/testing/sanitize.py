@@ -70,7 +70,7 @@ class Sanitizer:
     """The project's folders (as ``<root>``), the presets (minus those left out), then the
     user's rules, applied to every string."""
 
-    def __init__(self, rules: Sequence[str] = (), off: Iterable[str] = (), roots: Iterable[Path] = ()) -> None:
+    def __init__(self, rules: Sequence[str | Rule] = (), off: Iterable[str] = (), roots: Iterable[Path] = ()) -> None:
         off = set(off)
         unknown = off - set(PRESETS) - {"all"}
         if unknown:
@@ -80,7 +80,7 @@ class Sanitizer:
         # project): the same notebooks run from another clone or worker compare equal.
         for root in sorted({str(Path(r).resolve()) for r in roots}, key=len):
             self.rules.insert(0, Rule("root", re.compile(re.escape(root) + r"(?=/|\b)"), "<root>"))
-        self.rules += [user_rule(text) for text in rules]
+        self.rules += [rule if isinstance(rule, Rule) else user_rule(rule) for rule in rules]
 
     def text(self, value: str, layer: str = "") -> str:
         for rule in self.rules:
@@ -109,3 +109,27 @@ def user_rule(text: str) -> Rule:
         return Rule(f"user:{pattern}", re.compile(pattern), replacement)
     except re.error as exc:
         raise InputError(f"sanitizer rule {text!r}: bad regular expression ({exc})") from None
+
+
+def nbval_rules(path: Path) -> list[Rule]:
+    """The rules of an nbval sanitizer file (``--nbval-sanitize-with``), as nbval reads it: INI
+    sections, each with a ``regex`` and a ``replace``, applied in the file's order."""
+    import configparser  # lazy: only with a sanitizer file
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error) as exc:
+        raise InputError(f"sanitizer file {path}: {exc}") from None
+    rules = []
+    for name in parser.sections():
+        section = parser[name]
+        if "regex" not in section:
+            raise InputError(f"sanitizer file {path}: section [{name}] has no regex")
+        try:
+            pattern = re.compile(section["regex"])
+        except re.error as exc:
+            raise InputError(f"sanitizer file {path}: section [{name}]: bad regular expression ({exc})") from None
+        rules.append(Rule(f"file:{name}", pattern, section.get("replace", "")))
+    return rules

@@ -21,6 +21,7 @@ nbflow added) and their title (``cell 3 (Totals)``), so that the keys of two run
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,13 +78,26 @@ def notebook_snapshot(path: Path, result: NotebookResult | None = None) -> Snaps
     layers = {
         "source": {cell_label(i, c): {"type": c.get("cell_type"), "source": text_of(c.get("source"))}
                    for i, c in cells},
-        "outputs": {cell_label(i, c): [_output(o) for o in c.get("outputs", [])] for i, c in code},
+        "outputs": {cell_label(i, c): [_output(o) for o in c.get("outputs", [])] for i, c in code
+                    if not ignores_output(c)},
         "result": result_layer(result),
         "timings": {"total_s": result.duration_s,
                     "cells": {cell_label(i, c): c.get("metadata", {}).get("papermill", {}).get("duration")
                               for i, c in code}},
     }
     return Snapshot(str(path), "notebook", layers)
+
+
+IGNORE_OUTPUT_TAGS = ("nbflow-ignore-output", "nbval-ignore-output")
+_IGNORE_OUTPUT_LINE = re.compile(r"^\s*#\s*(?:NBVAL_IGNORE_OUTPUT|nbflow-ignore-output)\s*$", re.M)
+
+
+def ignores_output(cell: dict[str, Any]) -> bool:
+    """A cell whose outputs are never compared: tagged ``nbflow-ignore-output`` (or nbval's
+    ``nbval-ignore-output``), or with a ``# NBVAL_IGNORE_OUTPUT`` / ``# nbflow-ignore-output``
+    comment line (a source notebook has no tags)."""
+    tags = cell.get("metadata", {}).get("tags", [])
+    return any(t in tags for t in IGNORE_OUTPUT_TAGS) or bool(_IGNORE_OUTPUT_LINE.search(text_of(cell.get("source"))))
 
 
 def result_layer(result: NotebookResult) -> dict[str, Any]:
