@@ -5,6 +5,7 @@ against the golden store."""
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -89,6 +90,16 @@ def test_notebooks_and_plan_tasks_are_items_with_failures_skips_and_junit(pytest
     again = pytester.runpytest_subprocess("--nbflow", "--collect-only", "-q")
     assert again.outlines[:6] == collected.outlines[:6]  # executed notebooks (processed/) are not tests
     assert (folder / "processed").is_dir()
+
+    # -k picks tasks: the plan runs those and what they depend on (second's upstream failed, so
+    # second is skipped as in the whole run), nothing else.
+    for picked, outcome, ran in (("alone", {"passed": 1}, {"alone"}),
+                                 ("second", {"skipped": 1}, {"first", "second"})):
+        shutil.rmtree(folder / "processed")
+        pytester.runpytest_subprocess("--nbflow", "plan.yaml", "-k", picked).assert_outcomes(**outcome, deselected=2)
+        (run_json,) = (folder / "processed").rglob("run.json")
+        tasks = json.loads(run_json.read_text())["tasks"]
+        assert {t["task_key"] for t in tasks} == ran, tasks  # the run's tasks: those it was asked for
 
 
 def test_goldens_are_written_checked_and_fail_with_a_readable_difference(pytester: pytest.Pytester,

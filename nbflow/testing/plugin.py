@@ -35,7 +35,7 @@ import shutil
 import time
 from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -58,6 +58,9 @@ from .golden import DEFAULT_LEVELS, GOLDEN_DIR, MODES, GoldenResult, check, laye
 from .render import render, summary_line
 from .sanitize import ANSI, Rule, Sanitizer, nbval_rules
 from .snapshot import Snapshot, cell_label, executed_cell, notebook_snapshot, result_layer, text_of
+
+if TYPE_CHECKING:
+    from ..plan import Plan
 
 PARAMS_FILE = "nbflow.params.yaml"
 DEFAULT_SET = ""
@@ -521,6 +524,8 @@ class PlanFile(pytest.File):
     run: PlanRun | None = None
     failure: str | None = None  # why the plan could not run (said by each of its items)
     declared: set[str]  # the plan's job parameters (set by collect)
+    plan: Plan  # set by collect
+    wanted: set[str] | None = None  # the tasks to run (None: all), from the items selected
 
     def collect(self) -> Iterator[pytest.Item]:
         from ..plan import load_plan  # lazy: pydantic's models, only when a plan is collected
@@ -530,6 +535,7 @@ class PlanFile(pytest.File):
         except NbflowError as exc:
             raise pytest.Collector.CollectError(f"{self.path}: {exc}") from None
         self.declared = {p.name for p in plan.parameters}
+        self.plan = plan
         text = self.path.read_text(encoding="utf-8", errors="replace")
         for task in plan.tasks:
             # Where the task is written: a skipped task's report points there.
@@ -565,12 +571,28 @@ class PlanFile(pytest.File):
                                                session.profile)
                     return self.run
                 self.run = run_plan(self.path, mode=self.config.getoption("nbflow_plan_mode"), job_parameters=job,
+                                    only=sorted(self.wanted or ()),
                                     output_dir=session.folder / _safe(_relative(self.path, self.config)),
                                     cluster_engine=session.engine, base_dir=self.path.parent)
             except NbflowError as exc:  # the plan could not run at all: each task says why, once run
                 self.failure = f"{self.path}: {exc}"
                 pytest.fail(self.failure, pytrace=False)
         return self.run
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A plan runs only the tasks whose items are selected, and what they depend on (all of
+    it when the whole plan's item is selected, or every task)."""
+    chosen: dict[PlanFile, set[str]] = {}
+    for item in items:
+        if isinstance(item.parent, PlanFile) and isinstance(item, TaskItem | PlanItem):
+            chosen.setdefault(item.parent, set()).add(item.name)
+    for plan_file, names in chosen.items():
+        tasks = {t.task_key for t in plan_file.plan.tasks}
+        if PLAN_ITEM in names or names >= tasks:
+            continue
+        plan_file.wanted = names | {key for name in names for key in plan_file.plan.upstream(name)}
 
 
 PLAN_ITEM = "(plan)"  # no task key can be this: keys are letters, digits, _ and -
