@@ -157,18 +157,21 @@ def test_written_table_names_are_recognised() -> None:
     # A run's tables_written: what each statement writes to, as the notebook named it.
     from nbflow.runtime.lakehouse import delta_path, written_table
 
-    assert written_table("INSERT INTO main.s.t VALUES (1)") == "main.s.t"
-    assert written_table("-- load\ninsert overwrite table s . t SELECT 1") == "s.t"
-    assert written_table("MERGE INTO t AS x USING u ON x.id = u.id WHEN MATCHED THEN DELETE") == "t"
-    assert written_table("MERGE WITH SCHEMA EVOLUTION INTO `a b` USING u ON true") == "`a b`"
-    assert written_table("UPDATE t SET x = 1") == "t"
-    assert written_table("DELETE FROM c.s.t WHERE x = 1") == "c.s.t"
-    assert written_table("TRUNCATE TABLE t") == "t"
-    assert written_table("RESTORE TABLE t TO VERSION AS OF 1") == "t"
-    assert written_table("OPTIMIZE t ZORDER BY (x)") == "t"
-    assert written_table("COPY INTO t FROM '/x' FILEFORMAT = CSV") == "t"
-    assert written_table("CREATE OR REPLACE TABLE t AS SELECT 1") == "t"
-    assert written_table("INSERT INTO delta.`/data/t` VALUES (1)") == "delta.`/data/t`"
+    writes = {
+        "INSERT INTO main.s.t VALUES (1)": "main.s.t",
+        "-- load\ninsert overwrite table s . t SELECT 1": "s.t",
+        "MERGE INTO t AS x USING u ON x.id = u.id WHEN MATCHED THEN DELETE": "t",
+        "MERGE WITH SCHEMA EVOLUTION INTO `a b` USING u ON true": "`a b`",
+        "UPDATE t SET x = 1": "t",
+        "DELETE FROM c.s.t WHERE x = 1": "c.s.t",
+        "TRUNCATE TABLE t": "t",
+        "RESTORE TABLE t TO VERSION AS OF 1": "t",
+        "OPTIMIZE t ZORDER BY (x)": "t",
+        "COPY INTO t FROM '/x' FILEFORMAT = CSV": "t",
+        "CREATE OR REPLACE TABLE t AS SELECT 1": "t",
+        "INSERT INTO delta.`/data/t` VALUES (1)": "delta.`/data/t`",
+    }
+    assert {statement: written_table(statement) for statement in writes} == writes
     for other in ("SELECT * FROM t", "DESCRIBE HISTORY t", "DROP TABLE t", "SHOW TABLES", "CREATE VIEW v AS SELECT 1"):
         assert written_table(other) is None, other
     assert delta_path("delta.`/data/t`") == "/data/t" and delta_path("DELTA.`/a``b`") == "/a`b"

@@ -673,11 +673,7 @@ def _patch_readers_and_writers() -> None:
             lakehouse = _lakehouse_of(session_of(self))
             if lakehouse is None:
                 return method(self, *args, **kwargs)
-            if key is None:
-                name = str(self._table_name)
-                _rename_v2(self, lakehouse.engine_table(name))
-            else:
-                name, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
+            name, args, kwargs = _named_call(lakehouse, self, key, args, kwargs)
             with lakehouse.creating(name):
                 return method(self, *args, **kwargs)
         return wrapper
@@ -690,11 +686,7 @@ def _patch_readers_and_writers() -> None:
             lakehouse = _lakehouse_of(session_of(self))
             if lakehouse is None:
                 return method(self, *args, **kwargs)
-            if key is None:
-                name = str(self._table_name)
-                _rename_v2(self, lakehouse.engine_table(name))
-            else:
-                name, args, kwargs = _engine_name(lakehouse, key, args, kwargs)
+            name, args, kwargs = _named_call(lakehouse, self, key, args, kwargs)
             lakehouse.need([lakehouse.key(name)])
             done = method(self, *args, **kwargs)
             if writes:
@@ -744,6 +736,17 @@ def _patch_readers_and_writers() -> None:
     for cls, name, method in patches:
         setattr(cls, name, method)
     _patched = True
+
+
+def _named_call(lakehouse: Lakehouse, target: Any, key: str | None, args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The table a DataFrame API call names (argument ``key``, else the V2 writer's own), and
+    the call's arguments (or the writer) with the engine's name for it."""
+    if key is not None:
+        return _engine_name(lakehouse, key, args, kwargs)
+    name = str(target._table_name)
+    _rename_v2(target, lakehouse.engine_table(name))
+    return name, args, kwargs
 
 
 def _rename_v2(writer: Any, name: str) -> None:

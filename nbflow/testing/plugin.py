@@ -337,12 +337,23 @@ class GoldenDiffers(Exception):
         self.outcome = outcome
 
 
-class NotebookItem(pytest.Item):
+class _Item(pytest.Item):
+    """What nbflow's items share: the ``nbflow`` marker, and failures told in nbflow's words."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_marker("nbflow")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str | Any:
+        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
+
+
+class NotebookItem(_Item):
     def __init__(self, *, set_name: str, parameters: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.set_name = set_name
         self.parameters = dict(parameters)
-        self.add_marker("nbflow")
 
     def runtest(self) -> None:
         from ..leased_run import run_leased  # lazy: the runner, only when a notebook runs
@@ -372,10 +383,6 @@ class NotebookItem(pytest.Item):
         golden = session.golden(self, result, session.golden_root / _relative(self.path, self.config)
                                 / (self.set_name or "default"), written)
         _golden_outcome(golden)
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str | Any:
-        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"notebook {self.name}"
@@ -598,13 +605,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 PLAN_ITEM = "(plan)"  # no task key can be this: keys are letters, digits, _ and -
 
 
-class PlanItem(pytest.Item):
+class PlanItem(_Item):
     """Each task's state and the job's result, against the plan's golden ``(plan)/plan.json``:
     a task that now is skipped, or excluded by its ``run_if``, where it ran before, differs."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.add_marker("nbflow")
 
     def runtest(self) -> None:
         parent = self.parent
@@ -621,19 +624,14 @@ class PlanItem(pytest.Item):
             self.user_properties.append(("golden", outcome.state))
         _golden_outcome(outcome)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str | Any:
-        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
-
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"plan {self.path.name}"
 
 
-class TaskItem(pytest.Item):
+class TaskItem(_Item):
     def __init__(self, *, line: int | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.line = line  # 0-based, of the task's task_key in the plan file
-        self.add_marker("nbflow")
 
     def runtest(self) -> None:
         parent = self.parent
@@ -663,10 +661,6 @@ class TaskItem(pytest.Item):
         golden = session.golden(self, result, session.golden_root / _relative(self.path, self.config) / self.name,
                                 written)
         _golden_outcome(golden)
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str | Any:
-        return _failure_text(excinfo.value) or super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, self.line, f"plan task {self.name}"
