@@ -355,3 +355,46 @@ def test_notebooks_run_in_their_own_folder_unless_told_otherwise(pytester: pytes
     bad = pytester.runpytest_subprocess("--nbflow", "--nbflow-cwd=nowhere")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     assert "nbflow: --nbflow-cwd 'nowhere': notebook, rootdir or an existing folder" in bad.stderr.str()
+
+
+SHAPES = """def area(w, h):
+    return w * h
+
+
+def perimeter(w, h):
+    total = 2 * (w + h)
+    return total
+"""
+
+USES_SHAPES = """# Databricks notebook source
+import shapes
+assert shapes.area(2, 3) == 6
+"""
+
+
+def test_coverage_of_what_notebooks_import_is_measured_in_their_kernels(pytester: pytest.Pytester,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import coverage
+
+    monkeypatch.setenv("NBFLOW_PROJECT_DIR", str(pytester.path))
+    monkeypatch.delenv("COVERAGE_FILE", raising=False)
+    (pytester.path / "shapes.py").write_text(SHAPES)
+    (pytester.path / "uses.py").write_text(USES_SHAPES)
+
+    def missing_lines() -> list[int]:
+        measured = coverage.Coverage(data_file=str(pytester.path / ".coverage"))
+        measured.load()
+        return list(measured.analysis2(str(pytester.path / "shapes.py"))[3])
+
+    done = pytester.runpytest_subprocess("--nbflow", "uses.py", "--nbflow-cov", "shapes")
+    done.assert_outcomes(passed=1)
+    assert "nbflow: coverage of what notebooks imported: 60%" in done.stdout.str()  # 3 of 5 statements
+    assert missing_lines() == [6, 7]  # perimeter's body: the notebook never called it
+    assert not list(pytester.path.glob(".coverage.*"))  # the kernels' files, combined
+    # With pytest-cov, its report takes the kernels' data in.
+    (pytester.path / ".coverage").unlink()
+    with_cov = pytester.runpytest_subprocess("--nbflow", "uses.py", "--nbflow-cov", "shapes", "--cov=shapes",
+                                             "--cov-report=term-missing")
+    with_cov.assert_outcomes(passed=1)
+    assert any(line.split()[:1] == ["shapes.py"] and line.split()[-1] == "6-7" for line in with_cov.outlines), \
+        with_cov.stdout.str()

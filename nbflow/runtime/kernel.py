@@ -23,7 +23,7 @@ from typing import Any
 
 from IPython import get_ipython
 
-from . import delta_shim, fabric, magics, mlflow_local, modules
+from . import coverage_hook, delta_shim, fabric, magics, mlflow_local, modules
 from .active import activate, current
 from .context import RunContext
 from .display import display, displayHTML, spark_call, udf
@@ -72,6 +72,7 @@ def setup(shell: Any, context: RunContext) -> Callable[[], None]:
         os.environ.pop(name, None)
     if context.environ is not None:
         take_environment(context.environ)
+    coverage_hook.start()  # before the notebook imports anything (pytest --nbflow-cov)
     session = Session(context)
     activate(session)
     if context.carried:
@@ -176,11 +177,13 @@ def restart_json() -> str:
     run, with what Databricks keeps across the restart (see :meth:`Session.carried`)."""
     session = current()
     context = replace(session.context, carried=session.carried(), redact_values=session.redactor.values())
+    coverage_hook.save()  # this process ends here; the next one measures on
     return context.to_json()
 
 
 def state_json() -> str:
     """The run's end state for the engine, as JSON (see :meth:`Session.state`)."""
+    coverage_hook.save()
     shell = get_ipython()
     session = current()
     state = session.state(shell.user_ns, shell.user_ns_hidden)

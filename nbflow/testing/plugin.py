@@ -97,6 +97,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="A regular expression replaced before golden comparisons. Repeatable.")
     group.addoption("--nbflow-sanitize-with", action="append", default=[], metavar="FILE",
                     help="An nbval sanitizer file (INI: [section] regex=, replace=). Repeatable.")
+    group.addoption("--nbflow-cov", action="append", default=[], metavar="SOURCE",
+                    help="Measure the coverage of SOURCE (a package or folder) as notebooks import it, "
+                         "inside their kernels (coverage.py; combined with pytest-cov's --cov). Repeatable.")
     group.addoption("--nbflow-rtol", type=float, default=0.0, help="Relative tolerance for numbers (goldens).")
     group.addoption("--nbflow-atol", type=float, default=0.0, help="Absolute tolerance for numbers (goldens).")
     group.addoption("--nbflow-max-slowdown", type=float, metavar="X",
@@ -233,6 +236,7 @@ class _Session:
         rules += [rule for file in files for rule in nbval_rules(Path(file))]
         self.options = Options(sanitizer=Sanitizer(rules, roots=[config.rootpath, home, self.project]),
                                rtol=config.getoption("nbflow_rtol"), atol=config.getoption("nbflow_atol"))
+        self.coverage_file = _measure_coverage(config)
         # A cluster this session starts (a notebook that uses Spark) stops with it.
         self.cluster_was_running = cluster_server.running(self.project) is not None
 
@@ -265,6 +269,53 @@ class _Session:
         if outcome.state != "off":
             node.user_properties.append(("golden", outcome.state))
         return outcome
+
+
+def _measure_coverage(config: pytest.Config) -> Path | None:
+    """With --nbflow-cov, every notebook's kernel measures the sources named (and saves a data
+    file beside ``.coverage``; see :mod:`nbflow.runtime.coverage_hook`); the data file's path."""
+    sources = config.getoption("nbflow_cov")
+    if not sources:
+        return None
+    import importlib.util  # lazy: only with --nbflow-cov
+
+    from ..runtime.coverage_hook import ENV  # lazy: only with --nbflow-cov
+
+    if importlib.util.find_spec("coverage") is None:
+        raise InputError("--nbflow-cov needs coverage.py (pip install coverage)")
+    here = config.invocation_params.dir
+    data_file = Path(os.environ.get("COVERAGE_FILE") or here / ".coverage").resolve()
+    # Kernels run in their notebook's folder: folders are made absolute, module names kept.
+    source = [str((here / s).resolve()) if (here / s).exists() else s for s in sources]
+    rcfile = next((str(here / name) for name in (".coveragerc", "setup.cfg", "tox.ini", "pyproject.toml")
+                   if (here / name).is_file() and ("coverage" in (here / name).read_text(errors="replace")
+                                                  or name == ".coveragerc")), "")
+    os.environ[ENV] = json.dumps({"data_file": str(data_file), "source": source, "rcfile": rcfile})
+    return data_file
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """With --nbflow-cov and without pytest-cov's --cov (which merges the kernels' data itself):
+    the kernels' data combined into ``.coverage``, and its total."""
+    found: _Session | None = getattr(config, "_nbflow_session", None)
+    if found is None or found.coverage_file is None or config.pluginmanager.hasplugin("_cov"):
+        return
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controller combines what every worker's kernels saved
+    import io  # lazy: only with --nbflow-cov
+
+    import coverage  # lazy: only with --nbflow-cov (checked installed at configure)
+
+    measured = coverage.Coverage(data_file=str(found.coverage_file))
+    measured.combine(keep=False)
+    measured.save()
+    try:
+        total = measured.report(file=io.StringIO())
+    except coverage.CoverageException as exc:  # nothing measured: no notebook imported the sources
+        terminalreporter.write_line(f"nbflow: no coverage data ({exc})")
+        return
+    terminalreporter.write_line(f"nbflow: coverage of what notebooks imported: {total:.0f}% "
+                                f"({found.coverage_file}; `coverage report -m` shows the lines)")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
