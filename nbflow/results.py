@@ -117,7 +117,9 @@ def child_results(children_dir: Path) -> list[dict[str, Any]]:
                 "duration_s": child.duration_s,
                 "parameters": {k: v.get("value") for k, v in child.parameters.items()},
                 "error": None if child.error is None else child.error.summary(),
-                "tables_written": child.tables_written,
+                # The child's own and its children's (each level adds up the one below).
+                "tables_written": sorted(set(child.tables_written).union(
+                    *(grandchild.get("tables_written") or [] for grandchild in child.children))),
             }
         )
     return rows

@@ -82,6 +82,14 @@ def test_table_facts_hash_rows_in_any_order_and_stream_large_tables(tmp_path: Pa
              for name in ("one", "two", "three")}
     assert facts["one"] == facts["two"] and facts["one"]["row_count"] == 60 and "data" not in facts["one"]
     assert facts["three"]["hash"] != facts["one"]["hash"]
+    # A null in one file's batch must not change how the other rows hash (int64 stays integral).
+    nullable = pa.table({"n": pa.array([1, 2, None, 2**60 + 1], pa.int64()), "b": pa.array([True, None, False, True])})
+    write_deltalake(str(tmp_path / "whole"), nullable)
+    write_deltalake(str(tmp_path / "split"), nullable.slice(0, 2))
+    write_deltalake(str(tmp_path / "split"), nullable.slice(2), mode="append")
+    split = {name: tables.facts(TableEntry(f"main.s.{name}", str(tmp_path / name), "delta", True, ""))["hash"]
+             for name in ("whole", "split")}
+    assert split["whole"] == split["split"]
     small = tables.facts(TableEntry("main.s.two", str(tmp_path / "two"), "delta", True, ""), small=60)
     assert small["data"][:2] == [{"id": 0, "row": {"x": "0"}, "tags": [0, 0]},
                                  {"id": 1, "row": {"x": "1"}, "tags": [1, -1]}]

@@ -178,14 +178,27 @@ def test_an_nbval_sanitizer_file_and_ignored_outputs_migrate_unchanged(tmp_path:
     b = executed(tmp_path / "b.ipynb", printed="took 15 ms\n")
     assert cli("diff", str(a), str(b)).returncode == 1
     rules = tmp_path / "sanitize.cfg"
-    rules.write_text("[timings]\nregex: took \\d+ ms\nreplace: took N ms\n\n[other]\nregex: ^$\n")
+    # As nbval writes them: regex/replace line pairs, several in a section (or none at all).
+    rules.write_text("[regex1]\nregex: took \\d+\nreplace: took N\nregex: N ms\nreplace: N units\n")
     done = cli("diff", str(a), str(b), "--sanitize-with", str(rules))
     assert done.returncode == 0, done.stdout + done.stderr
     ignored = "# NBVAL_IGNORE_OUTPUT\nprint(total)"
     a = executed(tmp_path / "c.ipynb", printed="took 12 ms\n", source=ignored)
     b = executed(tmp_path / "d.ipynb", printed="took 15 ms\n", source=ignored)
     assert cli("diff", str(a), str(b)).returncode == 0
-    rules.write_text("[broken]\nregex: (unclosed\n")
+    rules.write_text("regex: (unclosed\nreplace: x\n")
     bad = cli("diff", str(a), str(b), "--sanitize-with", str(rules))
-    assert bad.returncode == 2 and f"sanitizer file {rules}: section [broken]: bad regular expression" in bad.stderr
+    assert bad.returncode == 2 and f"sanitizer file {rules}: rule 1 ('(unclosed'): bad regular expression" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_doubles_differing_only_in_their_last_bits_are_the_same() -> None:
+    # A sum computed in parallel changes its last bits from run to run; a real change counts.
+    from nbflow.testing.snapshot import Snapshot
+
+    def snap(revenue: float) -> Snapshot:
+        return Snapshot("x", "notebook", {"result": {"variables": {"revenue": revenue, "rows": 3}}})
+
+    assert compare(snap(0.1 + 0.2), snap(0.3), Options()) == []
+    (changed,) = compare(snap(0.3), snap(0.3001), Options())
+    assert changed.layer == "result" and "revenue" in changed.where and changed.b == 0.3001

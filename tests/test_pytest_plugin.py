@@ -126,7 +126,7 @@ def test_goldens_are_written_checked_and_fail_with_a_readable_difference(pyteste
     assert "differs from its golden: 1 difference (outputs 1)" in out
     assert "-n is 1" in out and "+n = 1" in out
     # An nbval sanitizer file, as nbval users have them, makes the two texts one.
-    (folder / "sanitize.cfg").write_text("[wording]\nregex: n (is|=) \nreplace: n: \n")
+    (folder / "sanitize.cfg").write_text("[wording]\nregex: n (is|=) \nreplace: n: \n")  # nbval's format
     pytester.runpytest_subprocess(*args, "--nbflow-golden=check", "--nbflow-sanitize-with", "sanitize.cfg"
                                   ).assert_outcomes(passed=1)
     # Only the result checked: the printed text does not count.

@@ -303,3 +303,16 @@ def test_an_interactive_session_of_an_export_starts_from_its_saved_widget_values
     values.parent.mkdir(parents=True)
     values.write_text(json.dumps({str(notebook.resolve()): {"region": "west"}}))
     assert interactive.interactive_context(object()).saved_widgets == {"region": "west", "unit": "lb"}
+
+
+def test_coverage_that_cannot_start_costs_a_warning_not_the_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from nbflow.runtime import coverage_hook
+
+    bad = tmp_path / ".coveragerc"
+    bad.write_text("[run]\nbranch = maybe\n")
+    monkeypatch.setenv(coverage_hook.ENV, json.dumps({"data_file": str(tmp_path / ".coverage"), "rcfile": str(bad)}))
+    coverage_hook.start()
+    assert coverage_hook._active is None
+    assert "nbflow: warning: coverage not measured" in capsys.readouterr().err
+    coverage_hook.save()  # nothing to save: no error either

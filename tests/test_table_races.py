@@ -172,6 +172,10 @@ def test_written_table_names_are_recognised() -> None:
         "INSERT INTO delta.`/data/t` VALUES (1)": "delta.`/data/t`",
     }
     assert {statement: written_table(statement) for statement in writes} == writes
+    for not_a_table in ("INSERT OVERWRITE DIRECTORY '/p' SELECT 1", "INSERT OVERWRITE LOCAL DIRECTORY '/p' SELECT 1",
+                        "INSERT INTO IDENTIFIER(:t) VALUES (1)", "DELETE FROM IDENTIFIER ('a.b')"):
+        assert written_table(not_a_table) is None, not_a_table
+    assert delta_path("csv.`/data/x.csv`") == "/data/x.csv" and delta_path("main.`my table`") is None
     for other in ("SELECT * FROM t", "DESCRIBE HISTORY t", "DROP TABLE t", "SHOW TABLES", "CREATE VIEW v AS SELECT 1"):
         assert written_table(other) is None, other
     assert delta_path("delta.`/data/t`") == "/data/t" and delta_path("DELTA.`/a``b`") == "/a`b"

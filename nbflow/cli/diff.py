@@ -40,7 +40,7 @@ def _layers(text: str, option: str) -> tuple[str, ...]:
 @click.option("--sanitize", "rules", multiple=True, metavar="PATTERN=>REPL",
               help="A regular expression replaced on both sides before comparing. Repeatable.")
 @click.option("--sanitize-with", "files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
-              metavar="FILE", help="An nbval sanitizer file (INI: [section] regex=, replace=). Repeatable.")
+              metavar="FILE", help="An nbval sanitizer file (regex: / replace: line pairs). Repeatable.")
 @click.option("--sanitize-off", "off", multiple=True, metavar="NAME",
               help="Leave out a preset sanitizer (" + ", ".join(PRESETS) + ", or all). Repeatable.")
 @click.option("--rtol", type=click.FloatRange(min=0), default=0.0, help="Relative tolerance for numbers.")

@@ -52,7 +52,9 @@ def show(name: str, limit: int, history: bool, as_json: bool) -> None:
     data: dict[str, Any] = {**facts, "sample": [], "history": None}
     if entry.format == "delta" and facts.get("error") is None:
         delta = DeltaTable(entry.location)
-        frame = delta.to_pyarrow_table().slice(0, limit).to_pandas()
+        # The first rows only (not the whole table), and not by to_pyarrow_table(): its scan
+        # threads sometimes outlive the interpreter's end and abort it (delta-rs #2184).
+        frame = delta.to_pyarrow_dataset().head(limit).to_pandas()
         data["columns"] = list(frame.columns)
         data["sample"] = json.loads(frame.to_json(orient="records", date_format="iso"))
         if history:

@@ -37,9 +37,14 @@ def start() -> None:
     except ValueError:
         print(f"nbflow: warning: {ENV} is not JSON: no coverage for this notebook", file=sys.stderr)
         return
-    _active = coverage.Coverage(data_file=config.get("data_file") or ".coverage", data_suffix=True,
-                                source=config.get("source") or None, config_file=config.get("rcfile") or True)
-    _active.start()
+    try:
+        measuring = coverage.Coverage(data_file=config.get("data_file") or ".coverage", data_suffix=True,
+                                      source=config.get("source") or None, config_file=config.get("rcfile") or False)
+        measuring.start()
+    except Exception as exc:  # a bad configuration costs the coverage, never the notebook
+        print(f"nbflow: warning: coverage not measured: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    _active = measuring
 
 
 def save() -> None:
@@ -48,5 +53,8 @@ def save() -> None:
     if _active is None:
         return
     measured, _active = _active, None
-    measured.stop()
-    measured.save()
+    try:
+        measured.stop()
+        measured.save()
+    except Exception as exc:  # the run's end state matters more than its coverage
+        print(f"nbflow: warning: coverage not saved: {type(exc).__name__}: {exc}", file=sys.stderr)

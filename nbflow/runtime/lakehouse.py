@@ -283,16 +283,22 @@ class Lakehouse:
         if path is not None:
             self.wrote_path(path)
             return
-        with contextlib.suppress(CatalogObjectError):
-            self.written.add(self.key(name))
+        try:
+            key = normalize(name, self.unity.catalog, self.unity.schema)
+        except CatalogObjectError:  # bookkeeping: a statement that succeeded never fails for it
+            return
+        with self._lock:
+            self.written.add(key)
 
     def wrote_path(self, path: str) -> None:
         """Note a write to a folder: the registered tables kept there were written to."""
         try:
-            location = self.local_location(path)
+            location = os.path.normpath(self.local_location(path))
+            found = [n for n, e in self._registry.tables().items() if os.path.normpath(e.location) == location]
         except Exception:  # bookkeeping: a statement that succeeded never fails for it
             return
-        self.written.update(n for n, e in self._registry.tables().items() if e.location == location)
+        with self._lock:
+            self.written.update(found)
 
     def _adopt(self, name: str) -> None:
         """Register the table ``name`` this session just created or replaced (its claim is held)."""
@@ -586,6 +592,8 @@ _SHOW_TABLES = re.compile(rf"SHOW\s+TABLES(?:\s+(?:IN|FROM)\s+(?P<name>{_IDENT}(
 _WRITE_TABLE = re.compile(
     r"(?:INSERT\s+(?:INTO|OVERWRITE)(?:\s+TABLE)?|MERGE\s+(?:WITH\s+SCHEMA\s+EVOLUTION\s+)?INTO|UPDATE|"
     r"DELETE\s+FROM|TRUNCATE\s+TABLE|RESTORE(?:\s+TABLE)?|OPTIMIZE|COPY\s+INTO)\s+"
+    # Not a table: INSERT OVERWRITE [LOCAL] DIRECTORY, and IDENTIFIER(...) (resolved at run time).
+    r"(?!(?:LOCAL\s+)?DIRECTORY\b|IDENTIFIER\s*\()"
     rf"(?P<name>{_IDENT}(?:\s*\.\s*{_IDENT})*)",
     re.IGNORECASE,
 )
@@ -623,8 +631,8 @@ def written_table(statement: str) -> str | None:
 
 
 def delta_path(name: str) -> str | None:
-    """The folder of a path identifier (``delta.`/p```, ``parquet.`/p```); None for a table name."""
-    match = re.fullmatch(r"(?:delta|parquet)\.`((?:[^`]|``)+)`", name.strip(), re.IGNORECASE)
+    """The folder of a path identifier (``delta.`/p```, ``csv.`/p```...); None for a table name."""
+    match = re.fullmatch(r"\w+\.`((?:[^`]|``)*/(?:[^`]|``)*)`", name.strip())
     return match[1].replace("``", "`") if match else None
 
 

@@ -26,6 +26,8 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 _MISSING = object()
 
 
+FLOAT_NOISE = 1e-9  # relative: doubles closer than this are equal in every comparison
+
 @dataclass(frozen=True)
 class Difference:
     layer: str
@@ -120,8 +122,12 @@ class _Walker:
         return bool(a == b)
 
     def close(self, a: float, b: float) -> bool:
-        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-            return True
+        if isinstance(a, float) and isinstance(b, float):
+            if math.isnan(a) and math.isnan(b):
+                return True
+            # Two doubles are the same past FLOAT_NOISE: a sum an engine computes in parallel
+            # changes its last bits from run to run.
+            return math.isclose(a, b, rel_tol=max(self.options.rtol, FLOAT_NOISE), abs_tol=self.options.atol)
         return math.isclose(a, b, rel_tol=self.options.rtol, abs_tol=self.options.atol)
 
     def table(self, a: dict[str, Any], b: dict[str, Any], path: list[str]) -> None:

@@ -96,7 +96,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nbflow-sanitize", action="append", default=[], metavar="PATTERN=>REPL",
                     help="A regular expression replaced before golden comparisons. Repeatable.")
     group.addoption("--nbflow-sanitize-with", action="append", default=[], metavar="FILE",
-                    help="An nbval sanitizer file (INI: [section] regex=, replace=). Repeatable.")
+                    help="An nbval sanitizer file (regex: / replace: line pairs). Repeatable.")
     group.addoption("--nbflow-cov", action="append", default=[], metavar="SOURCE",
                     help="Measure the coverage of SOURCE (a package or folder) as notebooks import it, "
                          "inside their kernels (coverage.py; combined with pytest-cov's --cov). Repeatable.")
@@ -284,12 +284,16 @@ def _measure_coverage(config: pytest.Config) -> Path | None:
     if importlib.util.find_spec("coverage") is None:
         raise InputError("--nbflow-cov needs coverage.py (pip install coverage)")
     here = config.invocation_params.dir
-    data_file = Path(os.environ.get("COVERAGE_FILE") or here / ".coverage").resolve()
-    # Kernels run in their notebook's folder: folders are made absolute, module names kept.
+    # Kernels run in their notebook's folder: folders are made absolute, module names kept, and
+    # the configuration is the one the folder pytest starts in has (as pytest-cov reads it).
     source = [str((here / s).resolve()) if (here / s).exists() else s for s in sources]
     rcfile = next((str(here / name) for name in (".coveragerc", "setup.cfg", "tox.ini", "pyproject.toml")
                    if (here / name).is_file() and ("coverage" in (here / name).read_text(errors="replace")
                                                   or name == ".coveragerc")), "")
+    import coverage  # lazy: only with --nbflow-cov
+
+    configured = coverage.Coverage(config_file=rcfile or False).get_option("run:data_file")
+    data_file = (here / (os.environ.get("COVERAGE_FILE") or str(configured) or ".coverage")).resolve()
     os.environ[ENV] = json.dumps({"data_file": str(data_file), "source": source, "rcfile": rcfile})
     return data_file
 
@@ -338,7 +342,9 @@ def _share_warm_kernels() -> None:
     from ..pool_service import sizes  # lazy: only for an xdist worker's own project
 
     workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
-    os.environ.setdefault("NBFLOW_POOL_SIZE", str(max(2, sizes()[0] // workers)))
+    at_rest, at_most = sizes()
+    os.environ.setdefault("NBFLOW_POOL_SIZE", str(max(2, at_rest // workers)))
+    os.environ.setdefault("NBFLOW_POOL_MAX", str(max(2, at_rest // workers, at_most // workers)))
 
 
 def _stop_cluster(project: Path) -> None:
@@ -707,6 +713,11 @@ class TaskItem(_Item):
         # The tables the task's notebook (and its notebook.run children) wrote, as they are once
         # the plan has ended: tasks may run at once, so the catalog's changes are not one task's.
         written = _tables_written(result) if session.wants_tables else None
+        if written is not None and parent.wanted is not None and parent.plan.downstream(self.name) - parent.wanted:
+            # The golden holds the tables as the whole plan left them; tasks after this one that
+            # may change them did not run (-k/-m): comparing them would be comparing two things.
+            self.user_properties.append(("tables", "not compared: tasks after it were not selected"))
+            written = None
         if written:
             self.user_properties.append(("tables_written", ", ".join(written)))
         golden = session.golden(self, result, session.golden_root / _relative(self.path, self.config) / self.name,

@@ -111,25 +111,23 @@ def user_rule(text: str) -> Rule:
         raise InputError(f"sanitizer rule {text!r}: bad regular expression ({exc})") from None
 
 
-def nbval_rules(path: Path) -> list[Rule]:
-    """The rules of an nbval sanitizer file (``--nbval-sanitize-with``), as nbval reads it: INI
-    sections, each with a ``regex`` and a ``replace``, applied in the file's order."""
-    import configparser  # lazy: only with a sanitizer file
+# nbval reads its sanitizer file this way (not as INI): each "regex: ..." line followed by a
+# "replace: ..." line, anywhere, section headers and all else ignored.
+_NBVAL_PAIR = re.compile(r"^regex: (.*)$\n^replace: (.*)$", re.M)
 
-    parser = configparser.ConfigParser(interpolation=None)
+
+def nbval_rules(path: Path) -> list[Rule]:
+    """The rules of an nbval sanitizer file (``--nbval-sanitize-with``), read as nbval reads it:
+    every ``regex:`` line with the ``replace:`` line after it, in the file's order."""
     try:
-        with path.open(encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except (OSError, configparser.Error) as exc:
-        raise InputError(f"sanitizer file {path}: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"sanitizer file {path}: {exc.strerror or exc}") from None
     rules = []
-    for name in parser.sections():
-        section = parser[name]
-        if "regex" not in section:
-            raise InputError(f"sanitizer file {path}: section [{name}] has no regex")
+    for number, (pattern, replacement) in enumerate(_NBVAL_PAIR.findall(text), start=1):
         try:
-            pattern = re.compile(section["regex"])
+            rules.append(Rule(f"file:{path.name}:{number}", re.compile(pattern), replacement))
         except re.error as exc:
-            raise InputError(f"sanitizer file {path}: section [{name}]: bad regular expression ({exc})") from None
-        rules.append(Rule(f"file:{name}", pattern, section.get("replace", "")))
+            raise InputError(f"sanitizer file {path}: rule {number} ({pattern!r}): bad regular expression ({exc})") \
+                from None
     return rules

@@ -8,8 +8,11 @@ for a small table, its rows: what the golden store keeps as the ``tables`` layer
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from ..catalog import LEGACY_CATALOG, Registry, TableEntry
 from ..errors import InputError
 
 SMALL_TABLE_ROWS = 50  # a table this small is kept whole in a golden
+_NULLABLE: dict[Any, Any] = {}  # Arrow type -> pandas' nullable type (filled on first use)
 
 
 def versions(project: Path) -> dict[str, tuple[str, int | float | None]]:
@@ -63,42 +67,87 @@ def lookup(project: Path, name: str) -> TableEntry:
     return entry
 
 
-def _dataset(entry: TableEntry) -> Any:
+@contextlib.contextmanager
+def _dataset(entry: TableEntry) -> Iterator[Any]:
     """A table as a pyarrow dataset: read batch by batch, never whole unless asked."""
     if entry.format == "delta":
         from deltalake import DeltaTable  # lazy: as in _version
 
-        return DeltaTable(entry.location).to_pyarrow_dataset()
-    import pyarrow.dataset as ds  # lazy: as deltalake
+        data = DeltaTable(entry.location).to_pyarrow_dataset()
+    else:
+        import pyarrow.dataset as ds  # lazy: as deltalake
 
-    return ds.dataset(entry.location, format=entry.format)
+        data = ds.dataset(entry.location, format=entry.format)
+    try:
+        yield data
+    finally:
+        # Released now, while Arrow is alive: a scanner's threads left to the interpreter's final
+        # teardown abort the process ("terminate called without an active exception", exit 134;
+        # delta-rs #2184, arrow #34314), which would fail a test run that passed.
+        del data
+        gc.collect()
+
+
+def _whole(dataset: Any) -> Any:
+    # Batch by batch, not Dataset.to_table(): its scan threads sometimes still run when the
+    # interpreter ends, which aborts it (seen once in ten runs here; batches: never in twenty).
+    import pyarrow as pa  # lazy: as deltalake
+
+    return pa.Table.from_batches(list(dataset.to_batches()), schema=dataset.schema)
 
 
 def read_rows(entry: TableEntry) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
     """A table's schema (column, type) and rows, read with delta-rs (Parquet with pyarrow)."""
-    data = _dataset(entry).to_table()
+    with _dataset(entry) as dataset:
+        data = _whole(dataset)
     schema = [(field.name, str(field.type)) for field in data.schema]
     return schema, data.to_pylist()
+
+
+def _nullable_types() -> dict[Any, Any]:
+    import pandas as pd  # lazy: only when a golden looks at tables
+    import pyarrow as pa  # lazy: as pandas
+
+    return {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+            pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+            pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def _hashable(column: Any) -> Any:
+    """A column as it is hashed: nested values as sorted JSON; floating point at single
+    precision (about 7 digits), since an engine summing in parallel changes the last bits of a
+    double from run to run (the sample plan's revenue sums did) while the data stays the same."""
+    import pyarrow as pa  # lazy: as deltalake
+    import pyarrow.compute as pc  # lazy: as deltalake
+
+    if pa.types.is_nested(column.type):
+        return pa.array([json.dumps(v, sort_keys=True, default=str) for v in column.to_pylist()], pa.string())
+    if pa.types.is_floating(column.type):
+        return pc.cast(column, pa.float32(), safe=False)
+    return column
 
 
 def content_hash(data: Any) -> str:
     """A hash of a dataset's rows that the order of its rows and files does not change.
 
     Each row is hashed by pandas (``hash_pandas_object``, vectorised; nested values as sorted
-    JSON first) and the row hashes are summed modulo 2**64: a multiset hash, computed one batch at
-    a time, so a large table is never held in memory or sorted.
+    JSON and floating point at single precision first, see :func:`_hashable`) and the row hashes
+    are summed modulo 2**64: a multiset hash, computed one batch at a time, so a large table is
+    never held in memory or sorted.
     """
     import numpy as np  # lazy: with pandas, only when a golden looks at tables
     import pandas as pd  # lazy: as numpy
     import pyarrow as pa  # lazy: as numpy
 
+    _NULLABLE.update(_NULLABLE or _nullable_types())
     total = np.uint64(0)
     for batch in data.to_batches():
         if batch.num_rows == 0:
             continue
-        columns = [pa.array([json.dumps(v, sort_keys=True, default=str) for v in column.to_pylist()], pa.string())
-                   if pa.types.is_nested(column.type) else column for column in batch.columns]
-        frame = pa.Table.from_arrays(columns, names=batch.schema.names).to_pandas()
+        columns = [_hashable(column) for column in batch.columns]
+        # Each column's pandas type from its Arrow type alone (nullable integers and booleans):
+        # numpy's would turn on whether this batch happens to hold a null (int64 or float64).
+        frame = pa.Table.from_arrays(columns, names=batch.schema.names).to_pandas(types_mapper=_NULLABLE.get)
         with np.errstate(over="ignore"):  # wrapping around is the point: the sum modulo 2**64
             total += pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64).sum(dtype=np.uint64)
     return hashlib.sha256(str(int(total)).encode()).hexdigest()[:16]
@@ -106,12 +155,12 @@ def content_hash(data: Any) -> str:
 
 def facts(entry: TableEntry, small: int = SMALL_TABLE_ROWS) -> dict[str, Any]:
     """What the golden store keeps of a table: schema, row count, content hash, small tables' rows."""
-    data = _dataset(entry)
-    count = int(data.count_rows())
-    found: dict[str, Any] = {"schema": [[field.name, str(field.type)] for field in data.schema],
-                             "row_count": count, "hash": content_hash(data)}
-    if count <= small:
-        rows = data.to_table().to_pylist()
+    with _dataset(entry) as data:
+        count = int(data.count_rows())
+        found: dict[str, Any] = {"schema": [[field.name, str(field.type)] for field in data.schema],
+                                 "row_count": count, "hash": content_hash(data)}
+        rows = _whole(data).to_pylist() if count <= small else None
+    if rows is not None:
         found["data"] = sorted((json.loads(json.dumps(row, sort_keys=True, default=str)) for row in rows),
                                key=lambda row: json.dumps(row, sort_keys=True))
     return found
