@@ -9,6 +9,7 @@ for a small table, its rows: what the golden store keeps as the ``tables`` layer
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import json
@@ -20,7 +21,6 @@ from ..catalog import LEGACY_CATALOG, Registry, TableEntry
 from ..errors import InputError
 
 SMALL_TABLE_ROWS = 50  # a table this small is kept whole in a golden
-_NULLABLE: dict[Any, Any] = {}  # Arrow type -> pandas' nullable type (filled on first use)
 
 
 def versions(project: Path) -> dict[str, tuple[str, int | float | None]]:
@@ -104,7 +104,9 @@ def read_rows(entry: TableEntry) -> tuple[list[tuple[str, str]], list[dict[str, 
     return schema, data.to_pylist()
 
 
+@functools.cache
 def _nullable_types() -> dict[Any, Any]:
+    """Arrow's integer and boolean types -> pandas' nullable ones (built once, on first use)."""
     import pandas as pd  # lazy: only when a golden looks at tables
     import pyarrow as pa  # lazy: as pandas
 
@@ -139,7 +141,6 @@ def content_hash(data: Any) -> str:
     import pandas as pd  # lazy: as numpy
     import pyarrow as pa  # lazy: as numpy
 
-    _NULLABLE.update(_NULLABLE or _nullable_types())
     total = np.uint64(0)
     for batch in data.to_batches():
         if batch.num_rows == 0:
@@ -147,7 +148,7 @@ def content_hash(data: Any) -> str:
         columns = [_hashable(column) for column in batch.columns]
         # Each column's pandas type from its Arrow type alone (nullable integers and booleans):
         # numpy's would turn on whether this batch happens to hold a null (int64 or float64).
-        frame = pa.Table.from_arrays(columns, names=batch.schema.names).to_pandas(types_mapper=_NULLABLE.get)
+        frame = pa.Table.from_arrays(columns, names=batch.schema.names).to_pandas(types_mapper=_nullable_types().get)
         with np.errstate(over="ignore"):  # wrapping around is the point: the sum modulo 2**64
             total += pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64).sum(dtype=np.uint64)
     return hashlib.sha256(str(int(total)).encode()).hexdigest()[:16]
